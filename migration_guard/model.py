@@ -41,6 +41,7 @@ class Operation:
     name: str  # class name, e.g. ``AddField``
     description: str  # ``operation.describe()``
     line: int | None  # line of the operation in the migration file, when it could be found
+    model_name: str | None = None  # the operation's ``model_name``/``name`` model, for recipes
 
 
 class StatementKind(enum.Enum):
@@ -57,7 +58,10 @@ class Statement:
     sql: str
     migration: str  # ``app_label.migration_name``, or the SQL file's path for raw SQL
     operation: Operation | None = None
-    in_transaction: bool = True  # runs inside the migration's transaction
+    in_transaction: bool = True  # runs inside a transaction (the migration's, or its operation's)
+    # Statements of one migration with the same number run in the same transaction and so hold
+    # each other's locks until it ends; None: autocommit (or unknown, for raw SQL: see BEGIN).
+    transaction: int | None = 0
     kind: StatementKind = StatementKind.SQL
     deferred: bool = False  # schema editor's deferred SQL (run at the end of the migration)
     line: int | None = None  # 1-based line of the statement in a raw SQL file
