@@ -1,0 +1,126 @@
+"""Stage *parse*: pglast -> one AST per statement. A statement that does not parse is kept, with
+its error, so that a rule reports it: it is never skipped."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import replace
+
+import pglast
+from pglast.parser import ParseError
+from pglast.stream import RawStream
+
+from migration_guard.model import ParsedStatement, Statement, StatementKind
+
+__all__ = ["parse_statement", "parse_sql_text", "statement_fingerprint"]
+
+
+def parse_statement(statement: Statement) -> list[ParsedStatement]:
+    """Parse one rendered statement; SQL holding several statements gives several results and a
+    comment-only one gives none."""
+    if statement.kind is not StatementKind.SQL:
+        return [ParsedStatement(statement=statement, fingerprint=_digest(statement.sql))]
+    try:
+        raws = pglast.parse_sql(statement.sql)
+    except ParseError as exc:
+        return [ParsedStatement(statement=statement, error=str(exc), fingerprint=_digest(_normalise(statement.sql)))]
+    if len(raws) == 1:
+        return [ParsedStatement(statement=statement, node=raws[0].stmt, fingerprint=statement_fingerprint(raws[0]))]
+    encoded = statement.sql.encode()
+    results = []
+    for raw in raws:
+        piece = _slice(encoded, raw)
+        results.append(
+            ParsedStatement(statement=replace(statement, sql=piece), node=raw.stmt, fingerprint=statement_fingerprint(raw))
+        )
+    return results
+
+
+def parse_sql_text(text: str, source: str) -> list[ParsedStatement]:
+    """Split and parse a whole SQL file (psql script, Alembic/Flyway migration); each statement
+    knows its line. Statements that do not parse are returned with their error, and the rest of the
+    file is still analysed."""
+    try:
+        raws = pglast.parse_sql(text)
+    except ParseError:
+        return [parsed for piece, line in _split(text) for parsed in _parse_piece(piece, source, line)]
+    encoded = text.encode()
+    results = []
+    for raw in raws:
+        piece = _slice(encoded, raw)
+        start = raw.stmt_location or 0
+        line = _line_of(encoded, start + (len(encoded[start:].decode(errors="replace")) - len(
+            encoded[start:].decode(errors="replace").lstrip())))
+        statement = Statement(sql=piece, migration=source, line=line, transaction=None, in_transaction=False)
+        results.append(ParsedStatement(statement=statement, node=raw.stmt, fingerprint=statement_fingerprint(raw)))
+    return results
+
+
+def statement_fingerprint(raw) -> str:
+    """A digest of the statement's canonical SQL: the same for any spacing, case of keywords or
+    comments, different as soon as any identifier or constant changes (approvals bind to it)."""
+    try:
+        canonical = RawStream()(raw)
+    except Exception:  # a node pglast cannot print back: fall back to normalised text
+        canonical = _normalise(str(raw))
+    return _digest(canonical)
+
+
+def _parse_piece(piece: str, source: str, line: int) -> list[ParsedStatement]:
+    statement = Statement(sql=piece, migration=source, line=line, transaction=None, in_transaction=False)
+    try:
+        raws = pglast.parse_sql(piece)
+    except ParseError as exc:
+        return [ParsedStatement(statement=statement, error=str(exc), fingerprint=_digest(_normalise(piece)))]
+    return [ParsedStatement(statement=statement, node=raw.stmt, fingerprint=statement_fingerprint(raw)) for raw in raws]
+
+
+def _split(text: str) -> list[tuple[str, int]]:
+    """Split SQL that does not parse as a whole into statements with their first line, using the
+    scanner only (it copes with invalid statements)."""
+    encoded = text.encode()
+    pieces = []
+    for start, end in _statement_ranges(text):
+        piece = encoded[start:end].decode(errors="replace")
+        lines = piece.splitlines(keepends=True)
+        skipped = 0
+        while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
+            skipped += len(lines.pop(0).encode())
+        body = "".join(lines).strip().rstrip(";").strip()
+        if body:
+            pieces.append((body, _line_of(encoded, start + skipped)))
+    return pieces
+
+
+def _statement_ranges(text: str) -> list[tuple[int, int]]:
+    """Byte ranges of the statements of ``text``, cut at the scanner's top-level semicolons."""
+    ranges, start = [], 0
+    try:
+        tokens = pglast.parser.scan(text)
+    except ParseError:
+        return [(0, len(text.encode()))]
+    for token in tokens:
+        if token.name == "ASCII_59":  # ';'
+            ranges.append((start, token.end + 1))
+            start = token.end + 1
+    ranges.append((start, len(text.encode())))
+    return ranges
+
+
+def _slice(encoded: bytes, raw) -> str:
+    start = raw.stmt_location or 0
+    end = start + raw.stmt_len if raw.stmt_len else len(encoded)
+    return encoded[start:end].decode(errors="replace").strip()
+
+
+def _line_of(encoded: bytes, offset: int) -> int:
+    return encoded[:offset].count(b"\n") + 1
+
+
+def _normalise(sql: str) -> str:
+    return re.sub(r"\s+", " ", sql).strip().rstrip(";")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

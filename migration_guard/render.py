@@ -1,0 +1,372 @@
+"""Stage *render* (edge): each migration -> its statements, at the database state just before it.
+
+One process, one loader, one project state threaded from migration to migration (never
+``sqlmigrate`` or a subprocess per migration). Two ways:
+
+- **collect** (the release gate, against a real database): each operation runs through
+  ``schema_editor(collect_sql=True)``, as ``sqlmigrate`` does, inside a READ ONLY transaction that
+  is always rolled back, so nothing can write to the target database, not even Python code that an
+  operation runs. Only the first pending migration sees the database at its own state; which
+  tables later ones introspected is recorded so the pipeline can flag SQL that may be wrong.
+- **execute** (CI, ``--since``/``--scratch``): the migrations run for real on a throwaway database,
+  and every statement executed is recorded. This also catches DDL issued from ``RunPython`` and
+  constraints created earlier in the same migration, which ``collect_sql`` cannot see.
+
+Every statement keeps its migration, the operation that produced it (index, class, description,
+line in the file) and whether it runs inside a transaction.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import hashlib
+import inspect
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.operations.special import RunPython
+
+from migration_guard.model import Operation, RenderedMigration, Statement, StatementKind
+from migration_guard.plan import Plan, migration_path
+
+__all__ = ["render_plan", "scratch_database"]
+
+# Introspection methods whose table argument shows which catalog entries rendering relied on.
+_INTROSPECTION_METHODS = (
+    "get_constraints",
+    "get_relations",
+    "get_primary_key_column",
+    "get_primary_key_columns",
+    "get_sequences",
+    "get_table_description",
+)
+# Timeouts for the read-only render transaction: catalog reads only, they should be instant.
+_RENDER_STATEMENT_TIMEOUT_MS = 30_000
+_RENDER_LOCK_TIMEOUT_MS = 5_000
+
+
+def render_plan(executor: MigrationExecutor, plan: Plan, *, execute: bool) -> Iterator[RenderedMigration]:
+    """Render every migration of ``plan.lint``, in order.
+
+    ``execute=False``: collect mode on the executor's (target) database, never writing.
+    ``execute=True``: the executor's connection must point at an empty scratch database
+    (see :func:`scratch_database`); the whole plan is applied to it.
+    """
+    connection = executor.connection
+    graph = executor.loader.graph
+    lint = set(plan.lint)
+    if execute:
+        state = executor._create_project_state(with_applied_migrations=False)
+        todo = plan.full
+    else:
+        state = executor._create_project_state(with_applied_migrations=True)
+        todo = tuple(node for node in plan.full if node not in plan.applied)
+    if lint:
+        todo = todo[: max(todo.index(node) for node in plan.lint) + 1]
+    state.apps  # Render every model once up front, as migrate does; later operations update it.
+
+    with contextlib.ExitStack() as stack:
+        if not execute:
+            stack.enter_context(_read_only_transaction(connection))
+            stack.enter_context(_introspection_spy(connection))
+        failed: str | None = None
+        for node in todo:
+            migration = graph.nodes[node]
+            if failed is not None:
+                if node in lint:
+                    yield _unrendered(migration, f"not rendered: {failed} failed before it")
+                continue
+            if node not in lint:
+                try:
+                    state = _apply_quietly(connection, migration, state, execute)
+                except Exception as exc:  # the migration's own error, reported on what follows
+                    failed = f"{migration.app_label}.{migration.name} ({type(exc).__name__}: {exc})"
+                continue
+            rendered, state, error = _render_migration(connection, migration, state, execute)
+            yield rendered
+            if error:
+                failed = f"{migration.app_label}.{migration.name}"
+
+
+def _apply_quietly(connection, migration, state, execute: bool):
+    """Bring the state (and with ``execute``, the scratch database) past a migration not linted."""
+    if not execute:
+        migration.mutate_state(state, preserve=False)
+        return state
+    with connection.schema_editor(atomic=migration.atomic) as editor:
+        return migration.apply(state, editor)
+
+
+@dataclass
+class _Recording:
+    """What one migration's render records, operation by operation."""
+
+    label: str
+    atomic: bool
+    statements: list[Statement] = field(default_factory=list)
+    current: Operation | None = None
+    current_atomic: bool = True
+    column_types: tuple = ()
+    deferred_owner: dict[int, Operation] = field(default_factory=dict)
+    in_deferred: bool = False
+
+    def add(self, sql: str, *, kind: StatementKind = StatementKind.SQL, owner: Operation | None = None) -> None:
+        operation = owner if self.in_deferred else self.current
+        in_transaction = self.atomic or (not self.in_deferred and self.current_atomic)
+        if self.atomic:
+            number: int | None = 0
+        elif in_transaction and operation is not None:
+            number = operation.index + 1
+        else:
+            number = None
+        self.statements.append(
+            Statement(
+                sql=sql,
+                migration=self.label,
+                operation=operation,
+                in_transaction=in_transaction,
+                transaction=number,
+                kind=kind,
+                deferred=self.in_deferred,
+                column_types=self.column_types if not self.in_deferred else (),
+            )
+        )
+
+
+def _render_migration(connection, migration, state, execute: bool):
+    """Render one migration. Returns (RenderedMigration, state after it, error or None)."""
+    label = f"{migration.app_label}.{migration.name}"
+    path = migration_path(migration)
+    lines = _operation_lines(path)
+    recording = _Recording(label=label, atomic=migration.atomic)
+    spy = getattr(connection, "_migration_guard_introspected", None)
+    if spy is not None:
+        spy.clear()
+    error: str | None = None
+    try:
+        with contextlib.ExitStack() as stack:
+            if not execute:
+                # A savepoint per migration: a failed render must not poison the next one.
+                stack.enter_context(transaction.atomic(using=connection.alias))
+            editor = stack.enter_context(
+                connection.schema_editor(collect_sql=not execute, atomic=migration.atomic)
+            )
+            _hook_editor(editor, recording, connection)
+            for index, operation in enumerate(migration.operations):
+                described = Operation(
+                    index=index,
+                    name=type(operation).__name__,
+                    description=_describe(operation),
+                    line=lines[index] if index < len(lines) else None,
+                    model_name=getattr(operation, "model_name", None) or getattr(operation, "name", None),
+                )
+                state = _run_operation(connection, migration, operation, described, state, editor,
+                                       recording, execute)
+            recording.in_deferred = True
+            # The schema editor runs deferred SQL (FK constraints, indexes) on exit.
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}".strip()
+    introspected = frozenset(spy) if spy is not None else frozenset()
+    rendered = RenderedMigration(
+        app_label=migration.app_label,
+        name=migration.name,
+        path=path,
+        atomic=migration.atomic,
+        statements=tuple(recording.statements),
+        error=error,
+        how="executed" if execute else "collect_sql",
+        introspected_tables=introspected,
+    )
+    return rendered, state, error
+
+
+def _run_operation(connection, migration, operation, described, state, editor, recording, execute):
+    """Run (or collect) one operation exactly as ``Migration.apply`` does, recording its SQL."""
+    recording.current = described
+    atomic_operation = operation.atomic or (migration.atomic and operation.atomic is not False)
+    recording.current_atomic = bool(atomic_operation)
+    old_state = state.clone()
+    operation.state_forwards(migration.app_label, state)
+    recording.column_types = _column_types(operation, migration.app_label, old_state, connection)
+    if not operation.reduces_to_sql or isinstance(operation, RunPython):
+        recording.add(_opaque_description(operation), kind=StatementKind.RUN_PYTHON)
+        if not execute:
+            return state  # collect_sql cannot run Python; its work stays opaque
+        with _capture_queries(connection, recording):
+            _forwards(connection, migration, operation, editor, old_state, state, atomic_operation)
+        return state
+    deferred_before = {id(sql) for sql in editor.deferred_sql}
+    _forwards(connection, migration, operation, editor, old_state, state, atomic_operation)
+    for sql in editor.deferred_sql:
+        if id(sql) not in deferred_before:
+            recording.deferred_owner[id(sql)] = described
+    return state
+
+
+def _forwards(connection, migration, operation, editor, old_state, new_state, atomic_operation):
+    if not editor.atomic_migration and atomic_operation:
+        with transaction.atomic(using=connection.alias):
+            operation.database_forwards(migration.app_label, editor, old_state, new_state)
+    else:
+        operation.database_forwards(migration.app_label, editor, old_state, new_state)
+
+
+def _hook_editor(editor, recording: _Recording, connection) -> None:
+    """Record every statement the schema editor executes (or collects), with its operation."""
+    original = editor.execute
+
+    def execute(sql, params=()):
+        text = connection.ops.compose_sql(str(sql), params) if params else str(sql)
+        owner = recording.deferred_owner.get(id(sql)) if recording.in_deferred else None
+        recording.add(text, owner=owner)
+        return original(sql, params)
+
+    editor.execute = execute
+
+
+@contextlib.contextmanager
+def _capture_queries(connection, recording: _Recording):
+    """Record the SQL that Python code (RunPython) runs, except reads and catalog queries."""
+    seen: set[str] = set()
+
+    def wrapper(execute, sql, params, many, context):
+        text = connection.ops.compose_sql(sql, params) if params and not many else sql
+        head = text.lstrip().split(None, 1)[0].upper() if text.strip() else ""
+        if head not in {"SELECT", "SHOW", "SAVEPOINT", "RELEASE", "ROLLBACK"} and text not in seen:
+            seen.add(text)
+            recording.add(text)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        yield
+
+
+def _column_types(operation, app_label, old_state, connection) -> tuple:
+    """For AlterField-like operations, the column's type before the change."""
+    field_name = getattr(operation, "name", None)
+    model_name = getattr(operation, "model_name", None)
+    if not (field_name and model_name and hasattr(operation, "field")):
+        return ()
+    try:
+        model = old_state.apps.get_model(app_label, model_name)
+        old_field = model._meta.get_field(field_name)
+    except LookupError:
+        return ()
+    db_type = old_field.db_type(connection)
+    if not db_type or not getattr(old_field, "column", None):
+        return ()
+    return (((model._meta.db_table, old_field.column), db_type),)
+
+
+def _describe(operation) -> str:
+    try:
+        return operation.describe()
+    except Exception:  # a custom operation's describe() should not stop the gate
+        return type(operation).__name__
+
+
+def _opaque_description(operation) -> str:
+    """A comment standing for Python work, with a digest of its code so approvals bind to it."""
+    code = getattr(operation, "code", None)
+    name = getattr(code, "__qualname__", type(operation).__name__)
+    try:
+        source = inspect.getsource(code) if code is not None else repr(operation.deconstruct())
+    except (OSError, TypeError):
+        source = repr(name)
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    return f"-- {type(operation).__name__} {name} (code sha256 {digest})"
+
+
+def _operation_lines(path: str | None) -> list[int]:
+    """Line numbers of the elements of ``Migration.operations`` in a migration file."""
+    if not path or not path.endswith(".py"):
+        return []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read(), filename=path)
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                targets = item.targets if isinstance(item, ast.Assign) else (
+                    [item.target] if isinstance(item, ast.AnnAssign) else [])
+                if any(isinstance(t, ast.Name) and t.id == "operations" for t in targets) and isinstance(
+                    item.value, ast.List | ast.Tuple
+                ):
+                    return [element.lineno for element in item.value.elts]
+    return []
+
+
+def _unrendered(migration, reason: str) -> RenderedMigration:
+    return RenderedMigration(
+        app_label=migration.app_label,
+        name=migration.name,
+        path=migration_path(migration),
+        atomic=migration.atomic,
+        error=reason,
+    )
+
+
+@contextlib.contextmanager
+def _read_only_transaction(connection):
+    """A READ ONLY transaction with short timeouts, always rolled back."""
+    with transaction.atomic(using=connection.alias):
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION READ ONLY")
+            cursor.execute(f"SET LOCAL statement_timeout = {_RENDER_STATEMENT_TIMEOUT_MS}")
+            cursor.execute(f"SET LOCAL lock_timeout = {_RENDER_LOCK_TIMEOUT_MS}")
+        try:
+            yield
+        finally:
+            transaction.set_rollback(True, using=connection.alias)
+
+
+@contextlib.contextmanager
+def _introspection_spy(connection):
+    """Note the table every introspection call reads, in ``connection._migration_guard_introspected``."""
+    introspection = connection.introspection
+    seen: set[str] = set()
+    connection._migration_guard_introspected = seen
+    originals = {}
+    for name in _INTROSPECTION_METHODS:
+        method = getattr(introspection, name, None)
+        if method is None:
+            continue
+        originals[name] = method
+
+        def spy(cursor, table_name, *args, _method=method, **kwargs):
+            seen.add(table_name)
+            return _method(cursor, table_name, *args, **kwargs)
+
+        setattr(introspection, name, spy)
+    try:
+        yield
+    finally:
+        for name in originals:
+            delattr(introspection, name)
+        del connection._migration_guard_introspected
+
+
+@contextlib.contextmanager
+def scratch_database(connection):
+    """Point ``connection`` (keeping its alias, so routers still apply) at a new empty database on
+    the same server; drop it afterwards. Needs the CREATEDB privilege."""
+    original = connection.settings_dict["NAME"]
+    name = f"migration_guard_scratch_{os.getpid()}_{secrets.token_hex(4)}"
+    connection.close()
+    with connection._nodb_cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    connection.settings_dict["NAME"] = name
+    try:
+        yield name
+    finally:
+        connection.close()
+        connection.settings_dict["NAME"] = original
+        with connection._nodb_cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
