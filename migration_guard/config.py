@@ -1,0 +1,150 @@
+"""Configuration: ``[tool.migration_guard]`` in ``pyproject.toml`` and/or the ``MIGRATION_GUARD``
+Django setting (which wins, key by key). Invalid configuration is an error, never a default.
+
+```toml
+[tool.migration_guard]
+threshold_rows = 1_000_000          # tables above this many rows are "large"
+threshold_bytes = "10GB"            # ... or above this size (table + indexes), if set
+approvals_file = "migration-approvals.toml"   # relative to this pyproject.toml
+pg_version = 16                     # assumed when no database or snapshot says
+assume_rows = 0                     # size of tables with no figure (unset: they count as large)
+disable = ["MG008"]                 # rules turned off
+severity = { MG005 = "warning" }    # rules' severities changed
+```
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from migration_guard.model import Severity
+
+__all__ = ["Config", "ConfigError", "find_pyproject", "load_config", "parse_bytes"]
+
+SUPPORTED_PG_VERSIONS = range(14, 19)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names where and what to fix."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The settings every stage reads."""
+
+    threshold_rows: int = 1_000_000
+    threshold_bytes: int | None = None
+    approvals_file: Path = Path("migration-approvals.toml")
+    pg_version: int | None = None
+    assume_rows: int | None = None
+    disable: frozenset[str] = frozenset()
+    severity: dict[str, Severity] = field(default_factory=dict, hash=False, compare=False)
+    source: str = "defaults"  # where it came from, for messages
+
+
+def find_pyproject(start: Path) -> Path | None:
+    """The nearest ``pyproject.toml`` at or above ``start``."""
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(pyproject: Path | None = None, setting: Any = None, *, known_rules: frozenset[str] = frozenset()) -> Config:
+    """Read ``[tool.migration_guard]`` from ``pyproject`` (if given) and then the Django setting
+    ``MIGRATION_GUARD`` (``setting``, a dict, if given), validating every key."""
+    config = Config()
+    if pyproject is not None:
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{pyproject}: cannot read it ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{pyproject}: not valid TOML ({exc}); fix the file") from None
+        section = data.get("tool", {}).get("migration_guard")
+        if section is not None:
+            config = _apply(config, section, f"{pyproject} [tool.migration_guard]", pyproject.parent, known_rules)
+    if setting is not None:
+        config = _apply(config, setting, "settings.MIGRATION_GUARD", Path.cwd(), known_rules)
+    return config
+
+
+def _apply(config: Config, values: Any, where: str, base: Path, known_rules: frozenset[str]) -> Config:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: must be a table (dict) of settings, got {type(values).__name__}")
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        key_name = str(key).lower().replace("-", "_")
+        if key_name == "threshold_rows":
+            changes[key_name] = _non_negative_int(value, where, key)
+        elif key_name == "threshold_bytes":
+            changes[key_name] = None if value is None else parse_bytes(value, f"{where}: {key}")
+        elif key_name == "approvals_file":
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{where}: {key} must be a file path (string)")
+            changes[key_name] = (base / value) if not Path(value).is_absolute() else Path(value)
+        elif key_name == "pg_version":
+            changes[key_name] = pg_version_value(value, f"{where}: {key}")
+        elif key_name == "assume_rows":
+            changes[key_name] = None if value is None else _non_negative_int(value, where, key)
+        elif key_name == "disable":
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}: {key} must be a list of rule ids such as [\"MG008\"]")
+            changes[key_name] = frozenset(_rule_id(v, where, key, known_rules) for v in value)
+        elif key_name == "severity":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {key} must map rule ids to \"error\", \"warning\" or \"info\"")
+            severities = dict(config.severity)
+            for rule, level in value.items():
+                try:
+                    severities[_rule_id(rule, where, key, known_rules)] = Severity(str(level).lower())
+                except ValueError:
+                    raise ConfigError(
+                        f"{where}: {key}.{rule} = {level!r}: use \"error\", \"warning\" or \"info\""
+                    ) from None
+            changes[key_name] = severities
+        else:
+            raise ConfigError(
+                f"{where}: unknown setting {key!r}; known: threshold_rows, threshold_bytes, approvals_file, "
+                "pg_version, assume_rows, disable, severity"
+            )
+    return replace(config, **changes, source=where)
+
+
+def pg_version_value(value: Any, where: str) -> int:
+    """A supported PostgreSQL major version, or ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value not in SUPPORTED_PG_VERSIONS:
+        raise ConfigError(f"{where}: {value!r} is not a supported PostgreSQL major version (14 to 18)")
+    return value
+
+
+def parse_bytes(value: Any, where: str) -> int:
+    """``123``, ``"500MB"``, ``"10 GiB"`` -> bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = _SIZE.match(str(value)) if isinstance(value, str) else None
+    if not match:
+        raise ConfigError(f"{where}: {value!r} is not a size; write bytes or e.g. \"500MB\", \"10GiB\"")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[(unit or "").upper()])
+
+
+def _non_negative_int(value: Any, where: str, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}: {key} must be a whole number of rows, got {value!r}")
+    return value
+
+
+def _rule_id(value: Any, where: str, key: str, known_rules: frozenset[str]) -> str:
+    rule = str(value).upper()
+    if known_rules and rule not in known_rules:
+        raise ConfigError(f"{where}: {key}: no rule {value!r}; `migration-guard rules` lists them")
+    return rule

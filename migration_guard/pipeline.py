@@ -1,0 +1,199 @@
+"""The pure middle of the pipeline: rendered migrations (or a SQL file's statements) -> parsed
+statements -> effects -> findings, with the context rules need computed once: tables created
+earlier in the plan, the locks each transaction already holds, settings such as lock_timeout.
+No I/O, no Django."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from migration_guard.config import Config
+from migration_guard.locks import Catalog, advance, analyse
+from migration_guard.model import (
+    ActionKind,
+    Effects,
+    Finding,
+    ParsedStatement,
+    RelationLock,
+    RenderedMigration,
+    StatementKind,
+)
+from migration_guard.parse import parse_statement
+from migration_guard.rules import ALL_RULES, MigrationContext, Rule, StatementContext
+from migration_guard.stats import TableSizes
+
+__all__ = ["MigrationResult", "StatementResult", "analyse_migrations", "analyse_statements"]
+
+# Actions that change a table's definition (what a later migration's rendering may depend on).
+_NOT_DDL = {ActionKind.DML, ActionKind.SET_SETTING, ActionKind.TRANSACTION, ActionKind.OTHER}
+
+
+@dataclass(frozen=True)
+class StatementResult:
+    """One parsed statement with what the lock model and the rules say of it."""
+
+    parsed: ParsedStatement
+    effects: Effects
+    findings: tuple[Finding, ...] = ()
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    """One migration (or SQL file) analysed."""
+
+    label: str
+    path: str | None
+    atomic: bool
+    how: str  # "collect_sql", "executed" or "sql file"
+    statements: tuple[StatementResult, ...]
+    findings: tuple[Finding, ...]  # migration-level findings first, then per statement
+    error: str | None = None
+
+    def line_of(self, finding: Finding) -> int | None:
+        """The line in the migration file (or SQL file) a finding points at."""
+        if finding.statement_index is None or finding.statement_index >= len(self.statements):
+            return None
+        statement = self.statements[finding.statement_index].parsed.statement
+        if statement.operation is not None and statement.operation.line is not None:
+            return statement.operation.line
+        return statement.line
+
+
+@dataclass
+class _PlanState:
+    """What the walk through the plan carries from statement to statement."""
+
+    catalog: Catalog
+    sizes: TableSizes
+    changed_tables: set[str] = field(default_factory=set)
+
+
+def analyse_migrations(
+    rendered: Iterable[RenderedMigration],
+    *,
+    sizes: TableSizes,
+    pg_version: int,
+    config: Config,
+    catalog: Catalog | None = None,
+    rules: Sequence[Rule] = ALL_RULES,
+) -> list[MigrationResult]:
+    """Analyse migrations in plan order; each one sees what earlier ones created and changed."""
+    active = [rule for rule in rules if rule.id not in config.disable]
+    state = _PlanState(catalog=catalog or Catalog.empty(), sizes=sizes)
+    results = []
+    for migration in rendered:
+        context = MigrationContext(
+            rendered=migration, tables_changed_earlier=frozenset(state.changed_tables), config=config
+        )
+        migration_findings = [f for rule in active if rule.check_migration for f in rule.check_migration(context)]
+        parsed = [p for statement in migration.statements for p in parse_statement(statement)]
+        statements = _walk(parsed, migration.label, state, pg_version, config, active)
+        results.append(
+            MigrationResult(
+                label=migration.label,
+                path=migration.path,
+                atomic=migration.atomic,
+                how=migration.how,
+                statements=statements,
+                findings=tuple(migration_findings) + tuple(f for s in statements for f in s.findings),
+                error=migration.error,
+            )
+        )
+    return results
+
+
+def analyse_statements(
+    parsed: Sequence[ParsedStatement],
+    *,
+    source: str,
+    sizes: TableSizes,
+    pg_version: int,
+    config: Config,
+    rules: Sequence[Rule] = ALL_RULES,
+) -> MigrationResult:
+    """Analyse a SQL file's statements (``migration-guard explain``): autocommit unless the file
+    itself opens a transaction with BEGIN."""
+    active = [rule for rule in rules if rule.id not in config.disable]
+    state = _PlanState(catalog=Catalog.empty(), sizes=sizes)
+    statements = _walk(list(parsed), source, state, pg_version, config, active)
+    return MigrationResult(
+        label=source,
+        path=source,
+        atomic=False,
+        how="sql file",
+        statements=statements,
+        findings=tuple(f for s in statements for f in s.findings),
+    )
+
+
+def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_version: int, config: Config,
+          rules: Sequence[Rule]) -> tuple[StatementResult, ...]:
+    results = []
+    held: dict[object, list[tuple[RelationLock, int]]] = {}
+    explicit_transaction: int | None = None  # index of a BEGIN in raw SQL
+    settings: dict[str, str] = {}
+    for index, item in enumerate(parsed):
+        statement = item.statement
+        if statement.column_types:
+            state.catalog = state.catalog.with_column_types(dict(statement.column_types))
+        effects = _effects(item, pg_version, state.catalog)
+        state.catalog = advance(state.catalog, effects)
+        state.sizes = state.sizes.with_created(state.catalog.created_tables)
+
+        transaction_verb = _transaction_verb(effects)
+        if transaction_verb == "begin":
+            explicit_transaction = index
+        key = _transaction_key(statement, explicit_transaction)
+        for action in effects.actions:
+            if action.kind is ActionKind.SET_SETTING and action.detail.get("name"):
+                settings[str(action.detail["name"]).lower()] = str(action.detail.get("value"))
+
+        context = StatementContext(
+            parsed=item,
+            effects=effects,
+            index=index,
+            label=label,
+            held=tuple(held.get(key, ())) if key is not None else (),
+            sizes=state.sizes,
+            pg_version=pg_version,
+            config=config,
+            settings=dict(settings),
+        )
+        findings = tuple(f for rule in rules if rule.check for f in rule.check(context))
+        results.append(StatementResult(parsed=item, effects=effects, findings=findings))
+
+        if key is not None:
+            held.setdefault(key, []).extend((lock, index) for lock in effects.locks)
+        if transaction_verb in {"commit", "rollback"}:
+            held.pop(key, None)
+            explicit_transaction = None
+        state.changed_tables.update(
+            a.table for a in effects.actions if a.table and a.kind not in _NOT_DDL
+        )
+    return tuple(results)
+
+
+def _effects(item: ParsedStatement, pg_version: int, catalog: Catalog) -> Effects:
+    if item.statement.kind is StatementKind.RUN_PYTHON:
+        return Effects()  # opaque: rules judge it by what it holds and how long it may run
+    if item.node is None:
+        return Effects(known=False)
+    return analyse(item.node, pg_version=pg_version, catalog=catalog)
+
+
+def _transaction_verb(effects: Effects) -> str | None:
+    for action in effects.actions:
+        if action.kind is ActionKind.TRANSACTION:
+            return action.detail.get("verb")
+    return None
+
+
+def _transaction_key(statement, explicit_transaction: int | None):
+    """Statements with the same key share a transaction (and so each other's locks)."""
+    if explicit_transaction is not None:
+        return ("explicit", explicit_transaction)
+    if statement.transaction is None:
+        return None
+    return ("migration", statement.transaction)
+

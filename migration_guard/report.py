@@ -1,0 +1,277 @@
+"""Stage *report*: the analysed plan -> text (for people) or JSON (for tools), and the exit code.
+
+Exit codes: 0 nothing blocks; 1 at least one blocking finding; 2 the gate could not run (raised
+before a report exists, see the entry points).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from migration_guard import __version__
+from migration_guard.approvals import ApprovalOutcome
+from migration_guard.config import Config
+from migration_guard.model import Finding, Severity
+from migration_guard.pipeline import MigrationResult
+from migration_guard.stats import format_size
+
+__all__ = ["JSON_SCHEMA_VERSION", "Report", "render_json", "render_text"]
+
+JSON_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything one run found, ready to print."""
+
+    migrations: tuple[MigrationResult, ...]
+    config: Config
+    pg_version: int
+    pg_version_source: str  # "server", "snapshot", "--pg-version", "configuration", "default"
+    sizes_source: str  # e.g. 'database "default"', "snapshot prod-stats.json", "none"
+    database: str | None = None
+    approvals: tuple[ApprovalOutcome, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding, migration by migration."""
+        return [f for m in self.migrations for f in m.findings]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing blocks, 1 otherwise."""
+        return 1 if any(f.blocking for f in self.findings) else 0
+
+
+def migration_status(result: MigrationResult) -> str:
+    """``blocked``, ``approved``, ``warning`` or ``ok``."""
+    if any(f.blocking for f in result.findings):
+        return "blocked"
+    if any(f.approval for f in result.findings):
+        return "approved"
+    if any(f.severity is Severity.WARNING for f in result.findings):
+        return "warning"
+    return "ok"
+
+
+# -- text ---------------------------------------------------------------------------------------
+
+_COLOURS = {"blocked": "31;1", "approved": "33", "warning": "33", "ok": "32", "error": "31", "dim": "2"}
+
+
+def render_text(report: Report, *, color: bool = False) -> str:
+    """The report people read: grouped by migration, each finding with table, size, lock, what it
+    blocks, a rough duration, the message and the safe recipe."""
+
+    def paint(text: str, style: str) -> str:
+        return f"\033[{_COLOURS[style]}m{text}\033[0m" if color else text
+
+    out: list[str] = []
+    threshold = f"more than {report.config.threshold_rows:,} rows"
+    if report.config.threshold_bytes is not None:
+        threshold += f" or {report.config.threshold_bytes:,} bytes"
+    where = f' on database "{report.database}"' if report.database else ""
+    out.append(
+        f"migration_guard {__version__}: {len(report.migrations)} migration(s){where}, "
+        f"PostgreSQL {report.pg_version} ({report.pg_version_source})"
+    )
+    out.append(f"sizes: {report.sizes_source}; large means {threshold}")
+    for note in report.notes:
+        out.append(f"note: {note}")
+    for result in report.migrations:
+        out.append("")
+        status = migration_status(result)
+        summary = _locks_summary(result)
+        out.append(f"{paint(result.label, 'dim' if status == 'ok' else status)}  {paint(status.upper(), status)}"
+                   + (f"  {summary}" if summary and status == "ok" else ""))
+        for finding in result.findings:
+            out.extend(_finding_text(result, finding, paint))
+    if report.approvals:
+        out.append("")
+        out.append("approvals:")
+        for outcome in report.approvals:
+            text = f"  {outcome.status}: {outcome.approval.key} (#{outcome.approval.number}, by {outcome.approval.approved_by})"
+            if outcome.detail:
+                text += f": {outcome.detail}"
+            out.append(paint(text, "ok" if outcome.status == "used" else "warning"))
+    out.append("")
+    out.append(_summary_line(report))
+    return "\n".join(out) + "\n"
+
+
+def _finding_text(result: MigrationResult, finding: Finding, paint) -> list[str]:
+    if finding.approval:
+        label, style = "approved", "approved"
+    elif finding.severity is Severity.ERROR:
+        label, style = "error", "error"
+    else:
+        label, style = finding.severity.value, "warning"
+    lines = [f"  {paint(f'{finding.rule} {finding.slug}', style)} ({label})"]
+    lines.append(f"    {finding.message}")
+    statement = None
+    if finding.statement_index is not None and finding.statement_index < len(result.statements):
+        statement = result.statements[finding.statement_index].parsed.statement
+    location = _location(result, finding, statement)
+    if location:
+        lines.append(f"    where   {location}")
+    if finding.table:
+        size = f" ({format_size(finding.size)})" if finding.size else ""
+        lines.append(f"    table   {finding.table}{size}")
+    if finding.lock:
+        lines.append(f"    lock    {finding.lock.label} ({finding.lock.pg_name}): blocks {finding.lock.blocks}")
+    if finding.duration:
+        lines.append(f"    time    {finding.duration}")
+    if statement is not None:
+        sql = " ".join(statement.sql.split())
+        lines.append(f"    sql     {sql if len(sql) <= 160 else sql[:157] + '...'}")
+    if finding.approval:
+        lines.append(f"    {finding.approval}")
+    elif finding.recipe:
+        lines.append("    use instead:")
+        lines.extend(f"      {line}" for line in finding.recipe.splitlines())
+    if finding.blocking:
+        lines.append(
+            f"    approve: migration-guard approve {finding.migration} {finding.rule} "
+            f"--fingerprint {finding.fingerprint} --reason \"...\""
+        )
+    return lines
+
+
+def _location(result: MigrationResult, finding: Finding, statement) -> str:
+    parts = []
+    line = result.line_of(finding)
+    if result.path:
+        parts.append(f"{result.path}:{line}" if line else result.path)
+    if statement is not None and statement.operation is not None:
+        parts.append(f"operation {statement.operation.index + 1} {statement.operation.name}")
+    if statement is not None:
+        if statement.deferred:
+            parts.append("deferred to the end of the migration")
+        parts.append("inside the migration's transaction" if statement.in_transaction and result.atomic
+                     else ("in its own transaction" if statement.in_transaction else "outside any transaction"))
+    return ", ".join(parts)
+
+
+def _locks_summary(result: MigrationResult) -> str:
+    strongest = {}
+    for statement in result.statements:
+        for lock in statement.effects.locks:
+            if lock.relkind == "table":
+                strongest[lock.relation] = max(strongest.get(lock.relation, lock.mode), lock.mode)
+    if not strongest:
+        return ""
+    parts = [f"{mode.label} on {table}" for table, mode in sorted(strongest.items())]
+    return "(" + "; ".join(parts[:3]) + (f"; +{len(parts) - 3} more" if len(parts) > 3 else "") + ")"
+
+
+def _summary_line(report: Report) -> str:
+    findings = report.findings
+    blocked = sum(1 for m in report.migrations if migration_status(m) == "blocked")
+    blocking = sum(1 for f in findings if f.blocking)
+    warnings = sum(1 for f in findings if f.severity is Severity.WARNING)
+    approved = sum(1 for f in findings if f.approval)
+    verdict = "BLOCKED" if report.exit_code else "PASSED"
+    return (
+        f"{verdict}: {blocked} of {len(report.migrations)} migration(s) blocked; {blocking} blocking finding(s), "
+        f"{warnings} warning(s), {approved} approved. Exit {report.exit_code}."
+    )
+
+
+# -- json ---------------------------------------------------------------------------------------
+
+
+def render_json(report: Report) -> str:
+    """The report as JSON (schema in the README, version ``schema_version``)."""
+    migrations = []
+    for result in report.migrations:
+        migrations.append({
+            "migration": result.label,
+            "path": result.path,
+            "atomic": result.atomic,
+            "rendered_by": result.how,
+            "status": migration_status(result),
+            "error": result.error,
+            "statements": [_statement_json(i, s) for i, s in enumerate(result.statements)],
+        })
+    document = {
+        "schema_version": JSON_SCHEMA_VERSION,
+        "tool": {"name": "migration_guard", "version": __version__},
+        "pg_version": report.pg_version,
+        "pg_version_source": report.pg_version_source,
+        "database": report.database,
+        "sizes_source": report.sizes_source,
+        "threshold": {"rows": report.config.threshold_rows, "bytes": report.config.threshold_bytes},
+        "exit_code": report.exit_code,
+        "summary": {
+            "migrations": len(report.migrations),
+            "blocked_migrations": sum(1 for m in report.migrations if migration_status(m) == "blocked"),
+            "blocking": sum(1 for f in report.findings if f.blocking),
+            "errors": sum(1 for f in report.findings if f.severity is Severity.ERROR),
+            "warnings": sum(1 for f in report.findings if f.severity is Severity.WARNING),
+            "approved": sum(1 for f in report.findings if f.approval),
+        },
+        "migrations": migrations,
+        "findings": [_finding_json(m, f) for m in report.migrations for f in m.findings],
+        "approvals": [
+            {
+                "migration": o.approval.migration,
+                "rule": o.approval.rule,
+                "fingerprint": o.approval.fingerprint,
+                "entry": o.approval.number,
+                "status": o.status,
+                "detail": o.detail,
+            }
+            for o in report.approvals
+        ],
+        "notes": list(report.notes),
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
+def _statement_json(index: int, result) -> dict:
+    statement = result.parsed.statement
+    operation = statement.operation
+    return {
+        "index": index,
+        "sql": statement.sql,
+        "kind": statement.kind.value,
+        "operation": None if operation is None else {
+            "index": operation.index, "name": operation.name,
+            "description": operation.description, "line": operation.line,
+        },
+        "in_transaction": statement.in_transaction,
+        "deferred": statement.deferred,
+        "parse_error": result.parsed.error,
+        "fingerprint": result.parsed.fingerprint,
+        "locks": [{"relation": l.relation, "relkind": l.relkind, "mode": l.mode.pg_name} for l in result.effects.locks],
+        "rewrites": list(result.effects.rewrites),
+        "scans": list(result.effects.scans),
+        "index_builds": list(result.effects.index_builds),
+        "modelled": result.effects.known,
+    }
+
+
+def _finding_json(result: MigrationResult, finding: Finding) -> dict:
+    return {
+        "migration": finding.migration,
+        "rule": finding.rule,
+        "slug": finding.slug,
+        "severity": finding.severity.value,
+        "blocking": finding.blocking,
+        "message": finding.message,
+        "statement_index": finding.statement_index,
+        "path": result.path,
+        "line": result.line_of(finding),
+        "table": finding.table,
+        "rows": finding.size.rows if finding.size else None,
+        "bytes": finding.size.total_bytes if finding.size else None,
+        "size_source": finding.size.source if finding.size else None,
+        "lock": finding.lock.pg_name if finding.lock else None,
+        "blocks": finding.lock.blocks if finding.lock else None,
+        "duration": finding.duration,
+        "recipe": finding.recipe,
+        "fingerprint": finding.fingerprint,
+        "approval": finding.approval,
+    }

@@ -1,0 +1,49 @@
+"""Stage *rules*: effects + sizes + context -> findings. Every rule is registered here, in one
+explicit table; nothing is discovered by magic."""
+
+from __future__ import annotations
+
+from migration_guard.rules import (
+    mg001_add_column_rewriting_table,
+    mg002_add_index_non_concurrently,
+    mg003_set_not_null_scanning_table,
+    mg004_add_foreign_key_validating,
+    mg005_add_check_constraint_validating,
+    mg006_add_unique_constraint_building_index,
+    mg007_alter_column_type_rewriting,
+    mg008_lock_held_during_long_work,
+    mg901_unrenderable_migration,
+    mg902_unparsable_statement,
+    mg903_unmodelled_statement,
+    mg904_render_state_mismatch,
+)
+from migration_guard.rules.base import MigrationContext, Rule, StatementContext
+
+__all__ = ["ALL_RULES", "MigrationContext", "Rule", "StatementContext", "get_rule", "rule_ids"]
+
+ALL_RULES: tuple[Rule, ...] = (
+    mg001_add_column_rewriting_table.RULE,
+    mg002_add_index_non_concurrently.RULE,
+    mg003_set_not_null_scanning_table.RULE,
+    mg004_add_foreign_key_validating.RULE,
+    mg005_add_check_constraint_validating.RULE,
+    mg006_add_unique_constraint_building_index.RULE,
+    mg007_alter_column_type_rewriting.RULE,
+    mg008_lock_held_during_long_work.RULE,
+    mg901_unrenderable_migration.RULE,
+    mg902_unparsable_statement.RULE,
+    mg903_unmodelled_statement.RULE,
+    mg904_render_state_mismatch.RULE,
+)
+
+_BY_ID = {rule.id: rule for rule in ALL_RULES}
+
+
+def rule_ids() -> frozenset[str]:
+    """Every rule id."""
+    return frozenset(_BY_ID)
+
+
+def get_rule(rule_id: str) -> Rule | None:
+    """The rule with this id (case-insensitive), or None."""
+    return _BY_ID.get(rule_id.upper())

@@ -1,0 +1,82 @@
+"""MG003 set-not-null-scanning-table: SET NOT NULL that scans an existing table under ACCESS EXCLUSIVE."""
+
+from __future__ import annotations
+
+from migration_guard.model import ActionKind, Severity
+from migration_guard.rules.base import Rule, StatementContext
+from migration_guard.rules.recipes import q, run_sql, split_note
+
+DOC = """\
+## What it does
+Finds `ALTER COLUMN ... SET NOT NULL` on an existing table (Django's `AlterField` from
+`null=True` to `null=False`) when no validated `CHECK (column IS NOT NULL)` proves it.
+
+## Why is this bad?
+PostgreSQL checks every row while holding ACCESS EXCLUSIVE: reads and writes wait for a full
+table scan. From PostgreSQL 12 the scan is skipped when a validated CHECK constraint already
+proves the column has no NULLs, and such a constraint can be validated without blocking.
+
+## Example
+```python
+migrations.AlterField("order", "note", models.TextField()),  # was null=True
+```
+
+## Use instead
+```python
+# migration 1: a NOT VALID check (instant)
+migrations.RunSQL(
+    'ALTER TABLE "shop_order" ADD CONSTRAINT "shop_order_note_nn" CHECK ("note" IS NOT NULL) NOT VALID',
+    reverse_sql='ALTER TABLE "shop_order" DROP CONSTRAINT "shop_order_note_nn"',
+),
+# migration 2: validate it (SHARE UPDATE EXCLUSIVE: reads and writes continue)
+migrations.RunSQL('ALTER TABLE "shop_order" VALIDATE CONSTRAINT "shop_order_note_nn"', migrations.RunSQL.noop),
+# migration 3: the AlterField (SET NOT NULL now skips the scan), then drop the check
+```
+"""
+
+
+def check(ctx: StatementContext):
+    for action in ctx.effects.actions:
+        if action.kind is not ActionKind.SET_NOT_NULL or not action.scans or ctx.is_new(action.table):
+            continue
+        table, column = action.table, action.column or "?"
+        yield ctx.finding(
+            RULE,
+            table=table,
+            lock=action.mode,
+            work="scan",
+            message=f'Setting "{column}" NOT NULL scans all of "{table}" under '
+            f"{action.mode.label if action.mode else 'ACCESS EXCLUSIVE'}, blocking reads and writes.",
+            recipe=_recipe(table, column),
+        )
+
+
+def _recipe(table: str, column: str) -> str:
+    bare = table.strip('"').split(".")[-1]
+    check_name = f"{bare}_{column}_not_null"[:63]
+    return "\n".join([
+        split_note("migration 1: a NOT VALID check, instant"),
+        run_sql(
+            f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(check_name)} CHECK ({q(column)} IS NOT NULL) NOT VALID",
+            f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(check_name)}",
+            indent="",
+        ),
+        split_note("migration 2: validate it; reads and writes continue"),
+        run_sql(f"ALTER TABLE {q(table)} VALIDATE CONSTRAINT {q(check_name)}", None, indent=""),
+        split_note("migration 3: your AlterField(null=False), now without a scan, then the check can go"),
+        run_sql(
+            f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(check_name)}",
+            f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(check_name)} CHECK ({q(column)} IS NOT NULL) NOT VALID",
+            indent="",
+        ),
+    ])
+
+
+RULE = Rule(
+    id="MG003",
+    slug="set-not-null-scanning-table",
+    severity=Severity.ERROR,
+    summary="SET NOT NULL scans the whole table while blocking reads and writes",
+    doc=DOC,
+    check=check,
+)

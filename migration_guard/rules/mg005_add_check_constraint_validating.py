@@ -1,0 +1,88 @@
+"""MG005 add-check-constraint-validating: a CHECK added without NOT VALID on an existing table."""
+
+from __future__ import annotations
+
+from migration_guard.model import ActionKind, Severity
+from migration_guard.rules.base import Rule, StatementContext
+from migration_guard.rules.recipes import q, run_sql, split_note
+
+DOC = """\
+## What it does
+Finds `ADD CONSTRAINT ... CHECK` without `NOT VALID` on an existing table (Django's
+`AddConstraint(CheckConstraint(...))`), and `ADD COLUMN` with an inline CHECK (Django's
+`PositiveIntegerField` and friends) when PostgreSQL checks the existing rows.
+
+## Why is this bad?
+Validating reads every row while holding ACCESS EXCLUSIVE: reads and writes wait for the scan.
+`NOT VALID` adds the constraint instantly, and `VALIDATE CONSTRAINT` checks old rows later under
+SHARE UPDATE EXCLUSIVE, which lets reads and writes continue.
+
+## Example
+```python
+migrations.AddConstraint("order", models.CheckConstraint(condition=models.Q(total__gte=0), name="order_total_gte_0")),
+```
+
+## Use instead
+```python
+# migration 1
+migrations.SeparateDatabaseAndState(
+    state_operations=[migrations.AddConstraint("order", models.CheckConstraint(condition=models.Q(total__gte=0), name="order_total_gte_0"))],
+    database_operations=[migrations.RunSQL(
+        'ALTER TABLE "shop_order" ADD CONSTRAINT "order_total_gte_0" CHECK ("total" >= 0) NOT VALID',
+        reverse_sql='ALTER TABLE "shop_order" DROP CONSTRAINT "order_total_gte_0"')],
+),
+# migration 2
+migrations.RunSQL('ALTER TABLE "shop_order" VALIDATE CONSTRAINT "order_total_gte_0"', migrations.RunSQL.noop),
+```
+"""
+
+
+def check(ctx: StatementContext):
+    for action in ctx.effects.actions:
+        if ctx.is_new(action.table) or not action.scans:
+            continue
+        if action.kind is ActionKind.ADD_CONSTRAINT and action.detail.get("contype") == "check":
+            if action.detail.get("not_valid"):
+                continue
+            name = action.detail.get("name") or "<constraint>"
+            what = f'Adding check "{name}"'
+        elif action.kind is ActionKind.ADD_COLUMN and action.detail.get("check") and not action.rewrites:
+            name, what = None, f'Adding column "{action.column}" with an inline CHECK'
+        else:
+            continue
+        table = action.table
+        yield ctx.finding(
+            RULE,
+            table=table,
+            lock=action.mode,
+            work="scan",
+            message=f'{what} scans all of "{table}" under '
+            f"{action.mode.label if action.mode else 'ACCESS EXCLUSIVE'}, blocking reads and writes.",
+            recipe=_recipe(table, name, action.detail.get("expression")),
+        )
+
+
+def _recipe(table: str, name: str | None, expression: str | None) -> str:
+    if name is None:
+        return "\n".join([
+            split_note("migration 1: the column without the CHECK (e.g. IntegerField instead of PositiveIntegerField)"),
+            split_note("migration 2: the CHECK, NOT VALID, then VALIDATE in migration 3 (see `migration-guard rules MG005`)"),
+        ])
+    condition = expression or "..."
+    return "\n".join([
+        split_note("migration 1: add it NOT VALID (instant); keep Django's state with SeparateDatabaseAndState"),
+        run_sql(f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} CHECK ({condition}) NOT VALID",
+                f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}", indent=""),
+        split_note("migration 2: validate; reads and writes continue"),
+        run_sql(f"ALTER TABLE {q(table)} VALIDATE CONSTRAINT {q(name)}", None, indent=""),
+    ])
+
+
+RULE = Rule(
+    id="MG005",
+    slug="add-check-constraint-validating",
+    severity=Severity.ERROR,
+    summary="CHECK without NOT VALID scans the table while blocking reads and writes",
+    doc=DOC,
+    check=check,
+)
