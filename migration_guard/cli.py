@@ -24,6 +24,7 @@ def _fail(message: str) -> NoReturn:
 
 
 @click.group()
+@click.version_option(package_name="migration-guard", prog_name="migration-guard")
 def main() -> None:
     """A migration safety gate for zero-downtime deploys of Django on PostgreSQL."""
 
@@ -80,3 +81,144 @@ def stats_show(file: str) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for name, count, size in rows:
         click.echo(f"{name:<{widths[0]}}  {count:>{widths[1]}}  {size:>{widths[2]}}".rstrip())
+
+
+# -- rules ----------------------------------------------------------------------------------------
+
+
+@main.command("rules")
+@click.argument("rule_id", required=False, metavar="[RULE]")
+def rules_command(rule_id: str | None) -> None:
+    """List the rules, or print one rule's documentation (e.g. ``migration-guard rules MG002``)."""
+    from migration_guard.rules import ALL_RULES, get_rule
+
+    if rule_id is None:
+        for rule in ALL_RULES:
+            click.echo(f"{rule.id}  {rule.slug:<40} {rule.severity.value:<7} {rule.summary}")
+        return
+    rule = get_rule(rule_id)
+    if rule is None:
+        _fail(f"no rule {rule_id!r}; `migration-guard rules` lists them")
+    click.echo(f"# {rule.id} {rule.slug}\n\n{rule.summary[0].upper()}{rule.summary[1:]}.\n"
+               f"Default severity: {rule.severity.value}"
+               f"{' (a warning on tables below the threshold)' if rule.check and rule.severity.value == 'error' else ''}.\n")
+    click.echo(rule.doc, nl=False)
+
+
+# -- approve --------------------------------------------------------------------------------------
+
+
+@main.command("approve")
+@click.argument("migration")
+@click.argument("rule_id", metavar="RULE")
+@click.option("--fingerprint", required=True, help="The statement's fingerprint, as the report prints it.")
+@click.option("--reason", required=True, help="Why this is acceptable (kept in the file for reviewers).")
+@click.option("--by", "approved_by", help="Who approves it (default: git config user.email, else $USER).")
+@click.option("--expires", type=click.DateTime(formats=["%Y-%m-%d"]), help="Last day the approval applies (YYYY-MM-DD).")
+@click.option("--max-rows", type=click.IntRange(min=0), help="The approval stops applying once the table has more rows.")
+@click.option("--file", "path", type=click.Path(dir_okay=False), help="The approvals file "
+              "(default: approvals_file of [tool.migration_guard] in the nearest pyproject.toml, "
+              "else migration-approvals.toml).")
+def approve_command(migration, rule_id, fingerprint, reason, approved_by, expires, max_rows, path) -> None:
+    """Approve one blocking finding: MIGRATION (app_label.name) and RULE (e.g. MG002), bound to the
+    statement's fingerprint. If the statement changes, the approval goes stale."""
+    import datetime as dt
+    from pathlib import Path
+
+    from migration_guard.approvals import Approval, ApprovalsError, append_approval
+    from migration_guard.config import ConfigError, find_pyproject, load_config
+    from migration_guard.rules import get_rule, rule_ids
+
+    if get_rule(rule_id) is None:
+        _fail(f"no rule {rule_id!r}; `migration-guard rules` lists them")
+    if "." not in migration:
+        _fail(f"{migration!r}: name the migration as app_label.migration_name, as the report does")
+    if not reason.strip():
+        _fail("--reason must say why this is acceptable")
+    if path is None:
+        try:
+            config = load_config(find_pyproject(Path.cwd()), known_rules=rule_ids())
+        except ConfigError as exc:
+            _fail(str(exc))
+        target = config.approvals_file
+    else:
+        target = Path(path)
+    approval = Approval(
+        migration=migration,
+        rule=rule_id.upper(),
+        fingerprint=fingerprint.strip(),
+        reason=reason.strip(),
+        approved_by=(approved_by or _default_approver()).strip(),
+        approved_on=dt.date.today(),
+        expires=expires.date() if expires else None,
+        max_rows=max_rows,
+    )
+    try:
+        append_approval(target, approval)
+    except ApprovalsError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write {target}: {exc.strerror or exc}")
+    click.echo(f"approved {approval.key} in {target}", err=True)
+
+
+def _default_approver() -> str:
+    import getpass
+    import subprocess
+
+    try:
+        email = subprocess.run(["git", "config", "user.email"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        email = ""
+    return email or getpass.getuser()
+
+
+# -- explain --------------------------------------------------------------------------------------
+
+
+@main.command("explain")
+@click.argument("files", nargs=-1, type=click.Path(allow_dash=True, dir_okay=False))
+@click.option("--pg-version", type=click.IntRange(14, 18), help="PostgreSQL major version to model (default: "
+              "the --dsn server's, else 16).")
+@click.option("--dsn", envvar="MIGRATION_GUARD_DSN", help="Read the server version and table sizes from this "
+              "database (read-only).")
+@click.option("--stats", "stats_file", type=click.Path(dir_okay=False), help="Table sizes from a snapshot file.")
+@click.option("--assume-rows", type=click.IntRange(min=0), help="Row count for tables with no figure "
+              "(default: they count as large).")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def explain_command(files, pg_version, dsn, stats_file, assume_rows, output_format) -> None:
+    """EXPLAIN for DDL: the locks, rewrites, scans and index builds of each statement of SQL FILES
+    (or stdin), and the rules' findings. Exit 1 when a finding blocks."""
+    from migration_guard.config import Config
+    from migration_guard.explain import explain_json, explain_text
+    from migration_guard.parse import parse_sql_text
+    from migration_guard.pipeline import analyse_statements
+    from migration_guard.stats import TableSizes
+
+    snapshot = None
+    try:
+        if stats_file:
+            snapshot = load_snapshot(stats_file)
+        elif dsn:
+            snapshot = read_database_stats(dsn)
+    except StatsError as exc:
+        _fail(str(exc))
+    version = pg_version or (snapshot.pg_version if snapshot else None) or 16
+    sizes = TableSizes(snapshot=snapshot, assume_rows=assume_rows)
+    results = []
+    for name in files or ("-",):
+        try:
+            text = sys.stdin.read() if name == "-" else open(name, encoding="utf-8").read()
+        except OSError as exc:
+            _fail(f"cannot read {name}: {exc.strerror or exc}")
+        except UnicodeDecodeError as exc:
+            _fail(f"{name} is not UTF-8 text ({exc.reason} at byte {exc.start})")
+        source = "<stdin>" if name == "-" else name
+        parsed = parse_sql_text(text, source)
+        results.append(analyse_statements(parsed, source=source, sizes=sizes, pg_version=version, config=Config()))
+    if output_format == "json":
+        click.echo(explain_json(results, version), nl=False)
+    else:
+        click.echo(explain_text(results, version, color=sys.stdout.isatty()), nl=False)
+    if any(f.blocking for r in results for f in r.findings):
+        sys.exit(1)

@@ -42,3 +42,11 @@ def fresh_db(pg_server):
 def fresh_dsn(pg_server, fresh_db):
     """A libpq connection string for a new, empty database."""
     return pg_server.dsn(fresh_db)
+
+
+@pytest.fixture
+def project(tmp_path, pg_server, fresh_db):
+    """The fixture Django project, copied to a temp folder, on a fresh database."""
+    from tests.projects import Project
+
+    return Project(tmp_path / "project", pg_server, fresh_db)

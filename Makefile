@@ -1,0 +1,35 @@
+# Two commands work on a fresh machine with only Python and the package registries:
+#   make demo   - the gate on the sample shop project, on an embedded PostgreSQL
+#   make test   - the test suite, against real PostgreSQL servers the tests start themselves
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Django 6 needs Python 3.12; pyenv machines have it without a global shim.
+PYTHON312 ?= $(shell for p in python3.12 $$(ls -d /root/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12 2>/dev/null); do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
+DJANGO ?= django>=5.2,<5.3
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-django6 lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]' '$(DJANGO)'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) sample_migrations/demo.py
+
+test: venv
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+# The same suite on the newest Django 6 and Python 3.12 (CI runs both).
+test-django6:
+	@test -n "$(PYTHON312)" || { echo "python3.12 not found: set PYTHON312=/path/to/python3.12"; exit 2; }
+	$(MAKE) test PYTHON=$(PYTHON312) VENV=.venv-django6 DJANGO='django>=6.0,<7'
+
+clean:
+	rm -rf .venv .venv-django6 .pytest_cache

@@ -1,0 +1,20 @@
+"""Settings for the end-to-end tests; the database comes from the environment the tests set."""
+import os
+
+SECRET_KEY = "tests-only"
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+INSTALLED_APPS = ["django.contrib.postgres", "migration_guard", "inventory"]
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("FIXTURE_DB_NAME", "postgres"),
+        "USER": os.environ.get("FIXTURE_DB_USER", "postgres"),
+        "HOST": os.environ.get("FIXTURE_DB_HOST", ""),
+        "PORT": os.environ.get("FIXTURE_DB_PORT", "5432"),
+    }
+}
+if os.environ.get("FIXTURE_MIGRATION_GUARD"):
+    import json
+
+    MIGRATION_GUARD = json.loads(os.environ["FIXTURE_MIGRATION_GUARD"])

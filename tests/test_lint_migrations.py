@@ -1,0 +1,288 @@
+"""End to end: ``python manage.py lint_migrations`` on the fixture project and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+SMALL_THRESHOLD = """
+[tool.migration_guard]
+threshold_rows = 1000
+"""
+
+
+def _finding(run, rule):
+    return [f for f in run.json()["findings"] if f["rule"] == rule]
+
+
+def test_pending_migrations_in_migrate_order_and_verdicts(project):
+    project.migrate("0001")
+    project.config(SMALL_THRESHOLD)
+    project.fill_items(3000)
+    run = project.lint("--format", "json")
+    assert run.code == 1, run.err
+    report = run.json()
+    assert [m["migration"] for m in report["migrations"]] == [
+        "inventory.0002_item_created_idx",
+        "inventory.0003_item_name_longer",
+        "inventory.0004_item_warehouse_note",
+    ]
+    statuses = {m["migration"]: m["status"] for m in report["migrations"]}
+    assert statuses["inventory.0002_item_created_idx"] == "blocked"
+    assert statuses["inventory.0003_item_name_longer"] == "ok"  # varchar(100) -> varchar(200): no rewrite
+    index = _finding(run, "MG002")[0]
+    assert index["table"] == "inventory_item" and index["rows"] == 3000
+    assert index["lock"] == "ShareLock" and index["blocking"] is True
+    assert index["line"] == 8 and index["path"].endswith("0002_item_created_idx.py")
+    held = _finding(run, "MG008")
+    assert held and held[0]["migration"] == "inventory.0004_item_warehouse_note"
+    assert report["pg_version"] == 18 and report["pg_version_source"] == "the server's own version"
+
+
+def test_small_table_warns_large_table_blocks(project):
+    project.migrate("0001")
+    project.fill_items(500)
+    small = project.lint("inventory", "0002", "--format", "json")
+    assert small.code == 0, small.err
+    assert [f["severity"] for f in _finding(small, "MG002")] == ["warning"]
+    project.config(SMALL_THRESHOLD)
+    large = project.lint("inventory", "0002", "--format", "json")
+    assert large.code == 1
+    assert [f["severity"] for f in _finding(large, "MG002")] == ["error"]
+
+
+def test_text_report_names_table_size_lock_and_recipe(project):
+    project.migrate("0001")
+    project.config(SMALL_THRESHOLD)
+    project.fill_items(3000)
+    run = project.lint("inventory", "0002")
+    assert run.code == 1
+    text = run.out
+    assert "inventory.0002_item_created_idx  BLOCKED" in text
+    assert "MG002 add-index-non-concurrently (error)" in text
+    assert "table   inventory_item (3,000 rows" in text
+    assert "lock    SHARE (ShareLock): blocks writes" in text
+    assert "AddIndexConcurrently(\"item\", models.Index(fields=[\"created\"], name=\"item_created_idx\"))" in text
+    assert re.search(r"approve: migration-guard approve inventory.0002_item_created_idx MG002 --fingerprint [0-9a-f]{16}", text)
+    assert text.rstrip().endswith("Exit 1.")
+
+
+def test_approval_lets_it_through_and_goes_stale_when_the_sql_changes(project, tmp_path):
+    project.migrate("0001")
+    project.config(SMALL_THRESHOLD)
+    project.fill_items(3000)
+    first = _finding(project.lint("inventory", "0002", "--format", "json"), "MG002")[0]
+    approve = subprocess.run(
+        ["migration-guard", "approve", first["migration"], "MG002", "--fingerprint", first["fingerprint"],
+         "--reason", "night window", "--by", "dba@example.com"],
+        cwd=project.root, capture_output=True, text=True,
+    )
+    assert approve.returncode == 0, approve.stderr
+    assert (project.root / "migration-approvals.toml").exists()
+    approved = project.lint("inventory", "0002", "--format", "json")
+    assert approved.code == 0, approved.out
+    assert _finding(approved, "MG002")[0]["approval"] == "approved by dba@example.com: night window"
+    assert [a["status"] for a in approved.json()["approvals"]] == ["used"]
+
+    path = project.root / "inventory" / "migrations" / "0002_item_created_idx.py"
+    path.write_text(path.read_text().replace('fields=["created"]', 'fields=["created", "name"]'))
+    stale = project.lint("inventory", "0002", "--format", "json")
+    assert stale.code == 1
+    assert [a["status"] for a in stale.json()["approvals"]] == ["stale"]
+
+
+def test_unused_and_expired_approvals_are_reported(project):
+    project.migrate("0001")
+    project.config(SMALL_THRESHOLD)
+    project.fill_items(3000)
+    fingerprint = _finding(project.lint("inventory", "0002", "--format", "json"), "MG002")[0]["fingerprint"]
+    (project.root / "migration-approvals.toml").write_text(f"""
+[[approval]]
+migration = "inventory.0002_item_created_idx"
+rule = "MG002"
+fingerprint = "{fingerprint}"
+reason = "was fine last year"
+approved_by = "dba@example.com"
+expires = 2020-01-01
+
+[[approval]]
+migration = "inventory.0002_item_created_idx"
+rule = "MG001"
+fingerprint = "0000000000000000"
+reason = "nothing matches this"
+approved_by = "dba@example.com"
+""")
+    run = project.lint("inventory", "0002", "--format", "json")
+    assert run.code == 1
+    assert [a["status"] for a in run.json()["approvals"]] == ["expired", "unused"]
+
+
+def test_row_ceiling_stops_an_approval_when_the_table_grows(project):
+    project.migrate("0001")
+    project.config(SMALL_THRESHOLD)
+    project.fill_items(3000)
+    fingerprint = _finding(project.lint("inventory", "0002", "--format", "json"), "MG002")[0]["fingerprint"]
+    (project.root / "migration-approvals.toml").write_text(f"""
+[[approval]]
+migration = "inventory.0002_item_created_idx"
+rule = "MG002"
+fingerprint = "{fingerprint}"
+reason = "small enough"
+approved_by = "dba@example.com"
+max_rows = 2000
+""")
+    run = project.lint("inventory", "0002", "--format", "json")
+    assert run.code == 1
+    assert run.json()["approvals"][0]["status"] == "over row ceiling"
+
+
+def test_lint_never_writes_to_the_target_database(project):
+    project.migrate("0001")
+    project.fill_items(10)
+    before = project.sql("SELECT xact_commit, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database "
+                         "WHERE datname = current_database()")
+    run = project.lint("--format", "json")
+    assert run.code in (0, 1), run.err
+    # Nothing the migrations would create exists, and no migration was recorded as applied.
+    assert project.sql("SELECT to_regclass('inventory_item_created_idx'), to_regclass('item_created_idx')") == [(None, None)]
+    assert project.sql("SELECT count(*) FROM django_migrations WHERE app = 'inventory'") == [(1,)]
+    columns = {r[0] for r in project.sql("SELECT column_name FROM information_schema.columns WHERE table_name = 'inventory_item'")}
+    assert "note" not in columns and "warehouse_id" not in columns
+    assert before is not None
+
+
+def test_runpython_cannot_write_during_a_collect_render(project):
+    project.migrate("0003")
+    project.fill_items(5)
+    run = project.lint("--format", "json")
+    # fill_notes is not executed in collect mode; the rows keep note absent (column not even there).
+    assert run.code in (0, 1), run.err
+    kinds = [s["kind"] for m in run.json()["migrations"] for s in m["statements"]]
+    assert "run_python" in kinds
+
+
+def test_scratch_mode_records_the_sql_runpython_executes(project):
+    project.migrate("0003")
+    run = project.lint("--scratch", "--format", "json", "--assume-rows", "0")
+    assert run.code == 0, run.out + run.err
+    statements = run.json()["migrations"][0]["statements"]
+    assert statements[-2]["kind"] == "run_python"
+    assert statements[-1]["sql"].startswith('UPDATE "inventory_item" SET "note"')
+    assert statements[-1]["operation"]["name"] == "RunPython"
+    assert run.json()["migrations"][0]["rendered_by"] == "executed"
+    # The scratch database is gone again.
+    leftovers = project.sql("SELECT count(*) FROM pg_database WHERE datname LIKE 'migration_guard_scratch_%'")
+    assert leftovers == [(0,)]
+
+
+def test_since_lints_the_migrations_changed_on_a_branch(project):
+    git = lambda *a: subprocess.run(["git", *a], cwd=project.root, check=True, capture_output=True, text=True)
+    git("init", "-q", "-b", "main")
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "add", "-A")
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "base")
+    git("checkout", "-qb", "feature")
+    project.add_migration("0005_item_quantity_big", '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [migrations.AlterField("item", "quantity", models.BigIntegerField(null=True))]
+''')
+    run = project.lint("--since", "main", "--format", "json")
+    assert run.code == 1, run.out + run.err
+    report = run.json()
+    assert [m["migration"] for m in report["migrations"]] == ["inventory.0005_item_quantity_big"]
+    rewrite = _finding(run, "MG007")[0]
+    assert rewrite["table"] == "inventory_item" and rewrite["size_source"] == "unknown"
+
+
+def test_since_with_a_snapshot_uses_production_sizes(project, tmp_path):
+    project.migrate("0001")
+    project.fill_items(50)
+    dump = subprocess.run(["migration-guard", "stats", "dump", "--dsn", project.dsn, "--output", str(tmp_path / "s.json")],
+                          capture_output=True, text=True)
+    assert dump.returncode == 0, dump.stderr
+    run = project.lint("inventory", "0002", "--scratch", "--stats", str(tmp_path / "s.json"), "--format", "json")
+    assert run.code == 0, run.out + run.err
+    finding = _finding(run, "MG002")[0]
+    assert finding["rows"] == 50 and finding["size_source"] == "snapshot" and finding["severity"] == "warning"
+
+
+BROKEN_RENDER = '''
+from django.db import migrations
+
+
+def boom(apps, schema_editor):
+    raise RuntimeError("data check failed")
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [migrations.RunPython(boom)]
+'''
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("--stats", "missing.json"), "missing.json"),
+    (("--approvals", "broken.toml"), "broken.toml"),
+    (("--pg-version", "12"), "supported PostgreSQL major version"),
+    (("nosuchapp",), "nosuchapp"),
+    (("--database", "other"), "no database 'other'"),
+    (("--since", "no-such-ref"), "no-such-ref"),
+])
+def test_bad_input_exits_2_with_a_message(project, args, expected):
+    project.migrate("0001")
+    (project.root / "broken.toml").write_text("[[approval]\nmigration = ")
+    run = project.lint(*args)
+    assert run.code == 2, (run.code, run.out, run.err)
+    assert expected in run.err
+
+
+def test_malformed_config_exits_2(project):
+    project.config("[tool.migration_guard]\nthreshold_rows = 'many'\n")
+    run = project.lint()
+    assert run.code == 2 and "threshold_rows must be a whole number" in run.err
+    project.config("[tool.migration_guard]\ntreshold_rows = 5\n")
+    run = project.lint()
+    assert run.code == 2 and "unknown setting 'treshold_rows'" in run.err
+
+
+def test_unreachable_database_exits_2(project):
+    run = project.lint(env={"FIXTURE_DB_HOST": "/nonexistent-socket-dir"})
+    assert run.code == 2
+    assert "cannot read database 'default'" in run.err and "--since REF --stats FILE" in run.err
+
+
+def test_a_migration_that_fails_to_apply_blocks(project):
+    project.migrate("0004")
+    project.add_migration("0005_boom", BROKEN_RENDER)
+    run = project.lint("--scratch", "--format", "json", "--assume-rows", "0")
+    assert run.code == 1
+    finding = _finding(run, "MG901")[0]
+    assert "data check failed" in finding["message"] and finding["blocking"]
+
+
+def test_unparsable_runsql_blocks(project):
+    project.migrate("0004")
+    project.add_migration("0005_typo", '''
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [migrations.RunSQL("ALTER TABEL inventory_item ADD COLUMN x int")]
+''')
+    run = project.lint("--format", "json", "--assume-rows", "0")
+    assert run.code == 1
+    finding = _finding(run, "MG902")[0]
+    assert "syntax error" in finding["message"] and finding["line"] == 8
+
+
+def test_nothing_pending_passes(project):
+    project.migrate("0004")
+    run = project.lint()
+    assert run.code == 0, run.err
+    assert "note: no migrations to lint" in run.out
