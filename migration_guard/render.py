@@ -27,6 +27,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from django.core.exceptions import FieldDoesNotExist
 from django.db import transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.operations.special import RunPython
@@ -255,7 +256,7 @@ def _column_types(operation, app_label, old_state, connection) -> tuple:
     try:
         model = old_state.apps.get_model(app_label, model_name)
         old_field = model._meta.get_field(field_name)
-    except LookupError:
+    except (LookupError, FieldDoesNotExist):  # AddField: no old column
         return ()
     db_type = old_field.db_type(connection)
     if not db_type or not getattr(old_field, "column", None):
