@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from migration_guard.locks.modes import LockMode
+if TYPE_CHECKING:  # the lock model imports this module; import LockMode from locks.modes
+    from migration_guard.locks.modes import LockMode
 
 __all__ = [
     "Action",
     "ActionKind",
     "Effects",
     "Finding",
-    "LockMode",
     "Operation",
     "ParsedStatement",
     "RelationLock",

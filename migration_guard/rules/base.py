@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from migration_guard.config import Config
+from migration_guard.locks.modes import LockMode
 from migration_guard.model import (
     Effects,
     Finding,
-    LockMode,
     ParsedStatement,
     RenderedMigration,
     Severity,
