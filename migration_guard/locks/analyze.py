@@ -1,0 +1,984 @@
+"""pglast AST -> :class:`~migration_guard.model.Effects`: which locks a statement takes and what it does.
+
+One function per statement form, dispatched with ``match`` on the top-level node. Every lock mode
+and every rewrite/scan/index-build flag comes from :mod:`migration_guard.locks.facts`; this module
+only decides *which* fact applies, using the statement itself and what the
+:class:`~migration_guard.locks.catalog.Catalog` knows (old column types, validated NOT NULL
+checks, foreign keys, index owners).
+
+Conventions:
+
+- ``Effects.locks`` lists relations that exist before the statement, with the strongest mode over
+  all its subcommands. Relations the statement creates are not listed: no other session can see
+  them before commit (the CREATE TABLE action still says ACCESS EXCLUSIVE on the new table).
+  Indexes, toast tables and owned sequences locked along with their table are not listed either.
+- ``Action.scans`` means a read-only pass over every row (a validation). A rewrite or an index
+  build reads every row too, but is flagged as ``rewrites``/``builds_index`` instead.
+- Extra ``Action.detail`` keys, beyond those documented on :class:`~migration_guard.model.Action`
+  (read by :func:`~migration_guard.locks.catalog.advance`): CREATE_TABLE ``columns`` ((name, type)
+  pairs), ``not_null_columns``, ``foreign_keys`` (:class:`ForeignKey`), ``references`` (tables);
+  RENAME_TABLE / RENAME_COLUMN / RENAME_INDEX ``new_name``; ADD_CONSTRAINT ``not_null_columns``
+  (columns a CHECK proves NOT NULL), ``not_enforced``; ADD_COLUMN ``constraint_name``; DROP_TABLE /
+  DROP_COLUMN / DROP_CONSTRAINT / ALTER_COLUMN_TYPE ``other_tables`` (tables reached through foreign
+  keys); OTHER ``sequence``; every action on a table created earlier in the plan ``new_table``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pglast import ast
+from pglast.enums import (
+    AlterTableType,
+    ConstrType,
+    DropBehavior,
+    NullTestType,
+    ObjectType,
+    TransactionStmtKind,
+    VariableSetKind,
+)
+from pglast.stream import RawStream
+from pglast.visitors import Visitor
+
+from migration_guard.locks.catalog import Catalog, ForeignKey
+from migration_guard.locks.facts import Fact, fact
+from migration_guard.locks.pgcatalog import BINARY_COERCIBLE, NON_VOLATILE_FUNCTIONS, VOLATILE_FUNCTIONS
+from migration_guard.locks.modes import LockMode
+from migration_guard.model import Action, ActionKind, Effects, RelationLock
+
+__all__ = ["analyse", "not_null_columns"]
+
+_AT = AlterTableType
+_CT = ConstrType
+
+
+def analyse(node: Any, pg_version: int = 16, catalog: Catalog | None = None) -> Effects:
+    """The effects of one parsed statement (a pglast ``RawStmt.stmt``) on PostgreSQL ``pg_version``.
+
+    Never raises: a statement form that is not modelled (or that the model fails on) gives
+    ``Effects(known=False)`` with ACCESS EXCLUSIVE on every relation it names.
+    """
+    ctx = _Context(pg_version, catalog or Catalog.empty())
+    try:
+        _dispatch(node, ctx)
+    except Exception as exc:  # fail closed: a bug here must not let a statement pass
+        return _unknown(node, ctx.pg_version, f"the lock model could not analyse it ({type(exc).__name__}: {exc})")
+    return ctx.effects()
+
+
+# -- collecting effects ------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    pg_version: int
+    catalog: Catalog
+    locks: dict[str, tuple[str, LockMode]] = field(default_factory=dict)
+    actions: list[Action] = field(default_factory=list)
+    known: bool = True
+    needs_no_transaction: bool = False
+
+    def fact(self, key: str) -> Fact:
+        found = fact(key, self.pg_version)
+        if found is None:
+            raise LookupError(f"no fact {key!r} for PostgreSQL {self.pg_version}")
+        return found
+
+    def holds(self, key: str) -> bool:
+        return fact(key, self.pg_version) is not None
+
+    def lock(self, relation: str | None, mode: LockMode | None, relkind: str = "table") -> None:
+        if not relation or mode is None:
+            return
+        current = self.locks.get(relation)
+        if current is None or mode > current[1]:
+            self.locks[relation] = (relkind, mode)
+
+    def act(self, kind: ActionKind, table: str | None, fact_: Fact | None, reason: str, *,
+            column: str | None = None, rewrites: bool | None = None, scans: bool | None = None,
+            builds_index: bool | None = None, mode: LockMode | None = None, **detail: Any) -> None:
+        if table and self.catalog.is_created(table):
+            detail["new_table"] = True
+        self.actions.append(Action(
+            kind=kind,
+            table=table,
+            mode=mode if mode is not None else (fact_.mode if fact_ else None),
+            column=column,
+            rewrites=fact_.rewrites if rewrites is None and fact_ else bool(rewrites),
+            scans=fact_.scans if scans is None and fact_ else bool(scans),
+            builds_index=fact_.builds_index if builds_index is None and fact_ else bool(builds_index),
+            reason=reason,
+            detail=detail,
+        ))
+
+    def effects(self) -> Effects:
+        return Effects(
+            locks=tuple(RelationLock(name, relkind, mode) for name, (relkind, mode) in self.locks.items()),
+            actions=tuple(self.actions),
+            known=self.known,
+            needs_no_transaction=self.needs_no_transaction,
+        )
+
+
+def _q(name: str | None) -> str:
+    return f'"{name}"'
+
+
+def _name(rangevar: ast.RangeVar) -> str:
+    """A relation's name as written: schema-qualified only when the SQL qualifies it."""
+    return f"{rangevar.schemaname}.{rangevar.relname}" if rangevar.schemaname else rangevar.relname
+
+
+def _dotted(names) -> str:
+    return ".".join(n.sval for n in names)
+
+
+def _sql(node: Any) -> str:
+    return RawStream()(node)
+
+
+# -- dispatch ----------------------------------------------------------------------------------
+
+
+def _dispatch(node: Any, ctx: _Context) -> None:
+    match node:
+        case ast.CreateStmt():
+            _create_table(node, ctx)
+        case ast.DropStmt(removeType=ObjectType.OBJECT_TABLE):
+            _drop_tables(node, ctx)
+        case ast.DropStmt(removeType=ObjectType.OBJECT_INDEX):
+            _drop_indexes(node, ctx)
+        case ast.DropStmt(removeType=ObjectType.OBJECT_SEQUENCE):
+            _drop_sequences(node, ctx)
+        case ast.AlterTableStmt(objtype=ObjectType.OBJECT_TABLE):
+            _alter_table(node, ctx)
+        case ast.RenameStmt(renameType=ObjectType.OBJECT_TABLE):
+            _rename_table(node, ctx)
+        case ast.RenameStmt(renameType=ObjectType.OBJECT_COLUMN, relationType=ObjectType.OBJECT_TABLE):
+            _rename_column(node, ctx)
+        case ast.RenameStmt(renameType=ObjectType.OBJECT_INDEX):
+            _rename_index(node, ctx)
+        case ast.IndexStmt():
+            _create_index(node, ctx)
+        case ast.CommentStmt(objtype=ObjectType.OBJECT_TABLE | ObjectType.OBJECT_COLUMN):
+            _comment(node, ctx)
+        case ast.AlterSeqStmt():
+            _alter_sequence(node, ctx)
+        case ast.SelectStmt():
+            _select(node, ctx)
+        case ast.UpdateStmt() | ast.DeleteStmt() | ast.InsertStmt():
+            _dml(node, ctx)
+        case ast.VariableSetStmt():
+            _set(node, ctx)
+        case ast.TransactionStmt():
+            _transaction(node, ctx)
+        case ast.ConstraintsSetStmt():
+            f = ctx.fact("set_constraints")
+            ctx.act(ActionKind.OTHER, None, f, "SET CONSTRAINTS " + f.summary.removeprefix("SET CONSTRAINTS "))
+        case _:
+            unknown = _unknown(node, ctx.pg_version, f"{type(node).__name__} statements are not modelled")
+            ctx.known = False
+            ctx.actions.extend(unknown.actions)
+            for lock in unknown.locks:
+                ctx.lock(lock.relation, lock.mode, lock.relkind)
+
+
+# -- unknown statements ------------------------------------------------------------------------
+
+
+class _RangeVars(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def visit_RangeVar(self, ancestors, node) -> None:
+        self.names.append(_name(node))
+
+
+def _unknown(node: Any, pg_version: int, why: str) -> Effects:
+    """ACCESS EXCLUSIVE on every relation the statement names: the cautious assumption."""
+    f = fact("unknown", pg_version)
+    names: list[str] = []
+    try:
+        collector = _RangeVars()
+        collector(node)
+        names = list(dict.fromkeys(collector.names))
+        if isinstance(node, ast.DropStmt):  # DROP names its objects as name lists, not RangeVars
+            names += [_dotted(obj) for obj in node.objects or () if isinstance(obj, tuple)]
+    except Exception:  # the names are a best effort; the verdict stays "unknown"
+        pass
+    if not names:
+        action = Action(kind=ActionKind.UNKNOWN, table=None, mode=f.mode,
+                        reason=f"{why}; it names no table, so nothing is known about its locks")
+        return Effects(actions=(action,), known=False)
+    actions = tuple(
+        Action(kind=ActionKind.UNKNOWN, table=name, mode=f.mode,
+               reason=f"{why}, so it is assumed to take ACCESS EXCLUSIVE on {_q(name)}")
+        for name in names
+    )
+    locks = tuple(RelationLock(name, "table", f.mode) for name in names)
+    return Effects(locks=locks, actions=actions, known=False)
+
+
+# -- CREATE / DROP / RENAME TABLE --------------------------------------------------------------
+
+
+def _create_table(node: ast.CreateStmt, ctx: _Context) -> None:
+    table = _name(node.relation)
+    columns: list[tuple[str, str]] = []
+    not_null: list[str] = []
+    fks: list[ForeignKey] = []
+    for element in node.tableElts or ():
+        match element:
+            case ast.ColumnDef():
+                columns.append((element.colname, _sql(element.typeName)))
+                for con in element.constraints or ():
+                    if con.contype in (_CT.CONSTR_NOTNULL, _CT.CONSTR_PRIMARY):
+                        not_null.append(element.colname)
+                    elif con.contype is _CT.CONSTR_FOREIGN:
+                        fks.append(_foreign_key(table, (element.colname,), con))
+            case ast.Constraint(contype=_CT.CONSTR_FOREIGN):
+                fks.append(_foreign_key(table, tuple(a.sval for a in element.fk_attrs or ()), element))
+            case ast.Constraint(contype=_CT.CONSTR_PRIMARY):
+                not_null.extend(k.sval for k in element.keys or ())
+            case ast.TableLikeClause():
+                ctx.lock(_name(element.relation), ctx.fact("dml.read").mode)
+    for parent in node.inhRelations or ():
+        # inheritance and partitions are not modelled: assume the worst on the parent
+        ctx.known = False
+        ctx.lock(_name(parent), ctx.fact("unknown").mode)
+    referenced = tuple(dict.fromkeys(fk.referenced for fk in fks))
+    f = ctx.fact("create_table.references" if referenced else "create_table")
+    for other in referenced:
+        ctx.lock(other, f.other_mode)
+    if referenced:
+        reason = (f"creating {_q(table)} with a foreign key to {', '.join(map(_q, referenced))} takes "
+                  f"SHARE ROW EXCLUSIVE there, blocking its writes until the transaction ends")
+    else:
+        reason = f"creating {_q(table)} locks only the new table, which no other session can see yet"
+    ctx.act(ActionKind.CREATE_TABLE, table, f, reason, columns=tuple(columns),
+            not_null_columns=tuple(dict.fromkeys(not_null)), foreign_keys=tuple(fks), references=referenced)
+
+
+def _foreign_key(table: str, columns: tuple[str, ...], con: ast.Constraint) -> ForeignKey:
+    return ForeignKey(table=table, columns=columns, referenced=_name(con.pktable), name=con.conname,
+                      referenced_columns=tuple(a.sval for a in con.pk_attrs or ()))
+
+
+def _drop_tables(node: ast.DropStmt, ctx: _Context) -> None:
+    for obj in node.objects:
+        table = _dotted(obj)
+        others = _linked_tables(ctx.catalog, table)
+        f = ctx.fact("drop_table.foreign_key" if others else "drop_table")
+        ctx.lock(table, f.mode)
+        for other in others:
+            ctx.lock(other, f.other_mode)
+        reason = f"dropping {_q(table)} takes ACCESS EXCLUSIVE on it"
+        if others:
+            reason += f" and, through its foreign keys, on {', '.join(map(_q, others))}"
+        ctx.act(ActionKind.DROP_TABLE, table, f, reason, other_tables=others,
+                cascade=node.behavior is DropBehavior.DROP_CASCADE)
+
+
+def _linked_tables(catalog: Catalog, table: str) -> tuple[str, ...]:
+    """Tables at the other end of foreign keys from or to ``table``."""
+    ends = [fk.referenced for fk in catalog.foreign_keys_from(table)]
+    ends += [fk.table for fk in catalog.foreign_keys_to(table)]
+    return tuple(dict.fromkeys(t for t in ends if t != table))
+
+
+def _rename_table(node: ast.RenameStmt, ctx: _Context) -> None:
+    table = _name(node.relation)
+    f = ctx.fact("rename_table")
+    ctx.lock(table, f.mode)
+    ctx.act(ActionKind.RENAME_TABLE, table, f,
+            f"renaming {_q(table)} to {_q(node.newname)} takes ACCESS EXCLUSIVE, and code still using "
+            f"the old name fails", new_name=node.newname)
+
+
+def _rename_column(node: ast.RenameStmt, ctx: _Context) -> None:
+    table = _name(node.relation)
+    f = ctx.fact("rename_column")
+    ctx.lock(table, f.mode)
+    ctx.act(ActionKind.RENAME_COLUMN, table, f,
+            f"renaming {_q(table)}.{_q(node.subname)} to {_q(node.newname)} takes ACCESS EXCLUSIVE, and code "
+            f"still using the old name fails", column=node.subname, new_name=node.newname)
+
+
+def _comment(node: ast.CommentStmt, ctx: _Context) -> None:
+    names = [n.sval for n in node.object] if isinstance(node.object, tuple) else []
+    if node.objtype is ObjectType.OBJECT_COLUMN:
+        table, column = ".".join(names[:-1]), names[-1]
+    else:
+        table, column = ".".join(names), None
+    f = ctx.fact("comment")
+    ctx.lock(table, f.mode)
+    ctx.act(ActionKind.OTHER, table, f, f"COMMENT ON takes SHARE UPDATE EXCLUSIVE on {_q(table)}, which "
+            f"lets reads and writes continue", column=column)
+
+
+# -- ALTER TABLE -------------------------------------------------------------------------------
+
+
+def _alter_table(node: ast.AlterTableStmt, ctx: _Context) -> None:
+    table = _name(node.relation)
+    for cmd in node.cmds:
+        handler = _ALTER_TABLE_COMMANDS.get(cmd.subtype)
+        if handler is None:
+            f = ctx.fact("unknown")
+            ctx.known = False
+            ctx.lock(table, f.mode)
+            ctx.act(ActionKind.UNKNOWN, table, f,
+                    f"ALTER TABLE subcommand {cmd.subtype.name} is not modelled, so it is assumed to take "
+                    f"ACCESS EXCLUSIVE on {_q(table)}", column=cmd.name)
+            continue
+        handler(table, cmd, ctx)
+
+
+def _add_column(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    col: ast.ColumnDef = cmd.def_
+    column, type_text = col.colname, _sql(col.typeName)
+    type_name = col.typeName.names[-1].sval.lower()
+    constraints = col.constraints or ()
+    default = next((c.raw_expr for c in constraints if c.contype is _CT.CONSTR_DEFAULT), None)
+    if isinstance(default, ast.A_Const) and default.isnull:
+        default = None  # DEFAULT NULL is no default
+    by_type = {c.contype: c for c in constraints}
+    generated = by_type.get(_CT.CONSTR_GENERATED)
+    identity = by_type.get(_CT.CONSTR_IDENTITY)
+    check = by_type.get(_CT.CONSTR_CHECK)
+    fk = by_type.get(_CT.CONSTR_FOREIGN)
+    unique = by_type.get(_CT.CONSTR_UNIQUE) or by_type.get(_CT.CONSTR_PRIMARY)
+    not_null = col.is_not_null or _CT.CONSTR_NOTNULL in by_type or _CT.CONSTR_PRIMARY in by_type
+    serial = type_name in _SERIAL_TYPES
+    volatile, volatile_fn = _volatility(default) if default is not None else (False, None)
+    virtual = generated is not None and generated.generated_kind == "v" and ctx.holds("add_column.generated_virtual")
+    references = _name(fk.pktable) if fk is not None else None
+
+    # What happens to existing rows decides the fact: a rewrite dominates a scan.
+    q_col = f"{_q(table)}.{_q(column)}"
+    if serial:
+        f = ctx.fact("add_column.serial")
+        reason = f"{q_col} is {type_name}: its default nextval() is volatile, so PostgreSQL rewrites every row of {_q(table)}"
+    elif identity is not None:
+        f = ctx.fact("add_column.identity")
+        reason = f"{q_col} is an identity column, filled from its sequence row by row, so PostgreSQL rewrites every row of {_q(table)}"
+    elif generated is not None and not virtual:
+        f = ctx.fact("add_column.generated_stored")
+        reason = f"{q_col} is a stored generated column, computed for every row, so PostgreSQL rewrites every row of {_q(table)}"
+    elif volatile:
+        known_volatile = volatile_fn in VOLATILE_FUNCTIONS
+        f = ctx.fact("add_column.volatile_default" if known_volatile else "add_column.unknown_function")
+        if known_volatile:
+            reason = f"the default {volatile_fn}() is volatile, so PostgreSQL rewrites every row of {_q(table)}"
+        else:
+            reason = (f"the default calls {volatile_fn}(), which is not a built-in known to be non-volatile, so it is "
+                      f"assumed volatile and PostgreSQL rewrites every row of {_q(table)}")
+    elif check is not None:
+        f = ctx.fact("add_column.check")
+        reason = f"the inline CHECK on {q_col} is verified against every existing row of {_q(table)} under ACCESS EXCLUSIVE"
+    elif fk is not None and default is not None:
+        f = ctx.fact("add_column.references_with_default")
+        reason = (f"the default of {q_col} is checked against {_q(references)} for every existing row, under "
+                  f"ACCESS EXCLUSIVE on {_q(table)} and SHARE ROW EXCLUSIVE on {_q(references)}")
+    elif not_null and default is None and generated is None:
+        f = ctx.fact("add_column.not_null_no_default")
+        reason = f"{q_col} is NOT NULL without a default, so every existing row of {_q(table)} is checked (and fails)"
+    elif fk is not None:
+        f = ctx.fact("add_column.references")
+        reason = (f"adding {q_col} with no default only changes the catalog, but its foreign key takes SHARE ROW "
+                  f"EXCLUSIVE on {_q(references)}")
+    else:
+        f = ctx.fact("add_column.generated_virtual" if virtual else "add_column")
+        what = "as a virtual generated column" if virtual else (
+            "with a non-volatile default" if default is not None else "with no default")
+        reason = f"adding {q_col} {what} only changes the catalog, under a brief ACCESS EXCLUSIVE on {_q(table)}"
+    ctx.lock(table, f.mode)
+    builds = False
+    if unique is not None:
+        builds = True
+        reason = reason.rstrip(".") + f"; its {'PRIMARY KEY' if unique.contype is _CT.CONSTR_PRIMARY else 'UNIQUE'} index is built under ACCESS EXCLUSIVE"
+    if references:
+        ctx.lock(references, ctx.fact("add_column.references").other_mode)
+    if f.rewrites and default is not None:
+        # evaluating nextval() for every row writes its sequence
+        calls = _SequenceCalls()
+        calls(default)
+        for sequence in calls.sequences:
+            ctx.lock(sequence, ctx.fact("setval").mode, "sequence")
+    ctx.act(
+        ActionKind.ADD_COLUMN, table, f, reason, column=column,
+        rewrites=f.rewrites, scans=f.scans and not f.rewrites, builds_index=builds,
+        type=type_text, default=_sql(default) if default is not None else None,
+        volatile_default=bool(volatile or serial), not_null=bool(not_null), identity=identity is not None,
+        serial=serial, generated_stored=generated is not None and not virtual, check=check is not None,
+        references=references, constraint_name=fk.conname if fk is not None else None,
+    )
+
+
+_SERIAL_TYPES = frozenset({"serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"})
+
+
+class _Functions(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[tuple[str | None, str]] = []
+
+    def visit_FuncCall(self, ancestors, node) -> None:
+        parts = [n.sval for n in node.funcname]
+        self.names.append((parts[0] if len(parts) > 1 else None, parts[-1].lower()))
+
+
+def _volatility(expr: Any) -> tuple[bool, str | None]:
+    """(whether ``expr`` may be volatile, the first function that makes it so)."""
+    finder = _Functions()
+    finder(expr)
+    for schema, name in finder.names:
+        if schema not in (None, "pg_catalog") or name in VOLATILE_FUNCTIONS or name not in NON_VOLATILE_FUNCTIONS:
+            return True, name if schema in (None, "pg_catalog") else f"{schema}.{name}"
+    return False, None
+
+
+def _drop_column(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    column = cmd.name
+    others = [fk.referenced for fk in ctx.catalog.foreign_keys_from(table, column)]
+    others += [fk.table for fk in ctx.catalog.foreign_keys_to(table) if column in _referenced_columns(fk)]
+    others = tuple(dict.fromkeys(t for t in others if t != table))
+    f = ctx.fact("drop_column.foreign_key" if others else "drop_column")
+    ctx.lock(table, f.mode)
+    for other in others:
+        ctx.lock(other, f.other_mode)
+    reason = f"dropping {_q(table)}.{_q(column)} is instant but takes ACCESS EXCLUSIVE"
+    if others:
+        reason += f", also on {', '.join(map(_q, others))} because its foreign key is dropped"
+    reason += ", and code still selecting the column fails"
+    ctx.act(ActionKind.DROP_COLUMN, table, f, reason, column=column, other_tables=others,
+            cascade=cmd.behavior is DropBehavior.DROP_CASCADE)
+
+
+def _referenced_columns(fk: ForeignKey) -> tuple[str, ...]:
+    # REFERENCES t without a column list means t's primary key, which Django names "id".
+    return fk.referenced_columns or ("id",)
+
+
+def _column_default(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    if cmd.def_ is None:
+        f = ctx.fact("drop_default")
+        ctx.lock(table, f.mode)
+        ctx.act(ActionKind.DROP_DEFAULT, table, f, f"dropping the default of {_q(table)}.{_q(cmd.name)} only "
+                f"changes the catalog, under a brief ACCESS EXCLUSIVE", column=cmd.name)
+    else:
+        f = ctx.fact("set_default")
+        ctx.lock(table, f.mode)
+        ctx.act(ActionKind.SET_DEFAULT, table, f, f"setting the default of {_q(table)}.{_q(cmd.name)} only "
+                f"changes the catalog (existing rows keep their values), under a brief ACCESS EXCLUSIVE",
+                column=cmd.name, default=_sql(cmd.def_))
+
+
+def _set_not_null(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    column = cmd.name
+    proof = ctx.catalog.proves_not_null(table, column)
+    if proof and ctx.holds("set_not_null.proven"):
+        f = ctx.fact("set_not_null.proven")
+        reason = (f"the validated CHECK constraint {_q(proof)} proves {_q(table)}.{_q(column)} has no NULL, so "
+                  f"SET NOT NULL skips its scan and holds ACCESS EXCLUSIVE only briefly")
+    else:
+        f = ctx.fact("set_not_null")
+        reason = (f"SET NOT NULL reads every row of {_q(table)} to check {_q(column)} for NULLs while holding "
+                  f"ACCESS EXCLUSIVE")
+    ctx.lock(table, f.mode)
+    ctx.act(ActionKind.SET_NOT_NULL, table, f, reason, column=column, proven_by=proof)
+
+
+def _drop_not_null(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    f = ctx.fact("drop_not_null")
+    ctx.lock(table, f.mode)
+    ctx.act(ActionKind.DROP_NOT_NULL, table, f, f"DROP NOT NULL on {_q(table)}.{_q(cmd.name)} only changes the "
+            f"catalog, under a brief ACCESS EXCLUSIVE", column=cmd.name)
+
+
+def _identity(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    adding = cmd.subtype is _AT.AT_AddIdentity
+    f = ctx.fact("add_identity" if adding else "drop_identity")
+    ctx.lock(table, f.mode)
+    what = "adding an identity to" if adding else "dropping the identity of"
+    ctx.act(ActionKind.OTHER, table, f, f"{what} {_q(table)}.{_q(cmd.name)} only changes the catalog and its "
+            f"sequence, under ACCESS EXCLUSIVE", column=cmd.name)
+
+
+# -- ALTER COLUMN TYPE -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Type:
+    name: str  # pg_type.typname, e.g. "varchar", "int4", "timestamptz"
+    mods: tuple[int, ...]  # typmods as written, e.g. (20,) or (8, 2)
+    array: bool
+
+    @classmethod
+    def of(cls, type_name: ast.TypeName) -> _Type:
+        name = type_name.names[-1].sval.lower()
+        name = _SERIAL_BASE.get(name, _TYPE_ALIASES.get(name, name))
+        mods = tuple(m.val.ival for m in type_name.typmods or ()
+                     if isinstance(m, ast.A_Const) and isinstance(m.val, ast.Integer))
+        return cls(name, mods, bool(type_name.arrayBounds))
+
+    @classmethod
+    def parse(cls, text: str) -> _Type | None:
+        from pglast import parse_sql  # local: only needed for types known as text
+
+        try:
+            stmt = parse_sql(f"SELECT NULL::{text}")[0].stmt
+            return cls.of(stmt.targetList[0].val.typeName)
+        except Exception:
+            return None
+
+
+_SERIAL_BASE = {"serial": "int4", "serial4": "int4", "bigserial": "int8", "serial8": "int8",
+                "smallserial": "int2", "serial2": "int2"}
+# Spellings pglast leaves alone (it already maps SQL keywords such as "integer" to pg_catalog.int4).
+_TYPE_ALIASES = {"int": "int4", "integer": "int4", "bigint": "int8", "smallint": "int2", "boolean": "bool",
+                 "real": "float4", "decimal": "numeric", "character varying": "varchar"}
+_LENGTH_LIMITED = frozenset({"varchar", "varbit"})  # limit may grow (or go) without a rewrite
+_PRECISION_TYPES = frozenset({"timestamp", "timestamptz", "time", "interval"})  # default precision 6
+
+
+def _coercion(old: _Type, new: _Type, ctx: _Context) -> tuple[str, str]:
+    """(fact key, why) for changing a column from ``old`` to ``new`` with no USING expression."""
+    if old.array or new.array:
+        if old == new:
+            return "alter_column_type.coercible", "the type does not change"
+        return "alter_column_type", "array element types are converted one by one"
+    if old.name == new.name:
+        if old.mods == new.mods:
+            return "alter_column_type.coercible", "the type does not change"
+        if old.name in _LENGTH_LIMITED:
+            if not new.mods or (old.mods and new.mods[0] >= old.mods[0]):
+                return "alter_column_type.coercible", "the length limit only grows"
+            return "alter_column_type", "the length limit shrinks (or appears), so every value is checked and rewritten"
+        if old.name == "numeric":
+            if not new.mods:
+                return "alter_column_type.coercible", "the precision limit is removed"
+            if old.mods and _numeric_scale(old) == _numeric_scale(new) and new.mods[0] >= old.mods[0]:
+                return "alter_column_type.coercible", "the precision grows with the same scale"
+            return "alter_column_type", "the numeric precision or scale changes"
+        if old.name in _PRECISION_TYPES and old.name != "interval":
+            old_p = old.mods[0] if old.mods else 6
+            new_p = new.mods[0] if new.mods else 6
+            if new_p >= old_p:
+                return "alter_column_type.coercible", "the fractional-second precision only grows"
+            return "alter_column_type", "the fractional-second precision shrinks"
+        return "alter_column_type", f"the {old.name} type modifier changes"
+    if {old.name, new.name} == {"timestamp", "timestamptz"}:
+        old_p = old.mods[0] if old.mods else 6
+        new_p = new.mods[0] if new.mods else 6
+        if ctx.catalog.timezone_is_utc and ctx.holds("alter_column_type.timestamptz_utc") and new_p >= old_p:
+            return "alter_column_type.timestamptz_utc", "the session TimeZone is UTC"
+        if ctx.catalog.timezone is None:
+            return "alter_column_type", "the session TimeZone is not known to be UTC"
+        return "alter_column_type", f"the session TimeZone is {ctx.catalog.timezone}, not UTC"
+    if (old.name, new.name) in BINARY_COERCIBLE:
+        if not new.mods:
+            return "alter_column_type.coercible", f"{old.name} is binary coercible to {new.name}"
+        return "alter_column_type", f"{old.name} is binary coercible to {new.name} but the new length limit must be checked"
+    return "alter_column_type", f"{old.name} is not binary coercible to {new.name}"
+
+
+def _numeric_scale(t: _Type) -> int:
+    return t.mods[1] if len(t.mods) > 1 else 0
+
+
+def _alter_column_type(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    column = cmd.name
+    col: ast.ColumnDef = cmd.def_
+    new = _Type.of(col.typeName)
+    new_text = _sql(col.typeName)
+    old_text = ctx.catalog.column_type(table, column)
+    old = _Type.parse(old_text) if old_text else None
+    using = col.raw_default
+    q_col = f"{_q(table)}.{_q(column)}"
+    if using is not None and not _is_plain_cast(using, column, col.typeName):
+        key, why = "alter_column_type", f"the USING expression {_sql(using)} computes every value anew"
+    elif old is None:
+        key = "alter_column_type"
+        why = ("its old type is unknown" if not old_text else f"its old type {old_text!r} is not understood")
+    else:
+        key, why = _coercion(old, new, ctx)
+    f = ctx.fact(key)
+    if f.rewrites:
+        reason = f"changing {q_col} to {new_text}: {why}, so PostgreSQL rewrites every row of {_q(table)} and rebuilds its indexes"
+    else:
+        reason = f"changing {q_col} to {new_text}: {why}, so no row is rewritten (ACCESS EXCLUSIVE is held briefly)"
+    ctx.lock(table, f.mode)
+    # Foreign keys on this column, at either end, are dropped and re-created.
+    fk_fact = ctx.fact("alter_column_type.foreign_key")
+    outgoing = [fk for fk in ctx.catalog.foreign_keys_from(table, column)]
+    incoming = [fk for fk in ctx.catalog.foreign_keys_to(table) if column in _referenced_columns(fk)]
+    others = tuple(dict.fromkeys([fk.referenced for fk in outgoing] + [fk.table for fk in incoming]))
+    for other in others:
+        ctx.lock(other, fk_fact.other_mode)
+    if others:
+        reason += f"; its foreign keys are re-created, taking ACCESS EXCLUSIVE on {', '.join(map(_q, others))}"
+        if f.rewrites:
+            reason += " and checking them again"
+    ctx.act(ActionKind.ALTER_COLUMN_TYPE, table, f, reason, column=column, new_type=new_text, old_type=old_text,
+            using=_sql(using) if using is not None else None, other_tables=others,
+            references=outgoing[0].referenced if outgoing and f.rewrites else None)
+    if f.rewrites:
+        # Re-validating a foreign key whose referencing column is on another table reads that table.
+        for fk in incoming:
+            ctx.act(ActionKind.OTHER, fk.table, fk_fact,
+                    f"the foreign key from {_q(fk.table)} to the rewritten {q_col} is checked again, reading every "
+                    f"row of {_q(fk.table)} under ACCESS EXCLUSIVE", mode=fk_fact.other_mode, scans=True,
+                    rewrites=False, references=table, cause="foreign_key_recheck")
+
+
+def _is_plain_cast(using: Any, column: str, type_name: ast.TypeName) -> bool:
+    """Whether USING is just the column (optionally cast to the new type), like the default conversion."""
+    match using:
+        case ast.ColumnRef(fields=fields):
+            return fields[-1].sval == column
+        case ast.TypeCast(arg=ast.ColumnRef(fields=fields), typeName=cast_type):
+            return fields[-1].sval == column and _Type.of(cast_type) == _Type.of(type_name)
+    return False
+
+
+# -- constraints -------------------------------------------------------------------------------
+
+
+_CONTYPES = {
+    _CT.CONSTR_CHECK: "check", _CT.CONSTR_FOREIGN: "foreign_key", _CT.CONSTR_UNIQUE: "unique",
+    _CT.CONSTR_PRIMARY: "primary_key", _CT.CONSTR_EXCLUSION: "exclusion", _CT.CONSTR_NOTNULL: "not_null",
+}
+
+
+def _add_constraint(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    con: ast.Constraint = cmd.def_
+    contype = _CONTYPES.get(con.contype)
+    name = con.conname
+    label = _q(name) if name else "the constraint"
+    not_valid = bool(con.skip_validation)
+    not_enforced = con.contype in (_CT.CONSTR_CHECK, _CT.CONSTR_FOREIGN) and not con.is_enforced
+    columns: tuple[str, ...] = ()
+    references = None
+    expression = None
+    other_mode = None
+    scans_override = None
+    if contype == "check":
+        expression = _sql(con.raw_expr)
+        if not_enforced and ctx.holds("add_constraint.not_enforced"):
+            f, why = ctx.fact("add_constraint.not_enforced"), "NOT ENFORCED: no row is checked"
+        elif not_valid:
+            f, why = ctx.fact("add_constraint.check.not_valid"), "NOT VALID skips the check of existing rows"
+        else:
+            f = ctx.fact("add_constraint.check")
+            why = f"every row of {_q(table)} is checked while holding ACCESS EXCLUSIVE"
+        reason = f"adding CHECK {label} on {_q(table)}: {why}"
+    elif contype == "foreign_key":
+        columns = tuple(a.sval for a in con.fk_attrs or ())
+        references = _name(con.pktable)
+        if not_enforced and ctx.holds("add_constraint.not_enforced"):
+            f = ctx.fact("add_constraint.foreign_key.not_valid")
+            reason = f"adding the NOT ENFORCED foreign key {label} checks no row but takes SHARE ROW EXCLUSIVE on {_q(table)} and {_q(references)}"
+        elif not_valid:
+            f = ctx.fact("add_constraint.foreign_key.not_valid")
+            reason = (f"adding the foreign key {label} NOT VALID checks no row, but takes SHARE ROW EXCLUSIVE on "
+                      f"{_q(table)} and {_q(references)} (blocking their writes) until the transaction ends")
+        else:
+            f = ctx.fact("add_constraint.foreign_key")
+            reason = (f"adding the foreign key {label} checks every row of {_q(table)} against {_q(references)} "
+                      f"while holding SHARE ROW EXCLUSIVE on both, which blocks their writes")
+        other_mode = f.other_mode
+    elif contype in ("unique", "primary_key"):
+        columns = tuple(k.sval for k in con.keys or ())
+        kind = "PRIMARY KEY" if contype == "primary_key" else "UNIQUE"
+        nullable = [c for c in columns if not ctx.catalog.is_not_null(table, c)] if contype == "primary_key" else []
+        if con.indexname:
+            f = ctx.fact("add_constraint.using_index")
+            reason = f"adding {kind} {label} USING INDEX {_q(con.indexname)} builds nothing, under a brief ACCESS EXCLUSIVE on {_q(table)}"
+            if contype == "primary_key" and not columns:
+                # USING INDEX names no columns: whether they are NOT NULL is unknown here
+                nullable = ["?"]
+        else:
+            f = ctx.fact("add_constraint.unique")
+            reason = f"adding {kind} {label} builds its index on {_q(table)} while holding ACCESS EXCLUSIVE, blocking reads and writes"
+        if nullable:
+            scans_override = ctx.fact("add_constraint.primary_key.nullable").scans
+            reason += "; the primary key also reads every row to check for NULLs (its columns are not known to be NOT NULL)"
+    elif contype == "exclusion":
+        f = ctx.fact("add_constraint.exclusion")
+        reason = f"adding EXCLUDE {label} builds its index on {_q(table)} while holding ACCESS EXCLUSIVE"
+    elif contype == "not_null" and ctx.holds("add_constraint.not_null"):
+        columns = tuple(k.sval for k in con.keys or ())
+        f = ctx.fact("add_constraint.not_null.not_valid" if not_valid else "add_constraint.not_null")
+        why = "NOT VALID skips the check of existing rows" if not_valid else f"every row of {_q(table)} is checked for NULLs under ACCESS EXCLUSIVE"
+        reason = f"adding NOT NULL {label} on {_q(table)}: {why}"
+    else:
+        f = ctx.fact("unknown")
+        ctx.known = False
+        reason = f"this kind of constraint is not modelled on PostgreSQL {ctx.pg_version}, so ACCESS EXCLUSIVE is assumed on {_q(table)}"
+    ctx.lock(table, f.mode)
+    if references:
+        ctx.lock(references, other_mode)
+    ctx.act(
+        ActionKind.ADD_CONSTRAINT, table, f, reason, scans=scans_override if scans_override is not None else f.scans,
+        contype=contype, name=name, not_valid=not_valid, using_index=con.indexname, columns=columns,
+        references=references, expression=expression, not_enforced=not_enforced,
+        not_null_columns=not_null_columns(con.raw_expr) if contype == "check" else (),
+        deferrable=bool(con.deferrable),
+    )
+
+
+def not_null_columns(expr: Any) -> tuple[str, ...]:
+    """Columns a CHECK expression (a pglast node) proves NOT NULL: ``col IS NOT NULL``, possibly ANDed with more."""
+    match expr:
+        case ast.NullTest(nulltesttype=NullTestType.IS_NOT_NULL, arg=ast.ColumnRef(fields=fields)):
+            return (fields[-1].sval,)
+        case ast.BoolExpr(boolop=op, args=args) if op.name == "AND_EXPR":
+            return tuple(c for arg in args for c in not_null_columns(arg))
+    return ()
+
+
+def _validate_constraint(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    name = cmd.name
+    fk = ctx.catalog.foreign_key_named(table, name)
+    if fk is not None:
+        f = ctx.fact("validate_constraint.foreign_key")
+        ctx.lock(fk.referenced, f.other_mode)
+        reason = (f"validating the foreign key {_q(name)} reads every row of {_q(table)} under SHARE UPDATE EXCLUSIVE "
+                  f"(reads and writes continue) and takes ROW SHARE on {_q(fk.referenced)}")
+    else:
+        f = ctx.fact("validate_constraint")
+        reason = f"validating {_q(name)} reads every row of {_q(table)} under SHARE UPDATE EXCLUSIVE, so reads and writes continue"
+    ctx.lock(table, f.mode)
+    ctx.act(ActionKind.VALIDATE_CONSTRAINT, table, f, reason, name=name,
+            references=fk.referenced if fk is not None else None)
+
+
+def _drop_constraint(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    name = cmd.name
+    fk = ctx.catalog.foreign_key_named(table, name)
+    f = ctx.fact("drop_constraint.foreign_key" if fk else "drop_constraint")
+    ctx.lock(table, f.mode)
+    reason = f"dropping the constraint {_q(name)} of {_q(table)} takes ACCESS EXCLUSIVE briefly"
+    others: tuple[str, ...] = ()
+    if fk is not None:
+        others = (fk.referenced,)
+        ctx.lock(fk.referenced, f.other_mode)
+        reason = (f"dropping the foreign key {_q(name)} takes ACCESS EXCLUSIVE briefly on {_q(table)} and on "
+                  f"{_q(fk.referenced)}")
+    ctx.act(ActionKind.DROP_CONSTRAINT, table, f, reason, name=name, other_tables=others)
+
+
+_ALTER_TABLE_COMMANDS = {
+    _AT.AT_AddColumn: _add_column,
+    _AT.AT_DropColumn: _drop_column,
+    _AT.AT_ColumnDefault: _column_default,
+    _AT.AT_SetNotNull: _set_not_null,
+    _AT.AT_DropNotNull: _drop_not_null,
+    _AT.AT_AlterColumnType: _alter_column_type,
+    _AT.AT_AddConstraint: _add_constraint,
+    _AT.AT_ValidateConstraint: _validate_constraint,
+    _AT.AT_DropConstraint: _drop_constraint,
+    _AT.AT_AddIdentity: _identity,
+    _AT.AT_DropIdentity: _identity,
+}
+
+
+# -- indexes -----------------------------------------------------------------------------------
+
+
+def _create_index(node: ast.IndexStmt, ctx: _Context) -> None:
+    table = _name(node.relation)
+    name = node.idxname
+    concurrently = bool(node.concurrent)
+    f = ctx.fact("create_index.concurrently" if concurrently else "create_index")
+    ctx.needs_no_transaction = ctx.needs_no_transaction or concurrently
+    ctx.lock(table, f.mode)
+    columns = tuple(
+        p.name if p.name else _sql(p.expr) for p in node.indexParams or ()
+    )
+    exists = bool(node.if_not_exists and name and ctx.catalog.index_table(name))
+    kind = "unique index" if node.unique else "index"
+    label = f"{kind} {_q(name)}" if name else kind
+    if exists:
+        reason = f"{_q(name)} already exists, so IF NOT EXISTS builds nothing (the lock on {_q(table)} is still taken)"
+    elif concurrently:
+        reason = (f"building {label} CONCURRENTLY on {_q(table)} takes SHARE UPDATE EXCLUSIVE, so reads and writes "
+                  f"continue; it cannot run inside a transaction")
+    else:
+        reason = f"building {label} on {_q(table)} holds SHARE, blocking writes for the whole build"
+    ctx.act(ActionKind.CREATE_INDEX, table, f, reason, builds_index=not exists and f.builds_index,
+            name=name, concurrently=concurrently, unique=bool(node.unique), columns=columns,
+            method=node.accessMethod, partial=node.whereClause is not None,
+            include=tuple(p.name for p in node.indexIncludingParams or ()), if_not_exists=bool(node.if_not_exists))
+
+
+def _drop_indexes(node: ast.DropStmt, ctx: _Context) -> None:
+    concurrently = bool(node.concurrent)
+    f = ctx.fact("drop_index.concurrently" if concurrently else "drop_index")
+    ctx.needs_no_transaction = ctx.needs_no_transaction or concurrently
+    for obj in node.objects:
+        index = _dotted(obj)
+        table = ctx.catalog.index_table(index)
+        ctx.lock(index, f.mode, "index")
+        ctx.lock(table, f.other_mode)
+        on = _q(table) if table else "its table (not known here)"
+        if concurrently:
+            reason = (f"dropping {_q(index)} CONCURRENTLY takes SHARE UPDATE EXCLUSIVE on {on}, so reads and writes "
+                      f"continue; it cannot run inside a transaction")
+        else:
+            reason = f"dropping {_q(index)} takes ACCESS EXCLUSIVE on it and on {on}, briefly"
+        ctx.act(ActionKind.DROP_INDEX, table, f, reason, mode=f.other_mode, name=index, concurrently=concurrently,
+                unique=None, columns=())
+
+
+def _rename_index(node: ast.RenameStmt, ctx: _Context) -> None:
+    index = _name(node.relation)
+    f = ctx.fact("rename_index")
+    ctx.lock(index, f.mode, "index")
+    table = ctx.catalog.index_table(index)
+    ctx.act(ActionKind.RENAME_INDEX, table, f,
+            f"renaming the index {_q(index)} to {_q(node.newname)} takes SHARE UPDATE EXCLUSIVE on the index "
+            f"only; reads and writes of its table continue", mode=None, name=index, new_name=node.newname)
+
+
+# -- sequences ---------------------------------------------------------------------------------
+
+
+def _alter_sequence(node: ast.AlterSeqStmt, ctx: _Context) -> None:
+    sequence = _name(node.sequence)
+    owned_by = next((o.arg for o in node.options or () if o.defname == "owned_by"), None)
+    owner = None
+    if owned_by and len(owned_by) > 1:  # ("table", "column") or ("none",)
+        owner = ".".join(n.sval for n in owned_by[:-1])
+    f = ctx.fact("alter_sequence.owned_by" if owner else "alter_sequence")
+    ctx.lock(sequence, f.mode, "sequence")
+    ctx.lock(owner, f.other_mode)
+    ctx.act(ActionKind.OTHER, None, f, f"ALTER SEQUENCE {_q(sequence)} takes SHARE ROW EXCLUSIVE on the sequence "
+            f"only, blocking nextval() on it briefly", sequence=sequence, owned_by=owner)
+
+
+def _drop_sequences(node: ast.DropStmt, ctx: _Context) -> None:
+    f = ctx.fact("drop_sequence")
+    for obj in node.objects:
+        sequence = _dotted(obj)
+        ctx.lock(sequence, f.mode, "sequence")
+        owner = _sequence_owner(ctx.catalog, sequence) if node.behavior is DropBehavior.DROP_CASCADE else None
+        reason = f"dropping the sequence {_q(sequence)} takes ACCESS EXCLUSIVE on it"
+        if owner:
+            ctx.lock(owner, f.other_mode)
+            reason += f" and, to drop the column default using it, on {_q(owner)}"
+        ctx.act(ActionKind.OTHER, owner, f, reason, mode=f.other_mode if owner else None, sequence=sequence)
+
+
+def _sequence_owner(catalog: Catalog, sequence: str) -> str | None:
+    """The table whose column default uses ``sequence``, by PostgreSQL's ``<table>_<column>_seq`` naming."""
+    bare = sequence.split(".")[-1]
+    for table, column in catalog.column_types:
+        if f"{table.split('.')[-1]}_{column}_seq" == bare:
+            return table
+    return None
+
+
+# -- SELECT / DML ------------------------------------------------------------------------------
+
+
+class _SequenceCalls(Visitor):
+    """Sequences changed by setval()/nextval() in an expression."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sequences: list[str] = []
+
+    def visit_FuncCall(self, ancestors, node) -> None:
+        name = node.funcname[-1].sval.lower()
+        if name not in ("setval", "nextval") or not node.args:
+            return
+        match node.args[0]:
+            case ast.A_Const(val=ast.String(sval=text)):
+                self.sequences.append(".".join(part.strip('"') for part in text.split(".")))
+            case ast.TypeCast(arg=ast.A_Const(val=ast.String(sval=text))):
+                self.sequences.append(".".join(part.strip('"') for part in text.split(".")))
+            case ast.FuncCall(funcname=fn, args=(ast.A_Const(val=ast.String(sval=t)), ast.A_Const(val=ast.String(sval=c))))\
+                    if fn[-1].sval.lower() == "pg_get_serial_sequence":
+                # PostgreSQL names a serial/identity sequence <table>_<column>_seq
+                self.sequences.append(f"{t.strip(chr(34)).split('.')[-1]}_{c.strip(chr(34))}_seq")
+
+
+def _select(node: ast.SelectStmt, ctx: _Context) -> None:
+    tables = _RangeVars()
+    tables(node)
+    read = ctx.fact("select")
+    for table in dict.fromkeys(tables.names):
+        ctx.lock(table, read.mode)
+    calls = _SequenceCalls()
+    calls(node)
+    setval = ctx.fact("setval")
+    for sequence in dict.fromkeys(calls.sequences):
+        ctx.lock(sequence, setval.mode, "sequence")
+        ctx.act(ActionKind.OTHER, None, setval, f"setval()/nextval() on {_q(sequence)} takes ROW EXCLUSIVE on the "
+                f"sequence only", sequence=sequence)
+    if not calls.sequences:
+        ctx.act(ActionKind.OTHER, None, read, "SELECT only reads, under ACCESS SHARE")
+
+
+def _dml(node: ast.UpdateStmt | ast.DeleteStmt | ast.InsertStmt, ctx: _Context) -> None:
+    target = _name(node.relation)
+    verb = {ast.UpdateStmt: "update", ast.DeleteStmt: "delete", ast.InsertStmt: "insert"}[type(node)]
+    tables = _RangeVars()
+    tables(node)
+    read = ctx.fact("dml.read")
+    for table in dict.fromkeys(tables.names):
+        if table != target:
+            ctx.lock(table, read.mode)
+    f = ctx.fact("dml")
+    ctx.lock(target, f.mode)
+    where = getattr(node, "whereClause", None) is not None
+    # UPDATE/DELETE read the table (a backfill usually filters on an unindexed column); INSERT only adds rows.
+    scans = verb != "insert"
+    rows = "the rows it changes" if where else "every row"
+    reason = (f"{verb.upper()} on {_q(target)} takes ROW EXCLUSIVE and locks {rows} until the transaction "
+              f"ends, so other writers of those rows wait")
+    ctx.act(ActionKind.DML, target, f, reason, scans=scans, verb=verb, where=where)
+
+
+# -- session statements ------------------------------------------------------------------------
+
+
+def _set(node: ast.VariableSetStmt, ctx: _Context) -> None:
+    f = ctx.fact("set_setting")
+    if node.kind is VariableSetKind.VAR_SET_VALUE:
+        value = ", ".join(_setting_value(a) for a in node.args or ())
+    elif node.kind is VariableSetKind.VAR_SET_DEFAULT or node.kind is VariableSetKind.VAR_RESET:
+        value = None
+    else:
+        value = None
+    name = node.name or node.kind.name
+    ctx.act(ActionKind.SET_SETTING, None, f, f"SET {name} changes a session setting and locks nothing",
+            name=name, value=value, local=bool(node.is_local))
+
+
+def _setting_value(arg: Any) -> str:
+    match arg:
+        case ast.A_Const(val=ast.String(sval=text)):
+            return text
+        case ast.A_Const(val=ast.Integer(ival=number)):
+            return str(number)
+    return _sql(arg)
+
+
+_TRANSACTION_VERBS = {
+    TransactionStmtKind.TRANS_STMT_BEGIN: "begin",
+    TransactionStmtKind.TRANS_STMT_START: "begin",
+    TransactionStmtKind.TRANS_STMT_COMMIT: "commit",
+    TransactionStmtKind.TRANS_STMT_ROLLBACK: "rollback",
+}
+
+
+def _transaction(node: ast.TransactionStmt, ctx: _Context) -> None:
+    f = ctx.fact("transaction")
+    verb = _TRANSACTION_VERBS.get(node.kind, node.kind.name.removeprefix("TRANS_STMT_").lower())
+    ctx.act(ActionKind.TRANSACTION, None, f, f"{verb.upper()} locks nothing" + (
+        "; it releases every lock the transaction holds" if verb in ("commit", "rollback") else ""), verb=verb)

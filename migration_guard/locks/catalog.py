@@ -1,0 +1,311 @@
+"""What the lock model knows about the schema as it walks a plan's statements in order.
+
+A :class:`Catalog` is frozen; :func:`advance` returns the next one after a statement. The
+pipeline seeds it with what it knows before the plan (column types from the Django project
+state, or everything from a live database with :func:`migration_guard.locks.introspect.catalog_from_database`)
+and the analyser reads it to decide what it cannot see in one statement alone:
+
+- ``created_tables``: tables created earlier in the plan (locking them hurts nobody);
+- ``column_types``: ``(table, column) -> type`` (binary-coercible ALTER COLUMN TYPE needs the old type);
+- ``not_null_checks``: validated ``CHECK (column IS NOT NULL)`` constraints (SET NOT NULL skips its scan);
+- ``not_null_columns``: columns known NOT NULL (ADD PRIMARY KEY then needs no NULL scan);
+- ``foreign_keys``: which tables a drop or a type change reaches at the other end;
+- ``indexes``: the table of each index (DROP INDEX locks the table too);
+- ``timezone``: the session TimeZone (timestamp <-> timestamptz is free only in UTC).
+
+Table names are kept as written in the SQL; lookups treat ``public.x`` and ``x`` as the same table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from migration_guard.model import ActionKind, Effects
+
+__all__ = ["Catalog", "ForeignKey", "advance"]
+
+
+def _key(table: str | None) -> str:
+    """Lookup key for a table name: ``public.`` is the default schema, so it is dropped."""
+    table = table or ""
+    return table[len("public."):] if table.startswith("public.") else table
+
+
+def _frozen(mapping: Mapping) -> Mapping:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """A foreign key: ``table(columns)`` references ``referenced``."""
+
+    table: str
+    columns: tuple[str, ...]
+    referenced: str
+    name: str | None = None
+    referenced_columns: tuple[str, ...] = ()  # empty: the referenced table's primary key
+
+
+@dataclass(frozen=True, eq=False)
+class Catalog:
+    """The schema facts known before a statement runs. Build with :meth:`empty` and the ``with_*`` methods."""
+
+    created_tables: frozenset[str] = frozenset()
+    column_types: Mapping[tuple[str, str], str] = field(default_factory=lambda: _frozen({}))
+    # (table, column, constraint name) of validated CHECK constraints that prove column IS NOT NULL
+    not_null_checks: frozenset[tuple[str, str, str]] = frozenset()
+    # the same, added NOT VALID and waiting for VALIDATE CONSTRAINT
+    pending_not_null_checks: frozenset[tuple[str, str, str]] = frozenset()
+    not_null_columns: frozenset[tuple[str, str]] = frozenset()
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    indexes: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # index -> table
+    timezone: str | None = None  # session TimeZone; None: unknown
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def empty(cls) -> Catalog:
+        """A catalog that knows nothing (every unknown is treated the cautious way)."""
+        return cls()
+
+    def with_column_types(self, types: Mapping[tuple[str, str], str]) -> Catalog:
+        """This catalog plus ``{(table, column): type}`` (e.g. ``{("shop_order", "note"): "varchar(20)"}``)."""
+        merged = dict(self.column_types)
+        merged.update({(_key(t), c): v for (t, c), v in types.items()})
+        return replace(self, column_types=_frozen(merged))
+
+    def with_not_null_checks(self, checks: Iterable[tuple[str, str, str]], *, validated: bool = True) -> Catalog:
+        """This catalog plus ``CHECK (column IS NOT NULL)`` constraints: ``(table, column, name)``.
+
+        ``validated=False`` records NOT VALID ones, which a later VALIDATE CONSTRAINT turns into proofs.
+        """
+        entries = {(_key(t), c, n) for t, c, n in checks}
+        if validated:
+            return replace(self, not_null_checks=self.not_null_checks | entries)
+        return replace(self, pending_not_null_checks=self.pending_not_null_checks | entries)
+
+    def with_not_null_columns(self, columns: Iterable[tuple[str, str]]) -> Catalog:
+        """This catalog plus columns known to be NOT NULL: ``(table, column)``."""
+        return replace(self, not_null_columns=self.not_null_columns | {(_key(t), c) for t, c in columns})
+
+    def with_foreign_keys(self, keys: Iterable[ForeignKey]) -> Catalog:
+        """This catalog plus foreign keys."""
+        return replace(self, foreign_keys=self.foreign_keys + tuple(keys))
+
+    def with_indexes(self, indexes: Mapping[str, str]) -> Catalog:
+        """This catalog plus ``{index name: table}``."""
+        merged = dict(self.indexes)
+        merged.update({_key(i): t for i, t in indexes.items()})
+        return replace(self, indexes=_frozen(merged))
+
+    def with_created_tables(self, tables: Iterable[str]) -> Catalog:
+        """This catalog plus tables created earlier in the plan."""
+        return replace(self, created_tables=self.created_tables | {_key(t) for t in tables})
+
+    def with_timezone(self, timezone: str | None) -> Catalog:
+        """This catalog with the session TimeZone (Django sets ``UTC`` when ``USE_TZ = True``)."""
+        return replace(self, timezone=timezone)
+
+    # -- questions ------------------------------------------------------------------------------
+    def is_created(self, table: str) -> bool:
+        """Whether ``table`` was created earlier in the plan."""
+        return _key(table) in self.created_tables
+
+    def column_type(self, table: str, column: str) -> str | None:
+        """The known type of ``table.column``, or ``None``."""
+        return self.column_types.get((_key(table), column))
+
+    def proves_not_null(self, table: str, column: str) -> str | None:
+        """The name of a validated CHECK that proves ``table.column`` IS NOT NULL, if one is known."""
+        for t, c, name in sorted(self.not_null_checks):
+            if t == _key(table) and c == column:
+                return name
+        return None
+
+    def is_not_null(self, table: str, column: str) -> bool:
+        """Whether ``table.column`` is known to be NOT NULL."""
+        return (_key(table), column) in self.not_null_columns
+
+    def foreign_keys_from(self, table: str, column: str | None = None) -> tuple[ForeignKey, ...]:
+        """Foreign keys held by ``table`` (only those using ``column`` when given)."""
+        return tuple(
+            fk for fk in self.foreign_keys
+            if _key(fk.table) == _key(table) and (column is None or column in fk.columns)
+        )
+
+    def foreign_keys_to(self, table: str) -> tuple[ForeignKey, ...]:
+        """Foreign keys of other tables that reference ``table``."""
+        return tuple(fk for fk in self.foreign_keys if _key(fk.referenced) == _key(table))
+
+    def foreign_key_named(self, table: str, name: str) -> ForeignKey | None:
+        """The foreign key ``name`` of ``table``, if known."""
+        for fk in self.foreign_keys_from(table):
+            if fk.name == name:
+                return fk
+        return None
+
+    def index_table(self, index: str) -> str | None:
+        """The table ``index`` is on, if known."""
+        return self.indexes.get(_key(index))
+
+    @property
+    def timezone_is_utc(self) -> bool:
+        """Whether the session TimeZone is known to be UTC (offset zero)."""
+        return (self.timezone or "").upper() in {"UTC", "ETC/UTC", "GMT", "ETC/GMT", "Z", "ZULU", "UCT"}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Catalog):
+            return NotImplemented
+        return self._state() == other._state()
+
+    def __hash__(self) -> int:
+        return hash(self._state())
+
+    def _state(self) -> tuple:
+        return (
+            self.created_tables, frozenset(self.column_types.items()), self.not_null_checks,
+            self.pending_not_null_checks, self.not_null_columns, frozenset(self.foreign_keys),
+            frozenset(self.indexes.items()), self.timezone,
+        )
+
+
+def advance(catalog: Catalog, effects: Effects) -> Catalog:
+    """The catalog after a statement with these ``effects`` ran. Pure: ``catalog`` is unchanged."""
+    state = _Mutable(catalog)
+    for action in effects.actions:
+        state.apply(action)
+    return state.freeze()
+
+
+class _Mutable:
+    """A scratch copy of a catalog that :func:`advance` updates action by action."""
+
+    def __init__(self, catalog: Catalog):
+        self.created = set(catalog.created_tables)
+        self.types = dict(catalog.column_types)
+        self.checks = set(catalog.not_null_checks)
+        self.pending = set(catalog.pending_not_null_checks)
+        self.not_null = set(catalog.not_null_columns)
+        self.fks = list(catalog.foreign_keys)
+        self.indexes = dict(catalog.indexes)
+        self.timezone = catalog.timezone
+
+    def freeze(self) -> Catalog:
+        return Catalog(
+            created_tables=frozenset(self.created),
+            column_types=_frozen(self.types),
+            not_null_checks=frozenset(self.checks),
+            pending_not_null_checks=frozenset(self.pending),
+            not_null_columns=frozenset(self.not_null),
+            foreign_keys=tuple(self.fks),
+            indexes=_frozen(self.indexes),
+            timezone=self.timezone,
+        )
+
+    def apply(self, action) -> None:
+        kind, table, column, detail = action.kind, _key(action.table), action.column, action.detail
+        if kind is ActionKind.CREATE_TABLE:
+            self.created.add(table)
+            for name, type_ in detail.get("columns", ()):
+                self.types[(table, name)] = type_
+            self.not_null.update((table, c) for c in detail.get("not_null_columns", ()))
+            for fk in detail.get("foreign_keys", ()):
+                self.fks.append(fk)
+        elif kind is ActionKind.DROP_TABLE:
+            self._forget_table(table)
+        elif kind is ActionKind.RENAME_TABLE and detail.get("new_name"):
+            self._rename_table(table, _key(detail["new_name"]))
+        elif kind is ActionKind.ADD_COLUMN:
+            if detail.get("type"):
+                self.types[(table, column)] = detail["type"]
+            if detail.get("not_null"):
+                self.not_null.add((table, column))
+            if detail.get("references"):
+                self.fks.append(ForeignKey(table, (column,), detail["references"], detail.get("constraint_name")))
+        elif kind is ActionKind.DROP_COLUMN:
+            self.types.pop((table, column), None)
+            self.not_null.discard((table, column))
+            self.checks = {c for c in self.checks if c[:2] != (table, column)}
+            self.fks = [fk for fk in self.fks if not (_key(fk.table) == table and column in fk.columns)]
+        elif kind is ActionKind.RENAME_COLUMN and detail.get("new_name"):
+            self._rename_column(table, column, detail["new_name"])
+        elif kind is ActionKind.ALTER_COLUMN_TYPE and detail.get("new_type"):
+            self.types[(table, column)] = detail["new_type"]
+        elif kind is ActionKind.SET_NOT_NULL:
+            self.not_null.add((table, column))
+        elif kind is ActionKind.DROP_NOT_NULL:
+            self.not_null.discard((table, column))
+        elif kind is ActionKind.ADD_CONSTRAINT:
+            self._add_constraint(table, detail)
+        elif kind is ActionKind.VALIDATE_CONSTRAINT:
+            name = detail.get("name")
+            done = {c for c in self.pending if c[0] == table and c[2] == name}
+            self.pending -= done
+            self.checks |= done
+        elif kind is ActionKind.DROP_CONSTRAINT:
+            name = detail.get("name")
+            self.checks = {c for c in self.checks if not (c[0] == table and c[2] == name)}
+            self.pending = {c for c in self.pending if not (c[0] == table and c[2] == name)}
+            self.fks = [fk for fk in self.fks if not (_key(fk.table) == table and fk.name == name)]
+        elif kind is ActionKind.CREATE_INDEX and detail.get("name"):
+            self.indexes[_key(detail["name"])] = table
+        elif kind is ActionKind.DROP_INDEX and detail.get("name"):
+            self.indexes.pop(_key(detail["name"]), None)
+        elif kind is ActionKind.RENAME_INDEX and detail.get("name") and detail.get("new_name"):
+            owner = self.indexes.pop(_key(detail["name"]), None)
+            if owner:
+                self.indexes[_key(detail["new_name"])] = owner
+        elif kind is ActionKind.SET_SETTING and str(detail.get("name", "")).lower() == "timezone":
+            self.timezone = detail.get("value")
+
+    def _add_constraint(self, table: str, detail: Mapping) -> None:
+        contype, name = detail.get("contype"), detail.get("name") or ""
+        if contype == "check":
+            entries = {(table, column, name) for column in detail.get("not_null_columns", ())}
+            if detail.get("not_valid"):
+                self.pending |= entries
+            else:
+                self.checks |= entries
+        elif contype == "foreign_key" and detail.get("references"):
+            self.fks.append(ForeignKey(table, tuple(detail.get("columns", ())), detail["references"], name or None))
+        elif contype in ("primary_key", "not_null") and not detail.get("not_valid"):
+            self.not_null.update((table, c) for c in detail.get("columns", ()))
+        if contype in ("unique", "primary_key", "exclusion") and name and not detail.get("using_index"):
+            self.indexes[_key(name)] = table
+
+    def _forget_table(self, table: str) -> None:
+        self.created.discard(table)
+        self.types = {k: v for k, v in self.types.items() if k[0] != table}
+        self.checks = {c for c in self.checks if c[0] != table}
+        self.pending = {c for c in self.pending if c[0] != table}
+        self.not_null = {c for c in self.not_null if c[0] != table}
+        self.fks = [fk for fk in self.fks if table not in (_key(fk.table), _key(fk.referenced))]
+        self.indexes = {i: t for i, t in self.indexes.items() if _key(t) != table}
+
+    def _rename_table(self, old: str, new: str) -> None:
+        if old in self.created:
+            self.created = (self.created - {old}) | {new}
+        self.types = {((new if t == old else t), c): v for (t, c), v in self.types.items()}
+        self.checks = {((new if t == old else t), c, n) for t, c, n in self.checks}
+        self.pending = {((new if t == old else t), c, n) for t, c, n in self.pending}
+        self.not_null = {((new if t == old else t), c) for t, c in self.not_null}
+        self.fks = [
+            ForeignKey(new if _key(fk.table) == old else fk.table, fk.columns,
+                       new if _key(fk.referenced) == old else fk.referenced, fk.name)
+            for fk in self.fks
+        ]
+        self.indexes = {i: (new if _key(t) == old else t) for i, t in self.indexes.items()}
+
+    def _rename_column(self, table: str, old: str, new: str) -> None:
+        def renamed(t: str, c: str) -> str:
+            return new if (t, c) == (table, old) else c
+
+        self.types = {(t, renamed(t, c)): v for (t, c), v in self.types.items()}
+        self.checks = {(t, renamed(t, c), n) for t, c, n in self.checks}
+        self.pending = {(t, renamed(t, c), n) for t, c, n in self.pending}
+        self.not_null = {(t, renamed(t, c)) for t, c in self.not_null}
+        self.fks = [
+            ForeignKey(fk.table, tuple(renamed(_key(fk.table), c) for c in fk.columns), fk.referenced, fk.name)
+            for fk in self.fks
+        ]
