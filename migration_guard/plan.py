@@ -62,7 +62,12 @@ def changed_files_since(ref: str, cwd: Path | None = None) -> set[Path]:
             raise PlanError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
 
-    top = Path(git("rev-parse", "--show-toplevel").strip())
+    try:
+        top = Path(git("rev-parse", "--show-toplevel").strip())
+    except PlanError:
+        raise PlanError(
+            f"--since {ref}: {cwd or Path.cwd()} is not inside a git checkout; run the command from one"
+        ) from None
     try:
         base = git("merge-base", ref, "HEAD").strip()
     except PlanError as exc:

@@ -265,6 +265,8 @@ def _column_types(operation, app_label, old_state, connection) -> tuple:
 
 
 def _describe(operation) -> str:
+    if isinstance(operation, RunPython):  # describe() says only "Raw Python operation"
+        return f"RunPython {getattr(operation.code, '__name__', 'code')}"
     try:
         return operation.describe()
     except Exception:  # a custom operation's describe() should not stop the gate

@@ -14,6 +14,8 @@ from pathlib import Path
 import psycopg
 
 FIXTURE = Path(__file__).parent / "fixture_project"
+# The installed console script, next to the interpreter running the tests (no venv on PATH needed).
+MIGRATION_GUARD = str(Path(sys.executable).with_name("migration-guard"))
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -74,11 +76,21 @@ class Project:
 
     def fill_items(self, rows: int) -> None:
         """Put ``rows`` rows in inventory_item and ANALYZE it, so pg_class knows."""
-        self.sql(
-            "INSERT INTO inventory_item (name, quantity, created) "
-            f"SELECT 'item ' || g, g, now() FROM generate_series(1, {rows}) g"
-        )
-        self.sql("ANALYZE inventory_item")
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO inventory_item (name, quantity, created) "
+                f"SELECT 'item ' || g, g, now() FROM generate_series(1, {rows}) g"
+            )
+            # Flush this session's counters first, or n_live_tup counts the rows again after ANALYZE.
+            conn.execute("SELECT pg_stat_force_next_flush()")
+            conn.execute("SELECT 1")
+            conn.execute("ANALYZE inventory_item")
+
+    def cli(self, *args: str) -> Run:
+        """Run the ``migration-guard`` command line in the project folder."""
+        result = subprocess.run([MIGRATION_GUARD, *args], cwd=self.root, env=self.env, capture_output=True,
+                                text=True, timeout=300)
+        return Run(result.returncode, result.stdout, result.stderr)
 
     def lint(self, *args: str, env: dict | None = None) -> Run:
         return self.manage("lint_migrations", *args, env=env)

@@ -47,7 +47,7 @@ def test_small_table_warns_large_table_blocks(project):
     small = project.lint("inventory", "0002", "--format", "json")
     assert small.code == 0, small.err
     assert [f["severity"] for f in _finding(small, "MG002")] == ["warning"]
-    project.config(SMALL_THRESHOLD)
+    project.config("[tool.migration_guard]\nthreshold_rows = 499\n")
     large = project.lint("inventory", "0002", "--format", "json")
     assert large.code == 1
     assert [f["severity"] for f in _finding(large, "MG002")] == ["error"]
@@ -74,12 +74,9 @@ def test_approval_lets_it_through_and_goes_stale_when_the_sql_changes(project, t
     project.config(SMALL_THRESHOLD)
     project.fill_items(3000)
     first = _finding(project.lint("inventory", "0002", "--format", "json"), "MG002")[0]
-    approve = subprocess.run(
-        ["migration-guard", "approve", first["migration"], "MG002", "--fingerprint", first["fingerprint"],
-         "--reason", "night window", "--by", "dba@example.com"],
-        cwd=project.root, capture_output=True, text=True,
-    )
-    assert approve.returncode == 0, approve.stderr
+    approve = project.cli("approve", first["migration"], "MG002", "--fingerprint", first["fingerprint"],
+                          "--reason", "night window", "--by", "dba@example.com")
+    assert approve.code == 0, approve.err
     assert (project.root / "migration-approvals.toml").exists()
     approved = project.lint("inventory", "0002", "--format", "json")
     assert approved.code == 0, approved.out
@@ -191,6 +188,8 @@ class Migration(migrations.Migration):
     dependencies = [("inventory", "0004_item_warehouse_note")]
     operations = [migrations.AlterField("item", "quantity", models.BigIntegerField(null=True))]
 ''')
+    unknown_ref = project.lint("--since", "no-such-ref")
+    assert unknown_ref.code == 2 and "--since no-such-ref" in unknown_ref.err and "git fetch" in unknown_ref.err
     run = project.lint("--since", "main", "--format", "json")
     assert run.code == 1, run.out + run.err
     report = run.json()
@@ -202,9 +201,8 @@ class Migration(migrations.Migration):
 def test_since_with_a_snapshot_uses_production_sizes(project, tmp_path):
     project.migrate("0001")
     project.fill_items(50)
-    dump = subprocess.run(["migration-guard", "stats", "dump", "--dsn", project.dsn, "--output", str(tmp_path / "s.json")],
-                          capture_output=True, text=True)
-    assert dump.returncode == 0, dump.stderr
+    dump = project.cli("stats", "dump", "--dsn", project.dsn, "--output", str(tmp_path / "s.json"))
+    assert dump.code == 0, dump.err
     run = project.lint("inventory", "0002", "--scratch", "--stats", str(tmp_path / "s.json"), "--format", "json")
     assert run.code == 0, run.out + run.err
     finding = _finding(run, "MG002")[0]
@@ -231,7 +229,7 @@ class Migration(migrations.Migration):
     (("--pg-version", "12"), "supported PostgreSQL major version"),
     (("nosuchapp",), "nosuchapp"),
     (("--database", "other"), "no database 'other'"),
-    (("--since", "no-such-ref"), "no-such-ref"),
+    (("--since", "main"), "--since main: "),
 ])
 def test_bad_input_exits_2_with_a_message(project, args, expected):
     project.migrate("0001")
@@ -278,7 +276,7 @@ class Migration(migrations.Migration):
     run = project.lint("--format", "json", "--assume-rows", "0")
     assert run.code == 1
     finding = _finding(run, "MG902")[0]
-    assert "syntax error" in finding["message"] and finding["line"] == 8
+    assert "syntax error" in finding["message"] and finding["line"] == 7
 
 
 def test_nothing_pending_passes(project):

@@ -80,7 +80,7 @@ def _held_blocking(ctx: StatementContext):
 def _long_work(ctx: StatementContext):
     """(description, table) when this statement does long work, else None."""
     if ctx.is_python:
-        return f"{ctx.operation.description if ctx.operation else 'RunPython'} (RunPython)", None
+        return ctx.operation.description if ctx.operation else "RunPython", None
     for action in ctx.effects.actions:
         table = action.table
         if table is None or ctx.is_new(table):
