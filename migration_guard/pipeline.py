@@ -110,12 +110,14 @@ def analyse_statements(
     sizes: TableSizes,
     pg_version: int,
     config: Config,
+    catalog: Catalog | None = None,
     rules: Sequence[Rule] = ALL_RULES,
 ) -> MigrationResult:
     """Analyse a SQL file's statements (``migration-guard explain``): autocommit unless the file
-    itself opens a transaction with BEGIN."""
+    itself opens a transaction with BEGIN. ``catalog`` may say what the database already has
+    (column types, validated checks)."""
     active = [rule for rule in rules if rule.id not in config.disable]
-    state = _PlanState(catalog=Catalog.empty(), sizes=sizes)
+    state = _PlanState(catalog=catalog or Catalog.empty(), sizes=sizes)
     statements = _walk(list(parsed), source, state, pg_version, config, active)
     return MigrationResult(
         label=source,

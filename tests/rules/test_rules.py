@@ -1,0 +1,176 @@
+"""Every rule from SQL strings: the dangerous case, its safe alternative, and the new-table
+exemption; plus the size threshold. No server needed: the lock model is pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from migration_guard.config import Config
+from migration_guard.locks import Catalog
+from migration_guard.model import Severity, TableSize
+from migration_guard.parse import parse_sql_text
+from migration_guard.pipeline import analyse_statements
+from migration_guard.stats import Snapshot, TableSizes
+
+BIG, SMALL = 5_000_000, 2_000
+CREATE_NEW = "CREATE TABLE shop_new (id bigint PRIMARY KEY, customer_id bigint, note text, total int);"
+
+
+# What the database already knows about shop_order's columns (Django passes it from the project state).
+COLUMNS = {("shop_order", "note"): "varchar(100)", ("shop_order", "quantity"): "integer"}
+
+
+def lint(sql: str, *, rows: int | None = BIG, pg_version: int = 16, config: Config | None = None):
+    tables = {} if rows is None else {
+        "shop_order": TableSize(rows, rows * 100, "snapshot"),
+        "shop_customer": TableSize(rows, rows * 100, "snapshot"),
+    }
+    snapshot = Snapshot(pg_version=pg_version, server_version_num=None, taken_at="2026-11-22T00:00:00+00:00",
+                        database="prod", tables=tables)
+    result = analyse_statements(parse_sql_text(sql, "t.sql"), source="t.sql", sizes=TableSizes(snapshot=snapshot),
+                                pg_version=pg_version, config=config or Config(),
+                                catalog=Catalog.empty().with_column_types(COLUMNS))
+    return result.findings
+
+
+def rules(sql: str, **kwargs) -> list[tuple[str, str]]:
+    return [(f.rule, f.severity.value) for f in lint(sql, **kwargs)]
+
+
+CASES = {
+    # rule: (dangerous, safe, same thing on a table created in the plan)
+    "MG001": (
+        "ALTER TABLE shop_order ADD COLUMN token uuid DEFAULT gen_random_uuid() NOT NULL",
+        "ALTER TABLE shop_order ADD COLUMN token uuid NULL",
+        "ALTER TABLE shop_new ADD COLUMN token uuid DEFAULT gen_random_uuid() NOT NULL",
+    ),
+    "MG002": (
+        'CREATE INDEX "order_created_idx" ON "shop_order" ("created_at")',
+        'CREATE INDEX CONCURRENTLY "order_created_idx" ON "shop_order" ("created_at")',
+        'CREATE INDEX "new_note_idx" ON "shop_new" ("note")',
+    ),
+    "MG003": (
+        'ALTER TABLE "shop_order" ALTER COLUMN "note" SET NOT NULL',
+        'ALTER TABLE "shop_order" ADD CONSTRAINT "note_nn" CHECK ("note" IS NOT NULL) NOT VALID;\n'
+        'ALTER TABLE "shop_order" VALIDATE CONSTRAINT "note_nn";\n'
+        'ALTER TABLE "shop_order" ALTER COLUMN "note" SET NOT NULL',
+        'ALTER TABLE "shop_new" ALTER COLUMN "note" SET NOT NULL',
+    ),
+    "MG004": (
+        'ALTER TABLE "shop_order" ADD CONSTRAINT "order_customer_fk" FOREIGN KEY ("customer_id") '
+        'REFERENCES "shop_customer" ("id") DEFERRABLE INITIALLY DEFERRED',
+        'ALTER TABLE "shop_order" ADD CONSTRAINT "order_customer_fk" FOREIGN KEY ("customer_id") '
+        'REFERENCES "shop_customer" ("id") DEFERRABLE INITIALLY DEFERRED NOT VALID;\n'
+        'ALTER TABLE "shop_order" VALIDATE CONSTRAINT "order_customer_fk"',
+        'ALTER TABLE "shop_new" ADD CONSTRAINT "new_customer_fk" FOREIGN KEY ("customer_id") '
+        'REFERENCES "shop_customer" ("id") DEFERRABLE INITIALLY DEFERRED',
+    ),
+    "MG005": (
+        'ALTER TABLE "shop_order" ADD CONSTRAINT "total_gte_0" CHECK ("total" >= 0)',
+        'ALTER TABLE "shop_order" ADD CONSTRAINT "total_gte_0" CHECK ("total" >= 0) NOT VALID;\n'
+        'ALTER TABLE "shop_order" VALIDATE CONSTRAINT "total_gte_0"',
+        'ALTER TABLE "shop_new" ADD CONSTRAINT "total_gte_0" CHECK ("total" >= 0)',
+    ),
+    "MG006": (
+        'ALTER TABLE "shop_order" ADD CONSTRAINT "order_number_uniq" UNIQUE ("number")',
+        'CREATE UNIQUE INDEX CONCURRENTLY "order_number_uniq" ON "shop_order" ("number");\n'
+        'ALTER TABLE "shop_order" ADD CONSTRAINT "order_number_uniq" UNIQUE USING INDEX "order_number_uniq"',
+        'ALTER TABLE "shop_new" ADD CONSTRAINT "new_total_uniq" UNIQUE ("total")',
+    ),
+    "MG007": (
+        'ALTER TABLE "shop_order" ALTER COLUMN "quantity" TYPE bigint USING "quantity"::bigint',
+        'ALTER TABLE "shop_order" ALTER COLUMN "note" TYPE text',
+        'ALTER TABLE "shop_new" ALTER COLUMN "total" TYPE bigint',
+    ),
+    "MG008": (
+        'BEGIN;\nALTER TABLE "shop_customer" ADD COLUMN "vip" boolean NULL;\n'
+        'UPDATE "shop_order" SET "note" = \'\' WHERE "note" IS NULL;\nCOMMIT',
+        'BEGIN;\nALTER TABLE "shop_customer" ADD COLUMN "vip" boolean NULL;\nCOMMIT;\n'
+        'UPDATE "shop_order" SET "note" = \'\' WHERE "note" IS NULL',
+        'BEGIN;\nALTER TABLE "shop_new" ADD COLUMN "vip" boolean NULL;\n'
+        'UPDATE "shop_order" SET "note" = \'\' WHERE "note" IS NULL;\nCOMMIT',
+    ),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_dangerous_case_blocks_on_a_large_table(rule):
+    assert (rule, "error") in rules(CASES[rule][0])
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_safe_alternative_passes(rule):
+    assert [r for r, _ in rules(CASES[rule][1])] == []
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_tables_created_in_the_plan_are_exempt(rule):
+    assert rule not in [r for r, _ in rules(CREATE_NEW + "\n" + CASES[rule][2])]
+
+
+@pytest.mark.parametrize("rule", sorted(set(CASES) - {"MG008"}))
+def test_small_tables_only_warn(rule):
+    assert (rule, "warning") in rules(CASES[rule][0], rows=SMALL)
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_unknown_size_counts_as_large(rule):
+    assert (rule, "error") in rules(CASES[rule][0], rows=None)
+
+
+def test_threshold_in_bytes():
+    sql = CASES["MG002"][0]
+    assert rules(sql, rows=SMALL) == [("MG002", "warning")]
+    assert rules(sql, rows=SMALL, config=Config(threshold_bytes=100_000)) == [("MG002", "error")]
+
+
+def test_disabled_rule_and_changed_severity():
+    sql = CASES["MG002"][0]
+    assert rules(sql, config=Config(disable=frozenset({"MG002"}))) == []
+    assert rules(sql, config=Config(severity={"MG002": Severity.WARNING})) == [("MG002", "warning")]
+
+
+def test_constant_default_does_not_rewrite_but_volatile_does():
+    assert rules("ALTER TABLE shop_order ADD COLUMN n int DEFAULT 0 NOT NULL") == []
+    assert rules("ALTER TABLE shop_order ADD COLUMN t timestamptz DEFAULT now() NOT NULL") == []
+    assert ("MG001", "error") in rules("ALTER TABLE shop_order ADD COLUMN t timestamptz DEFAULT clock_timestamp()")
+    assert ("MG001", "error") in rules("ALTER TABLE shop_order ADD COLUMN n bigserial")
+
+
+def test_findings_carry_names_size_lock_duration_and_recipe():
+    [finding] = lint(CASES["MG002"][0])
+    assert finding.table == "shop_order" and finding.size.rows == BIG
+    assert finding.lock.pg_name == "ShareLock"
+    assert finding.duration and finding.duration.startswith("~")
+    assert '"order_created_idx"' in finding.message and "AddIndexConcurrently" in finding.recipe
+    assert len(finding.fingerprint) == 16
+
+
+def test_foreign_key_recipe_is_the_statement_not_valid():
+    [finding] = lint(CASES["MG004"][0])
+    assert 'DEFERRABLE INITIALLY DEFERRED NOT VALID' in finding.recipe
+    assert 'VALIDATE CONSTRAINT "order_customer_fk"' in finding.recipe
+    assert '"shop_customer"' in finding.message
+
+
+def test_runpython_style_opaque_work_is_judged_by_the_locks_it_runs_behind():
+    # In raw SQL an UPDATE after a lock stands for the backfill.
+    [held] = [f for f in lint(CASES["MG008"][0]) if f.rule == "MG008"]
+    assert held.table == "shop_customer" and "ACCESS EXCLUSIVE" in held.message
+
+
+def test_type_change_with_unknown_old_type_is_assumed_to_rewrite():
+    assert ("MG007", "error") in rules('ALTER TABLE "shop_customer" ALTER COLUMN "name" TYPE text')
+
+
+def test_unparsable_and_unmodelled_statements_block():
+    assert ("MG902", "error") in rules("ALTER TABEL shop_order ADD COLUMN x int")
+    assert rules("SELEC 1; CREATE INDEX CONCURRENTLY i ON shop_order (a)")[0] == ("MG902", "error")
+
+
+def test_unmodelled_statement_is_assumed_to_block_everything_it_names():
+    [finding] = lint("CREATE PUBLICATION p FOR TABLE shop_order")
+    assert (finding.rule, finding.severity) == ("MG903", Severity.ERROR)
+    assert finding.table == "shop_order" and "ACCESS EXCLUSIVE" in finding.message
+    assert [f.severity for f in lint("CREATE PUBLICATION p FOR TABLE shop_order", rows=SMALL)] == [Severity.WARNING]
+    assert [f.rule for f in lint(CREATE_NEW + "\nCREATE PUBLICATION p FOR TABLE shop_new")] == []
