@@ -29,10 +29,12 @@ class Command(BaseCommand):
                                  "(default: 'default'). Never written to.")
         parser.add_argument("--since", metavar="GIT_REF",
                             help="Lint the migrations whose files are new or changed since the merge base "
-                                 "with GIT_REF (the CI check). Implies --scratch.")
+                                 "with GIT_REF (the CI check). Implies --scratch; sizes only from --stats "
+                                 "or --assume-rows (CI's database says nothing about production).")
         parser.add_argument("--scratch", action="store_true",
                             help="Render by applying the migrations to a throwaway database created on the "
-                                 "same server (needs CREATEDB); sees SQL that RunPython runs.")
+                                 "same server (needs CREATEDB); sees SQL that RunPython runs. Sizes still come "
+                                 "from --database unless --stats is given.")
         parser.add_argument("--stats", metavar="FILE", type=Path,
                             help="Table sizes from a snapshot (`migration-guard stats dump`) instead of the database.")
         parser.add_argument("--assume-rows", metavar="N", type=int,
