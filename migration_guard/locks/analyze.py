@@ -173,6 +173,10 @@ def _dispatch(node: Any, ctx: _Context) -> None:
             _set(node, ctx)
         case ast.TransactionStmt():
             _transaction(node, ctx)
+        case ast.CreateExtensionStmt():
+            f = ctx.fact("create_extension")
+            ctx.act(ActionKind.OTHER, None, f, f"CREATE EXTENSION {node.extname} takes no lock on any table",
+                    extension=node.extname)
         case ast.ConstraintsSetStmt():
             f = ctx.fact("set_constraints")
             ctx.act(ActionKind.OTHER, None, f, "SET CONSTRAINTS " + f.summary.removeprefix("SET CONSTRAINTS "))
@@ -507,6 +511,13 @@ def _identity(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
             f"sequence, under ACCESS EXCLUSIVE", column=cmd.name)
 
 
+def _set_statistics(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    f = ctx.fact("set_statistics")
+    ctx.lock(table, f.mode)
+    ctx.act(ActionKind.OTHER, table, f, f"SET STATISTICS on {_q(table)}.{_q(cmd.name)} only changes the catalog, "
+            f"under SHARE UPDATE EXCLUSIVE", column=cmd.name)
+
+
 # -- ALTER COLUMN TYPE -------------------------------------------------------------------------
 
 
@@ -606,10 +617,16 @@ def _alter_column_type(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> Non
     else:
         key, why = _coercion(old, new, ctx)
     f = ctx.fact(key)
+    collation = ".".join(n.sval for n in col.collClause.collname) if col.collClause is not None else None
+    rebuilt: tuple[str, ...] = ()
     if f.rewrites:
         reason = f"changing {q_col} to {new_text}: {why}, so PostgreSQL rewrites every row of {_q(table)} and rebuilds its indexes"
     else:
         reason = f"changing {q_col} to {new_text}: {why}, so no row is rewritten (ACCESS EXCLUSIVE is held briefly)"
+        if collation:
+            rebuilt = ctx.catalog.indexes_on(table, column)
+            on = f"{', '.join(map(_q, rebuilt))}" if rebuilt else "any index on the column (none is known)"
+            reason += f"; the collation {_q(collation)} rebuilds {on}"
     ctx.lock(table, f.mode)
     # Foreign keys on this column, at either end, are dropped and re-created.
     fk_fact = ctx.fact("alter_column_type.foreign_key")
@@ -623,6 +640,7 @@ def _alter_column_type(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> Non
         if f.rewrites:
             reason += " and checking them again"
     ctx.act(ActionKind.ALTER_COLUMN_TYPE, table, f, reason, column=column, new_type=new_text, old_type=old_text,
+            builds_index=bool(rebuilt) and ctx.fact("alter_column_type.collation").builds_index, collation=collation,
             using=_sql(using) if using is not None else None, other_tables=others,
             references=outgoing[0].referenced if outgoing and f.rewrites else None)
     if f.rewrites:
@@ -781,6 +799,7 @@ _ALTER_TABLE_COMMANDS = {
     _AT.AT_AddConstraint: _add_constraint,
     _AT.AT_ValidateConstraint: _validate_constraint,
     _AT.AT_DropConstraint: _drop_constraint,
+    _AT.AT_SetStatistics: _set_statistics,
     _AT.AT_AddIdentity: _identity,
     _AT.AT_DropIdentity: _identity,
 }

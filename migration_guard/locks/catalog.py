@@ -61,6 +61,7 @@ class Catalog:
     not_null_columns: frozenset[tuple[str, str]] = frozenset()
     foreign_keys: tuple[ForeignKey, ...] = ()
     indexes: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # index -> table
+    index_columns: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _frozen({}))  # index -> columns
     timezone: str | None = None  # session TimeZone; None: unknown
 
     # -- construction ---------------------------------------------------------------------------
@@ -93,11 +94,13 @@ class Catalog:
         """This catalog plus foreign keys."""
         return replace(self, foreign_keys=self.foreign_keys + tuple(keys))
 
-    def with_indexes(self, indexes: Mapping[str, str]) -> Catalog:
-        """This catalog plus ``{index name: table}``."""
+    def with_indexes(self, indexes: Mapping[str, str], columns: Mapping[str, tuple[str, ...]] | None = None) -> Catalog:
+        """This catalog plus ``{index name: table}`` and, when known, ``{index name: (column, ...)}``."""
         merged = dict(self.indexes)
         merged.update({_key(i): t for i, t in indexes.items()})
-        return replace(self, indexes=_frozen(merged))
+        merged_columns = dict(self.index_columns)
+        merged_columns.update({_key(i): tuple(c) for i, c in (columns or {}).items()})
+        return replace(self, indexes=_frozen(merged), index_columns=_frozen(merged_columns))
 
     def with_created_tables(self, tables: Iterable[str]) -> Catalog:
         """This catalog plus tables created earlier in the plan."""
@@ -149,6 +152,13 @@ class Catalog:
         """The table ``index`` is on, if known."""
         return self.indexes.get(_key(index))
 
+    def indexes_on(self, table: str, column: str) -> tuple[str, ...]:
+        """Known indexes of ``table`` that include ``column``."""
+        return tuple(sorted(
+            index for index, owner in self.indexes.items()
+            if _key(owner) == _key(table) and column in self.index_columns.get(index, ())
+        ))
+
     @property
     def timezone_is_utc(self) -> bool:
         """Whether the session TimeZone is known to be UTC (offset zero)."""
@@ -166,7 +176,7 @@ class Catalog:
         return (
             self.created_tables, frozenset(self.column_types.items()), self.not_null_checks,
             self.pending_not_null_checks, self.not_null_columns, frozenset(self.foreign_keys),
-            frozenset(self.indexes.items()), self.timezone,
+            frozenset(self.indexes.items()), frozenset(self.index_columns.items()), self.timezone,
         )
 
 
@@ -189,6 +199,7 @@ class _Mutable:
         self.not_null = set(catalog.not_null_columns)
         self.fks = list(catalog.foreign_keys)
         self.indexes = dict(catalog.indexes)
+        self.index_columns = dict(catalog.index_columns)
         self.timezone = catalog.timezone
 
     def freeze(self) -> Catalog:
@@ -200,6 +211,7 @@ class _Mutable:
             not_null_columns=frozenset(self.not_null),
             foreign_keys=tuple(self.fks),
             indexes=_frozen(self.indexes),
+            index_columns=_frozen({i: c for i, c in self.index_columns.items() if i in self.indexes}),
             timezone=self.timezone,
         )
 
@@ -228,6 +240,8 @@ class _Mutable:
             self.not_null.discard((table, column))
             self.checks = {c for c in self.checks if c[:2] != (table, column)}
             self.fks = [fk for fk in self.fks if not (_key(fk.table) == table and column in fk.columns)]
+            for index in [i for i, t in self.indexes.items() if _key(t) == table and column in self.index_columns.get(i, ())]:
+                del self.indexes[index]  # PostgreSQL drops an index with its column
         elif kind is ActionKind.RENAME_COLUMN and detail.get("new_name"):
             self._rename_column(table, column, detail["new_name"])
         elif kind is ActionKind.ALTER_COLUMN_TYPE and detail.get("new_type"):
@@ -250,12 +264,15 @@ class _Mutable:
             self.fks = [fk for fk in self.fks if not (_key(fk.table) == table and fk.name == name)]
         elif kind is ActionKind.CREATE_INDEX and detail.get("name"):
             self.indexes[_key(detail["name"])] = table
+            self.index_columns[_key(detail["name"])] = tuple(detail.get("columns", ()))
         elif kind is ActionKind.DROP_INDEX and detail.get("name"):
             self.indexes.pop(_key(detail["name"]), None)
         elif kind is ActionKind.RENAME_INDEX and detail.get("name") and detail.get("new_name"):
             owner = self.indexes.pop(_key(detail["name"]), None)
+            columns = self.index_columns.pop(_key(detail["name"]), ())
             if owner:
                 self.indexes[_key(detail["new_name"])] = owner
+                self.index_columns[_key(detail["new_name"])] = columns
         elif kind is ActionKind.SET_SETTING and str(detail.get("name", "")).lower() == "timezone":
             self.timezone = detail.get("value")
 
@@ -273,6 +290,7 @@ class _Mutable:
             self.not_null.update((table, c) for c in detail.get("columns", ()))
         if contype in ("unique", "primary_key", "exclusion") and name and not detail.get("using_index"):
             self.indexes[_key(name)] = table
+            self.index_columns[_key(name)] = tuple(detail.get("columns", ()))
 
     def _forget_table(self, table: str) -> None:
         self.created.discard(table)
@@ -292,7 +310,7 @@ class _Mutable:
         self.not_null = {((new if t == old else t), c) for t, c in self.not_null}
         self.fks = [
             ForeignKey(new if _key(fk.table) == old else fk.table, fk.columns,
-                       new if _key(fk.referenced) == old else fk.referenced, fk.name)
+                       new if _key(fk.referenced) == old else fk.referenced, fk.name, fk.referenced_columns)
             for fk in self.fks
         ]
         self.indexes = {i: (new if _key(t) == old else t) for i, t in self.indexes.items()}
@@ -306,6 +324,10 @@ class _Mutable:
         self.pending = {(t, renamed(t, c), n) for t, c, n in self.pending}
         self.not_null = {(t, renamed(t, c)) for t, c in self.not_null}
         self.fks = [
-            ForeignKey(fk.table, tuple(renamed(_key(fk.table), c) for c in fk.columns), fk.referenced, fk.name)
+            ForeignKey(fk.table, tuple(renamed(_key(fk.table), c) for c in fk.columns), fk.referenced, fk.name,
+                       tuple(renamed(_key(fk.referenced), c) for c in fk.referenced_columns))
             for fk in self.fks
         ]
+        self.index_columns = {
+            i: tuple(renamed(_key(self.indexes.get(i, "")), c) for c in cols) for i, cols in self.index_columns.items()
+        }

@@ -131,6 +131,10 @@ FACTS: tuple[Fact, ...] = (
     Fact("alter_column_type.timestamptz_utc", AE, "timestamp and timestamptz share a representation "
          "when the session TimeZone is UTC, so the change needs no rewrite",
          "PostgreSQL 12 release notes; " + _MEASURED, since=12, claim=3),
+    Fact("alter_column_type.collation", AE, "a new collation changes no stored value but rebuilds every "
+         "index on the column", _MEASURED, builds_index=True),
+    Fact("set_statistics", SUE, "SET STATISTICS only changes the catalog, under SHARE UPDATE EXCLUSIVE",
+         _ALTER + "; " + _MEASURED, claim=14),
     Fact("alter_column_type.foreign_key", AE, "changing the type of a column in a foreign key "
          "re-creates the constraint, which takes ACCESS EXCLUSIVE on the table at the other end; "
          "when the column is rewritten the constraint is checked again over both tables",
@@ -205,6 +209,7 @@ FACTS: tuple[Fact, ...] = (
     Fact("set_setting", None, "SET changes a session setting and locks nothing", _MEASURED),
     Fact("set_constraints", None, "SET CONSTRAINTS takes no table lock (deferred foreign key checks "
          "it fires only read the rows changed in this transaction)", _MEASURED),
+    Fact("create_extension", None, "CREATE EXTENSION takes no lock on any table", _MEASURED),
     Fact("transaction", None, "BEGIN/COMMIT/ROLLBACK lock nothing (COMMIT releases every lock)",
          _DOC + "explicit-locking.html"),
     Fact("unknown", AE, "a statement the model does not know is assumed to take ACCESS EXCLUSIVE "

@@ -40,7 +40,8 @@ SELECT {_NAME}, con.conname, con.contype::text, con.convalidated, pg_get_constra
 
 _INDEXES_SQL = f"""
 SELECT CASE WHEN n.nspname = ANY (current_schemas(false)) THEN i.relname
-            ELSE n.nspname || '.' || i.relname END, {_NAME}
+            ELSE n.nspname || '.' || i.relname END, {_NAME},
+       ARRAY(SELECT attname FROM pg_attribute WHERE attrelid = x.indrelid AND attnum = ANY (x.indkey::int2[]))
   FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE {_USER_SCHEMAS}
@@ -66,7 +67,9 @@ def catalog_from_database(conn) -> Catalog:
             continue
         for column in _proven_not_null(definition):
             (checks if validated else pending).append((table, column, name))
-    indexes = dict(conn.execute(_INDEXES_SQL).fetchall())
+    rows = conn.execute(_INDEXES_SQL).fetchall()
+    indexes = {index: table for index, table, _columns in rows}
+    index_columns = {index: tuple(columns) for index, _table, columns in rows}
     timezone = conn.execute("SHOW TimeZone").fetchone()[0]
     catalog = (
         Catalog.empty()
@@ -74,7 +77,7 @@ def catalog_from_database(conn) -> Catalog:
         .with_not_null_columns(not_null)
         .with_not_null_checks(checks)
         .with_foreign_keys(fks)
-        .with_indexes(indexes)
+        .with_indexes(indexes, index_columns)
         .with_timezone(timezone)
         .with_not_null_checks(pending, validated=False)
     )
