@@ -1,0 +1,3 @@
+"""No views: the sample project exists for its migrations."""
+
+urlpatterns: list = []
