@@ -4,8 +4,8 @@ One process, one loader, one project state threaded from migration to migration 
 ``sqlmigrate`` or a subprocess per migration). Two ways:
 
 - **collect** (the release gate, against a real database): each operation runs through
-  ``schema_editor(collect_sql=True)``, as ``sqlmigrate`` does, inside a READ ONLY transaction that
-  is always rolled back, so nothing can write to the target database, not even Python code that an
+  ``schema_editor(collect_sql=True)``, as ``sqlmigrate`` does, in a session whose transactions are
+  all READ ONLY, so nothing can write to the target database, not even Python code that an
   operation runs. Only the first pending migration sees the database at its own state; which
   tables later ones introspected is recorded so the pipeline can flag SQL that may be wrong.
 - **execute** (CI, ``--since``/``--scratch``): the migrations run for real on a throwaway database,
@@ -73,7 +73,7 @@ def render_plan(executor: MigrationExecutor, plan: Plan, *, execute: bool) -> It
 
     with contextlib.ExitStack() as stack:
         if not execute:
-            stack.enter_context(_read_only_transaction(connection))
+            stack.enter_context(_read_only_session(connection))
             stack.enter_context(_introspection_spy(connection))
         failed: str | None = None
         for node in todo:
@@ -150,13 +150,8 @@ def _render_migration(connection, migration, state, execute: bool):
         spy.clear()
     error: str | None = None
     try:
-        with contextlib.ExitStack() as stack:
-            if not execute:
-                # A savepoint per migration: a failed render must not poison the next one.
-                stack.enter_context(transaction.atomic(using=connection.alias))
-            editor = stack.enter_context(
-                connection.schema_editor(collect_sql=not execute, atomic=migration.atomic)
-            )
+        # An atomic migration's transaction is rolled back by the schema editor if it fails.
+        with connection.schema_editor(collect_sql=not execute, atomic=migration.atomic) as editor:
             _hook_editor(editor, recording, connection)
             for index, operation in enumerate(migration.operations):
                 described = Operation(
@@ -317,17 +312,21 @@ def _unrendered(migration, reason: str) -> RenderedMigration:
 
 
 @contextlib.contextmanager
-def _read_only_transaction(connection):
-    """A READ ONLY transaction with short timeouts, always rolled back."""
-    with transaction.atomic(using=connection.alias):
-        with connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION READ ONLY")
-            cursor.execute(f"SET LOCAL statement_timeout = {_RENDER_STATEMENT_TIMEOUT_MS}")
-            cursor.execute(f"SET LOCAL lock_timeout = {_RENDER_LOCK_TIMEOUT_MS}")
-        try:
-            yield
-        finally:
-            transaction.set_rollback(True, using=connection.alias)
+def _read_only_session(connection):
+    """Make every transaction of this connection READ ONLY, with short timeouts, for as long as
+    rendering lasts; closing the connection afterwards drops the session settings.
+
+    A session setting rather than one wrapping transaction: non-atomic migrations must render
+    outside any transaction block (AddIndexConcurrently refuses to run inside one)."""
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        cursor.execute(f"SET statement_timeout = {_RENDER_STATEMENT_TIMEOUT_MS}")
+        cursor.execute(f"SET lock_timeout = {_RENDER_LOCK_TIMEOUT_MS}")
+    try:
+        yield
+    finally:
+        connection.close()
 
 
 @contextlib.contextmanager

@@ -284,3 +284,34 @@ def test_nothing_pending_passes(project):
     run = project.lint()
     assert run.code == 0, run.err
     assert "note: no migrations to lint" in run.out
+
+
+def test_concurrent_index_in_a_non_atomic_migration_renders_without_a_transaction(project):
+    project.migrate("0004")
+    project.config(SMALL_THRESHOLD)
+    project.fill_items(3000)
+    project.add_migration("0005_concurrently", '''
+from django.contrib.postgres.operations import AddIndexConcurrently
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    atomic = False
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [AddIndexConcurrently("item", models.Index(fields=["name"], name="item_name_idx"))]
+''')
+    for mode in ((), ("--scratch",)):
+        run = project.lint(*mode, "--format", "json")
+        assert run.code == 0, run.out + run.err
+        [statement] = run.json()["migrations"][0]["statements"]
+        assert statement["sql"].startswith('CREATE INDEX CONCURRENTLY "item_name_idx"')
+        assert statement["in_transaction"] is False
+        assert statement["locks"] == [{"relation": "inventory_item", "relkind": "table", "mode": "ShareUpdateExclusiveLock"}]
+
+
+def test_unrenderable_findings_can_be_approved_from_the_printed_command(project):
+    project.migrate("0004")
+    project.add_migration("0005_boom", BROKEN_RENDER)
+    run = project.lint("--scratch", "--format", "json")
+    [finding] = _finding(run, "MG901")
+    assert re.fullmatch(r"[0-9a-f]{16}", finding["fingerprint"])

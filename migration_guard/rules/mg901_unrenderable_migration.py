@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from migration_guard.model import Finding, Severity
 from migration_guard.rules.base import MigrationContext, Rule
 
@@ -39,7 +41,7 @@ def check_migration(ctx: MigrationContext):
         message=f"Migration {rendered.label} could not be rendered: {rendered.error}",
         migration=rendered.label,
         recipe=f"# {step}",
-        fingerprint=rendered.error,
+        fingerprint=hashlib.sha256(rendered.error.encode()).hexdigest()[:16],
     )
 
 
