@@ -31,6 +31,7 @@ from typing import Any
 from pglast import ast
 from pglast.enums import (
     AlterTableType,
+    BoolExprType,
     ConstrType,
     DropBehavior,
     NullTestType,
@@ -753,7 +754,7 @@ def not_null_columns(expr: Any) -> tuple[str, ...]:
     match expr:
         case ast.NullTest(nulltesttype=NullTestType.IS_NOT_NULL, arg=ast.ColumnRef(fields=fields)):
             return (fields[-1].sval,)
-        case ast.BoolExpr(boolop=op, args=args) if op.name == "AND_EXPR":
+        case ast.BoolExpr(boolop=BoolExprType.AND_EXPR, args=args):
             return tuple(c for arg in args for c in not_null_columns(arg))
     return ()
 
@@ -955,12 +956,12 @@ def _dml(node: ast.UpdateStmt | ast.DeleteStmt | ast.InsertStmt, ctx: _Context) 
     f = ctx.fact("dml")
     ctx.lock(target, f.mode)
     where = getattr(node, "whereClause", None) is not None
-    # UPDATE/DELETE read the table (a backfill usually filters on an unindexed column); INSERT only adds rows.
-    scans = verb != "insert"
+    # Not flagged as a scan: how the rows are found is the planner's choice, and the lock (ROW
+    # EXCLUSIVE) lets reads and writes of other rows go on; the row locks are what hurts.
     rows = "the rows it changes" if where else "every row"
     reason = (f"{verb.upper()} on {_q(target)} takes ROW EXCLUSIVE and locks {rows} until the transaction "
               f"ends, so other writers of those rows wait")
-    ctx.act(ActionKind.DML, target, f, reason, scans=scans, verb=verb, where=where)
+    ctx.act(ActionKind.DML, target, f, reason, verb=verb, where=where)
 
 
 # -- session statements ------------------------------------------------------------------------

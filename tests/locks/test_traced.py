@@ -9,9 +9,10 @@ model's :class:`Catalog` from that database, runs the statement through the trac
   index, toast table or sequence belonging to a table the model locks at least as strongly;
 - rewrites: the set of tables whose storage changed;
 - index builds: the tables that got new index storage (a rewrite rebuilds every index);
-- scans: the tables read sequentially, except the referenced table of a foreign-key check (the
-  planner may join it with a full read or through its primary key; the model claims neither) and
-  tables the statement only reads (ACCESS SHARE);
+- scans: the tables read sequentially, except where the planner chooses how to read: the
+  referenced table of a foreign-key check (joined with a full read or through its primary key),
+  tables the statement only reads (ACCESS SHARE) and the target of UPDATE/DELETE (the model claims
+  no scan for either);
 - whether the statement must run outside a transaction block.
 
 Cases tagged ``since=18`` need PostgreSQL 18 syntax. Run against another major with
@@ -31,7 +32,7 @@ from pglast import parse_sql
 from migration_guard.locks import analyse
 from migration_guard.locks.introspect import catalog_from_database
 from migration_guard.locks.modes import LockMode
-from migration_guard.model import Effects
+from migration_guard.model import ActionKind, Effects
 from migration_guard.trace import Trace, TraceError, trace
 
 BASE = """
@@ -302,6 +303,7 @@ def assert_same(effects: Effects, measured: Trace) -> None:
     # the other end of a foreign-key check, and tables only read: the planner decides how they are read
     joined = {a.detail.get("references") for a in effects.actions if a.scans or a.rewrites}
     read_only = {relation for relation, mode in model.items() if mode <= LockMode.ROW_SHARE}
+    read_only |= {a.table for a in effects.actions if a.kind is ActionKind.DML}
     assert claimed == measured.scanned - ((joined | read_only) - claimed), "scans" + explanation
 
     assert effects.needs_no_transaction == (not measured.in_transaction), "transaction block" + explanation
