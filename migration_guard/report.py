@@ -7,6 +7,7 @@ before a report exists, see the entry points).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
 from migration_guard import __version__
@@ -143,7 +144,8 @@ def _location(result: MigrationResult, finding: Finding, statement) -> str:
     parts = []
     line = result.line_of(finding)
     if result.path:
-        parts.append(f"{result.path}:{line}" if line else result.path)
+        path = _display_path(result.path)
+        parts.append(f"{path}:{line}" if line else path)
     if statement is not None and statement.operation is not None:
         parts.append(f"operation {statement.operation.index + 1} {statement.operation.name}")
     if statement is not None:
@@ -152,6 +154,12 @@ def _location(result: MigrationResult, finding: Finding, statement) -> str:
         parts.append("inside the migration's transaction" if statement.in_transaction and result.atomic
                      else ("in its own transaction" if statement.in_transaction else "outside any transaction"))
     return ", ".join(parts)
+
+
+def _display_path(path: str) -> str:
+    """Relative to the working directory when under it, as editors and terminals link it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def _locks_summary(result: MigrationResult) -> str:

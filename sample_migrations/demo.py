@@ -273,10 +273,11 @@ def demo(sizes: dict[str, int]) -> int:
                 print(f"\n--- {approvals} ---\n{approvals.read_text()}", end="")
 
         if chosen is not None and approvals.exists():
-            section("3. lint_migrations again, with the approvals file")
-            second = lint(env, "--approvals", str(approvals))
-            if second.returncode not in (0, 1):
-                problems.append(f"the lint with approvals exited {second.returncode}")
+            section("3. lint_migrations again, with the approvals file: the approved migration passes")
+            app_label, name = chosen["migration"].split(".", 1)
+            second = lint(env, app_label, name, "--approvals", str(approvals))
+            if second.returncode != 0:
+                problems.append(f"the lint of {chosen['migration']} with its approval exited {second.returncode}, not 0")
             after = lint_findings(env, "--approvals", str(approvals))
             matching = [f for f in after or [] if same_finding(f, chosen)]
             if not matching:

@@ -42,10 +42,24 @@ def check(ctx: StatementContext):
             table=table,
             lock=action.mode,
             work="rewrite",
-            message=f'Adding column "{column}" rewrites every row of "{table}" under '
-            f"{action.mode.label if action.mode else 'an exclusive'} lock: {action.reason or 'see MG001'}.",
+            message=f'Adding column "{column}" rewrites all of "{table}" under '
+            f"{action.mode.label if action.mode else 'ACCESS EXCLUSIVE'}, blocking reads and writes "
+            f"({_why(action)}).",
             recipe=_recipe(ctx, table, column),
         )
+
+
+def _why(action) -> str:
+    detail = action.detail
+    if detail.get("serial"):
+        return "a serial column fills every row from its sequence"
+    if detail.get("identity"):
+        return "an identity column fills every row"
+    if detail.get("generated_stored"):
+        return "a stored generated column is computed for every row"
+    if detail.get("default"):
+        return f"its default {detail['default']} is volatile, so it is computed for every row"
+    return action.reason or "PostgreSQL rewrites the table"
 
 
 def _recipe(ctx: StatementContext, table: str, column: str) -> str:
