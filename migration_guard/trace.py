@@ -15,13 +15,14 @@ How it measures, on a **throwaway** database (setup SQL is committed there, neve
 - A statement that cannot (``CREATE INDEX CONCURRENTLY``, ``DROP INDEX CONCURRENTLY``, ``REINDEX
   CONCURRENTLY``, ...) runs on its own connection while a second one samples that backend's
   ``pg_locks`` rows. Such statements take their locks in phases across several internal
-  transactions, so sampling alone could miss one; two *holder* transactions make each phase
-  wait where it can be seen: one holds ROW EXCLUSIVE on every table (the statement's waits for
-  older transactions stop on it; a statement wanting a mode that conflicts with writes stops on
-  it too, showing the mode it asks for), the other holds ACCESS SHARE on every index only (the
-  last step of ``DROP INDEX CONCURRENTLY`` stops on it). Each holder is released once the
-  statement is seen waiting. Scan counters are read from ``pg_stat_user_tables`` after forcing
-  the statement's backend to flush them (``pg_stat_force_next_flush()``, PostgreSQL 15+).
+  transactions, so sampling alone could miss one. A *holder* transaction holding ROW EXCLUSIVE on
+  every table makes the first phase wait where it can be seen (the statement's wait for older
+  transactions stops on it; a statement asking for a mode that conflicts with writes stops on it
+  too, showing the mode it asks for); it is released once the statement is seen waiting. Event
+  triggers (``ddl_command_end``, ``sql_drop``) report the locks held inside the last phase, which
+  is too quick to sample (``DROP INDEX CONCURRENTLY`` takes ACCESS EXCLUSIVE on the index there).
+  Scan counters are read from ``pg_stat_user_tables`` after forcing the statement's backend to
+  flush them (``pg_stat_force_next_flush()``, PostgreSQL 15+; 14 reports within 500 ms).
 
 Locks on system catalogs, the tracer's own catalog queries, virtual transaction ids and
 transaction ids are not reported.
@@ -34,6 +35,7 @@ import time
 from dataclasses import dataclass
 
 import psycopg
+from pglast import ast, parse_sql
 from psycopg import errors
 
 from migration_guard.locks.modes import LockMode
@@ -152,8 +154,10 @@ def trace(dsn: str, sql: str, setup: str | None = None, *, timeout: float = 30.0
 
     ``setup`` (any SQL, several statements allowed) runs first and is committed. ``sql`` is rolled
     back when it can run in a transaction block; otherwise (the CONCURRENTLY family) it is
-    committed. Raises :class:`TraceError` when the setup or the statement fails.
+    committed. Raises :class:`TraceError` when the setup or the statement fails, or when ``sql`` is
+    not exactly one statement (or is BEGIN/COMMIT/..., which would end the tracer's transaction).
     """
+    _check_one_statement(sql)
     with psycopg.connect(dsn, autocommit=True) as conn:
         if setup:
             try:
@@ -167,6 +171,17 @@ def trace(dsn: str, sql: str, setup: str | None = None, *, timeout: float = 30.0
             # "cannot run inside a transaction block": measure it from the outside instead.
             pass
     return _trace_outside_transaction(dsn, sql, version, timeout)
+
+
+def _check_one_statement(sql: str) -> None:
+    try:
+        statements = parse_sql(sql)
+    except Exception as exc:  # pglast.parser.ParseError
+        raise TraceError(f"statement does not parse: {exc}") from exc
+    if len(statements) != 1:
+        raise TraceError(f"trace one statement at a time, not {len(statements)}")
+    if isinstance(statements[0].stmt, ast.TransactionStmt):
+        raise TraceError("transaction control (BEGIN, COMMIT, ...) cannot be traced")
 
 
 def _trace_in_transaction(conn: psycopg.Connection, sql: str, version: int) -> Trace:

@@ -402,8 +402,9 @@ def _add_column(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
     ctx.lock(table, f.mode)
     builds = False
     if unique is not None:
-        builds = True
-        reason = reason.rstrip(".") + f"; its {'PRIMARY KEY' if unique.contype is _CT.CONSTR_PRIMARY else 'UNIQUE'} index is built under ACCESS EXCLUSIVE"
+        builds = ctx.fact("add_column.unique").builds_index
+        kind = "PRIMARY KEY" if unique.contype is _CT.CONSTR_PRIMARY else "UNIQUE"
+        reason += f"; its {kind} index is built under ACCESS EXCLUSIVE"
     if references:
         ctx.lock(references, ctx.fact("add_column.references").other_mode)
     if f.rewrites and default is not None:

@@ -135,7 +135,8 @@ FACTS: tuple[Fact, ...] = (
          "when the session TimeZone is UTC, so the change needs no rewrite",
          "PostgreSQL 12 release notes; " + _MEASURED, since=12, claim=3),
     Fact("alter_column_type.collation", AE, "a new collation changes no stored value but rebuilds every "
-         "index on the column", _MEASURED, builds_index=True),
+         "index on the column", _MEASURED, builds_index=True,
+         corrects="not in the notes: a COLLATE-only type change rewrites no row but rebuilds the column's indexes"),
     Fact("set_statistics", SUE, "SET STATISTICS only changes the catalog, under SHARE UPDATE EXCLUSIVE",
          _ALTER + "; " + _MEASURED, claim=14),
     Fact("alter_column_type.foreign_key", AE, "changing the type of a column in a foreign key "
@@ -153,14 +154,17 @@ FACTS: tuple[Fact, ...] = (
          _ALTER + "; " + _MEASURED, since=18),
     Fact("add_constraint.foreign_key", SRE, "a new foreign key takes SHARE ROW EXCLUSIVE on both "
          "tables and checks every row of the referencing table against the referenced one",
-         _ALTER + "; " + _MEASURED, other_mode=SRE, scans=True, claim=6),
+         _ALTER + "; " + _MEASURED, other_mode=SRE, scans=True, claim=6,
+         corrects="refines claim 6: the check is a join, so the referenced table is read too (in full when the "
+         "planner picks a hash join, as it does for small tables)"),
     Fact("add_constraint.foreign_key.not_valid", SRE, "NOT VALID skips the check of existing rows; "
          "both tables are still locked SHARE ROW EXCLUSIVE, briefly",
          _ALTER + "; " + _MEASURED, other_mode=SRE, claim=6),
     Fact("add_constraint.unique", AE, "a UNIQUE or PRIMARY KEY constraint builds its index while "
          "holding ACCESS EXCLUSIVE", _ALTER + "; " + _MEASURED, builds_index=True, claim=7),
     Fact("add_constraint.primary_key.nullable", AE, "a PRIMARY KEY on a column not known to be NOT "
-         "NULL also reads every row to check for NULLs", _ALTER + "; " + _MEASURED, scans=True, claim=7),
+         "NULL also reads every row to check for NULLs", _ALTER + "; " + _MEASURED, scans=True, claim=7,
+         corrects="refines claim 7: PRIMARY KEY ... USING INDEX on a nullable column scans too"),
     Fact("add_constraint.using_index", AE, "USING INDEX turns an existing unique index into the "
          "constraint without building anything", _ALTER + "; " + _MEASURED, claim=7),
     Fact("add_constraint.exclusion", AE, "an EXCLUDE constraint builds its index while holding "
@@ -173,7 +177,8 @@ FACTS: tuple[Fact, ...] = (
          "EXCLUSIVE, which lets reads and writes continue", _ALTER + "; " + _MEASURED, scans=True, claim=5),
     Fact("validate_constraint.foreign_key", SUE, "validating a foreign key reads every row under "
          "SHARE UPDATE EXCLUSIVE and takes ROW SHARE on the referenced table",
-         _ALTER + "; " + _MEASURED, other_mode=RS, scans=True, claim=6),
+         _ALTER + "; " + _MEASURED, other_mode=RS, scans=True, claim=6,
+         corrects="refines claim 6: like ADD, the validating join reads the referenced table too"),
     Fact("drop_constraint", AE, "DROP CONSTRAINT takes ACCESS EXCLUSIVE", _ALTER + "; " + _MEASURED),
     Fact("drop_constraint.foreign_key", AE, "dropping a foreign key removes its triggers from the "
          "referenced table too, under ACCESS EXCLUSIVE", _MEASURED, other_mode=AE, claim=21),
@@ -187,14 +192,17 @@ FACTS: tuple[Fact, ...] = (
          _DOC + "sql-dropindex.html; " + _MEASURED, other_mode=AE, claim=9),
     Fact("drop_index.concurrently", AE, "DROP INDEX CONCURRENTLY takes SHARE UPDATE EXCLUSIVE on the "
          "table and, once no query uses the index, ACCESS EXCLUSIVE on the index alone",
-         _DOC + "sql-dropindex.html; " + _MEASURED, other_mode=SUE, claim=9),
+         _DOC + "sql-dropindex.html; " + _MEASURED, other_mode=SUE, claim=9,
+         corrects="claim 9 names only SHARE UPDATE EXCLUSIVE: the last step takes ACCESS EXCLUSIVE on the index "
+         "itself, once no running query can use it"),
     Fact("rename_index", SUE, "renaming an index takes SHARE UPDATE EXCLUSIVE on the index and "
          "no lock on its table", _DOC + "sql-alterindex.html; " + _MEASURED, since=12, claim=11,
          corrects="claim 11 covers tables and columns only: ALTER INDEX ... RENAME takes SHARE UPDATE "
          "EXCLUSIVE on the index and does not lock the table"),
     # -- sequences ------------------------------------------------------------------------------
     Fact("alter_sequence", SRE, "ALTER SEQUENCE takes SHARE ROW EXCLUSIVE on the sequence",
-         _MEASURED),
+         _MEASURED, corrects="not in the notes: ALTER SEQUENCE (Django's AS bigint on auto fields) takes SHARE ROW "
+         "EXCLUSIVE on the sequence only, not on its table"),
     Fact("alter_sequence.owned_by", SRE, "ALTER SEQUENCE ... OWNED BY also takes ACCESS SHARE on "
          "the owning table", _MEASURED, other_mode=AS),
     Fact("setval", RE, "setval() takes ROW EXCLUSIVE on the sequence only", _MEASURED),

@@ -352,6 +352,10 @@ def test_tracer_reports_failures_instead_of_measuring(traced_dsn: str) -> None:
         trace(traced_dsn, "ALTER TABLE no_such_table ADD COLUMN x int", setup=BASE)
     with pytest.raises(TraceError, match="statement failed"):
         trace(traced_dsn, "CREATE INDEX CONCURRENTLY i ON no_such_table (x)", setup=BASE)
+    with pytest.raises(TraceError, match="one statement at a time"):
+        trace(traced_dsn, "SELECT 1; SELECT 2")
+    with pytest.raises(TraceError, match="transaction control"):
+        trace(traced_dsn, "COMMIT")
 
 
 def test_tracer_leaves_the_database_as_the_setup_left_it(traced_dsn: str) -> None:
