@@ -175,9 +175,17 @@ def _dispatch(node: Any, ctx: _Context) -> None:
         case ast.TransactionStmt():
             _transaction(node, ctx)
         case ast.CreateExtensionStmt():
-            f = ctx.fact("create_extension")
-            ctx.act(ActionKind.OTHER, None, f, f"CREATE EXTENSION {node.extname} takes no lock on any table",
+            f = ctx.fact("catalog_object")
+            ctx.act(ActionKind.OTHER, None, f, f"CREATE EXTENSION {_q(node.extname)} takes no lock on any table",
                     extension=node.extname)
+        case ast.DefineStmt(kind=ObjectType.OBJECT_COLLATION):
+            f = ctx.fact("catalog_object")
+            ctx.act(ActionKind.OTHER, None, f, f"CREATE COLLATION {_q(_dotted(node.defnames))} takes no lock on any table")
+        case ast.DropStmt(removeType=ObjectType.OBJECT_EXTENSION | ObjectType.OBJECT_COLLATION,
+                          behavior=DropBehavior.DROP_RESTRICT):
+            # without CASCADE nothing that uses the object can be dropped with it
+            f = ctx.fact("catalog_object")
+            ctx.act(ActionKind.OTHER, None, f, "dropping an extension or a collation without CASCADE takes no lock on any table")
         case ast.ConstraintsSetStmt():
             f = ctx.fact("set_constraints")
             ctx.act(ActionKind.OTHER, None, f, "SET CONSTRAINTS " + f.summary.removeprefix("SET CONSTRAINTS "))

@@ -220,7 +220,8 @@ FACTS: tuple[Fact, ...] = (
     Fact("set_setting", None, "SET changes a session setting and locks nothing", _MEASURED),
     Fact("set_constraints", None, "SET CONSTRAINTS takes no table lock (deferred foreign key checks "
          "it fires only read the rows changed in this transaction)", _MEASURED),
-    Fact("create_extension", None, "CREATE EXTENSION takes no lock on any table", _MEASURED),
+    Fact("catalog_object", None, "creating or dropping an extension or a collation (without CASCADE) "
+         "takes no lock on any table", _MEASURED),
     Fact("transaction", None, "BEGIN/COMMIT/ROLLBACK lock nothing (COMMIT releases every lock)",
          _DOC + "explicit-locking.html"),
     Fact("unknown", AE, "a statement the model does not know is assumed to take ACCESS EXCLUSIVE "

@@ -247,6 +247,9 @@ CASES = [
     _c("set_lock_timeout", "SET lock_timeout = '5s'"),
     _c("set_statement_timeout", "SET LOCAL statement_timeout TO 0"),
     _c("create_extension", "CREATE EXTENSION IF NOT EXISTS pg_trgm"),
+    _c("drop_extension", 'DROP EXTENSION IF EXISTS "pg_trgm"', "CREATE EXTENSION IF NOT EXISTS pg_trgm;"),
+    _c("create_collation", 'CREATE COLLATION "shop_c" (provider = libc, locale = \'C\')'),
+    _c("drop_collation", 'DROP COLLATION "shop_c"', 'CREATE COLLATION "shop_c" (provider = libc, locale = \'C\');'),
     _c("set_statistics", "ALTER TABLE shop_order ALTER COLUMN note SET STATISTICS 500"),
 ]
 
