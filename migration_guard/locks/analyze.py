@@ -44,8 +44,8 @@ from pglast.visitors import Visitor
 
 from migration_guard.locks.catalog import Catalog, ForeignKey
 from migration_guard.locks.facts import Fact, fact
-from migration_guard.locks.pgcatalog import BINARY_COERCIBLE, NON_VOLATILE_FUNCTIONS, VOLATILE_FUNCTIONS
 from migration_guard.locks.modes import LockMode
+from migration_guard.locks.pgcatalog import BINARY_COERCIBLE, NON_VOLATILE_FUNCTIONS, VOLATILE_FUNCTIONS
 from migration_guard.model import Action, ActionKind, Effects, RelationLock
 
 __all__ = ["analyse", "not_null_columns"]
@@ -180,12 +180,14 @@ def _dispatch(node: Any, ctx: _Context) -> None:
                     extension=node.extname)
         case ast.DefineStmt(kind=ObjectType.OBJECT_COLLATION):
             f = ctx.fact("catalog_object")
-            ctx.act(ActionKind.OTHER, None, f, f"CREATE COLLATION {_q(_dotted(node.defnames))} takes no lock on any table")
+            ctx.act(ActionKind.OTHER, None, f,
+                    f"CREATE COLLATION {_q(_dotted(node.defnames))} takes no lock on any table")
         case ast.DropStmt(removeType=ObjectType.OBJECT_EXTENSION | ObjectType.OBJECT_COLLATION,
                           behavior=DropBehavior.DROP_RESTRICT):
             # without CASCADE nothing that uses the object can be dropped with it
             f = ctx.fact("catalog_object")
-            ctx.act(ActionKind.OTHER, None, f, "dropping an extension or a collation without CASCADE takes no lock on any table")
+            ctx.act(ActionKind.OTHER, None, f,
+                    "dropping an extension or a collation without CASCADE takes no lock on any table")
         case ast.ConstraintsSetStmt():
             f = ctx.fact("set_constraints")
             ctx.act(ActionKind.OTHER, None, f, "SET CONSTRAINTS " + f.summary.removeprefix("SET CONSTRAINTS "))
@@ -373,13 +375,16 @@ def _add_column(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
     q_col = f"{_q(table)}.{_q(column)}"
     if serial:
         f = ctx.fact("add_column.serial")
-        reason = f"{q_col} is {type_name}: its default nextval() is volatile, so PostgreSQL rewrites every row of {_q(table)}"
+        reason = (f"{q_col} is {type_name}: its default nextval() is volatile, so PostgreSQL rewrites every row of "
+                  f"{_q(table)}")
     elif identity is not None:
         f = ctx.fact("add_column.identity")
-        reason = f"{q_col} is an identity column, filled from its sequence row by row, so PostgreSQL rewrites every row of {_q(table)}"
+        reason = (f"{q_col} is an identity column, filled from its sequence row by row, so PostgreSQL rewrites every "
+                  f"row of {_q(table)}")
     elif generated is not None and not virtual:
         f = ctx.fact("add_column.generated_stored")
-        reason = f"{q_col} is a stored generated column, computed for every row, so PostgreSQL rewrites every row of {_q(table)}"
+        reason = (f"{q_col} is a stored generated column, computed for every row, so PostgreSQL rewrites every row of "
+                  f"{_q(table)}")
     elif volatile:
         known_volatile = volatile_fn in VOLATILE_FUNCTIONS
         f = ctx.fact("add_column.volatile_default" if known_volatile else "add_column.unknown_function")
@@ -390,7 +395,8 @@ def _add_column(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
                       f"assumed volatile and PostgreSQL rewrites every row of {_q(table)}")
     elif check is not None:
         f = ctx.fact("add_column.check")
-        reason = f"the inline CHECK on {q_col} is verified against every existing row of {_q(table)} under ACCESS EXCLUSIVE"
+        reason = (f"the inline CHECK on {q_col} is verified against every existing row of {_q(table)} under ACCESS "
+                  "EXCLUSIVE")
     elif fk is not None and default is not None:
         f = ctx.fact("add_column.references_with_default")
         reason = (f"the default of {q_col} is checked against {_q(references)} for every existing row, under "
@@ -602,7 +608,8 @@ def _coercion(old: _Type, new: _Type, ctx: _Context) -> tuple[str, str]:
     if (old.name, new.name) in BINARY_COERCIBLE:
         if not new.mods:
             return "alter_column_type.coercible", f"{old.name} is binary coercible to {new.name}"
-        return "alter_column_type", f"{old.name} is binary coercible to {new.name} but the new length limit must be checked"
+        return "alter_column_type", (f"{old.name} is binary coercible to {new.name} but the new length limit must be "
+                                     "checked")
     return "alter_column_type", f"{old.name} is not binary coercible to {new.name}"
 
 
@@ -630,7 +637,8 @@ def _alter_column_type(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> Non
     collation = ".".join(n.sval for n in col.collClause.collname) if col.collClause is not None else None
     rebuilt: tuple[str, ...] = ()
     if f.rewrites:
-        reason = f"changing {q_col} to {new_text}: {why}, so PostgreSQL rewrites every row of {_q(table)} and rebuilds its indexes"
+        reason = (f"changing {q_col} to {new_text}: {why}, so PostgreSQL rewrites every row of {_q(table)} and "
+                  "rebuilds its indexes")
     else:
         reason = f"changing {q_col} to {new_text}: {why}, so no row is rewritten (ACCESS EXCLUSIVE is held briefly)"
         if collation:
@@ -708,7 +716,8 @@ def _add_constraint(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
         references = _name(con.pktable)
         if not_enforced and ctx.holds("add_constraint.not_enforced"):
             f = ctx.fact("add_constraint.foreign_key.not_valid")
-            reason = f"adding the NOT ENFORCED foreign key {label} checks no row but takes SHARE ROW EXCLUSIVE on {_q(table)} and {_q(references)}"
+            reason = (f"adding the NOT ENFORCED foreign key {label} checks no row but takes SHARE ROW EXCLUSIVE on "
+                      f"{_q(table)} and {_q(references)}")
         elif not_valid:
             f = ctx.fact("add_constraint.foreign_key.not_valid")
             reason = (f"adding the foreign key {label} NOT VALID checks no row, but takes SHARE ROW EXCLUSIVE on "
@@ -724,28 +733,33 @@ def _add_constraint(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
         nullable = [c for c in columns if not ctx.catalog.is_not_null(table, c)] if contype == "primary_key" else []
         if con.indexname:
             f = ctx.fact("add_constraint.using_index")
-            reason = f"adding {kind} {label} USING INDEX {_q(con.indexname)} builds nothing, under a brief ACCESS EXCLUSIVE on {_q(table)}"
+            reason = (f"adding {kind} {label} USING INDEX {_q(con.indexname)} builds nothing, under a brief ACCESS "
+                      f"EXCLUSIVE on {_q(table)}")
             if contype == "primary_key" and not columns:
                 # USING INDEX names no columns: whether they are NOT NULL is unknown here
                 nullable = ["?"]
         else:
             f = ctx.fact("add_constraint.unique")
-            reason = f"adding {kind} {label} builds its index on {_q(table)} while holding ACCESS EXCLUSIVE, blocking reads and writes"
+            reason = (f"adding {kind} {label} builds its index on {_q(table)} while holding ACCESS EXCLUSIVE, "
+                      "blocking reads and writes")
         if nullable:
             scans_override = ctx.fact("add_constraint.primary_key.nullable").scans
-            reason += "; the primary key also reads every row to check for NULLs (its columns are not known to be NOT NULL)"
+            reason += ("; the primary key also reads every row to check for NULLs (its columns are not known to be "
+                       "NOT NULL)")
     elif contype == "exclusion":
         f = ctx.fact("add_constraint.exclusion")
         reason = f"adding EXCLUDE {label} builds its index on {_q(table)} while holding ACCESS EXCLUSIVE"
     elif contype == "not_null" and ctx.holds("add_constraint.not_null"):
         columns = tuple(k.sval for k in con.keys or ())
         f = ctx.fact("add_constraint.not_null.not_valid" if not_valid else "add_constraint.not_null")
-        why = "NOT VALID skips the check of existing rows" if not_valid else f"every row of {_q(table)} is checked for NULLs under ACCESS EXCLUSIVE"
+        why = ("NOT VALID skips the check of existing rows" if not_valid else f"every row of {_q(table)} is checked "
+               "for NULLs under ACCESS EXCLUSIVE")
         reason = f"adding NOT NULL {label} on {_q(table)}: {why}"
     else:
         f = ctx.fact("unknown")
         ctx.known = False
-        reason = f"this kind of constraint is not modelled on PostgreSQL {ctx.pg_version}, so ACCESS EXCLUSIVE is assumed on {_q(table)}"
+        reason = (f"this kind of constraint is not modelled on PostgreSQL {ctx.pg_version}, so ACCESS EXCLUSIVE is "
+                  f"assumed on {_q(table)}")
     ctx.lock(table, f.mode)
     if references:
         ctx.lock(references, other_mode)
@@ -778,7 +792,8 @@ def _validate_constraint(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> N
                   f"(reads and writes continue) and takes ROW SHARE on {_q(fk.referenced)}")
     else:
         f = ctx.fact("validate_constraint")
-        reason = f"validating {_q(name)} reads every row of {_q(table)} under SHARE UPDATE EXCLUSIVE, so reads and writes continue"
+        reason = (f"validating {_q(name)} reads every row of {_q(table)} under SHARE UPDATE EXCLUSIVE, so reads and "
+                  "writes continue")
     ctx.lock(table, f.mode)
     ctx.act(ActionKind.VALIDATE_CONSTRAINT, table, f, reason, name=name,
             references=fk.referenced if fk is not None else None)
@@ -930,8 +945,9 @@ class _SequenceCalls(Visitor):
                 self.sequences.append(".".join(part.strip('"') for part in text.split(".")))
             case ast.TypeCast(arg=ast.A_Const(val=ast.String(sval=text))):
                 self.sequences.append(".".join(part.strip('"') for part in text.split(".")))
-            case ast.FuncCall(funcname=fn, args=(ast.A_Const(val=ast.String(sval=t)), ast.A_Const(val=ast.String(sval=c))))\
-                    if fn[-1].sval.lower() == "pg_get_serial_sequence":
+            case ast.FuncCall(
+                funcname=fn, args=(ast.A_Const(val=ast.String(sval=t)), ast.A_Const(val=ast.String(sval=c)))
+            ) if fn[-1].sval.lower() == "pg_get_serial_sequence":
                 # PostgreSQL names a serial/identity sequence <table>_<column>_seq
                 self.sequences.append(f"{t.strip(chr(34)).split('.')[-1]}_{c.strip(chr(34))}_seq")
 

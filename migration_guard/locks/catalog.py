@@ -240,8 +240,10 @@ class _Mutable:
             self.not_null.discard((table, column))
             self.checks = {c for c in self.checks if c[:2] != (table, column)}
             self.fks = [fk for fk in self.fks if not (_key(fk.table) == table and column in fk.columns)]
-            for index in [i for i, t in self.indexes.items() if _key(t) == table and column in self.index_columns.get(i, ())]:
-                del self.indexes[index]  # PostgreSQL drops an index with its column
+            # PostgreSQL drops an index with its column
+            for index in [i for i, t in self.indexes.items()
+                          if _key(t) == table and column in self.index_columns.get(i, ())]:
+                del self.indexes[index]
         elif kind is ActionKind.RENAME_COLUMN and detail.get("new_name"):
             self._rename_column(table, column, detail["new_name"])
         elif kind is ActionKind.ALTER_COLUMN_TYPE and detail.get("new_type"):

@@ -213,7 +213,8 @@ def test_not_valid_check_then_validate_lets_set_not_null_skip_its_scan():
 
 
 def test_validated_check_with_more_conditions_still_proves_not_null():
-    effects, _ = plan("ALTER TABLE t ADD CONSTRAINT k CHECK (c IS NOT NULL AND c > 0)", "ALTER TABLE t ALTER c SET NOT NULL")
+    effects, _ = plan("ALTER TABLE t ADD CONSTRAINT k CHECK (c IS NOT NULL AND c > 0)", "ALTER TABLE t ALTER c SET "
+        "NOT NULL")
     assert not one(effects, ActionKind.SET_NOT_NULL).scans
     effects, _ = plan("ALTER TABLE t ADD CONSTRAINT k CHECK (c > 0)", "ALTER TABLE t ALTER c SET NOT NULL")
     assert one(effects, ActionKind.SET_NOT_NULL).scans  # NULL passes a CHECK
@@ -288,7 +289,8 @@ def test_unique_and_primary_key_build_under_access_exclusive():
     pk = one(run("ALTER TABLE t ADD CONSTRAINT t_pk PRIMARY KEY (n)"), ActionKind.ADD_CONSTRAINT)
     assert pk.builds_index and pk.scans  # n is not known to be NOT NULL
     known = Catalog.empty().with_not_null_columns([("t", "n")])
-    assert not one(run("ALTER TABLE t ADD CONSTRAINT t_pk PRIMARY KEY (n)", catalog=known), ActionKind.ADD_CONSTRAINT).scans
+    pk_known = one(run("ALTER TABLE t ADD CONSTRAINT t_pk PRIMARY KEY (n)", catalog=known), ActionKind.ADD_CONSTRAINT)
+    assert not pk_known.scans
 
 
 def test_not_null_constraints_exist_from_18():
@@ -310,7 +312,8 @@ def test_dropping_a_foreign_key_locks_the_referenced_table():
 
 
 def test_create_index_details():
-    effects = run('CREATE UNIQUE INDEX "i" ON "t" USING gin ("a" gin_trgm_ops, (lower("b"))) INCLUDE ("c") WHERE "d" > 0')
+    effects = run('CREATE UNIQUE INDEX "i" ON "t" USING gin ("a" gin_trgm_ops, (lower("b"))) INCLUDE ("c") WHERE '
+        '"d" > 0')
     action = one(effects, ActionKind.CREATE_INDEX)
     assert locks(effects) == {"t": LockMode.SHARE} and action.builds_index and not effects.needs_no_transaction
     assert action.detail["name"] == "i" and action.detail["unique"] is True and action.detail["concurrently"] is False
@@ -336,7 +339,7 @@ def test_drop_index_finds_its_table_in_the_catalog():
 
 def test_rename_index_locks_only_the_index():
     effects = run('ALTER INDEX "i" RENAME TO "j"')
-    assert [(l.relation, l.relkind, l.mode) for l in effects.locks] == [("i", "index", SUE)]
+    assert [(lock.relation, lock.relkind, lock.mode) for lock in effects.locks] == [("i", "index", SUE)]
 
 
 def test_create_index_if_not_exists_on_an_existing_index_builds_nothing():
@@ -358,11 +361,12 @@ def test_dml_is_a_backfill_under_row_exclusive():
 
 
 def test_sequences():
-    effects = run("SELECT setval(pg_get_serial_sequence('\"shop_tag\"','id'), coalesce(max(\"id\"), 1)) FROM \"shop_tag\"")
+    effects = run("SELECT setval(pg_get_serial_sequence('\"shop_tag\"','id'), coalesce(max(\"id\"), 1)) FROM "
+        "\"shop_tag\"")
     assert locks(effects) == {"shop_tag": LockMode.ACCESS_SHARE, "shop_tag_id_seq": LockMode.ROW_EXCLUSIVE}
     owned = run('ALTER SEQUENCE "s" OWNED BY "t"."c"')
     assert locks(owned) == {"s": SRE, "t": LockMode.ACCESS_SHARE}
-    assert {l.relkind for l in owned.locks} == {"sequence", "table"}
+    assert {lock.relkind for lock in owned.locks} == {"sequence", "table"}
 
 
 @pytest.mark.parametrize("sql, name, value", [

@@ -107,12 +107,16 @@ CASES = [
     _c("add_column_uuid_literal", 'ALTER TABLE "shop_order" ADD COLUMN "token" uuid '
        "DEFAULT '6f7048475c0745cea3ce61395674e503'::uuid NOT NULL"),
     _c("add_column_random", 'ALTER TABLE "shop_order" ADD COLUMN "score" double precision DEFAULT random() NOT NULL'),
-    _c("add_column_clock_timestamp", 'ALTER TABLE "shop_order" ADD COLUMN "seen" timestamptz DEFAULT clock_timestamp()'),
-    _c("add_column_gen_random_uuid", 'ALTER TABLE "shop_order" ADD COLUMN "uid" uuid DEFAULT gen_random_uuid() NOT NULL'),
-    _c("add_column_now", 'ALTER TABLE "shop_order" ADD COLUMN "created" timestamp with time zone DEFAULT now() NOT NULL'),
+    _c("add_column_clock_timestamp", 'ALTER TABLE "shop_order" ADD COLUMN "seen" timestamptz DEFAULT '
+       'clock_timestamp()'),
+    _c("add_column_gen_random_uuid", 'ALTER TABLE "shop_order" ADD COLUMN "uid" uuid DEFAULT gen_random_uuid() NOT '
+       'NULL'),
+    _c("add_column_now", 'ALTER TABLE "shop_order" ADD COLUMN "created" timestamp with time zone DEFAULT now() NOT '
+       'NULL'),
     _c("add_column_statement_timestamp", 'ALTER TABLE "shop_order" ADD COLUMN "created" timestamp with time zone '
        "DEFAULT STATEMENT_TIMESTAMP() NOT NULL"),
-    _c("add_column_current_timestamp", 'ALTER TABLE "shop_order" ADD COLUMN "created" timestamptz DEFAULT CURRENT_TIMESTAMP'),
+    _c("add_column_current_timestamp", 'ALTER TABLE "shop_order" ADD COLUMN "created" timestamptz DEFAULT '
+       'CURRENT_TIMESTAMP'),
     _c("add_column_immutable_function", "ALTER TABLE shop_order ADD COLUMN digest text DEFAULT md5('x')"),
     _c("add_column_nextval", "ALTER TABLE shop_order ADD COLUMN seq integer DEFAULT nextval('shop_tag_id_seq')"),
     _c("add_column_serial", "ALTER TABLE shop_order ADD COLUMN number serial"),
@@ -120,16 +124,20 @@ CASES = [
     _c("add_column_identity", "ALTER TABLE shop_order ADD COLUMN number bigint GENERATED ALWAYS AS IDENTITY"),
     _c("add_column_generated_stored", 'ALTER TABLE "shop_order" ADD COLUMN "double" integer '
        'GENERATED ALWAYS AS (("total" * 2)) STORED'),
-    _c("add_column_generated_virtual", "ALTER TABLE shop_order ADD COLUMN double integer GENERATED ALWAYS AS (total * 2) VIRTUAL",
+    _c("add_column_generated_virtual", "ALTER TABLE shop_order ADD COLUMN double integer GENERATED ALWAYS AS (total "
+       "* 2) VIRTUAL",
        since=18),
     _c("add_column_inline_check", 'ALTER TABLE "shop_order" ADD COLUMN "stock" integer NULL CHECK ("stock" >= 0)'),
     _c("add_column_check_with_default", 'ALTER TABLE "shop_order" ADD COLUMN "stock" integer DEFAULT 0 NOT NULL '
        'CHECK ("stock" >= 0)'),
     _c("add_column_fk_nullable", 'ALTER TABLE "shop_order" ADD COLUMN "ref_id" bigint NULL CONSTRAINT '
-       '"shop_order_ref_id_b43c75a7_fk_shop_customer_id" REFERENCES "shop_customer"("id") DEFERRABLE INITIALLY DEFERRED'),
-    _c("add_column_fk_default", "ALTER TABLE shop_order ADD COLUMN ref_id bigint DEFAULT 1 NOT NULL REFERENCES shop_customer (id)"),
+       '"shop_order_ref_id_b43c75a7_fk_shop_customer_id" REFERENCES "shop_customer"("id") DEFERRABLE INITIALLY '
+           'DEFERRED'),
+    _c("add_column_fk_default", "ALTER TABLE shop_order ADD COLUMN ref_id bigint DEFAULT 1 NOT NULL REFERENCES "
+       "shop_customer (id)"),
     _c("add_column_unique", 'ALTER TABLE "shop_order" ADD COLUMN "code2" varchar(10) NULL UNIQUE'),
-    _c("add_columns_one_volatile", "ALTER TABLE shop_order ADD COLUMN a integer DEFAULT 1, ADD COLUMN b float8 DEFAULT random()"),
+    _c("add_columns_one_volatile", "ALTER TABLE shop_order ADD COLUMN a integer DEFAULT 1, ADD COLUMN b float8 "
+       "DEFAULT random()"),
     _c("add_column_and_set_not_null", "ALTER TABLE shop_order ADD COLUMN a integer DEFAULT 0 NOT NULL, "
        "ALTER COLUMN qty SET NOT NULL"),
     # -- DROP / RENAME COLUMN ----------------------------------------------------------------------
@@ -158,7 +166,8 @@ CASES = [
     _c("type_cidr_to_inet", "ALTER TABLE shop_order ALTER COLUMN ip TYPE inet"),
     _c("type_using_expression", "ALTER TABLE shop_order ALTER COLUMN note TYPE text USING note || ''"),
     _c("type_char_grow", "ALTER TABLE shop_order ALTER COLUMN code TYPE char(10)"),
-    _c("type_fk_column", 'ALTER TABLE "shop_order" ALTER COLUMN "customer_id" TYPE integer USING "customer_id"::integer'),
+    _c("type_fk_column", 'ALTER TABLE "shop_order" ALTER COLUMN "customer_id" TYPE integer USING '
+       '"customer_id"::integer'),
     _c("type_fk_column_unchanged", "ALTER TABLE shop_order ALTER COLUMN customer_id TYPE bigint"),
     _c("type_referenced_column", 'ALTER TABLE "shop_customer" ALTER COLUMN "id" TYPE integer USING "id"::integer'),
     _c("type_indexed_coercible", "ALTER TABLE shop_order ALTER COLUMN note TYPE text",
@@ -188,7 +197,8 @@ CASES = [
     _c("add_check_not_valid", 'ALTER TABLE "shop_order" ADD CONSTRAINT "total_gte_0" CHECK ("total" >= 0) NOT VALID'),
     _c("validate_check", 'ALTER TABLE "shop_order" VALIDATE CONSTRAINT "total_gte_0"',
        'ALTER TABLE "shop_order" ADD CONSTRAINT "total_gte_0" CHECK ("total" >= 0) NOT VALID;'),
-    _c("add_check_not_enforced", "ALTER TABLE shop_order ADD CONSTRAINT total_gte_0 CHECK (total >= 0) NOT ENFORCED", since=18),
+    _c("add_check_not_enforced", "ALTER TABLE shop_order ADD CONSTRAINT total_gte_0 CHECK (total >= 0) NOT "
+       "ENFORCED", since=18),
     _c("add_fk", 'ALTER TABLE "shop_order" ADD CONSTRAINT "shop_order_customer_id_f638df20_fk_shop_customer_id" '
        'FOREIGN KEY ("customer_id") REFERENCES "shop_customer" ("id") DEFERRABLE INITIALLY DEFERRED', DROP_FK),
     _c("add_fk_not_valid", 'ALTER TABLE "shop_order" ADD CONSTRAINT "shop_order_customer_fk" '
@@ -205,7 +215,8 @@ CASES = [
        "ALTER TABLE shop_tag DROP CONSTRAINT shop_tag_pkey;"),
     _c("add_primary_key_not_null", 'ALTER TABLE "shop_tag" ADD CONSTRAINT "shop_tag_pk" PRIMARY KEY ("n")',
        "ALTER TABLE shop_tag DROP CONSTRAINT shop_tag_pkey; ALTER TABLE shop_tag ALTER COLUMN n SET NOT NULL;"),
-    _c("add_primary_key_using_index", 'ALTER TABLE "shop_tag" ADD CONSTRAINT "shop_tag_pk" PRIMARY KEY USING INDEX "shop_tag_pk"',
+    _c("add_primary_key_using_index", 'ALTER TABLE "shop_tag" ADD CONSTRAINT "shop_tag_pk" PRIMARY KEY USING INDEX '
+       '"shop_tag_pk"',
        "ALTER TABLE shop_tag DROP CONSTRAINT shop_tag_pkey; CREATE UNIQUE INDEX shop_tag_pk ON shop_tag (n);"),
     _c("add_not_null_constraint", "ALTER TABLE shop_order ADD CONSTRAINT qty_not_null NOT NULL qty", since=18),
     _c("add_not_null_constraint_not_valid", "ALTER TABLE shop_order ADD CONSTRAINT qty_not_null NOT NULL qty NOT VALID",
@@ -225,9 +236,12 @@ CASES = [
     _c("create_index_include", 'CREATE INDEX "order_cust_inc" ON "shop_order" ("customer_id") INCLUDE ("total")'),
     _c("create_index_opclass", 'CREATE INDEX "shop_order_note_like" ON "shop_order" ("note" varchar_pattern_ops)'),
     _c("create_unique_index_partial", 'CREATE UNIQUE INDEX "uniq_cp" ON "shop_order" ("total") WHERE "qty" > 0'),
-    _c("create_index_if_not_exists_existing", "CREATE INDEX IF NOT EXISTS shop_order_customer_id_idx ON shop_order (customer_id)"),
-    _c("create_index_concurrently", 'CREATE INDEX CONCURRENTLY "order_paid_idx" ON "shop_order" ("qty") INCLUDE ("total")'),
-    _c("create_unique_index_concurrently", 'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "uniq_total" ON "shop_order" ("total")'),
+    _c("create_index_if_not_exists_existing", "CREATE INDEX IF NOT EXISTS shop_order_customer_id_idx ON shop_order "
+       "(customer_id)"),
+    _c("create_index_concurrently", 'CREATE INDEX CONCURRENTLY "order_paid_idx" ON "shop_order" ("qty") INCLUDE '
+       '("total")'),
+    _c("create_unique_index_concurrently", 'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "uniq_total" ON '
+       '"shop_order" ("total")'),
     _c("drop_index", 'DROP INDEX IF EXISTS "shop_order_customer_id_idx"'),
     _c("drop_index_concurrently", 'DROP INDEX CONCURRENTLY IF EXISTS "shop_order_customer_id_idx"'),
     _c("rename_index", 'ALTER INDEX "shop_order_customer_id_idx" RENAME TO "shop_order_customer_idx"'),
@@ -241,7 +255,8 @@ CASES = [
     _c("drop_sequence_cascade", 'DROP SEQUENCE IF EXISTS "shop_tag_id_seq" CASCADE'),
     # -- data and settings (RunSQL backfills, lock_timeout) ----------------------------------------
     _c("update_backfill", 'UPDATE "shop_order" SET "qty" = 0 WHERE "qty" IS NULL'),
-    _c("update_from_other_table", "UPDATE shop_order SET note = c.name FROM shop_customer c WHERE c.id = shop_order.customer_id"),
+    _c("update_from_other_table", "UPDATE shop_order SET note = c.name FROM shop_customer c WHERE c.id = "
+       "shop_order.customer_id"),
     _c("delete_rows", "DELETE FROM shop_order WHERE total > 390"),
     _c("insert_select", "INSERT INTO shop_order (customer_id, total) SELECT id, 1 FROM shop_customer"),
     _c("set_lock_timeout", "SET lock_timeout = '5s'"),
