@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django.db.migrations.exceptions import InconsistentMigrationHistory
 from django.db.migrations.executor import MigrationExecutor
 
 from migration_guard.approvals import apply_approvals, load_approvals
 from migration_guard.config import Config, find_pyproject, load_config
 from migration_guard.locks import Catalog
+from migration_guard.locks.introspect import catalog_from_database
 from migration_guard.pipeline import MigrationResult, analyse_migrations
 from migration_guard.plan import PlanError, build_plan, changed_files_since
 from migration_guard.render import render_plan, scratch_database
@@ -121,18 +122,27 @@ def run_gate(options: GateOptions) -> Report:
     notes = []
     if not plan.lint:
         notes.append("no migrations to lint")
+    catalogs: list[Catalog] = []
+
+    def read_catalog(conn) -> None:
+        catalogs.append(_read_catalog(conn))
+
     try:
         if scratch:
             with scratch_database(connection) as name:
                 notes.append(f"rendered by applying the migrations to the throwaway database {name} (dropped)")
-                rendered = list(render_plan(executor, plan, execute=True))
+                rendered = list(render_plan(executor, plan, execute=True, before_first=read_catalog))
         else:
-            rendered = list(render_plan(executor, plan, execute=False))
+            rendered = list(render_plan(executor, plan, execute=False, before_first=read_catalog))
     except DatabaseError as exc:
         hint = " (the scratch database needs a role with CREATEDB)" if scratch else ""
         raise GateError(f"rendering failed on database '{options.database}'{hint}: {exc}") from None
 
-    results = analyse_migrations(rendered, sizes=sizes, pg_version=pg_version, config=config, catalog=Catalog.empty())
+    # What the database already has before the first linted migration (column types, validated
+    # NOT NULL checks, foreign keys, indexes), so that e.g. SET NOT NULL after an earlier deploy's
+    # VALIDATE CONSTRAINT is known not to scan.
+    catalog = catalogs[0] if catalogs else Catalog.empty()
+    results = analyse_migrations(rendered, sizes=sizes, pg_version=pg_version, config=config, catalog=catalog)
     findings, outcomes = apply_approvals(
         [f for r in results for f in r.findings],
         approvals,
@@ -150,6 +160,18 @@ def run_gate(options: GateOptions) -> Report:
         approvals=tuple(outcomes),
         notes=tuple(notes),
     )
+
+
+def _read_catalog(connection) -> Catalog:
+    """The catalog of the database as it is now, read in a READ ONLY transaction."""
+    connection.ensure_connection()
+    with transaction.atomic(using=connection.alias):
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION READ ONLY")
+            cursor.execute("SET LOCAL statement_timeout = 30000")
+        catalog = catalog_from_database(connection.connection)
+        transaction.set_rollback(True, using=connection.alias)
+    return catalog
 
 
 def _pg_version(options: GateOptions, snapshot: Snapshot | None, config: Config, server: int | None) -> tuple[int, str]:

@@ -85,6 +85,9 @@ class RenderedMigration:
     # pending migration changes them and the database is not at this migration's state,
     # the rendered SQL may be wrong.
     introspected_tables: frozenset[str] = frozenset()
+    # False: rendered only so that later migrations see what it does (a pending migration that
+    # was not selected for linting); its findings are not reported.
+    linted: bool = True
 
     @property
     def label(self) -> str:

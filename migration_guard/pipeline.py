@@ -87,8 +87,13 @@ def analyse_migrations(
             rendered=migration, tables_changed_earlier=frozenset(state.changed_tables), config=config
         )
         migration_findings = [f for rule in active if rule.check_migration for f in rule.check_migration(context)]
+        if migration.error and not migration.linted:
+            # A pending migration that is not linted failed to render: what follows is unknown.
+            migration_findings = []
         parsed = [p for statement in migration.statements for p in parse_statement(statement)]
         statements = _walk(parsed, migration.label, state, pg_version, config, active)
+        if not migration.linted:
+            continue  # walked only so that later migrations see what it does
         results.append(
             MigrationResult(
                 label=migration.label,

@@ -24,8 +24,8 @@ import hashlib
 import inspect
 import os
 import secrets
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import transaction
@@ -51,12 +51,20 @@ _RENDER_STATEMENT_TIMEOUT_MS = 30_000
 _RENDER_LOCK_TIMEOUT_MS = 5_000
 
 
-def render_plan(executor: MigrationExecutor, plan: Plan, *, execute: bool) -> Iterator[RenderedMigration]:
+def render_plan(
+    executor: MigrationExecutor,
+    plan: Plan,
+    *,
+    execute: bool,
+    before_first: Callable[[object], None] | None = None,
+) -> Iterator[RenderedMigration]:
     """Render every migration of ``plan.lint``, in order.
 
     ``execute=False``: collect mode on the executor's (target) database, never writing.
     ``execute=True``: the executor's connection must point at an empty scratch database
     (see :func:`scratch_database`); the whole plan is applied to it.
+    ``before_first(connection)`` is called when the database is at the state just before the
+    first linted migration (to read its catalog).
     """
     connection = executor.connection
     graph = executor.loader.graph
@@ -82,23 +90,26 @@ def render_plan(executor: MigrationExecutor, plan: Plan, *, execute: bool) -> It
                 if node in lint:
                     yield _unrendered(migration, f"not rendered: {failed} failed before it")
                 continue
-            if node not in lint:
+            if before_first is not None and (node in lint or not execute):
+                before_first(connection)
+                before_first = None
+            if node not in lint and execute:
                 try:
-                    state = _apply_quietly(connection, migration, state, execute)
+                    state = _apply_quietly(connection, migration, state)
                 except Exception as exc:  # the migration's own error, reported on what follows
                     failed = f"{migration.app_label}.{migration.name} ({type(exc).__name__}: {exc})"
                 continue
+            # Collect mode renders unselected pending migrations too: later ones see their effects.
             rendered, state, error = _render_migration(connection, migration, state, execute)
+            if node not in lint:
+                rendered = replace(rendered, linted=False)
             yield rendered
             if error:
                 failed = f"{migration.app_label}.{migration.name}"
 
 
-def _apply_quietly(connection, migration, state, execute: bool):
-    """Bring the state (and with ``execute``, the scratch database) past a migration not linted."""
-    if not execute:
-        migration.mutate_state(state, preserve=False)
-        return state
+def _apply_quietly(connection, migration, state):
+    """Bring the scratch database and the state past a migration that is not linted."""
     with connection.schema_editor(atomic=migration.atomic) as editor:
         return migration.apply(state, editor)
 

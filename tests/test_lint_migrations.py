@@ -315,3 +315,49 @@ def test_unrenderable_findings_can_be_approved_from_the_printed_command(project)
     run = project.lint("--scratch", "--format", "json")
     [finding] = _finding(run, "MG901")
     assert re.fullmatch(r"[0-9a-f]{16}", finding["fingerprint"])
+
+
+CHECK_VALIDATED = '''
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [
+        migrations.RunSQL(
+            'ALTER TABLE "inventory_item" ADD CONSTRAINT "quantity_nn" CHECK ("quantity" IS NOT NULL) NOT VALID'
+        ),
+        migrations.RunSQL('ALTER TABLE "inventory_item" VALIDATE CONSTRAINT "quantity_nn"'),
+    ]
+'''
+
+SET_NOT_NULL = '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0005_quantity_check")]
+    operations = [migrations.AlterField("item", "quantity", models.IntegerField())]
+'''
+
+
+@pytest.mark.parametrize("mode", [(), ("--scratch",)])
+def test_a_check_validated_by_an_earlier_deploy_spares_set_not_null_its_scan(project, mode):
+    project.migrate("0004")
+    project.config(SMALL_THRESHOLD)
+    project.fill_items(3000)
+    project.add_migration("0005_quantity_check", CHECK_VALIDATED)
+    project.add_migration("0006_quantity_not_null", SET_NOT_NULL)
+    before = project.lint("inventory", "0006", *mode, "--format", "json")
+    assert _finding(before, "MG003") == [], "the check validated in the same plan proves it"
+    project.migrate("0005")  # the check was deployed earlier
+    after = project.lint(*mode, "--format", "json")
+    assert after.code == 0, after.out + after.err
+    assert [m["migration"] for m in after.json()["migrations"]] == ["inventory.0006_quantity_not_null"]
+    assert _finding(after, "MG003") == []
+    project.sql('ALTER TABLE "inventory_item" DROP CONSTRAINT "quantity_nn"')
+    without = project.lint(*mode, "--format", "json")
+    if mode:  # the scratch database applies 0005 again, so the check is there
+        assert without.code == 0 and not _finding(without, "MG003")
+    else:  # production lost the check: SET NOT NULL scans again
+        assert without.code == 1 and _finding(without, "MG003")
