@@ -11,6 +11,8 @@
 
 Facts about PostgreSQL live in :mod:`migration_guard.locks.facts` (one table, with versions and
 sources); :mod:`migration_guard.trace` measures them on a real server.
+:func:`migration_guard.locks.introspect.catalog_from_database` seeds a catalog from a live
+database (column types, NOT NULL columns and checks, foreign keys, indexes, TimeZone).
 """
 
 from migration_guard.locks.analyze import analyse

@@ -194,12 +194,23 @@ def _dispatch(node: Any, ctx: _Context) -> None:
         case _:
             unknown = _unknown(node, ctx.pg_version, f"{type(node).__name__} statements are not modelled")
             ctx.known = False
+            ctx.needs_no_transaction = _outside_transaction_only(node)
             ctx.actions.extend(unknown.actions)
             for lock in unknown.locks:
                 ctx.lock(lock.relation, lock.mode, lock.relkind)
 
 
 # -- unknown statements ------------------------------------------------------------------------
+
+
+def _outside_transaction_only(node: Any) -> bool:
+    """Whether an unmodelled statement cannot run inside a transaction block (the pipeline needs to know)."""
+    match node:
+        case ast.VacuumStmt(is_vacuumcmd=True):
+            return True
+        case ast.ReindexStmt(params=params):
+            return any(p.defname == "concurrently" for p in params or ())
+    return False
 
 
 class _RangeVars(Visitor):

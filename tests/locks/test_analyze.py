@@ -409,6 +409,14 @@ def test_unknown_statements_assume_access_exclusive_on_every_relation(sql, relat
     assert all(a.kind is ActionKind.UNKNOWN and a.mode is AE and a.reason for a in effects.actions)
 
 
+@pytest.mark.parametrize("sql, outside", [
+    ("VACUUM t", True), ("REINDEX INDEX CONCURRENTLY i", True), ("REINDEX INDEX i", False), ("ANALYZE t", False),
+])
+def test_unknown_statements_still_say_when_they_cannot_run_in_a_transaction(sql, outside):
+    effects = run(sql)
+    assert not effects.known and effects.needs_no_transaction is outside
+
+
 def test_a_statement_naming_no_table_is_still_unknown():
     effects = run("GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
     assert not effects.known and effects.actions[0].kind is ActionKind.UNKNOWN
