@@ -203,6 +203,8 @@ CASES = [
        'FOREIGN KEY ("customer_id") REFERENCES "shop_customer" ("id") DEFERRABLE INITIALLY DEFERRED', DROP_FK),
     _c("add_fk_not_valid", 'ALTER TABLE "shop_order" ADD CONSTRAINT "shop_order_customer_fk" '
        'FOREIGN KEY ("customer_id") REFERENCES "shop_customer" ("id") NOT VALID', DROP_FK),
+    _c("add_fk_not_enforced", 'ALTER TABLE "shop_order" ADD CONSTRAINT "shop_order_customer_fk" '
+       'FOREIGN KEY ("customer_id") REFERENCES "shop_customer" ("id") NOT ENFORCED', DROP_FK, since=18),
     _c("validate_fk", 'ALTER TABLE "shop_order" VALIDATE CONSTRAINT "shop_order_customer_fk"',
        DROP_FK + 'ALTER TABLE "shop_order" ADD CONSTRAINT "shop_order_customer_fk" FOREIGN KEY ("customer_id") '
        'REFERENCES "shop_customer" ("id") NOT VALID;'),
