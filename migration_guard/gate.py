@@ -89,6 +89,8 @@ def run_gate(options: GateOptions) -> Report:
         raise GateError(f"the migration history of database '{options.database}' is inconsistent: {exc}") from None
     except DatabaseError as exc:
         raise GateError(_connection_problem(connection, exc)) from None
+    except Exception as exc:  # a migration file that does not import, a missing dependency, ...
+        raise GateError(f"the migrations could not be loaded: {_load_problem(exc)}") from None
 
     scratch = options.scratch or options.since is not None
     try:
@@ -199,6 +201,17 @@ def _with(config: Config, **changes) -> Config:
     from dataclasses import replace
 
     return replace(config, **changes)
+
+
+def _load_problem(exc: Exception) -> str:
+    """Where loading failed (file and line) and why, for a migration that does not import."""
+    import traceback
+
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}: {type(exc).__name__}: {exc.msg}; fix the file and run again"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/migrations/" in f.filename]
+    where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+    return f"{where}{type(exc).__name__}: {exc}; fix it and run again"
 
 
 def _connection_problem(connection, exc: Exception) -> str:

@@ -361,3 +361,46 @@ def test_a_check_validated_by_an_earlier_deploy_spares_set_not_null_its_scan(pro
         assert without.code == 0 and not _finding(without, "MG003")
     else:  # production lost the check: SET NOT NULL scans again
         assert without.code == 1 and _finding(without, "MG003")
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("from django.db import migrations\nclass Migration(migrations.Migration:\n", "0005_bad.py:2: SyntaxError"),
+    ("from django.db import migrations\nimport no_such_module\n", "ModuleNotFoundError: No module named 'no_such_module'"),
+    ("from django.db import migrations\n\n\nclass Migration(migrations.Migration):\n"
+     "    dependencies = [('inventory', '0099_missing')]\n", "0099_missing"),
+])
+def test_a_migration_that_does_not_load_exits_2_naming_the_file(project, source, expected):
+    project.migrate("0004")
+    project.add_migration("0005_bad", source)
+    run = project.lint()
+    assert run.code == 2, (run.out, run.err)
+    assert "the migrations could not be loaded" in run.err and expected in run.err
+
+
+def test_render_state_mismatch_when_a_later_pending_migration_reads_a_changed_table(project):
+    project.migrate("0004")
+    project.add_migration("0005_unique_name", '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [migrations.AlterField("item", "name", models.CharField(max_length=200, unique=True))]
+''')
+    project.add_migration("0006_not_unique", '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0005_unique_name")]
+    operations = [migrations.AlterField("item", "name", models.CharField(max_length=200))]
+''')
+    run = project.lint("--format", "json", "--assume-rows", "0")
+    assert run.code == 1
+    rules = {(f["migration"], f["rule"]) for f in run.json()["findings"] if f["blocking"]}
+    # Rendering 0006 looks up the unique constraint 0005 creates; the database does not have it yet.
+    assert ("inventory.0006_not_unique", "MG901") in rules or ("inventory.0006_not_unique", "MG904") in rules
+    scratch = project.lint("--scratch", "--format", "json", "--assume-rows", "0")
+    assert scratch.code == 0, scratch.out
+    sql = [s["sql"] for m in scratch.json()["migrations"] for s in m["statements"]]
+    assert any(s.startswith('ALTER TABLE "inventory_item" DROP CONSTRAINT') for s in sql)
