@@ -90,46 +90,36 @@ def test_approval_lets_it_through_and_goes_stale_when_the_sql_changes(project, t
     assert [a["status"] for a in stale.json()["approvals"]] == ["stale"]
 
 
-def test_unused_and_expired_approvals_are_reported(project):
+def _blocked_index_fingerprint(project) -> str:
+    """Set up 0002 to block (3,000 rows over a 1,000-row threshold) and return its fingerprint."""
     project.migrate("0001")
     project.config(SMALL_THRESHOLD)
     project.fill_items(3000)
-    fingerprint = _finding(project.lint("inventory", "0002", "--format", "json"), "MG002")[0]["fingerprint"]
-    (project.root / "migration-approvals.toml").write_text(f"""
-[[approval]]
-migration = "inventory.0002_item_created_idx"
-rule = "MG002"
-fingerprint = "{fingerprint}"
-reason = "was fine last year"
-approved_by = "dba@example.com"
-expires = 2020-01-01
+    return _finding(project.lint("inventory", "0002", "--format", "json"), "MG002")[0]["fingerprint"]
 
-[[approval]]
-migration = "inventory.0002_item_created_idx"
-rule = "MG001"
-fingerprint = "0000000000000000"
-reason = "nothing matches this"
-approved_by = "dba@example.com"
-""")
+
+def _approve(project, *entries: str) -> None:
+    """Write approvals for inventory.0002, each entry the TOML lines after its migration key."""
+    blocks = [f'[[approval]]\nmigration = "inventory.0002_item_created_idx"\napproved_by = "dba@example.com"\n{entry}'
+              for entry in entries]
+    (project.root / "migration-approvals.toml").write_text("\n".join(blocks))
+
+
+def test_unused_and_expired_approvals_are_reported(project):
+    fingerprint = _blocked_index_fingerprint(project)
+    _approve(
+        project,
+        f'rule = "MG002"\nfingerprint = "{fingerprint}"\nreason = "was fine last year"\nexpires = 2020-01-01\n',
+        'rule = "MG001"\nfingerprint = "0000000000000000"\nreason = "nothing matches this"\n',
+    )
     run = project.lint("inventory", "0002", "--format", "json")
     assert run.code == 1
     assert [a["status"] for a in run.json()["approvals"]] == ["expired", "unused"]
 
 
 def test_row_ceiling_stops_an_approval_when_the_table_grows(project):
-    project.migrate("0001")
-    project.config(SMALL_THRESHOLD)
-    project.fill_items(3000)
-    fingerprint = _finding(project.lint("inventory", "0002", "--format", "json"), "MG002")[0]["fingerprint"]
-    (project.root / "migration-approvals.toml").write_text(f"""
-[[approval]]
-migration = "inventory.0002_item_created_idx"
-rule = "MG002"
-fingerprint = "{fingerprint}"
-reason = "small enough"
-approved_by = "dba@example.com"
-max_rows = 2000
-""")
+    fingerprint = _blocked_index_fingerprint(project)
+    _approve(project, f'rule = "MG002"\nfingerprint = "{fingerprint}"\nreason = "small enough"\nmax_rows = 2000\n')
     run = project.lint("inventory", "0002", "--format", "json")
     assert run.code == 1
     assert run.json()["approvals"][0]["status"] == "over row ceiling"
