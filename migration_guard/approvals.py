@@ -124,15 +124,29 @@ def _approval(entry: object, number: int, path: Path) -> Approval:
 
 
 def apply_approvals(
-    findings: Sequence[Finding], approvals: Sequence[Approval], *, linted: set[str], today: dt.date
+    findings: Sequence[Finding],
+    approvals: Sequence[Approval],
+    *,
+    linted: set[str],
+    today: dt.date,
+    operator: Sequence[Approval] = (),
 ) -> tuple[list[Finding], list[ApprovalOutcome]]:
     """Mark the blocking findings an approval covers; say what became of every approval that
-    concerns a linted migration (approvals of migrations not linted in this run are left alone)."""
+    concerns a linted migration (approvals of migrations not linted in this run are left alone).
+
+    ``operator`` approvals (``--approve MIGRATION:RULE`` at deploy time, for this run only) match
+    any statement of that migration and rule; they are always reported, used or not."""
     outcomes: dict[int, ApprovalOutcome] = {}
     result = []
     for finding in findings:
         if finding.severity is not Severity.ERROR:
             result.append(finding)
+            continue
+        by_operator = [a for a in operator if a.migration == finding.migration and a.rule == finding.rule]
+        if by_operator:
+            approval = by_operator[0]
+            outcomes[approval.number] = ApprovalOutcome(approval, "used", "operator approval for this run only")
+            result.append(replace(finding, approval=f"approved for this run by {approval.approved_by}: {approval.reason}"))
             continue
         candidates = [a for a in approvals if a.migration == finding.migration and a.rule == finding.rule]
         exact = [a for a in candidates if a.fingerprint == finding.fingerprint]
@@ -155,7 +169,11 @@ def apply_approvals(
     for approval in approvals:
         if approval.migration in linted and approval.number not in outcomes:
             outcomes[approval.number] = ApprovalOutcome(approval, "unused", "no finding in this run matches it")
-    return result, [outcomes[number] for number in sorted(outcomes)]
+    for approval in operator:
+        if approval.number not in outcomes:
+            outcomes[approval.number] = ApprovalOutcome(approval, "unused", "--approve matched no blocking finding")
+    ordered = sorted(outcomes, key=lambda number: (number < 0, abs(number)))
+    return result, [outcomes[number] for number in ordered]
 
 
 def _usable(approval: Approval, finding: Finding, today: dt.date) -> tuple[str, str]:

@@ -10,6 +10,8 @@ pg_version = 16                     # assumed when no database or snapshot says
 assume_rows = 0                     # size of tables with no figure (unset: they count as large)
 disable = ["MG008"]                 # rules turned off
 severity = { MG005 = "warning" }    # rules' severities changed
+preflight_max_age_seconds = 60      # older transactions holding a conflicting lock block the deploy
+stats_max_age_days = 7              # an older --stats snapshot is reported
 ```
 """
 
@@ -46,6 +48,11 @@ class Config:
     assume_rows: int | None = None
     disable: frozenset[str] = frozenset()
     severity: dict[str, Severity] = field(default_factory=dict, hash=False, compare=False)
+    # Pre-flight: a session whose transaction is older than this, holding a lock that a pending
+    # migration's lock would wait for, blocks the deploy (younger ones are warnings).
+    preflight_max_age_seconds: int = 60
+    # A --stats snapshot older than this many days is reported.
+    stats_max_age_days: int = 7
     source: str = "defaults"  # where it came from, for messages
 
 
@@ -93,6 +100,8 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
             changes[key_name] = (base / value) if not Path(value).is_absolute() else Path(value)
         elif key_name == "pg_version":
             changes[key_name] = pg_version_value(value, f"{where}: {key}")
+        elif key_name in {"preflight_max_age_seconds", "stats_max_age_days"}:
+            changes[key_name] = _non_negative_int(value, where, key)
         elif key_name == "assume_rows":
             changes[key_name] = None if value is None else _non_negative_int(value, where, key)
         elif key_name == "disable":
@@ -114,7 +123,7 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
         else:
             raise ConfigError(
                 f"{where}: unknown setting {key!r}; known: threshold_rows, threshold_bytes, approvals_file, "
-                "pg_version, assume_rows, disable, severity"
+                "pg_version, assume_rows, disable, severity, preflight_max_age_seconds, stats_max_age_days"
             )
     return replace(config, **changes, source=where)
 
@@ -139,7 +148,7 @@ def parse_bytes(value: Any, where: str) -> int:
 
 def _non_negative_int(value: Any, where: str, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{where}: {key} must be a whole number of rows, got {value!r}")
+        raise ConfigError(f"{where}: {key} must be a whole number, got {value!r}")
     return value
 
 

