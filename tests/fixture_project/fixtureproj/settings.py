@@ -18,3 +18,8 @@ if os.environ.get("FIXTURE_MIGRATION_GUARD"):
     import json
 
     MIGRATION_GUARD = json.loads(os.environ["FIXTURE_MIGRATION_GUARD"])
+
+if os.environ.get("FIXTURE_DB2_NAME"):
+    # A second database for the several-databases tests; the router keeps Item off it.
+    DATABASES["analytics"] = {**DATABASES["default"], "NAME": os.environ["FIXTURE_DB2_NAME"]}
+    DATABASE_ROUTERS = ["fixtureproj.routers.KeepItemsOffAnalytics"]
