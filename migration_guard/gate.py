@@ -54,6 +54,7 @@ class GateOptions:
     app_label: str | None = None
     migration_name: str | None = None
     since: str | None = None
+    files: tuple[Path, ...] | None = None  # lint exactly the migrations in these files (pre-commit)
     scratch: bool = False
     embedded: bool = False
     stats_file: Path | None = None
@@ -150,7 +151,8 @@ def _lint_database(alias: str, options: GateOptions, config: Config, snapshot: S
     except Exception as exc:  # a migration file that does not import, a missing dependency, ...
         raise GateError(f"the migrations could not be loaded: {_load_problem(exc)}") from None
 
-    scratch = options.scratch or options.since is not None or options.embedded
+    by_files = options.since is not None or options.files is not None
+    scratch = options.scratch or by_files or options.embedded
     try:
         since_files = changed_files_since(options.since) if options.since else None
         plan = build_plan(
@@ -158,14 +160,15 @@ def _lint_database(alias: str, options: GateOptions, config: Config, snapshot: S
             app_label=options.app_label,
             migration_name=options.migration_name,
             since_files=since_files,
+            files=options.files,
             include_applied=scratch,
         )
     except PlanError as exc:
         raise GateError(str(exc)) from None
 
-    # With --since or --embedded the database is CI's own: its sizes and version say nothing about
-    # production.
-    production = options.since is None and not options.embedded
+    # With --since, --files or --embedded the database is CI's (or a laptop's) own: its sizes and
+    # version say nothing about production.
+    production = not by_files and not options.embedded
     server_version = connection.pg_version // 10000 if getattr(connection, "pg_version", None) else None
     pg_version, pg_source = _pg_version(options, snapshot, config, server_version if production else None)
     sizes_source = "none: every existing table counts as large (give --stats FILE or --assume-rows N)"

@@ -1,16 +1,18 @@
 """Stage *plan* (edge): which migrations to lint, in the order ``migrate`` would apply them.
 
-Three ways to choose:
+Four ways to choose:
 - pending: the migrations not yet applied on a database (the release-pipeline gate);
 - named: ``app_label [migration_name]``;
 - since a git ref: migrations whose files are new or changed since the merge base with that ref
-  (the CI check).
+  (the CI check);
+- files: the migrations in the given files (the pre-commit hook).
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,12 +88,14 @@ def build_plan(
     app_label: str | None = None,
     migration_name: str | None = None,
     since_files: set[Path] | None = None,
+    files: Sequence[Path] | None = None,
     include_applied: bool = False,
 ) -> Plan:
     """Choose the migrations to lint.
 
     With no selector: the unapplied ones. ``app_label``/``migration_name`` narrow to one app or
-    one migration; ``since_files`` to the migrations in those files. ``include_applied`` lets a
+    one migration; ``since_files`` to the migrations in those files; ``files`` likewise, but every
+    one of them must be a migration (a pre-commit hook's file names). ``include_applied`` lets a
     named or since-selected migration be linted although the database has applied it (only
     sensible when rendering on a scratch database).
     """
@@ -125,11 +129,14 @@ def build_plan(
             path = migration_path(migration)
             if path and Path(path).resolve() in since_files:
                 wanted.add(node)
+    elif files is not None:
+        wanted = _migrations_in_files(graph, files)
     else:
         wanted = {node for node in graph.nodes if node not in applied}
 
     if not include_applied:
-        already = sorted(node for node in wanted if node in applied and (migration_name or since_files is not None))
+        by_name = migration_name or since_files is not None or files is not None
+        already = sorted(node for node in wanted if node in applied and by_name)
         if already:
             names = ", ".join(f"{a}.{n}" for a, n in already)
             raise PlanError(
@@ -140,6 +147,22 @@ def build_plan(
     full = tuple(node for node in _migrate_order(executor) if node in needed)
     lint = tuple(node for node in full if node in wanted)
     return Plan(full=full, applied=applied, lint=lint)
+
+
+def _migrations_in_files(graph, files: Sequence[Path]) -> set[Node]:
+    """The migrations loaded from ``files``; a file that holds none is an error (fail closed)."""
+    by_path = {}
+    for node, migration in graph.nodes.items():
+        path = migration_path(migration)
+        if path:
+            by_path[Path(path).resolve()] = node
+    unknown = [str(file) for file in files if Path(file).resolve() not in by_path]
+    if unknown:
+        raise PlanError(
+            f"{', '.join(unknown)}: not a migration Django loads; check that the app is in INSTALLED_APPS "
+            "and that the file is a migration (not __init__.py or a helper module)"
+        )
+    return {by_path[Path(file).resolve()] for file in files}
 
 
 def _migrate_order(executor: MigrationExecutor) -> list[Node]:

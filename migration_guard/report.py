@@ -1,4 +1,5 @@
 """Stage *report*: the analysed plan -> text (for people) or JSON (for tools), and the exit code.
+The other formats (SARIF, GitHub annotations, markdown, JUnit) are in ``migration_guard.formats``.
 
 Exit codes: 0 nothing blocks; 1 at least one blocking finding; 2 the gate could not run (raised
 before a report exists, see the entry points).
@@ -118,7 +119,7 @@ def render_text(report: Report, *, color: bool = False) -> str:
                 text += f": {outcome.detail}"
             out.append(paint(text, "ok" if outcome.status == "used" else "warning"))
     out.append("")
-    out.append(_summary_line(report))
+    out.append(summary_line(report))
     return "\n".join(out) + "\n"
 
 
@@ -194,7 +195,8 @@ def _locks_summary(result: MigrationResult) -> str:
     return "(" + "; ".join(parts[:3]) + (f"; +{len(parts) - 3} more" if len(parts) > 3 else "") + ")"
 
 
-def _summary_line(report: Report) -> str:
+def summary_line(report: Report) -> str:
+    """The verdict in one line: blocked migrations, blocking findings, warnings, approvals, exit code."""
     findings = report.findings
     blocked = sum(1 for m in report.migrations if migration_status(m) == "blocked")
     blocking = sum(1 for f in findings if f.blocking)

@@ -9,8 +9,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from migration_guard.config import ConfigError, pg_version_value
+from migration_guard.formats import FORMATS, STDOUT, Output, OutputError, find_source_root, parse_output
 from migration_guard.gate import GateError, GateOptions, run_gate
-from migration_guard.report import render_json, render_text
 
 
 class Command(BaseCommand):
@@ -42,6 +42,10 @@ class Command(BaseCommand):
                             help="Lint the migrations whose files are new or changed since the merge base "
                                  "with GIT_REF (the CI check). Implies --scratch; sizes only from --stats "
                                  "or --assume-rows (CI's database says nothing about production).")
+        parser.add_argument("--files", nargs="+", metavar="FILE", type=Path,
+                            help="Lint exactly the migrations in these files (the pre-commit hook passes the "
+                                 "staged ones); each must be a migration Django loads. Like --since: implies "
+                                 "--scratch, sizes only from --stats or --assume-rows.")
         parser.add_argument("--scratch", action="store_true",
                             help="Render by applying the migrations to a throwaway database created on the "
                                  "same server (needs CREATEDB); sees SQL that RunPython runs. Sizes still come "
@@ -57,10 +61,19 @@ class Command(BaseCommand):
                                  "else migration-approvals.toml).")
         parser.add_argument("--config", metavar="PYPROJECT", type=Path,
                             help="A pyproject.toml with [tool.migration_guard] (default: the nearest one).")
-        parser.add_argument("--format", choices=["text", "json"], default="text",
-                            help="Report format on stdout (default: text).")
+        parser.add_argument("--format", choices=list(FORMATS),
+                            help="Report format on stdout: " + "; ".join(f"{f.name}: {f.description}"
+                                                                        for f in FORMATS.values())
+                                 + " (default: text, unless --output is given).")
+        parser.add_argument("--output", action="append", metavar="FORMAT:PATH", default=[],
+                            help="Also write the report in FORMAT to PATH ('-': stdout); repeatable, e.g. "
+                                 "--output sarif:migration-guard.sarif --output github:-. With --output, "
+                                 "stdout gets only what --format or a FORMAT:- asks for. Files are overwritten.")
 
     def handle(self, *args, **options):
+        outputs = _outputs(options)  # checked before any work: a bad destination exits 2 at once
+        if options["files"] and (options["since"] or options["app_label"]):
+            raise CommandError("--files names the migrations itself: drop --since and the app label", returncode=2)
         try:
             pg_version = None
             if options["pg_version"] is not None:
@@ -89,6 +102,7 @@ class Command(BaseCommand):
                 app_label=options["app_label"],
                 migration_name=options["migration_name"],
                 since=options["since"],
+                files=tuple(options["files"]) if options["files"] else None,
                 scratch=options["scratch"],
                 stats_file=options["stats"],
                 assume_rows=options["assume_rows"],
@@ -98,13 +112,44 @@ class Command(BaseCommand):
             ))
         except (GateError, ConfigError) as exc:
             raise CommandError(str(exc), returncode=2) from None
-        if options["format"] == "json":
-            self.stdout.write(render_json(report), ending="")
-        else:
-            color = options.get("force_color") or (not options.get("no_color") and sys.stdout.isatty())
-            self.stdout.write(render_text(report, color=color), ending="")
+        self._write(report, outputs, options)
         if report.exit_code:
             sys.exit(report.exit_code)
+
+    def _write(self, report, outputs: list[Output], options) -> None:
+        """Render the report once per destination; a file that cannot be written exits 2."""
+        root = find_source_root(Path.cwd())
+        color = options.get("force_color") or (not options.get("no_color") and sys.stdout.isatty())
+        failed = []
+        for output in outputs:
+            text = FORMATS[output.format].render(report, root, color and output.to_stdout)
+            if output.to_stdout:
+                self.stdout.write(text, ending="")
+                continue
+            try:
+                Path(output.path).write_text(text, encoding="utf-8")
+            except OSError as exc:
+                failed.append(f"{output.format}:{output.path} ({exc.strerror or exc})")
+        if failed:
+            raise CommandError(f"could not write the report to {', '.join(failed)}", returncode=2)
+
+
+def _outputs(options) -> list[Output]:
+    """Where the report goes: each --output, plus --format on stdout (text when nothing is given)."""
+    try:
+        outputs = [parse_output(spec) for spec in options["output"]]
+    except OutputError as exc:
+        raise CommandError(str(exc), returncode=2) from None
+    if options["format"] is not None or not outputs:
+        outputs.insert(0, Output(options["format"] or "text", STDOUT))
+    on_stdout = [o.format for o in outputs if o.to_stdout]
+    if len(on_stdout) > 1:
+        raise CommandError(f"only one report can go to stdout, not {' and '.join(on_stdout)}: "
+                           "write the others to files with --output FORMAT:PATH", returncode=2)
+    paths = [Path(o.path).resolve() for o in outputs if not o.to_stdout]
+    if len(set(paths)) < len(paths):
+        raise CommandError("two --output reports name the same file", returncode=2)
+    return outputs
 
 
 def _operator() -> str:

@@ -1,0 +1,172 @@
+"""The ready-made CI integrations run the commands they show: each test reads the YAML file, takes
+the command lines from it and runs them on the fixture project against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import yaml
+
+from tests.formats.schemas import sarif_errors
+from tests.formats.test_github import parse as parse_annotations
+from tests.projects import REPO
+
+GITHUB_WORKFLOW = REPO / "examples" / "github-actions.yml"
+GITLAB_CI = REPO / "examples" / "gitlab-ci.yml"
+PRE_COMMIT_HOOKS = REPO / ".pre-commit-hooks.yaml"
+NEW_MIGRATION = "inventory/migrations/0005_item_quantity_big.py"
+
+QUANTITY_BIGINT = '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [migrations.AlterField("item", "quantity", models.BigIntegerField(null=True))]
+'''
+
+NULLABLE_COLUMN = '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [migrations.AddField("item", "colour", models.TextField(null=True))]
+'''
+
+
+def _shell(project, script: str, env: dict) -> subprocess.CompletedProcess:
+    """Run a CI script line with bash -e in the project, ``python`` being the test interpreter."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return subprocess.run(["bash", "-e", "-c", script], cwd=project.root, capture_output=True, text=True,
+                          env={**project.env, "PATH": path, **env}, timeout=300)
+
+
+def _pull_request(project) -> None:
+    """A checkout whose target branch is origin/main, a branch adding a migration that rewrites
+    inventory_item, and the production snapshot (3,000 rows; large means more than 1,000)."""
+    project.migrate("0004")
+    project.fill_items(3000)
+    project.config("[tool.migration_guard]\nthreshold_rows = 1000\n")
+    dump = project.cli("stats", "dump", "--dsn", project.dsn, "--output", "prod-stats.json")
+    assert dump.code == 0, dump.err
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
+                       cwd=project.root, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("commit", "-qm", "base")
+    git("update-ref", "refs/remotes/origin/main", "HEAD")
+    git("checkout", "-qb", "feature")
+    project.add_migration("0005_item_quantity_big", QUANTITY_BIGINT)
+    git("add", "-A")
+    git("commit", "-qm", "bigint quantity")
+
+
+def test_github_actions_workflow(project, tmp_path):
+    workflow = yaml.safe_load(GITHUB_WORKFLOW.read_text())
+    assert workflow["permissions"]["security-events"] == "write"
+    (job,) = workflow["jobs"].values()
+    steps = job["steps"]
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 0
+    lint = next(s for s in steps if "lint_migrations" in s.get("run", ""))
+    upload = next(s for s in steps if s.get("uses", "").startswith("github/codeql-action/upload-sarif@"))
+    assert "cancelled()" in upload["if"] or "always()" in upload["if"]  # runs when the gate blocked
+    sarif_path = re.search(r"--output sarif:(\S+)", lint["run"])[1]
+    assert upload["with"]["sarif_file"] == sarif_path
+
+    _pull_request(project)
+    script = lint["run"].replace("${{ github.base_ref }}", "main")
+    assert "${{" not in script
+    summary = tmp_path / "step-summary.md"
+    run = _shell(project, script, {"GITHUB_STEP_SUMMARY": str(summary)})
+    assert run.returncode == 1, run.stdout + run.stderr
+
+    (annotation,) = parse_annotations(run.stdout)
+    assert annotation["kind"] == "error" and annotation["file"] == NEW_MIGRATION
+    assert annotation["title"] == "MG007 alter-column-type-rewriting" and annotation["line"] == "7"
+    log = json.loads((project.root / sarif_path).read_text())
+    assert sarif_errors(log) == []
+    (result,) = log["runs"][0]["results"]
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == NEW_MIGRATION
+    markdown = summary.read_text()
+    assert markdown.startswith("## migration_guard: ⛔ BLOCKED")
+    assert "| `inventory.0005_item_quantity_big` | ⛔ blocked | MG007 |" in markdown
+
+
+def test_gitlab_ci_job(project):
+    (job,) = yaml.safe_load(GITLAB_CI.read_text()).values()
+    assert job["variables"]["GIT_DEPTH"] == "0"
+    assert job["artifacts"]["when"] == "always"
+    junit = job["artifacts"]["reports"]["junit"]
+    lint_lines = [line for line in job["script"] if "lint_migrations" in line]
+    assert lint_lines
+
+    _pull_request(project)
+    run = _shell(project, "\n".join(lint_lines), {"CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main"})
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stdout.rstrip().endswith("Exit 1.")  # the text report in the job log
+    suite = ET.parse(project.root / junit).getroot()
+    (case,) = suite.iter("testcase")
+    assert (case.get("classname"), case.get("name")) == ("inventory", "0005_item_quantity_big")
+    assert case.find("failure").get("type") == "MG007"
+    for path in job["artifacts"]["paths"]:
+        assert (project.root / path).is_file()
+
+
+def _hook() -> dict:
+    (hook,) = yaml.safe_load(PRE_COMMIT_HOOKS.read_text())
+    return hook
+
+
+def _pre_commit(project, hook: dict, staged: list[str]):
+    """What pre-commit runs: entry, args, then the staged files its patterns select."""
+    chosen = [f for f in staged if re.search(hook["files"], f) and not re.search(hook.get("exclude", "^$"), f)]
+    command = shlex.split(hook["entry"]) + list(hook.get("args", [])) + chosen
+    assert command[0] == "python"
+    return chosen, _shell(project, shlex.join(command), {})
+
+
+def test_pre_commit_hook_lints_the_staged_migrations(project):
+    hook = _hook()
+    assert hook["id"] == "migration-guard" and hook["language"] == "system"
+    project.add_migration("0005_item_quantity_big", QUANTITY_BIGINT)
+    project.migrate("0005")  # the developer already applied it: it is linted all the same
+    staged = [NEW_MIGRATION, "inventory/migrations/__init__.py", "inventory/models.py", "README.md"]
+    chosen, run = _pre_commit(project, hook, staged)
+    assert chosen == [NEW_MIGRATION]
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "inventory.0005_item_quantity_big  BLOCKED" in run.stdout
+    assert "MG007 alter-column-type-rewriting (error)" in run.stdout
+    assert "0001_initial" not in run.stdout and "0004_item_warehouse_note" not in run.stdout
+
+
+def test_pre_commit_hook_with_options_before_files(project):
+    """The README's pattern for options: args: [--stats, prod-stats.json, --files]."""
+    project.migrate("0004")
+    dump = project.cli("stats", "dump", "--dsn", project.dsn, "--output", "prod-stats.json")
+    assert dump.code == 0, dump.err
+    project.add_migration("0005_item_colour", NULLABLE_COLUMN)
+    hook = {**_hook(), "args": ["--stats", "prod-stats.json", "--files"]}
+    _, run = _pre_commit(project, hook, ["inventory/migrations/0005_item_colour.py"])
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "inventory.0005_item_colour  OK" in run.stdout
+    assert "sizes: snapshot prod-stats.json" in run.stdout
+
+
+def test_files_must_be_migrations_and_stand_alone(project):
+    not_a_migration = project.lint("--files", "inventory/models.py")
+    assert not_a_migration.code == 2
+    assert "inventory/models.py: not a migration Django loads" in not_a_migration.err
+    combined = project.lint("--since", "main", "--files", "inventory/migrations/0002_item_created_idx.py")
+    assert combined.code == 2 and "--files names the migrations itself" in combined.err
