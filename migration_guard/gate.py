@@ -24,6 +24,7 @@ from migration_guard.approvals import (
 from migration_guard.config import Config, ConfigError, find_pyproject, load_config
 from migration_guard.locks import Catalog
 from migration_guard.locks.introspect import catalog_from_database
+from migration_guard.model import ActionKind
 from migration_guard.pipeline import MigrationResult, analyse_migrations
 from migration_guard.plan import PlanError, build_plan, changed_files_since
 from migration_guard.preflight import planned_locks, read_sessions
@@ -216,8 +217,8 @@ def _lint_database(alias: str, options: GateOptions, config: Config, snapshot: S
 
 def _preflight(connection, results: list[MigrationResult], config: Config) -> list[MigrationResult]:
     """Add MG009 findings: sessions holding locks the pending migrations would queue behind."""
-    created = {t for r in results for s in r.statements for a in s.effects.actions
-               if a.kind.value == "create_table" and a.table}
+    created = {a.table for r in results for s in r.statements for a in s.effects.actions
+               if a.kind is ActionKind.CREATE_TABLE and a.table}
     planned = planned_locks(results, created)
     try:
         sessions = read_sessions(connection, {lock.relation for lock in planned})

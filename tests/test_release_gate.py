@@ -180,3 +180,38 @@ def test_an_old_snapshot_is_reported(project, tmp_path):
     path.write_text(re.sub(r'"taken_at": "[^"]+"', '"taken_at": "2020-01-01T00:00:00+00:00"', path.read_text()))
     run = project.lint("--stats", str(path), "--format", "json")
     assert any("days old" in note and "stats dump" in note for note in run.json()["notes"]), run.out
+
+
+def test_a_pending_create_model_with_a_foreign_key_to_a_busy_table(project):
+    project.migrate("0004")
+    project.fill_items(100)
+    project.add_migration("0005_shelf", '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [
+        migrations.CreateModel(
+            name="Shelf",
+            fields=[
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("item", models.ForeignKey(on_delete=models.CASCADE, to="inventory.item")),
+            ],
+        ),
+    ]
+''')
+    idle = psycopg.connect(project.dsn, application_name="writer")
+    try:
+        idle.execute("BEGIN")
+        idle.execute("UPDATE inventory_item SET note = 'x' WHERE id = 1")  # ROW EXCLUSIVE, idle in transaction
+        run = project.lint("--format", "json")
+    finally:
+        idle.close()
+    assert run.code == 0, run.out + run.err
+    [migration] = run.json()["migrations"]
+    locks = {(l["relation"], l["mode"]) for s in migration["statements"] for l in s["locks"]}
+    assert ("inventory_item", "ShareRowExclusiveLock") in locks  # the FK reaches the busy table
+    # The new table is nobody's concern; the writer on inventory_item is: SHARE ROW EXCLUSIVE waits for it.
+    [finding] = _finding(run, "MG009")
+    assert finding["table"] == "inventory_item" and finding["severity"] == "warning"
