@@ -45,5 +45,8 @@ $(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/run.py --sizes $(BENCH_SIZES) $(BENCH_ARGS)
 
+lint: venv
+	$(VENV)/bin/ruff check migration_guard tests sample_migrations bench
+
 clean:
 	rm -rf .venv .venv-django6 .pytest_cache

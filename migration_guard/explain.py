@@ -19,7 +19,7 @@ def explain_json(results: Sequence[MigrationResult], pg_version: int) -> str:
     """The documented JSON: ``{"schema_version", "pg_version", "statements": [...]}``."""
     statements = []
     for result in results:
-        for index, item in enumerate(result.statements):
+        for item in result.statements:
             statement = item.parsed.statement
             statements.append({
                 "index": len(statements),

@@ -77,7 +77,7 @@ def render_plan(
         todo = tuple(node for node in plan.full if node not in plan.applied)
     if lint:
         todo = todo[: max(todo.index(node) for node in plan.lint) + 1]
-    state.apps  # Render every model once up front, as migrate does; later operations update it.
+    state.apps  # noqa: B018 - render every model once up front, as migrate does; later operations update it
 
     with contextlib.ExitStack() as stack:
         if not execute:
