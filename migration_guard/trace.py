@@ -15,10 +15,10 @@ How it measures, on a **throwaway** database (setup SQL is committed there, neve
 - A statement that cannot (``CREATE INDEX CONCURRENTLY``, ``DROP INDEX CONCURRENTLY``, ``REINDEX
   CONCURRENTLY``, ...) runs on its own connection while a second one samples that backend's
   ``pg_locks`` rows. Such statements take their locks in phases across several internal
-  transactions, so sampling alone could miss one. A *holder* transaction holding ROW EXCLUSIVE on
-  every table makes the first phase wait where it can be seen (the statement's wait for older
-  transactions stops on it; a statement asking for a mode that conflicts with writes stops on it
-  too, showing the mode it asks for); it is released once the statement is seen waiting. Event
+  transactions, so sampling alone could miss one. A *holder* transaction holding SHARE UPDATE
+  EXCLUSIVE on every table makes the first lock request wait where it can be seen (every statement
+  of this family asks for SHARE UPDATE EXCLUSIVE or stronger on its table first, and ``pg_locks``
+  shows the mode asked for); it is released once the statement is seen waiting. Event
   triggers (``ddl_command_end``, ``sql_drop``) report the locks held inside the last phase, which
   is too quick to sample (``DROP INDEX CONCURRENTLY`` takes ACCESS EXCLUSIVE on the index there).
   Scan counters are read from ``pg_stat_user_tables`` after forcing the statement's backend to
@@ -66,6 +66,7 @@ SELECT c.oid,
             ELSE n.nspname || '.' || c.relname END,
        c.relkind::text,
        c.relfilenode,
+       pg_relation_size(c.oid),
        (SELECT CASE WHEN tn.nspname = ANY (current_schemas(false)) THEN t.relname
                     ELSE tn.nspname || '.' || t.relname END
           FROM pg_class t JOIN pg_namespace tn ON tn.oid = t.relnamespace
@@ -116,7 +117,10 @@ class Trace:
     server_version: int  # major version, e.g. 18
     in_transaction: bool  # ran inside BEGIN ... ROLLBACK (False: the CONCURRENTLY family)
     locks: tuple[TracedLock, ...] = ()  # one per relation, strongest mode, sorted by name
-    rewritten: frozenset[str] = frozenset()  # tables whose storage (relfilenode) changed
+    rewritten: frozenset[str] = frozenset()  # tables whose storage (relfilenode) changed, rows copied
+    # Tables given new, empty storage (TRUNCATE, REFRESH ... WITH NO DATA): their rows were dropped,
+    # not copied; the empty indexes built for them are not index builds.
+    truncated: frozenset[str] = frozenset()
     index_built: frozenset[str] = frozenset()  # tables that got new index storage
     # Sequential scans started on each table (a rewrite, an index build and a validation scan
     # each start one): {table: count}.
@@ -146,6 +150,7 @@ class _Relation:
     name: str
     relkind: str
     relfilenode: int
+    size: int
     of_table: str | None
 
 
@@ -218,7 +223,7 @@ def _trace_outside_transaction(dsn: str, sql: str, version: int, timeout: float)
         before = _relations(observer)
         stats_before = _shared_stats(observer, version)
         for table in (r for r in before.values() if r.relkind in ("r", "p")):
-            holder.execute(f"LOCK TABLE ONLY {_quoted(holder, table.oid)} IN ROW EXCLUSIVE MODE")
+            holder.execute(f"LOCK TABLE ONLY {_quoted(holder, table.oid)} IN SHARE UPDATE EXCLUSIVE MODE")
 
         seen: dict[int, str] = {}
         runner.add_notice_handler(lambda notice: _record_notice(notice, seen))
@@ -370,11 +375,12 @@ def _result(sql, version, in_transaction, held, before, after, stats_before, sta
                 created=oid not in before,
             )
         )
-    rewritten = frozenset(
-        rel.name
-        for oid, rel in before.items()
+    new_storage = {
+        oid: rel for oid, rel in before.items()
         if rel.relkind in ("r", "m") and oid in after and after[oid].relfilenode != rel.relfilenode
-    )
+    }
+    truncated = frozenset(rel.name for oid, rel in new_storage.items() if rel.size and not after[oid].size)
+    rewritten = frozenset(rel.name for rel in new_storage.values()) - truncated
     # An index is built when its storage is new. ALTER COLUMN TYPE re-creates an index it can
     # keep under a new oid but on the old storage: that is not a build.
     old_storage = {rel.relfilenode for rel in before.values()}
@@ -384,12 +390,14 @@ def _result(sql, version, in_transaction, held, before, after, stats_before, sta
         for rel in after.values()
         if rel.relkind == "i"
         and rel.of_table in tables_before  # an index on a table the statement created is no build
+        and rel.of_table not in truncated  # an empty index for emptied storage is no build either
         and rel.relfilenode not in old_storage
     )
     scans = []
     for oid, rel in before.items():
         delta = stats_after.get(oid, 0) - stats_before.get(oid, 0)
-        if rel.relkind in ("r", "m") and delta > 0:
+        # building the empty indexes of a truncated table "scans" its empty storage
+        if rel.relkind in ("r", "m") and delta > 0 and rel.name not in truncated:
             scans.append((rel.name, delta))
     return Trace(
         sql=sql,
@@ -397,6 +405,7 @@ def _result(sql, version, in_transaction, held, before, after, stats_before, sta
         in_transaction=in_transaction,
         locks=tuple(sorted(locks, key=lambda lock: lock.relation)),
         rewritten=rewritten,
+        truncated=truncated,
         index_built=index_built,
         seq_scans=tuple(sorted(scans)),
     )

@@ -25,7 +25,7 @@ Conventions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pglast import ast
@@ -64,7 +64,8 @@ def analyse(node: Any, pg_version: int = 16, catalog: Catalog | None = None) -> 
     try:
         _dispatch(node, ctx)
     except Exception as exc:  # fail closed: a bug here must not let a statement pass
-        return _unknown(node, ctx.pg_version, f"the lock model could not analyse it ({type(exc).__name__}: {exc})")
+        unknown = _unknown(node, ctx.pg_version, f"the lock model could not analyse it ({type(exc).__name__}: {exc})")
+        return replace(unknown, needs_no_transaction=_outside_transaction_only(node))
     return ctx.effects()
 
 
@@ -152,10 +153,98 @@ def _dispatch(node: Any, ctx: _Context) -> None:
             _drop_indexes(node, ctx)
         case ast.DropStmt(removeType=ObjectType.OBJECT_SEQUENCE):
             _drop_sequences(node, ctx)
-        case ast.AlterTableStmt(objtype=ObjectType.OBJECT_TABLE):
+        case ast.AlterTableStmt(objtype=ObjectType.OBJECT_TABLE | ObjectType.OBJECT_FOREIGN_TABLE):
             _alter_table(node, ctx)
+        case ast.AlterTableStmt(objtype=ObjectType.OBJECT_INDEX):
+            _alter_index(node, ctx)
+        case ast.AlterTableStmt(objtype=ObjectType.OBJECT_VIEW | ObjectType.OBJECT_MATVIEW):
+            _alter_view(node, ctx)
         case ast.RenameStmt(renameType=ObjectType.OBJECT_TABLE):
             _rename_table(node, ctx)
+        case ast.RenameStmt(renameType=ObjectType.OBJECT_TABCONSTRAINT):
+            _on_table("rename_constraint", _name(node.relation), f"RENAME CONSTRAINT {_q(node.subname)}", ctx)
+        case ast.RenameStmt(renameType=ObjectType.OBJECT_TRIGGER):
+            _on_table("rename_trigger", _name(node.relation), f"renaming the trigger {_q(node.subname)}", ctx)
+        case ast.RenameStmt(renameType=ObjectType.OBJECT_VIEW | ObjectType.OBJECT_MATVIEW):
+            kind = "view" if node.renameType is ObjectType.OBJECT_VIEW else "materialized view"
+            f = ctx.fact("alter_view")
+            ctx.lock(_name(node.relation), f.mode, kind)
+            ctx.act(ActionKind.OTHER, _name(node.relation), f, f"renaming the {kind} {_q(_name(node.relation))} takes "
+                    "ACCESS EXCLUSIVE on it: every query using it waits", relkind=kind)
+        case ast.RenameStmt(renameType=ObjectType.OBJECT_SEQUENCE):
+            f = ctx.fact("rename_sequence")
+            ctx.lock(_name(node.relation), f.mode, "sequence")
+            ctx.act(ActionKind.OTHER, None, f, f"renaming the sequence {_q(_name(node.relation))} takes ACCESS "
+                    "EXCLUSIVE on it: nextval() waits briefly", sequence=_name(node.relation))
+        case ast.RenameStmt(renameType=ObjectType.OBJECT_TYPE | ObjectType.OBJECT_DOMAIN | ObjectType.OBJECT_SCHEMA
+                            | ObjectType.OBJECT_FUNCTION):
+            f = ctx.fact("alter_enum" if node.renameType is ObjectType.OBJECT_TYPE else "catalog_object")
+            ctx.act(ActionKind.OTHER, None, f, f"renaming a {node.renameType.name.removeprefix('OBJECT_').lower()} "
+                    "takes no lock on any table")
+        case ast.AlterObjectSchemaStmt(objectType=ObjectType.OBJECT_TABLE):
+            _on_table("set_schema", _name(node.relation), f"SET SCHEMA {_q(node.newschema)}", ctx)
+        case ast.ReindexStmt():
+            _reindex(node, ctx)
+        case ast.VacuumStmt():
+            _vacuum(node, ctx)
+        case ast.ClusterStmt():
+            _cluster(node, ctx)
+        case ast.CreateTrigStmt():
+            _on_table("create_trigger", _name(node.relation), f"creating the trigger {_q(node.trigname)}", ctx)
+        case ast.DropStmt(removeType=ObjectType.OBJECT_TRIGGER):
+            _drop_on_table(node, "drop_trigger", "dropping the trigger", ctx)
+        case ast.RuleStmt():
+            _on_table("rule", _name(node.relation), f"creating the rule {_q(node.rulename)}", ctx)
+        case ast.DropStmt(removeType=ObjectType.OBJECT_RULE):
+            _drop_on_table(node, "rule", "dropping the rule", ctx)
+        case ast.CreatePolicyStmt():
+            _on_table("policy", _name(node.table), f"creating the policy {_q(node.policy_name)}", ctx)
+        case ast.AlterPolicyStmt():
+            _on_table("policy", _name(node.table), f"altering the policy {_q(node.policy_name)}", ctx)
+        case ast.DropStmt(removeType=ObjectType.OBJECT_POLICY):
+            _drop_on_table(node, "policy", "dropping the policy", ctx)
+        case ast.CreateStatsStmt(relations=(ast.RangeVar() as rel,)):
+            _on_table("statistics", _name(rel), "creating extended statistics", ctx)
+        case ast.ViewStmt():
+            _create_view(node, ctx)
+        case ast.CreateTableAsStmt(into=ast.IntoClause()):
+            _create_table_as(node, ctx)
+        case ast.RefreshMatViewStmt():
+            _refresh_matview(node, ctx)
+        case ast.DropStmt(removeType=ObjectType.OBJECT_VIEW | ObjectType.OBJECT_MATVIEW,
+                          behavior=DropBehavior.DROP_RESTRICT):
+            kind = "view" if node.removeType is ObjectType.OBJECT_VIEW else "materialized view"
+            f = ctx.fact("alter_view")
+            for obj in node.objects:
+                view = _dotted(obj)
+                ctx.lock(view, f.mode, kind)
+                ctx.act(ActionKind.OTHER, view, f, f"dropping the {kind} {_q(view)} takes ACCESS EXCLUSIVE on it",
+                        relkind=kind)
+        case ast.DropStmt(removeType=ObjectType.OBJECT_TYPE | ObjectType.OBJECT_DOMAIN):
+            _drop_types(node, ctx)
+        case ast.AlterEnumStmt():
+            f = ctx.fact("alter_enum")
+            what = f"RENAME VALUE {node.oldVal!r}" if node.oldVal else f"ADD VALUE {node.newVal!r}"
+            ctx.act(ActionKind.OTHER, None, f, f"ALTER TYPE {_q(_dotted(node.typeName))} {what} locks no table"
+                    + ("" if node.oldVal else "; the new value cannot be used before the transaction commits"))
+        case ast.AlterDomainStmt():
+            _alter_domain(node, ctx)
+        case ast.GrantStmt():
+            _grant(node, ctx)
+        case ast.TruncateStmt():
+            _truncate(node, ctx)
+        case ast.LockStmt():
+            _lock_table(node, ctx)
+        case (ast.CreateEnumStmt() | ast.CreateDomainStmt() | ast.CompositeTypeStmt() | ast.CreateSeqStmt()
+              | ast.CreateFunctionStmt() | ast.CreateSchemaStmt() | ast.AlterDefaultPrivilegesStmt()
+              | ast.CreateRoleStmt() | ast.DefineStmt()):
+            f = ctx.fact("catalog_object")
+            ctx.act(ActionKind.OTHER, None, f, f"{_statement_label(node)} creates a catalog object and locks no table")
+        case ast.DropStmt(removeType=ObjectType.OBJECT_FUNCTION | ObjectType.OBJECT_PROCEDURE
+                          | ObjectType.OBJECT_SCHEMA | ObjectType.OBJECT_ROUTINE, behavior=DropBehavior.DROP_RESTRICT):
+            f = ctx.fact("catalog_object")
+            ctx.act(ActionKind.OTHER, None, f, f"{_statement_label(node)} without CASCADE drops nothing a table uses "
+                    "and locks no table")
         case ast.RenameStmt(renameType=ObjectType.OBJECT_COLUMN, relationType=ObjectType.OBJECT_TABLE):
             _rename_column(node, ctx)
         case ast.RenameStmt(renameType=ObjectType.OBJECT_INDEX):
@@ -164,11 +253,13 @@ def _dispatch(node: Any, ctx: _Context) -> None:
             _create_index(node, ctx)
         case ast.CommentStmt(objtype=ObjectType.OBJECT_TABLE | ObjectType.OBJECT_COLUMN):
             _comment(node, ctx)
+        case ast.CommentStmt():
+            _comment_other(node, ctx)
         case ast.AlterSeqStmt():
             _alter_sequence(node, ctx)
         case ast.SelectStmt():
             _select(node, ctx)
-        case ast.UpdateStmt() | ast.DeleteStmt() | ast.InsertStmt():
+        case ast.UpdateStmt() | ast.DeleteStmt() | ast.InsertStmt() | ast.MergeStmt():
             _dml(node, ctx)
         case ast.VariableSetStmt():
             _set(node, ctx)
@@ -178,10 +269,6 @@ def _dispatch(node: Any, ctx: _Context) -> None:
             f = ctx.fact("catalog_object")
             ctx.act(ActionKind.OTHER, None, f, f"CREATE EXTENSION {_q(node.extname)} takes no lock on any table",
                     extension=node.extname)
-        case ast.DefineStmt(kind=ObjectType.OBJECT_COLLATION):
-            f = ctx.fact("catalog_object")
-            ctx.act(ActionKind.OTHER, None, f,
-                    f"CREATE COLLATION {_q(_dotted(node.defnames))} takes no lock on any table")
         case ast.DropStmt(removeType=ObjectType.OBJECT_EXTENSION | ObjectType.OBJECT_COLLATION,
                           behavior=DropBehavior.DROP_RESTRICT):
             # without CASCADE nothing that uses the object can be dropped with it
@@ -203,23 +290,43 @@ def _dispatch(node: Any, ctx: _Context) -> None:
 # -- unknown statements ------------------------------------------------------------------------
 
 
+def _statement_label(node: Any) -> str:
+    """``CREATE TYPE``-like words for a statement node, for reasons."""
+    import re
+
+    words = re.sub(r"(?<!^)(?=[A-Z])", " ", type(node).__name__.removesuffix("Stmt")).upper()
+    return words.replace("CREATE ENUM", "CREATE TYPE ... AS ENUM").replace("COMPOSITE TYPE", "CREATE TYPE")
+
+
 def _outside_transaction_only(node: Any) -> bool:
     """Whether an unmodelled statement cannot run inside a transaction block (the pipeline needs to know)."""
     match node:
         case ast.VacuumStmt(is_vacuumcmd=True):
             return True
-        case ast.ReindexStmt(params=params):
-            return any(p.defname == "concurrently" for p in params or ())
+        case ast.ReindexStmt(params=params, kind=kind):
+            # REINDEX SCHEMA / DATABASE / SYSTEM run one transaction per table
+            return any(p.defname == "concurrently" for p in params or ()) or kind.name not in (
+                "REINDEX_OBJECT_INDEX", "REINDEX_OBJECT_TABLE")
     return False
 
 
 class _RangeVars(Visitor):
+    """Relations a statement names, in order (not the names of its WITH queries)."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.names: list[str] = []
+        self._names: list[str] = []
+        self._ctes: set[str] = set()
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n in self._names if n not in self._ctes]
 
     def visit_RangeVar(self, ancestors, node) -> None:
-        self.names.append(_name(node))
+        self._names.append(_name(node))
+
+    def visit_CommonTableExpr(self, ancestors, node) -> None:
+        self._ctes.add(node.ctename)
 
 
 def _unknown(node: Any, pg_version: int, why: str) -> Effects:
@@ -270,10 +377,7 @@ def _create_table(node: ast.CreateStmt, ctx: _Context) -> None:
                 not_null.extend(k.sval for k in element.keys or ())
             case ast.TableLikeClause():
                 ctx.lock(_name(element.relation), ctx.fact("dml.read").mode)
-    for parent in node.inhRelations or ():
-        # inheritance and partitions are not modelled: assume the worst on the parent
-        ctx.known = False
-        ctx.lock(_name(parent), ctx.fact("unknown").mode)
+    parents = _create_child(table, node, ctx)
     referenced = tuple(dict.fromkeys(fk.referenced for fk in fks))
     f = ctx.fact("create_table.references" if referenced else "create_table")
     for other in referenced:
@@ -283,8 +387,12 @@ def _create_table(node: ast.CreateStmt, ctx: _Context) -> None:
                   f"SHARE ROW EXCLUSIVE there, blocking its writes until the transaction ends")
     else:
         reason = f"creating {_q(table)} locks only the new table, which no other session can see yet"
+    if parents:
+        reason += f"; it is a {'partition' if node.partbound is not None else 'child'} of {', '.join(map(_q, parents))}"
     ctx.act(ActionKind.CREATE_TABLE, table, f, reason, columns=tuple(columns),
-            not_null_columns=tuple(dict.fromkeys(not_null)), foreign_keys=tuple(fks), references=referenced)
+            not_null_columns=tuple(dict.fromkeys(not_null)), foreign_keys=tuple(fks), references=referenced,
+            parents=parents, default_partition=bool(node.partbound is not None and node.partbound.is_default),
+            relkind="partitioned table" if node.partspec is not None else "table")
 
 
 def _foreign_key(table: str, columns: tuple[str, ...], con: ast.Constraint) -> ForeignKey:
@@ -295,14 +403,26 @@ def _foreign_key(table: str, columns: tuple[str, ...], con: ast.Constraint) -> F
 def _drop_tables(node: ast.DropStmt, ctx: _Context) -> None:
     for obj in node.objects:
         table = _dotted(obj)
-        others = _linked_tables(ctx.catalog, table)
+        if node.missing_ok and _missing(ctx, table):
+            f = ctx.fact("missing_table")
+            ctx.act(ActionKind.OTHER, None, f, f"{_q(table)} does not exist, so DROP TABLE IF EXISTS does nothing")
+            continue
+        partitions = ctx.catalog.descendants(table)
+        parent = ctx.catalog.parent_of(table)
+        others = tuple(t for t in _linked_tables(ctx.catalog, table) + partitions + ((parent,) if parent else ())
+                       if t != table)
         f = ctx.fact("drop_table.foreign_key" if others else "drop_table")
         ctx.lock(table, f.mode)
         for other in others:
             ctx.lock(other, f.other_mode)
         reason = f"dropping {_q(table)} takes ACCESS EXCLUSIVE on it"
-        if others:
-            reason += f" and, through its foreign keys, on {', '.join(map(_q, others))}"
+        linked = [t for t in others if t not in partitions and t != parent]
+        if linked:
+            reason += f" and, through its foreign keys, on {', '.join(map(_q, linked))}"
+        if partitions:
+            reason += f"; its partitions {', '.join(map(_q, partitions))} are dropped with it"
+        if parent:
+            reason += f"; its parent {_q(parent)} is locked ACCESS EXCLUSIVE too"
         ctx.act(ActionKind.DROP_TABLE, table, f, reason, other_tables=others,
                 cascade=node.behavior is DropBehavior.DROP_CASCADE)
 
@@ -349,6 +469,10 @@ def _comment(node: ast.CommentStmt, ctx: _Context) -> None:
 
 def _alter_table(node: ast.AlterTableStmt, ctx: _Context) -> None:
     table = _name(node.relation)
+    if node.missing_ok and _missing(ctx, table):
+        f = ctx.fact("missing_table")
+        ctx.act(ActionKind.OTHER, None, f, f"{_q(table)} does not exist, so ALTER TABLE IF EXISTS does nothing")
+        return
     for cmd in node.cmds:
         handler = _ALTER_TABLE_COMMANDS.get(cmd.subtype)
         if handler is None:
@@ -359,7 +483,40 @@ def _alter_table(node: ast.AlterTableStmt, ctx: _Context) -> None:
                     f"ALTER TABLE subcommand {cmd.subtype.name} is not modelled, so it is assumed to take "
                     f"ACCESS EXCLUSIVE on {_q(table)}", column=cmd.name)
             continue
+        first = len(ctx.actions)
         handler(table, cmd, ctx)
+        if node.relation.inh and cmd.subtype not in _NOT_RECURSING:
+            _recurse(table, first, ctx)
+
+
+def _missing(ctx: _Context, relation: str) -> bool:
+    """Whether the catalog (read from a database) knows ``relation`` does not exist."""
+    return bool(ctx.catalog.relkinds) and ctx.catalog.relkind(relation) is None
+
+
+def _recurse(table: str, first: int, ctx: _Context) -> None:
+    """Apply the actions a subcommand took on ``table`` to its partitions (or inheritance children) too.
+
+    A partitioned table has no storage: what would be rewritten, scanned or built happens on its
+    partitions, each under the same lock.
+    """
+    children = ctx.catalog.descendants(table)
+    if not children:
+        return
+    partitioned = ctx.catalog.relkind(table) == "partitioned table"
+    mode = ctx.locks.get(table, (None, None))[1]
+    f = ctx.fact("partition.recurse")
+    own = [(i, a) for i, a in enumerate(ctx.actions) if i >= first and a.table == table]
+    for child in children:
+        ctx.lock(child, mode)
+        for _, action in own:
+            ctx.actions.append(replace(
+                action, table=child, detail={**action.detail, "partition_of": table},
+                reason=f"{action.reason} (on the partition {_q(child)}, because {f.summary.split(' applies')[0]} "
+                       "applies to every partition)" if partitioned else f"{action.reason} (on the child {_q(child)})"))
+    if partitioned:
+        for i, action in own:
+            ctx.actions[i] = replace(action, rewrites=False, scans=False, builds_index=False)
 
 
 def _add_column(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
@@ -488,9 +645,15 @@ def _drop_column(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
             cascade=cmd.behavior is DropBehavior.DROP_CASCADE)
 
 
-def _referenced_columns(fk: ForeignKey) -> tuple[str, ...]:
+def _referenced_columns(fk: ForeignKey, catalog: Catalog | None = None) -> tuple[str, ...]:
     # REFERENCES t without a column list means t's primary key, which Django names "id".
-    return fk.referenced_columns or ("id",)
+    if fk.referenced_columns:
+        return fk.referenced_columns
+    if catalog is not None:
+        for (table, name), columns in sorted(catalog.unique_constraints.items()):
+            if table == fk.referenced.removeprefix("public.") and name.endswith("_pkey"):
+                return columns
+    return ("id",)
 
 
 def _column_default(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
@@ -601,7 +764,12 @@ def _coercion(old: _Type, new: _Type, ctx: _Context) -> tuple[str, str]:
             if old.mods and _numeric_scale(old) == _numeric_scale(new) and new.mods[0] >= old.mods[0]:
                 return "alter_column_type.coercible", "the precision grows with the same scale"
             return "alter_column_type", "the numeric precision or scale changes"
-        if old.name in _PRECISION_TYPES and old.name != "interval":
+        if old.name == "interval":
+            # an interval typmod packs the fields and the precision: only dropping it is known to be free
+            if not new.mods:
+                return "alter_column_type.coercible", "the interval loses its fields/precision limit"
+            return "alter_column_type", "the interval fields or precision change"
+        if old.name in _PRECISION_TYPES:
             old_p = old.mods[0] if old.mods else 6
             new_p = new.mods[0] if new.mods else 6
             if new_p >= old_p:
@@ -747,8 +915,10 @@ def _add_constraint(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
             reason = (f"adding {kind} {label} USING INDEX {_q(con.indexname)} builds nothing, under a brief ACCESS "
                       f"EXCLUSIVE on {_q(table)}")
             if contype == "primary_key" and not columns:
-                # USING INDEX names no columns: whether they are NOT NULL is unknown here
-                nullable = ["?"]
+                # USING INDEX names no columns: the index's, when the catalog knows them
+                known = ctx.catalog.index_columns.get(con.indexname)
+                columns = tuple(known or ())
+                nullable = [c for c in columns if not ctx.catalog.is_not_null(table, c)] if known else ["?"]
         else:
             f = ctx.fact("add_constraint.unique")
             reason = (f"adding {kind} {label} builds its index on {_q(table)} while holding ACCESS EXCLUSIVE, "
@@ -772,12 +942,15 @@ def _add_constraint(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
         reason = (f"this kind of constraint is not modelled on PostgreSQL {ctx.pg_version}, so ACCESS EXCLUSIVE is "
                   f"assumed on {_q(table)}")
     ctx.lock(table, f.mode)
+    referenced_partitions = ctx.catalog.descendants(references) if references else ()
     if references:
-        ctx.lock(references, other_mode)
+        ctx.lock(references, other_mode, ctx.catalog.relkind(references) or "table")
+        for partition in referenced_partitions:  # the key is checked against each partition
+            ctx.lock(partition, other_mode)
     ctx.act(
         ActionKind.ADD_CONSTRAINT, table, f, reason, scans=scans_override if scans_override is not None else f.scans,
         contype=contype, name=name, not_valid=not_valid, using_index=con.indexname, columns=columns,
-        references=references, expression=expression, not_enforced=not_enforced,
+        references=references, expression=expression, not_enforced=not_enforced, reads=referenced_partitions,
         not_null_columns=not_null_columns(con.raw_expr) if contype == "check" else (),
         deferrable=bool(con.deferrable),
     )
@@ -822,7 +995,239 @@ def _drop_constraint(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
         ctx.lock(fk.referenced, f.other_mode)
         reason = (f"dropping the foreign key {_q(name)} takes ACCESS EXCLUSIVE briefly on {_q(table)} and on "
                   f"{_q(fk.referenced)}")
+    key_columns = ctx.catalog.unique_constraint(table, name)
+    if key_columns is not None and cmd.behavior is DropBehavior.DROP_CASCADE:
+        # the foreign keys that depend on this key's index are dropped with it
+        c = ctx.fact("drop_constraint.foreign_key")
+        dependants = [fk.table for fk in ctx.catalog.foreign_keys_to(table)
+                      if tuple(sorted(_referenced_columns(fk, ctx.catalog))) == tuple(sorted(key_columns))]
+        others = tuple(dict.fromkeys(t for t in dependants if t != table))
+        for other in others:
+            ctx.lock(other, c.other_mode)
+        if others:
+            reason += f"; CASCADE drops the foreign keys of {', '.join(map(_q, others))} too, under ACCESS EXCLUSIVE"
     ctx.act(ActionKind.DROP_CONSTRAINT, table, f, reason, name=name, other_tables=others)
+
+
+# -- other ALTER TABLE subcommands ---------------------------------------------------------------
+
+
+def _simple(key: str, what: str):
+    """A subcommand that only takes the lock of fact ``key`` on the table (``what`` names it in the reason)."""
+
+    def handler(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+        f = ctx.fact(key)
+        ctx.lock(table, f.mode)
+        subject = f"{_q(table)}.{_q(cmd.name)}" if cmd.name else _q(table)
+        effect = "rewrites every row of" if f.rewrites else "only changes the catalog of"
+        ctx.act(ActionKind.OTHER, table, f, f"{what} {effect} {_q(table)}, under {f.mode.label}"
+                + (f" ({subject})" if cmd.name else ""), column=cmd.name, subcommand=cmd.subtype.name)
+
+    return handler
+
+
+# Storage parameters whose change takes only SHARE UPDATE EXCLUSIVE (reloptions.c lock levels).
+_WEAK_RELOPTIONS = frozenset({
+    "fillfactor", "parallel_workers", "toast_tuple_target", "vacuum_truncate", "vacuum_index_cleanup",
+    "log_autovacuum_min_duration", "autovacuum_enabled",
+})
+
+
+def _reloptions(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    names = [d.defname.lower() for d in cmd.def_ or ()]
+    strong = [n for n in names if not (n in _WEAK_RELOPTIONS or n.startswith(("autovacuum_", "toast.")))]
+    f = ctx.fact("set_reloptions.other" if strong else "set_reloptions")
+    ctx.lock(table, f.mode, ctx.catalog.relkind(table) or "table")
+    verb = "RESET" if cmd.subtype is _AT.AT_ResetRelOptions else "SET"
+    why = (f"{', '.join(strong)} takes ACCESS EXCLUSIVE" if strong else "these parameters take SHARE UPDATE EXCLUSIVE, "
+           "so reads and writes continue")
+    ctx.act(ActionKind.OTHER, table, f, f"{verb} ({', '.join(names)}) on {_q(table)} rewrites nothing; {why}",
+            options=tuple(names))
+
+
+def _set_access_method(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    method = (cmd.name or "heap").lower()  # None: DEFAULT, i.e. default_table_access_method (heap)
+    f = ctx.fact("set_access_method.same" if method == "heap" else "set_access_method")
+    ctx.lock(table, f.mode)
+    why = ("tables use heap unless created otherwise, so nothing changes" if method == "heap"
+           else f"moving to {method} rewrites every row")
+    ctx.act(ActionKind.OTHER, table, f, f"SET ACCESS METHOD {method} on {_q(table)}: {why}", method=method)
+
+
+def _set_tablespace(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    f = ctx.fact("set_tablespace")
+    ctx.lock(table, f.mode)
+    ctx.act(ActionKind.OTHER, table, f, f"SET TABLESPACE {_q(cmd.name)} copies every block of {_q(table)} under ACCESS "
+            "EXCLUSIVE, blocking reads and writes for the whole copy", tablespace=cmd.name, copies=True)
+
+
+def _set_logged(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    f = ctx.fact("set_logged")
+    ctx.lock(table, f.mode)
+    what = "SET LOGGED" if cmd.subtype is _AT.AT_SetLogged else "SET UNLOGGED"
+    ctx.act(ActionKind.OTHER, table, f, f"{what} copies every row of {_q(table)} to new storage and rebuilds its "
+            "indexes under ACCESS EXCLUSIVE")
+
+
+def _inherit(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    adding = cmd.subtype is _AT.AT_AddInherit
+    f = ctx.fact("inherit" if adding else "no_inherit")
+    parent = _name(cmd.def_)
+    ctx.lock(table, f.mode)
+    ctx.lock(parent, f.other_mode)
+    ctx.act(ActionKind.OTHER, table, f, f"{'INHERIT' if adding else 'NO INHERIT'} {_q(parent)} takes ACCESS EXCLUSIVE "
+            f"on {_q(table)} and {f.other_mode.label} on {_q(parent)}", parent=parent)
+
+
+def _of_type(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    if cmd.subtype is _AT.AT_AddOf:
+        f = ctx.fact("of_type")
+        type_name = _dotted(cmd.def_.names)
+        ctx.lock(type_name, f.other_mode, "type")
+        reason = f"OF {_q(type_name)} takes ACCESS EXCLUSIVE on {_q(table)} and ACCESS SHARE on the type"
+    else:
+        f = ctx.fact("not_of")
+        reason = f"NOT OF takes ACCESS EXCLUSIVE on {_q(table)}"
+    ctx.lock(table, f.mode)
+    ctx.act(ActionKind.OTHER, table, f, reason)
+
+
+def _set_expression(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    if not ctx.holds("set_expression"):
+        raise LookupError(f"SET EXPRESSION does not exist before PostgreSQL 17 (modelling {ctx.pg_version})")
+    f = ctx.fact("set_expression")
+    ctx.lock(table, f.mode)
+    ctx.act(ActionKind.OTHER, table, f, f"SET EXPRESSION recomputes {_q(table)}.{_q(cmd.name)} for every row, "
+            "rewriting the table under ACCESS EXCLUSIVE", column=cmd.name)
+
+
+def _alter_constraint(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    spec = cmd.def_
+    name = getattr(spec, "conname", None)
+    if getattr(spec, "alterEnforceability", False):
+        fk = ctx.catalog.foreign_key_named(table, name)
+        if spec.is_enforced or fk is None or not ctx.holds("alter_constraint.not_enforced"):
+            raise LookupError("ALTER CONSTRAINT ... ENFORCED (or on a constraint not known) is not modelled")
+        f = ctx.fact("alter_constraint.not_enforced")
+        ctx.lock(table, f.mode)
+        ctx.lock(fk.referenced, f.other_mode)
+        ctx.act(ActionKind.OTHER, table, f, f"making the foreign key {_q(name)} NOT ENFORCED takes ACCESS EXCLUSIVE on "
+                f"{_q(table)} and {_q(fk.referenced)}", name=name, other_tables=(fk.referenced,))
+        return
+    f = ctx.fact("alter_constraint")
+    ctx.lock(table, f.mode)
+    ctx.act(ActionKind.OTHER, table, f, f"ALTER CONSTRAINT {_q(name)} changes its deferrability in the catalog, under "
+            f"ACCESS EXCLUSIVE on {_q(table)}", name=name)
+
+
+def _attach_partition(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    partition = _name(cmd.def_.name)
+    bound = cmd.def_.bound
+    f = ctx.fact("attach_partition")
+    ctx.lock(table, f.mode, "partitioned table")
+    ctx.lock(partition, f.other_mode)
+    proof = _bound_proven(ctx.catalog, partition, table, bound)
+    missing = _indexes_to_build(ctx.catalog, table, partition)
+    reason = (f"ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE on {_q(table)} (reads and writes continue) and ACCESS "
+              f"EXCLUSIVE on {_q(partition)}; ")
+    reason += (f"the CHECK constraint {_q(proof)} proves the bound, so no row is read" if proof else
+               f"every row of {_q(partition)} is read to check the partition bound")
+    if missing:
+        reason += f"; {', '.join(map(_q, missing))} of the parent must be built on it"
+    ctx.act(ActionKind.OTHER, partition, f, reason, mode=f.other_mode, scans=not proof, builds_index=bool(missing),
+            attach=None, partition_of=table)
+    # for the catalog: the parent now has this child
+    ctx.act(ActionKind.OTHER, table, f, f"{_q(partition)} becomes a partition of {_q(table)}", scans=False,
+            attach=partition, default_partition=bool(bound is not None and bound.is_default))
+    default = ctx.catalog.default_partition(table)
+    if default and not (bound is not None and bound.is_default):
+        d = ctx.fact("attach_partition.default")
+        ctx.lock(default, d.mode)
+        ctx.act(ActionKind.OTHER, default, d, f"the DEFAULT partition {_q(default)} is locked ACCESS EXCLUSIVE and "
+                "read in full for rows that belong to the new partition", partition_of=table)
+
+
+def _indexes_to_build(catalog: Catalog, parent: str, partition: str) -> tuple[str, ...]:
+    """Indexes of ``parent`` that ``partition`` has no index on the same columns for."""
+    own = {catalog.index_columns.get(i) for i, t in catalog.indexes.items() if t == partition or t == f"public.{partition}"}
+    return tuple(sorted(
+        i for i, t in catalog.indexes.items()
+        if (t == parent or t == f"public.{parent}") and catalog.index_columns.get(i) not in own
+    ))
+
+
+def _bound_proven(catalog: Catalog, partition: str, parent: str, bound) -> str | None:
+    """A validated CHECK of ``partition`` that implies a FROM .. TO range bound (the documented recipe)."""
+    if bound is None or bound.strategy != "r" or len(bound.lowerdatums or ()) != 1:
+        return None
+    lower, upper = (_literal(bound.lowerdatums[0]), _literal(bound.upperdatums[0]))
+    for (table, name), (expression, validated) in sorted(catalog.checks.items()):
+        if table != partition or not validated:
+            continue
+        terms = _range_terms(expression)
+        for column, (low, high) in terms.items():
+            if low == lower and high == upper and catalog.is_not_null(partition, column):
+                return name
+    return None
+
+
+def _literal(node: Any) -> str | None:
+    match node:
+        case ast.A_Const(val=ast.String(sval=text)):
+            return text
+        case ast.A_Const(val=ast.Integer(ival=number)):
+            return str(number)
+        case ast.TypeCast(arg=arg):
+            return _literal(arg)
+    return None
+
+
+def _range_terms(expression: str) -> dict[str, tuple[str | None, str | None]]:
+    """``{column: (lower, upper)}`` from a CHECK of the form ``col >= low AND col < high``."""
+    from pglast import parse_sql
+
+    try:
+        expr = parse_sql(f"SELECT {expression}")[0].stmt.targetList[0].val
+    except Exception:
+        return {}
+    args = expr.args if isinstance(expr, ast.BoolExpr) and expr.boolop is BoolExprType.AND_EXPR else (expr,)
+    found: dict[str, list] = {}
+    for arg in args:
+        if isinstance(arg, ast.A_Expr) and isinstance(arg.lexpr, ast.ColumnRef) and len(arg.name) == 1:
+            column, op, value = arg.lexpr.fields[-1].sval, arg.name[0].sval, _literal(arg.rexpr)
+            slot = found.setdefault(column, [None, None])
+            if op == ">=":
+                slot[0] = value
+            elif op == "<":
+                slot[1] = value
+    return {c: (low, high) for c, (low, high) in found.items()}
+
+
+def _detach_partition(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
+    partition = _name(cmd.def_.name)
+    finalize = cmd.subtype is _AT.AT_DetachPartitionFinalize
+    concurrently = bool(cmd.def_.concurrent)
+    key = "detach_partition.finalize" if finalize else (
+        "detach_partition.concurrently" if concurrently else "detach_partition")
+    f = ctx.fact(key)
+    ctx.needs_no_transaction = ctx.needs_no_transaction or concurrently
+    ctx.lock(table, f.mode, "partitioned table")
+    ctx.lock(partition, f.other_mode)
+    how = ("CONCURRENTLY takes SHARE UPDATE EXCLUSIVE on the parent (reads and writes continue) and ACCESS EXCLUSIVE "
+           f"on {_q(partition)}; it cannot run inside a transaction" if concurrently or finalize else
+           f"takes ACCESS EXCLUSIVE on {_q(table)} and {_q(partition)}, blocking reads and writes of both")
+    ctx.act(ActionKind.OTHER, table, f, f"DETACH PARTITION {_q(partition)} {how}", detach=partition,
+            concurrently=concurrently)
+
+
+_NOT_RECURSING = frozenset({
+    _AT.AT_SetRelOptions, _AT.AT_ResetRelOptions, _AT.AT_ReplaceRelOptions, _AT.AT_ChangeOwner, _AT.AT_ClusterOn,
+    _AT.AT_DropCluster, _AT.AT_SetTableSpace, _AT.AT_ReplicaIdentity, _AT.AT_EnableRowSecurity,
+    _AT.AT_DisableRowSecurity, _AT.AT_ForceRowSecurity, _AT.AT_NoForceRowSecurity, _AT.AT_EnableRule,
+    _AT.AT_EnableAlwaysRule, _AT.AT_EnableReplicaRule, _AT.AT_DisableRule, _AT.AT_AddInherit, _AT.AT_DropInherit,
+    _AT.AT_AddOf, _AT.AT_DropOf, _AT.AT_AttachPartition, _AT.AT_DetachPartition, _AT.AT_DetachPartitionFinalize,
+    _AT.AT_SetLogged, _AT.AT_SetUnLogged, _AT.AT_SetAccessMethod, _AT.AT_GenericOptions, _AT.AT_DropOids,
+})
 
 
 _ALTER_TABLE_COMMANDS = {
@@ -838,7 +1243,54 @@ _ALTER_TABLE_COMMANDS = {
     _AT.AT_SetStatistics: _set_statistics,
     _AT.AT_AddIdentity: _identity,
     _AT.AT_DropIdentity: _identity,
+    _AT.AT_SetStorage: _simple("set_storage", "SET STORAGE"),
+    _AT.AT_SetCompression: _simple("set_compression", "SET COMPRESSION"),
+    _AT.AT_SetOptions: _simple("set_column_options", "SET (column options)"),
+    _AT.AT_ResetOptions: _simple("set_column_options", "RESET (column options)"),
+    _AT.AT_SetRelOptions: _reloptions,
+    _AT.AT_ResetRelOptions: _reloptions,
+    _AT.AT_ClusterOn: _simple("cluster_on", "CLUSTER ON"),
+    _AT.AT_DropCluster: _simple("cluster_on", "SET WITHOUT CLUSTER"),
+    _AT.AT_SetLogged: _set_logged,
+    _AT.AT_SetUnLogged: _set_logged,
+    _AT.AT_SetAccessMethod: _set_access_method,
+    _AT.AT_SetTableSpace: _set_tablespace,
+    _AT.AT_ChangeOwner: _simple("owner", "OWNER TO"),
+    _AT.AT_ReplicaIdentity: _simple("replica_identity", "REPLICA IDENTITY"),
+    _AT.AT_EnableRowSecurity: _simple("row_security", "ENABLE ROW LEVEL SECURITY"),
+    _AT.AT_DisableRowSecurity: _simple("row_security", "DISABLE ROW LEVEL SECURITY"),
+    _AT.AT_ForceRowSecurity: _simple("row_security", "FORCE ROW LEVEL SECURITY"),
+    _AT.AT_NoForceRowSecurity: _simple("row_security", "NO FORCE ROW LEVEL SECURITY"),
+    _AT.AT_EnableTrig: _simple("trigger_enable", "ENABLE TRIGGER"),
+    _AT.AT_EnableAlwaysTrig: _simple("trigger_enable", "ENABLE ALWAYS TRIGGER"),
+    _AT.AT_EnableReplicaTrig: _simple("trigger_enable", "ENABLE REPLICA TRIGGER"),
+    _AT.AT_DisableTrig: _simple("trigger_enable", "DISABLE TRIGGER"),
+    _AT.AT_EnableTrigAll: _simple("trigger_enable", "ENABLE TRIGGER ALL"),
+    _AT.AT_DisableTrigAll: _simple("trigger_enable", "DISABLE TRIGGER ALL"),
+    _AT.AT_EnableTrigUser: _simple("trigger_enable", "ENABLE TRIGGER USER"),
+    _AT.AT_DisableTrigUser: _simple("trigger_enable", "DISABLE TRIGGER USER"),
+    _AT.AT_EnableRule: _simple("rule_enable", "ENABLE RULE"),
+    _AT.AT_EnableAlwaysRule: _simple("rule_enable", "ENABLE ALWAYS RULE"),
+    _AT.AT_EnableReplicaRule: _simple("rule_enable", "ENABLE REPLICA RULE"),
+    _AT.AT_DisableRule: _simple("rule_enable", "DISABLE RULE"),
+    _AT.AT_AddInherit: _inherit,
+    _AT.AT_DropInherit: _inherit,
+    _AT.AT_AddOf: _of_type,
+    _AT.AT_DropOf: _of_type,
+    _AT.AT_SetIdentity: _simple("set_identity", "changing the identity of a column"),
+    _AT.AT_DropExpression: _simple("drop_expression", "DROP EXPRESSION"),
+    _AT.AT_SetExpression: _set_expression,
+    _AT.AT_AlterConstraint: _alter_constraint,
+    _AT.AT_DropOids: _simple("drop_oids", "SET WITHOUT OIDS"),
+    _AT.AT_GenericOptions: _simple("foreign_table_options", "OPTIONS"),
+    _AT.AT_AlterColumnGenericOptions: _simple("foreign_table_options", "column OPTIONS"),
+    _AT.AT_AttachPartition: _attach_partition,
+    _AT.AT_DetachPartition: _detach_partition,
+    _AT.AT_DetachPartitionFinalize: _detach_partition,
 }
+# Subcommands PostgreSQL only makes internally (they never appear in SQL) stay unmodelled:
+# AT_AddColumnToView, AT_CookedColumnDefault, AT_AddIndex, AT_ReAddIndex, AT_ReAddConstraint,
+# AT_ReAddDomainConstraint, AT_AddIndexConstraint, AT_ReAddComment, AT_ReplaceRelOptions, AT_ReAddStatistics.
 
 
 # -- indexes -----------------------------------------------------------------------------------
@@ -864,10 +1316,26 @@ def _create_index(node: ast.IndexStmt, ctx: _Context) -> None:
                   f"continue; it cannot run inside a transaction")
     else:
         reason = f"building {label} on {_q(table)} holds SHARE, blocking writes for the whole build"
-    ctx.act(ActionKind.CREATE_INDEX, table, f, reason, builds_index=not exists and f.builds_index,
-            name=name, concurrently=concurrently, unique=bool(node.unique), columns=columns,
-            method=node.accessMethod, partial=node.whereClause is not None,
-            include=tuple(p.name for p in node.indexIncludingParams or ()), if_not_exists=bool(node.if_not_exists))
+    partitioned = ctx.catalog.relkind(table) == "partitioned table"
+    detail = dict(name=name, concurrently=concurrently, unique=bool(node.unique), columns=columns,
+                  method=node.accessMethod, partial=node.whereClause is not None,
+                  include=tuple(p.name for p in node.indexIncludingParams or ()),
+                  if_not_exists=bool(node.if_not_exists))
+    if partitioned and not exists:
+        p = ctx.fact("create_index.partitioned" if node.relation.inh else "create_index.only")
+        if not node.relation.inh:
+            reason = (f"CREATE INDEX ON ONLY {_q(table)} creates an invalid index on the partitioned table alone, "
+                      "building nothing; attach each partition's index to it")
+        else:
+            reason = f"{reason}; on a partitioned table it is built on every partition, each locked SHARE"
+        ctx.act(ActionKind.CREATE_INDEX, table, p, reason, builds_index=False, **detail)
+        for child in ctx.catalog.descendants(table) if node.relation.inh else ():
+            ctx.lock(child, p.mode)
+            if ctx.catalog.relkind(child) != "partitioned table":
+                ctx.act(ActionKind.OTHER, child, p, f"the index is built on the partition {_q(child)} under SHARE, "
+                        "blocking its writes", partition_of=table, index=name)
+        return
+    ctx.act(ActionKind.CREATE_INDEX, table, f, reason, builds_index=not exists and f.builds_index, **detail)
 
 
 def _drop_indexes(node: ast.DropStmt, ctx: _Context) -> None:
@@ -877,6 +1345,10 @@ def _drop_indexes(node: ast.DropStmt, ctx: _Context) -> None:
     for obj in node.objects:
         index = _dotted(obj)
         table = ctx.catalog.index_table(index)
+        if node.missing_ok and ctx.catalog.relkinds and table is None:
+            ctx.act(ActionKind.OTHER, None, ctx.fact("missing_table"), f"{_q(index)} does not exist, so DROP INDEX IF "
+                    "EXISTS does nothing")
+            continue
         ctx.lock(index, f.mode, "index")
         ctx.lock(table, f.other_mode)
         on = _q(table) if table else "its table (not known here)"
@@ -897,6 +1369,358 @@ def _rename_index(node: ast.RenameStmt, ctx: _Context) -> None:
     ctx.act(ActionKind.RENAME_INDEX, table, f,
             f"renaming the index {_q(index)} to {_q(node.newname)} takes SHARE UPDATE EXCLUSIVE on the index "
             f"only; reads and writes of its table continue", mode=None, name=index, new_name=node.newname)
+
+
+# -- ALTER INDEX / VIEW / MATERIALIZED VIEW (AlterTableStmt on other relations) -----------------
+
+
+def _alter_index(node: ast.AlterTableStmt, ctx: _Context) -> None:
+    index = _name(node.relation)
+    table = ctx.catalog.index_table(index)
+    for cmd in node.cmds:
+        if cmd.subtype in (_AT.AT_SetRelOptions, _AT.AT_ResetRelOptions, _AT.AT_SetStatistics):
+            f = ctx.fact("alter_index_options")
+            ctx.lock(index, f.mode, "index")
+            ctx.act(ActionKind.OTHER, table, f, f"changing options of the index {_q(index)} takes SHARE UPDATE EXCLUSIVE "
+                    "on the index only; its table is not locked", mode=None, index=index)
+        elif cmd.subtype is _AT.AT_SetTableSpace:
+            f = ctx.fact("alter_index_tablespace")
+            ctx.lock(index, f.mode, "index")
+            ctx.act(ActionKind.OTHER, table, f, f"moving the index {_q(index)} copies it under ACCESS EXCLUSIVE on the "
+                    "index: queries that would use it wait", mode=None, index=index, copies=True)
+        elif cmd.subtype is _AT.AT_AttachPartition:
+            f = ctx.fact("attach_index")
+            child = _name(cmd.def_.name)
+            child_table = ctx.catalog.index_table(child)
+            read = ctx.fact("dml.read").mode
+            ctx.lock(index, f.mode, "index")
+            ctx.lock(child, f.other_mode, "index")
+            ctx.lock(table, read)
+            ctx.lock(child_table, read)
+            ctx.act(ActionKind.OTHER, table, f, f"attaching the index {_q(child)} to {_q(index)} takes ACCESS EXCLUSIVE "
+                    f"on {_q(child)} and ACCESS SHARE on the tables", mode=read, index=index)
+        else:
+            raise LookupError(f"ALTER INDEX subcommand {cmd.subtype.name} is not modelled")
+
+
+def _alter_view(node: ast.AlterTableStmt, ctx: _Context) -> None:
+    view = _name(node.relation)
+    kind = "materialized view" if node.objtype is ObjectType.OBJECT_MATVIEW else "view"
+    f = ctx.fact("alter_view")
+    ctx.lock(view, f.mode, kind)
+    ctx.act(ActionKind.OTHER, view, f, f"ALTER {kind.upper()} {_q(view)} takes ACCESS EXCLUSIVE on it: every query "
+            "using it waits", relkind=kind)
+
+
+# -- CREATE TABLE ... PARTITION OF / INHERITS ----------------------------------------------------
+
+
+def _create_child(table: str, node: ast.CreateStmt, ctx: _Context) -> tuple[str, ...]:
+    """Locks on the parents of a new partition or child table; returns the parents."""
+    parents = tuple(_name(p) for p in node.inhRelations or ())
+    if node.partbound is not None:
+        f = ctx.fact("create_table.partition_of")
+        for parent in parents:
+            ctx.lock(parent, f.other_mode, "partitioned table")
+            ctx.act(ActionKind.OTHER, parent, f, f"creating the partition {_q(table)} takes ACCESS EXCLUSIVE on "
+                    f"{_q(parent)}: every query on it waits", mode=f.other_mode)
+            default = ctx.catalog.default_partition(parent)
+            if default and not node.partbound.is_default:
+                d = ctx.fact("create_table.partition_of.default")
+                ctx.lock(default, d.other_mode)
+                ctx.act(ActionKind.OTHER, default, d, f"the DEFAULT partition {_q(default)} is locked ACCESS EXCLUSIVE "
+                        "and read in full for rows that would belong to the new partition", mode=d.other_mode)
+    else:
+        f = ctx.fact("create_table.inherits")
+        for parent in parents:
+            ctx.lock(parent, f.other_mode)
+            ctx.act(ActionKind.OTHER, parent, f, f"creating {_q(table)} as a child of {_q(parent)} takes SHARE UPDATE "
+                    f"EXCLUSIVE on {_q(parent)}", mode=f.other_mode)
+    return parents
+
+
+# -- REINDEX, VACUUM, ANALYZE, CLUSTER -----------------------------------------------------------
+
+
+def _reindex(node: ast.ReindexStmt, ctx: _Context) -> None:
+    concurrently = any(p.defname == "concurrently" for p in node.params or ())
+    kind = node.kind.name.removeprefix("REINDEX_OBJECT_")
+    if kind not in ("INDEX", "TABLE") or node.relation is None:
+        raise LookupError(f"REINDEX {kind} is not modelled")
+    f = ctx.fact("reindex.concurrently" if concurrently else "reindex")
+    ctx.needs_no_transaction = ctx.needs_no_transaction or concurrently
+    if kind == "INDEX":
+        index = _name(node.relation)
+        table = ctx.catalog.index_table(index)
+        ctx.lock(index, f.other_mode or f.mode, "index")
+        what = f"the index {_q(index)}"
+    else:
+        table = _name(node.relation)
+        what = f"every index of {_q(table)}"
+        for index, owner in sorted(ctx.catalog.indexes.items()):
+            if owner in (table, f"public.{table}", table.removeprefix("public.")):
+                ctx.lock(index, f.other_mode or f.mode, "index")
+    ctx.lock(table, f.mode)
+    on = _q(table) if table else "its table (not known here)"
+    if concurrently:
+        reason = (f"REINDEX CONCURRENTLY builds a new copy of {what} under SHARE UPDATE EXCLUSIVE on {on}, so reads and "
+                  "writes continue; it cannot run inside a transaction")
+    else:
+        reason = (f"REINDEX rebuilds {what} holding SHARE on {on} (writes wait) and ACCESS EXCLUSIVE on the index "
+                  "(queries that would use it wait)")
+    ctx.act(ActionKind.OTHER, table, f, reason, concurrently=concurrently)
+
+
+def _vacuum(node: ast.VacuumStmt, ctx: _Context) -> None:
+    options = {o.defname.lower() for o in node.options or ()}
+    if not node.rels:
+        raise LookupError("VACUUM/ANALYZE of every table is not modelled")
+    if not node.is_vacuumcmd:
+        f = ctx.fact("analyze")
+        verb = "ANALYZE samples"
+    elif "full" in options:
+        f = ctx.fact("vacuum_full")
+        verb = "VACUUM FULL copies every row of"
+    else:
+        f = ctx.fact("vacuum")
+        verb = "VACUUM cleans"
+    ctx.needs_no_transaction = ctx.needs_no_transaction or bool(node.is_vacuumcmd)
+    for rel in node.rels:
+        table = _name(rel.relation)
+        ctx.lock(table, f.mode)
+        ctx.act(ActionKind.OTHER, table, f, f"{verb} {_q(table)} under {f.mode.label}"
+                + (", blocking reads and writes" if f.mode.blocks_reads else ", so reads and writes continue"))
+        for child in ctx.catalog.descendants(table) if rel.relation.inh else ():
+            ctx.lock(child, f.mode)
+            ctx.act(ActionKind.OTHER, child, f, f"{verb} the partition {_q(child)} too", partition_of=table)
+
+
+def _cluster(node: ast.ClusterStmt, ctx: _Context) -> None:
+    if node.relation is None:
+        raise LookupError("CLUSTER of every clustered table is not modelled")
+    table = _name(node.relation)
+    f = ctx.fact("cluster")
+    ctx.lock(table, f.mode)
+    ctx.act(ActionKind.OTHER, table, f, f"CLUSTER copies every row of {_q(table)} in index order and rebuilds its "
+            "indexes under ACCESS EXCLUSIVE, blocking reads and writes")
+
+
+# -- triggers, rules, policies, statistics --------------------------------------------------------
+
+
+def _on_table(key: str, table: str, what: str, ctx: _Context, **detail: Any) -> None:
+    f = ctx.fact(key)
+    ctx.lock(table, f.mode)
+    ctx.act(ActionKind.OTHER, table, f, f"{what} takes {f.mode.label} on {_q(table)}, blocking {f.mode.blocks}",
+            **detail)
+
+
+def _drop_on_table(node: ast.DropStmt, key: str, what: str, ctx: _Context) -> None:
+    for obj in node.objects:
+        names = [n.sval for n in obj]
+        table = ".".join(names[:-1])
+        if node.missing_ok and _missing(ctx, table):
+            continue
+        _on_table(key, table, f"{what} {_q(names[-1])}", ctx, name=names[-1])
+
+
+# -- views and materialized views -------------------------------------------------------------------
+
+
+def _relations_read(node: Any) -> list[str]:
+    collector = _RangeVars()
+    collector(node)
+    return list(dict.fromkeys(collector.names))
+
+
+def _create_view(node: ast.ViewStmt, ctx: _Context) -> None:
+    view = _name(node.view)
+    read = ctx.fact("create_view")
+    for table in _relations_read(node.query):
+        ctx.lock(table, read.mode, ctx.catalog.relkind(table) or "table")
+    exists = node.replace and (ctx.catalog.relkind(view) == "view" or not ctx.catalog.relkinds)
+    if exists:
+        f = ctx.fact("replace_view")
+        ctx.lock(view, f.mode, "view")
+        ctx.act(ActionKind.OTHER, view, f, f"CREATE OR REPLACE VIEW takes ACCESS EXCLUSIVE on {_q(view)}: queries using "
+                "it wait", relkind="view")
+    else:
+        ctx.act(ActionKind.OTHER, None, read, f"creating the view {_q(view)} only reads the definitions of the tables "
+                "it selects from (ACCESS SHARE)", view=view)
+
+
+def _create_table_as(node: ast.CreateTableAsStmt, ctx: _Context) -> None:
+    target = _name(node.into.rel)
+    f = ctx.fact("create_matview")
+    for table in _relations_read(node.query):
+        ctx.lock(table, f.mode, ctx.catalog.relkind(table) or "table")
+    matview = node.objtype is ObjectType.OBJECT_MATVIEW
+    kind = "materialized view" if matview else "table"
+    ctx.act(ActionKind.CREATE_TABLE, target, f, f"creating the {kind} {_q(target)} runs its query"
+            + (" later (WITH NO DATA)" if node.into.skipData else "") + ", reading its tables under ACCESS SHARE",
+            mode=ctx.fact("create_table").mode, relkind=kind, columns=())
+
+
+def _refresh_matview(node: ast.RefreshMatViewStmt, ctx: _Context) -> None:
+    view = _name(node.relation)
+    if node.concurrent:
+        f = ctx.fact("refresh_matview.concurrently")
+        reason = (f"REFRESH CONCURRENTLY takes EXCLUSIVE on {_q(view)} (reads continue, writes and other refreshes "
+                  "wait) and compares the new result with every row of it")
+    elif node.skipData:
+        f = ctx.fact("refresh_matview.no_data")
+        reason = f"REFRESH ... WITH NO DATA empties {_q(view)} under ACCESS EXCLUSIVE"
+    else:
+        f = ctx.fact("refresh_matview")
+        reason = (f"REFRESH runs the query of {_q(view)} into new storage under ACCESS EXCLUSIVE: every query using the "
+                  "view waits until the transaction ends")
+    ctx.lock(view, f.mode, "materialized view")
+    for table in ctx.catalog.tables_of_view(view) if not node.skipData else ():
+        ctx.lock(table, f.other_mode)
+    ctx.act(ActionKind.OTHER, view, f, reason, relkind="materialized view", truncates=bool(node.skipData),
+            reads=ctx.catalog.tables_of_view(view))
+
+
+# -- types, domains ---------------------------------------------------------------------------------
+
+
+def _drop_types(node: ast.DropStmt, ctx: _Context) -> None:
+    for obj in node.objects:
+        type_name = _dotted(obj.names) if isinstance(obj, ast.TypeName) else _dotted(obj)
+        tables = tuple(dict.fromkeys(t for t, _ in ctx.catalog.columns_of_type(type_name)))
+        if node.behavior is DropBehavior.DROP_CASCADE and tables:
+            f = ctx.fact("drop_type.cascade")
+            for table in tables:
+                ctx.lock(table, f.mode)
+                columns = [c for t, c in ctx.catalog.columns_of_type(type_name) if t == table]
+                for column in columns:
+                    ctx.act(ActionKind.DROP_COLUMN, table, f, f"DROP TYPE {_q(type_name)} CASCADE drops "
+                            f"{_q(table)}.{_q(column)} under ACCESS EXCLUSIVE", column=column, other_tables=(),
+                            cascade=True)
+        else:
+            f = ctx.fact("catalog_object")
+            ctx.act(ActionKind.OTHER, None, f, f"dropping the type {_q(type_name)} takes no lock on any table"
+                    + ("" if node.behavior is DropBehavior.DROP_CASCADE else " (it fails if a column uses it)"))
+
+
+def _alter_domain(node: ast.AlterDomainStmt, ctx: _Context) -> None:
+    domain = _dotted(node.typeName)
+    adding_check = node.subtype == "C" and isinstance(node.def_, ast.Constraint)
+    if adding_check and node.def_.skip_validation:
+        f = ctx.fact("alter_domain.not_valid")
+        ctx.act(ActionKind.OTHER, None, f, f"adding a NOT VALID constraint to the domain {_q(domain)} checks no row")
+        return
+    if not (adding_check or node.subtype == "O"):
+        raise LookupError(f"ALTER DOMAIN subcommand {node.subtype!r} is not modelled")
+    f = ctx.fact("alter_domain.check")
+    what = "SET NOT NULL" if node.subtype == "O" else "ADD CONSTRAINT"
+    for table, column in ctx.catalog.columns_of_type(domain):
+        ctx.lock(table, f.mode)
+        ctx.act(ActionKind.OTHER, table, f, f"ALTER DOMAIN {_q(domain)} {what} checks every row of {_q(table)}."
+                f"{_q(column)} under SHARE, blocking writes", column=column)
+    if not ctx.catalog.columns_of_type(domain):
+        ctx.act(ActionKind.OTHER, None, f, f"ALTER DOMAIN {_q(domain)} {what} checks every column of that domain "
+                "(none is known here) under SHARE on its table", mode=None, scans=False)
+
+
+# -- comments, privileges, sequences ----------------------------------------------------------------
+
+_COMMENT_RELKINDS = {
+    ObjectType.OBJECT_INDEX: "index", ObjectType.OBJECT_VIEW: "view",
+    ObjectType.OBJECT_MATVIEW: "materialized view", ObjectType.OBJECT_SEQUENCE: "sequence",
+}
+
+
+def _comment_other(node: ast.CommentStmt, ctx: _Context) -> None:
+    names = [n.sval for n in node.object] if isinstance(node.object, tuple) else []
+    if node.objtype in _COMMENT_RELKINDS:
+        relation, kind = ".".join(names), _COMMENT_RELKINDS[node.objtype]
+        f = ctx.fact("comment.relation")
+        ctx.lock(relation, f.mode, kind)
+        table = ctx.catalog.index_table(relation) if kind == "index" else None
+        ctx.act(ActionKind.OTHER, table if kind == "index" else relation if kind != "sequence" else None, f,
+                f"COMMENT ON {kind.upper()} takes SHARE UPDATE EXCLUSIVE on {_q(relation)} only", mode=None)
+    elif node.objtype in (ObjectType.OBJECT_TABCONSTRAINT, ObjectType.OBJECT_TRIGGER, ObjectType.OBJECT_POLICY,
+                          ObjectType.OBJECT_RULE):
+        table = ".".join(names[:-1])
+        f = ctx.fact("comment.table_object")
+        ctx.lock(table, f.mode)
+        ctx.act(ActionKind.OTHER, table, f, f"COMMENT ON {node.objtype.name.removeprefix('OBJECT_')} takes ACCESS SHARE "
+                f"on {_q(table)}")
+    else:
+        f = ctx.fact("catalog_object")
+        ctx.act(ActionKind.OTHER, None, f, f"COMMENT ON {node.objtype.name.removeprefix('OBJECT_')} takes no lock on any "
+                "table")
+
+
+def _grant(node: ast.GrantStmt, ctx: _Context) -> None:
+    f = ctx.fact("grant")
+    verb = "GRANT" if node.is_grant else "REVOKE"
+    named = (node.targtype.name == "ACL_TARGET_OBJECT"
+             and node.objtype in (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_SEQUENCE))
+    if not named or f.mode is None:
+        ctx.act(ActionKind.OTHER, None, f, f"{verb} changes privileges in the catalog and locks no table")
+        return
+    kind = {ObjectType.OBJECT_SEQUENCE: "sequence"}.get(node.objtype, "table")
+    for rel in node.objects:
+        relation = _name(rel)
+        ctx.lock(relation, f.mode, ctx.catalog.relkind(relation) or kind)
+        ctx.act(ActionKind.OTHER, relation if kind == "table" else None, f, f"{verb} on {_q(relation)} takes ACCESS "
+                f"SHARE on it from PostgreSQL 18 (only ACCESS EXCLUSIVE DDL waits)", mode=f.mode if kind == "table" else None)
+
+
+# -- TRUNCATE, LOCK ----------------------------------------------------------------------------------
+
+
+def _truncate(node: ast.TruncateStmt, ctx: _Context) -> None:
+    f = ctx.fact("truncate")
+    named = [(_name(r), r.inh) for r in node.relations]
+    tables = list(dict.fromkeys(t for t, _ in named))
+    for table, inh in named:
+        if inh:
+            tables += [c for c in ctx.catalog.descendants(table) if c not in tables]
+    if node.behavior is DropBehavior.DROP_CASCADE:
+        queue = list(tables)
+        while queue:
+            for fk in ctx.catalog.foreign_keys_to(queue.pop(0)):
+                if fk.table not in tables:
+                    tables.append(fk.table)
+                    queue.append(fk.table)
+    first = {t for t, _ in named}
+    for table in tables:
+        ctx.lock(table, f.mode)
+        why = "" if table in first else (" (a partition of a truncated table)" if ctx.catalog.parent_of(table) in tables
+                                         else " (it references a truncated table: CASCADE)")
+        ctx.act(ActionKind.OTHER, table, f, f"TRUNCATE empties {_q(table)}{why} under ACCESS EXCLUSIVE, instantly, "
+                "blocking reads and writes until the transaction ends",
+                truncates=ctx.catalog.relkind(table) != "partitioned table",
+                restart_identity=bool(node.restart_seqs))
+
+
+_LOCK_MODES = {1: LockMode.ACCESS_SHARE, 2: LockMode.ROW_SHARE, 3: LockMode.ROW_EXCLUSIVE,
+               4: LockMode.SHARE_UPDATE_EXCLUSIVE, 5: LockMode.SHARE, 6: LockMode.SHARE_ROW_EXCLUSIVE,
+               7: LockMode.EXCLUSIVE, 8: LockMode.ACCESS_EXCLUSIVE}
+
+
+def _lock_table(node: ast.LockStmt, ctx: _Context) -> None:
+    f = ctx.fact("lock_table")
+    mode = _LOCK_MODES[node.mode]
+    for rel in node.relations:
+        relation = _name(rel)
+        reached = [relation]
+        if rel.inh:
+            reached += list(ctx.catalog.descendants(relation))
+        queue = [relation]
+        while queue:  # a view locks the relations it reads, recursively
+            for inner in ctx.catalog.tables_of_view(queue.pop(0)):
+                if inner not in reached:
+                    reached.append(inner)
+                    queue.append(inner)
+        for target in reached:
+            ctx.lock(target, mode, ctx.catalog.relkind(target) or "table")
+            ctx.act(ActionKind.OTHER, target, f, f"LOCK TABLE takes {mode.label} on {_q(target)}"
+                    + (f" (through {_q(relation)})" if target != relation else "")
+                    + f", blocking {mode.blocks} until the transaction ends", mode=mode, nowait=bool(node.nowait))
 
 
 # -- sequences ---------------------------------------------------------------------------------
@@ -967,8 +1791,18 @@ def _select(node: ast.SelectStmt, ctx: _Context) -> None:
     tables = _RangeVars()
     tables(node)
     read = ctx.fact("select")
+    into = _name(node.intoClause.rel) if node.intoClause is not None else None
+    locking = ctx.fact("select.for_update") if node.lockingClause else None
     for table in dict.fromkeys(tables.names):
-        ctx.lock(table, read.mode)
+        if table != into:
+            ctx.lock(table, (locking or read).mode)
+    if locking is not None:
+        ctx.act(ActionKind.OTHER, None, locking, "SELECT ... FOR UPDATE/SHARE takes ROW SHARE and locks the rows it "
+                "returns until the transaction ends")
+    if into is not None:
+        ctx.act(ActionKind.CREATE_TABLE, into, ctx.fact("create_matview"), f"SELECT ... INTO creates {_q(into)} from "
+                "its query, reading its tables under ACCESS SHARE", mode=ctx.fact("create_table").mode, columns=())
+        return
     calls = _SequenceCalls()
     calls(node)
     setval = ctx.fact("setval")
@@ -980,9 +1814,12 @@ def _select(node: ast.SelectStmt, ctx: _Context) -> None:
         ctx.act(ActionKind.OTHER, None, read, "SELECT only reads, under ACCESS SHARE")
 
 
-def _dml(node: ast.UpdateStmt | ast.DeleteStmt | ast.InsertStmt, ctx: _Context) -> None:
+def _dml(node: ast.UpdateStmt | ast.DeleteStmt | ast.InsertStmt | ast.MergeStmt, ctx: _Context) -> None:
     target = _name(node.relation)
-    verb = {ast.UpdateStmt: "update", ast.DeleteStmt: "delete", ast.InsertStmt: "insert"}[type(node)]
+    verb = {ast.UpdateStmt: "update", ast.DeleteStmt: "delete", ast.InsertStmt: "insert",
+            ast.MergeStmt: "merge"}[type(node)]
+    if verb == "merge" and not ctx.holds("merge"):
+        raise LookupError(f"MERGE does not exist before PostgreSQL 15 (modelling {ctx.pg_version})")
     tables = _RangeVars()
     tables(node)
     read = ctx.fact("dml.read")
@@ -998,6 +1835,12 @@ def _dml(node: ast.UpdateStmt | ast.DeleteStmt | ast.InsertStmt, ctx: _Context) 
     reason = (f"{verb.upper()} on {_q(target)} takes ROW EXCLUSIVE and locks {rows} until the transaction "
               f"ends, so other writers of those rows wait")
     ctx.act(ActionKind.DML, target, f, reason, verb=verb, where=where)
+    if verb != "insert" and node.relation.inh:
+        # the planner opens every partition it cannot prune; without a WHERE on the key, all of them
+        for child in ctx.catalog.descendants(target):
+            ctx.lock(child, f.mode)
+            ctx.act(ActionKind.DML, child, f, f"{verb.upper()} on the partitioned {_q(target)} also takes ROW EXCLUSIVE "
+                    f"on its partition {_q(child)}", verb=verb, where=where, partition_of=target)
 
 
 # -- session statements ------------------------------------------------------------------------

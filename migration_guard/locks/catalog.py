@@ -11,7 +11,13 @@ and the analyser reads it to decide what it cannot see in one statement alone:
 - ``not_null_columns``: columns known NOT NULL (ADD PRIMARY KEY then needs no NULL scan);
 - ``foreign_keys``: which tables a drop or a type change reaches at the other end;
 - ``indexes``: the table of each index (DROP INDEX locks the table too);
-- ``timezone``: the session TimeZone (timestamp <-> timestamptz is free only in UTC).
+- ``timezone``: the session TimeZone (timestamp <-> timestamptz is free only in UTC);
+- ``relkinds``: what each known relation is (table, partitioned table, view, ...);
+- ``children``: the partitions (and inheritance children) of each parent, and which partition is
+  the default one (ALTER TABLE on a parent recurses to them; attaching a partition scans the default);
+- ``unique_constraints``: primary key and unique constraints (dropping one with CASCADE drops the
+  foreign keys that reference it, locking their tables);
+- ``view_tables``: the relations each view reads (LOCK TABLE on a view locks them too).
 
 Table names are kept as written in the SQL; lookups treat ``public.x`` and ``x`` as the same table.
 """
@@ -63,6 +69,15 @@ class Catalog:
     indexes: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # index -> table
     index_columns: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _frozen({}))  # index -> columns
     timezone: str | None = None  # session TimeZone; None: unknown
+    relkinds: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # relation -> "table", "view", ...
+    children: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _frozen({}))  # parent -> children
+    default_partitions: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # parent -> its DEFAULT
+    # (table, constraint name) -> columns of PRIMARY KEY and UNIQUE constraints
+    unique_constraints: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=lambda: _frozen({}))
+    view_tables: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _frozen({}))  # view -> relations
+    # (table, constraint name) -> (CHECK expression as SQL, validated) (ATTACH PARTITION skips its scan
+    # when one proves the partition bound)
+    checks: Mapping[tuple[str, str], tuple[str, bool]] = field(default_factory=lambda: _frozen({}))
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -110,7 +125,84 @@ class Catalog:
         """This catalog with the session TimeZone (Django sets ``UTC`` when ``USE_TZ = True``)."""
         return replace(self, timezone=timezone)
 
+    def with_relations(self, relkinds: Mapping[str, str]) -> Catalog:
+        """This catalog plus ``{relation: kind}``, kind as :class:`~migration_guard.model.RelationLock` names it."""
+        merged = dict(self.relkinds)
+        merged.update({_key(r): k for r, k in relkinds.items()})
+        return replace(self, relkinds=_frozen(merged))
+
+    def with_children(self, parent: str, children: Iterable[str], default: str | None = None) -> Catalog:
+        """This catalog plus the partitions (or inheritance children) of ``parent``, and its DEFAULT partition."""
+        merged = dict(self.children)
+        merged[_key(parent)] = tuple(dict.fromkeys((*merged.get(_key(parent), ()), *children)))
+        defaults = dict(self.default_partitions)
+        if default:
+            defaults[_key(parent)] = default
+        return replace(self, children=_frozen(merged), default_partitions=_frozen(defaults))
+
+    def with_unique_constraints(self, constraints: Mapping[tuple[str, str], tuple[str, ...]]) -> Catalog:
+        """This catalog plus ``{(table, name): columns}`` of PRIMARY KEY and UNIQUE constraints."""
+        merged = dict(self.unique_constraints)
+        merged.update({(_key(t), n): tuple(c) for (t, n), c in constraints.items()})
+        return replace(self, unique_constraints=_frozen(merged))
+
+    def with_checks(self, checks: Mapping[tuple[str, str], tuple[str, bool]]) -> Catalog:
+        """This catalog plus ``{(table, name): (expression, validated)}`` of CHECK constraints."""
+        merged = dict(self.checks)
+        merged.update({(_key(t), n): v for (t, n), v in checks.items()})
+        return replace(self, checks=_frozen(merged))
+
+    def with_view_tables(self, views: Mapping[str, Iterable[str]]) -> Catalog:
+        """This catalog plus ``{view: relations it reads}``."""
+        merged = dict(self.view_tables)
+        merged.update({_key(v): tuple(t) for v, t in views.items()})
+        return replace(self, view_tables=_frozen(merged))
+
     # -- questions ------------------------------------------------------------------------------
+    def relkind(self, relation: str) -> str | None:
+        """What ``relation`` is ("table", "partitioned table", "view", ...), if known."""
+        return self.relkinds.get(_key(relation))
+
+    def children_of(self, parent: str) -> tuple[str, ...]:
+        """The direct partitions (or inheritance children) of ``parent``."""
+        return self.children.get(_key(parent), ())
+
+    def descendants(self, parent: str) -> tuple[str, ...]:
+        """Every partition (or child) below ``parent``, depth first."""
+        found: list[str] = []
+        for child in self.children_of(parent):
+            if child not in found:
+                found.append(child)
+                found.extend(d for d in self.descendants(child) if d not in found)
+        return tuple(found)
+
+    def parent_of(self, child: str) -> str | None:
+        """The parent whose partition (or inheritance child) ``child`` is, if known."""
+        for parent, children in sorted(self.children.items()):
+            if _key(child) in {_key(c) for c in children}:
+                return parent
+        return None
+
+    def default_partition(self, parent: str) -> str | None:
+        """The DEFAULT partition of ``parent``, if it has one."""
+        return self.default_partitions.get(_key(parent))
+
+    def unique_constraint(self, table: str, name: str) -> tuple[str, ...] | None:
+        """The columns of the PRIMARY KEY or UNIQUE constraint ``name`` of ``table``, if known."""
+        return self.unique_constraints.get((_key(table), name))
+
+    def tables_of_view(self, view: str) -> tuple[str, ...]:
+        """The relations a view reads, if known."""
+        return self.view_tables.get(_key(view), ())
+
+    def columns_of_type(self, type_name: str) -> tuple[tuple[str, str], ...]:
+        """``(table, column)`` pairs whose type is ``type_name`` (an enum, a domain, ...)."""
+        bare = type_name.split(".")[-1]
+        return tuple(sorted(
+            key for key, type_ in self.column_types.items()
+            if type_.split("(")[0].split(".")[-1].strip('"').removesuffix("[]") == bare
+        ))
+
     def is_created(self, table: str) -> bool:
         """Whether ``table`` was created earlier in the plan."""
         return _key(table) in self.created_tables
@@ -177,6 +269,9 @@ class Catalog:
             self.created_tables, frozenset(self.column_types.items()), self.not_null_checks,
             self.pending_not_null_checks, self.not_null_columns, frozenset(self.foreign_keys),
             frozenset(self.indexes.items()), frozenset(self.index_columns.items()), self.timezone,
+            frozenset(self.relkinds.items()), frozenset(self.children.items()),
+            frozenset(self.default_partitions.items()), frozenset(self.unique_constraints.items()),
+            frozenset(self.view_tables.items()), frozenset(self.checks.items()),
         )
 
 
@@ -201,6 +296,12 @@ class _Mutable:
         self.indexes = dict(catalog.indexes)
         self.index_columns = dict(catalog.index_columns)
         self.timezone = catalog.timezone
+        self.relkinds = dict(catalog.relkinds)
+        self.children = dict(catalog.children)
+        self.defaults = dict(catalog.default_partitions)
+        self.uniques = dict(catalog.unique_constraints)
+        self.views = dict(catalog.view_tables)
+        self.check_exprs = dict(catalog.checks)
 
     def freeze(self) -> Catalog:
         return Catalog(
@@ -213,6 +314,12 @@ class _Mutable:
             indexes=_frozen(self.indexes),
             index_columns=_frozen({i: c for i, c in self.index_columns.items() if i in self.indexes}),
             timezone=self.timezone,
+            relkinds=_frozen(self.relkinds),
+            children=_frozen({p: c for p, c in self.children.items() if c}),
+            default_partitions=_frozen(self.defaults),
+            unique_constraints=_frozen(self.uniques),
+            view_tables=_frozen(self.views),
+            checks=_frozen(self.check_exprs),
         )
 
     def apply(self, action) -> None:
@@ -224,8 +331,21 @@ class _Mutable:
             self.not_null.update((table, c) for c in detail.get("not_null_columns", ()))
             for fk in detail.get("foreign_keys", ()):
                 self.fks.append(fk)
+            self.relkinds[table] = detail.get("relkind", "table")
+            for parent in detail.get("parents", ()):
+                self.children[_key(parent)] = (*self.children.get(_key(parent), ()), table)
+                if detail.get("default_partition"):
+                    self.defaults[_key(parent)] = table
         elif kind is ActionKind.DROP_TABLE:
             self._forget_table(table)
+        elif kind is ActionKind.OTHER and detail.get("attach"):
+            self.children[table] = (*self.children.get(table, ()), detail["attach"])
+            if detail.get("default_partition"):
+                self.defaults[table] = detail["attach"]
+        elif kind is ActionKind.OTHER and detail.get("detach"):
+            self.children[table] = tuple(c for c in self.children.get(table, ()) if _key(c) != _key(detail["detach"]))
+            if self.defaults.get(table) and _key(self.defaults[table]) == _key(detail["detach"]):
+                del self.defaults[table]
         elif kind is ActionKind.RENAME_TABLE and detail.get("new_name"):
             self._rename_table(table, _key(detail["new_name"]))
         elif kind is ActionKind.ADD_COLUMN:
@@ -256,6 +376,8 @@ class _Mutable:
             self._add_constraint(table, detail)
         elif kind is ActionKind.VALIDATE_CONSTRAINT:
             name = detail.get("name")
+            if (table, name) in self.check_exprs:
+                self.check_exprs[(table, name)] = (self.check_exprs[(table, name)][0], True)
             done = {c for c in self.pending if c[0] == table and c[2] == name}
             self.pending -= done
             self.checks |= done
@@ -264,6 +386,8 @@ class _Mutable:
             self.checks = {c for c in self.checks if not (c[0] == table and c[2] == name)}
             self.pending = {c for c in self.pending if not (c[0] == table and c[2] == name)}
             self.fks = [fk for fk in self.fks if not (_key(fk.table) == table and fk.name == name)]
+            self.check_exprs.pop((table, name), None)
+            self.uniques.pop((table, name), None)
         elif kind is ActionKind.CREATE_INDEX and detail.get("name"):
             self.indexes[_key(detail["name"])] = table
             self.index_columns[_key(detail["name"])] = tuple(detail.get("columns", ()))
@@ -280,6 +404,10 @@ class _Mutable:
 
     def _add_constraint(self, table: str, detail: Mapping) -> None:
         contype, name = detail.get("contype"), detail.get("name") or ""
+        if contype == "check" and name and detail.get("expression"):
+            self.check_exprs[(table, name)] = (detail["expression"], not detail.get("not_valid"))
+        if contype in ("unique", "primary_key") and name:
+            self.uniques[(table, name)] = tuple(detail.get("columns", ()))
         if contype == "check":
             entries = {(table, column, name) for column in detail.get("not_null_columns", ())}
             if detail.get("not_valid"):
@@ -302,6 +430,12 @@ class _Mutable:
         self.not_null = {c for c in self.not_null if c[0] != table}
         self.fks = [fk for fk in self.fks if table not in (_key(fk.table), _key(fk.referenced))]
         self.indexes = {i: t for i, t in self.indexes.items() if _key(t) != table}
+        self.relkinds.pop(table, None)
+        for child in self.children.pop(table, ()):
+            self._forget_table(_key(child))
+        self.children = {p: tuple(c for c in cs if _key(c) != table) for p, cs in self.children.items()}
+        self.defaults = {p: d for p, d in self.defaults.items() if _key(d) != table and p != table}
+        self.uniques = {k: c for k, c in self.uniques.items() if k[0] != table}
 
     def _rename_table(self, old: str, new: str) -> None:
         if old in self.created:

@@ -209,6 +209,183 @@ FACTS: tuple[Fact, ...] = (
     Fact("drop_sequence", AE, "DROP SEQUENCE takes ACCESS EXCLUSIVE on the sequence; with CASCADE "
          "it drops the column default using it, under ACCESS EXCLUSIVE on that table",
          _MEASURED, other_mode=AE),
+    # -- other ALTER TABLE subcommands ------------------------------------------------------------
+    Fact("set_storage", AE, "SET STORAGE only changes the catalog, under ACCESS EXCLUSIVE", _ALTER + "; " + _MEASURED),
+    Fact("set_compression", AE, "SET COMPRESSION applies to values written later; existing rows are not "
+         "rewritten", _ALTER + "; " + _MEASURED),
+    Fact("set_column_options", SUE, "SET/RESET of per-column options (n_distinct, ...) only changes the catalog, "
+         "under SHARE UPDATE EXCLUSIVE", _ALTER + "; " + _MEASURED),
+    Fact("set_reloptions", SUE, "SET/RESET of fillfactor, autovacuum and toast parameters, parallel_workers, "
+         "toast_tuple_target and vacuum_truncate takes SHARE UPDATE EXCLUSIVE and rewrites nothing",
+         _ALTER + " (SET storage_parameter); " + _MEASURED, claim=14),
+    Fact("set_reloptions.other", AE, "other storage parameters (user_catalog_table, a view's security_barrier, "
+         "...) take ACCESS EXCLUSIVE", _ALTER + "; " + _MEASURED),
+    Fact("cluster_on", SUE, "CLUSTER ON / SET WITHOUT CLUSTER only mark the index, under SHARE UPDATE EXCLUSIVE",
+         _ALTER + "; " + _MEASURED, claim=14),
+    Fact("set_logged", AE, "SET LOGGED / SET UNLOGGED copies every row to new storage and rebuilds the indexes",
+         _ALTER + "; " + _MEASURED, rewrites=True, claim=15),
+    Fact("set_access_method", AE, "SET ACCESS METHOD to another access method rewrites the table",
+         _ALTER, rewrites=True, since=15),
+    Fact("set_access_method.same", AE, "SET ACCESS METHOD heap on a heap table changes nothing",
+         _ALTER + "; " + _MEASURED, since=15),
+    Fact("set_tablespace", AE, "SET TABLESPACE copies the table's files block by block to the new tablespace "
+         "(its indexes stay where they are)", _ALTER + "; " + _MEASURED, rewrites=True, claim=15),
+    Fact("owner", AE, "OWNER TO takes ACCESS EXCLUSIVE (it may change who can read the table)",
+         _ALTER + "; " + _MEASURED),
+    Fact("replica_identity", AE, "REPLICA IDENTITY only changes the catalog, under ACCESS EXCLUSIVE",
+         _ALTER + "; " + _MEASURED),
+    Fact("row_security", AE, "ENABLE/DISABLE/FORCE/NO FORCE ROW LEVEL SECURITY takes ACCESS EXCLUSIVE",
+         _ALTER + "; " + _MEASURED),
+    Fact("trigger_enable", SRE, "ENABLE/DISABLE TRIGGER takes SHARE ROW EXCLUSIVE (it changes what writes do)",
+         _ALTER + "; " + _MEASURED),
+    Fact("rule_enable", AE, "ENABLE/DISABLE RULE takes ACCESS EXCLUSIVE (it changes what reads see)",
+         _ALTER + "; " + _MEASURED),
+    Fact("inherit", AE, "INHERIT takes ACCESS EXCLUSIVE on the child and SHARE UPDATE EXCLUSIVE on the parent",
+         _ALTER + "; " + _MEASURED, other_mode=SUE),
+    Fact("no_inherit", AE, "NO INHERIT takes ACCESS EXCLUSIVE on the child and ACCESS SHARE on the parent",
+         _ALTER + "; " + _MEASURED, other_mode=AS),
+    Fact("of_type", AE, "OF type_name takes ACCESS EXCLUSIVE on the table and ACCESS SHARE on the composite type",
+         _ALTER + "; " + _MEASURED, other_mode=AS),
+    Fact("not_of", AE, "NOT OF takes ACCESS EXCLUSIVE", _ALTER + "; " + _MEASURED),
+    Fact("set_identity", AE, "SET GENERATED / RESTART / SET sequence options of an identity column take ACCESS "
+         "EXCLUSIVE on the table (and SHARE ROW EXCLUSIVE on its sequence)", _ALTER + "; " + _MEASURED),
+    Fact("drop_expression", AE, "DROP EXPRESSION turns a generated column into a plain one, keeping the stored "
+         "values", _ALTER + "; " + _MEASURED),
+    Fact("set_expression", AE, "SET EXPRESSION recomputes a stored generated column for every row",
+         _ALTER + "; " + _MEASURED, rewrites=True, since=17),
+    Fact("alter_constraint", AE, "ALTER CONSTRAINT changes deferrability in the catalog, under ACCESS EXCLUSIVE "
+         "on the constraint's table only", _ALTER + "; " + _MEASURED),
+    Fact("alter_constraint.not_enforced", AE, "ALTER CONSTRAINT ... NOT ENFORCED on a foreign key drops its "
+         "triggers, under ACCESS EXCLUSIVE on both tables", _ALTER + "; " + _MEASURED, other_mode=AE, since=18),
+    Fact("rename_constraint", AE, "RENAME CONSTRAINT takes ACCESS EXCLUSIVE", _ALTER + "; " + _MEASURED),
+    Fact("drop_oids", AE, "SET WITHOUT OIDS does nothing since PostgreSQL 12, under ACCESS EXCLUSIVE",
+         _ALTER + "; " + _MEASURED),
+    Fact("set_schema", AE, "SET SCHEMA moves the table (and its sequences) under ACCESS EXCLUSIVE",
+         _ALTER + "; " + _MEASURED),
+    Fact("foreign_table_options", AE, "OPTIONS of a foreign table take ACCESS EXCLUSIVE", _ALTER),
+    Fact("missing_table", None, "ALTER TABLE IF EXISTS on a table that does not exist locks nothing",
+         _ALTER + "; " + _MEASURED),
+    # -- partitions and inheritance ---------------------------------------------------------------
+    Fact("partition.recurse", AE, "ALTER TABLE on a partitioned (or inheritance parent) table applies to every "
+         "partition, each under the same lock, and each is rewritten or scanned as the parent would be",
+         _ALTER + "; " + _MEASURED, claim=16),
+    Fact("create_table.partition_of", AE, "CREATE TABLE ... PARTITION OF takes ACCESS EXCLUSIVE on the "
+         "partitioned table (every query on it waits)", _DOC + "sql-createtable.html; " + _MEASURED,
+         other_mode=AE, claim=16,
+         corrects="not in the notes: creating a partition locks the parent ACCESS EXCLUSIVE (ATTACH PARTITION "
+         "takes only SHARE UPDATE EXCLUSIVE)"),
+    Fact("create_table.partition_of.default", AE, "with a DEFAULT partition, creating a partition also takes "
+         "ACCESS EXCLUSIVE on the default partition and scans it for rows the new partition would hold",
+         _DOC + "sql-createtable.html; " + _MEASURED, other_mode=AE, scans=True),
+    Fact("create_table.inherits", AE, "CREATE TABLE ... INHERITS takes SHARE UPDATE EXCLUSIVE on the parent",
+         _DOC + "sql-createtable.html; " + _MEASURED, other_mode=SUE),
+    Fact("attach_partition", SUE, "ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE on the partitioned table and "
+         "ACCESS EXCLUSIVE on the attached table, which it scans to check the bound unless a valid CHECK "
+         "constraint proves it; the parent's indexes are built on it unless it has a matching one",
+         _ALTER + "; " + _MEASURED, other_mode=AE, scans=True, claim=16),
+    Fact("attach_partition.default", AE, "with a DEFAULT partition, ATTACH PARTITION also takes ACCESS EXCLUSIVE "
+         "on it and scans it for rows that belong to the new partition", _ALTER + "; " + _MEASURED, scans=True,
+         claim=16),
+    Fact("detach_partition", AE, "DETACH PARTITION takes ACCESS EXCLUSIVE on the partitioned table and the "
+         "partition", _ALTER + "; " + _MEASURED, other_mode=AE, claim=16),
+    Fact("detach_partition.concurrently", SUE, "DETACH PARTITION CONCURRENTLY takes SHARE UPDATE EXCLUSIVE on "
+         "the partitioned table and, in its second transaction, ACCESS EXCLUSIVE on the partition; it cannot "
+         "run in a transaction block", _ALTER + "; " + _MEASURED, other_mode=AE, since=14, claim=16),
+    Fact("detach_partition.finalize", SUE, "DETACH PARTITION ... FINALIZE completes an interrupted concurrent "
+         "detach under SHARE UPDATE EXCLUSIVE", _ALTER, other_mode=AE, since=14),
+    Fact("create_index.partitioned", SH, "CREATE INDEX on a partitioned table takes SHARE on it and on every "
+         "partition, and builds the index on each partition", _DOC + "sql-createindex.html; " + _MEASURED,
+         builds_index=True),
+    Fact("create_index.only", SH, "CREATE INDEX ON ONLY a partitioned table creates an invalid index on the "
+         "parent alone and builds nothing", _DOC + "sql-createindex.html; " + _MEASURED),
+    Fact("attach_index", SUE, "ALTER INDEX ... ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE on the parent index, "
+         "ACCESS EXCLUSIVE on the partition's index and ACCESS SHARE on both tables",
+         _DOC + "sql-alterindex.html; " + _MEASURED, other_mode=AE),
+    # -- more indexes -----------------------------------------------------------------------------
+    Fact("alter_index_options", SUE, "ALTER INDEX ... SET/RESET (storage parameter) or ALTER COLUMN ... SET "
+         "STATISTICS takes SHARE UPDATE EXCLUSIVE on the index only", _DOC + "sql-alterindex.html; " + _MEASURED),
+    Fact("alter_index_tablespace", AE, "ALTER INDEX ... SET TABLESPACE copies the index under ACCESS EXCLUSIVE on "
+         "the index (queries planning to use it wait)", _DOC + "sql-alterindex.html; " + _MEASURED,
+         builds_index=True),
+    Fact("reindex", SH, "REINDEX takes SHARE on the table (writes wait) and ACCESS EXCLUSIVE on each index it "
+         "rebuilds (queries that would use it wait)", _DOC + "sql-reindex.html; " + _MEASURED,
+         other_mode=AE, builds_index=True, claim=10),
+    Fact("reindex.concurrently", SUE, "REINDEX CONCURRENTLY builds a new copy of each index under SHARE UPDATE "
+         "EXCLUSIVE, so reads and writes continue, then swaps the copies in and drops the old indexes, taking "
+         "ACCESS EXCLUSIVE on each index once no query uses it; it cannot run in a transaction block",
+         _DOC + "sql-reindex.html; " + _MEASURED, other_mode=AE, builds_index=True, claim=10,
+         corrects="refines claim 10: like DROP INDEX CONCURRENTLY, its last step takes ACCESS EXCLUSIVE on the "
+         "indexes themselves (not on the table)"),
+    # -- maintenance ------------------------------------------------------------------------------
+    Fact("vacuum_full", AE, "VACUUM FULL copies every row to new storage and rebuilds the indexes under ACCESS "
+         "EXCLUSIVE; it cannot run in a transaction block", _DOC + "sql-vacuum.html; " + _MEASURED,
+         rewrites=True, claim=15),
+    Fact("vacuum", SUE, "VACUUM (without FULL) takes SHARE UPDATE EXCLUSIVE, so reads and writes continue; it "
+         "cannot run in a transaction block", _DOC + "sql-vacuum.html; " + _MEASURED),
+    Fact("analyze", SUE, "ANALYZE samples the table under SHARE UPDATE EXCLUSIVE", _DOC + "sql-analyze.html; "
+         + _MEASURED),
+    Fact("cluster", AE, "CLUSTER copies every row in index order to new storage and rebuilds the indexes under "
+         "ACCESS EXCLUSIVE", _DOC + "sql-cluster.html; " + _MEASURED, rewrites=True, claim=15),
+    # -- triggers, rules, policies, statistics ----------------------------------------------------
+    Fact("create_trigger", SRE, "CREATE [OR REPLACE] [CONSTRAINT] TRIGGER takes SHARE ROW EXCLUSIVE, blocking "
+         "writes briefly", _DOC + "sql-createtrigger.html; " + _MEASURED, claim=18),
+    Fact("drop_trigger", AE, "DROP TRIGGER takes ACCESS EXCLUSIVE", _DOC + "sql-droptrigger.html; " + _MEASURED,
+         corrects="not in the notes: dropping (or renaming) a trigger takes ACCESS EXCLUSIVE, stronger than creating one"),
+    Fact("rename_trigger", AE, "ALTER TRIGGER ... RENAME takes ACCESS EXCLUSIVE", _MEASURED),
+    Fact("rule", AE, "CREATE RULE takes ACCESS EXCLUSIVE", _DOC + "sql-createrule.html; " + _MEASURED),
+    Fact("policy", AE, "CREATE/DROP POLICY takes ACCESS EXCLUSIVE", _DOC + "sql-createpolicy.html; " + _MEASURED),
+    Fact("statistics", SUE, "CREATE STATISTICS takes SHARE UPDATE EXCLUSIVE", _DOC + "sql-createstatistics.html; "
+         + _MEASURED),
+    # -- views ------------------------------------------------------------------------------------
+    Fact("create_view", AS, "CREATE VIEW reads the definitions of the tables it selects from (ACCESS SHARE)",
+         _DOC + "sql-createview.html; " + _MEASURED),
+    Fact("replace_view", AE, "CREATE OR REPLACE VIEW takes ACCESS EXCLUSIVE on the existing view",
+         _DOC + "sql-createview.html; " + _MEASURED, other_mode=AS),
+    Fact("alter_view", AE, "ALTER VIEW (RENAME, SET options, ...) and DROP VIEW take ACCESS EXCLUSIVE on the view",
+         _DOC + "sql-alterview.html; " + _MEASURED),
+    Fact("create_matview", AS, "CREATE MATERIALIZED VIEW (or CREATE TABLE AS) runs its query, reading its tables "
+         "under ACCESS SHARE", _DOC + "sql-creatematerializedview.html; " + _MEASURED),
+    Fact("refresh_matview", AE, "REFRESH MATERIALIZED VIEW runs the query into new storage under ACCESS EXCLUSIVE "
+         "on the view (reads of it wait)", _DOC + "sql-refreshmaterializedview.html; " + _MEASURED,
+         other_mode=AS, rewrites=True),
+    Fact("refresh_matview.no_data", AE, "REFRESH ... WITH NO DATA empties the view under ACCESS EXCLUSIVE",
+         _DOC + "sql-refreshmaterializedview.html; " + _MEASURED),
+    Fact("refresh_matview.concurrently", EX, "REFRESH MATERIALIZED VIEW CONCURRENTLY takes EXCLUSIVE (reads of the "
+         "view continue) and compares the new result with every row of the view",
+         _DOC + "sql-refreshmaterializedview.html; " + _MEASURED, other_mode=AS, scans=True),
+    # -- types ------------------------------------------------------------------------------------
+    Fact("alter_enum", None, "ALTER TYPE ... ADD VALUE / RENAME VALUE / RENAME changes the catalog only and locks "
+         "no table (from PostgreSQL 12 ADD VALUE may run in a transaction block, but the new value cannot be used "
+         "before it commits)", _DOC + "sql-altertype.html; " + _MEASURED, claim=17),
+    Fact("drop_type.cascade", AE, "DROP TYPE ... CASCADE drops the columns of that type, under ACCESS EXCLUSIVE on "
+         "their tables", _DOC + "sql-droptype.html; " + _MEASURED),
+    Fact("alter_domain.check", SH, "ALTER DOMAIN ADD CONSTRAINT / SET NOT NULL checks every column of the domain, "
+         "under SHARE on its tables (writes wait)", _DOC + "sql-alterdomain.html; " + _MEASURED, scans=True),
+    Fact("alter_domain.not_valid", None, "ALTER DOMAIN ADD CONSTRAINT ... NOT VALID checks no row and locks no "
+         "table", _DOC + "sql-alterdomain.html; " + _MEASURED),
+    # -- sequences, comments, privileges ------------------------------------------------------------
+    Fact("rename_sequence", AE, "renaming a sequence takes ACCESS EXCLUSIVE on it (nextval() waits)", _MEASURED),
+    Fact("comment.relation", SUE, "COMMENT ON INDEX/VIEW/MATERIALIZED VIEW/SEQUENCE takes SHARE UPDATE EXCLUSIVE "
+         "on that relation only", _DOC + "sql-comment.html; " + _MEASURED),
+    Fact("comment.table_object", AS, "COMMENT ON CONSTRAINT/TRIGGER ... ON table takes ACCESS SHARE on the table",
+         _DOC + "sql-comment.html; " + _MEASURED),
+    Fact("grant", None, "GRANT/REVOKE on tables or sequences changes the catalog and takes no lock on them",
+         _DOC + "sql-grant.html; " + _MEASURED, until=17),
+    Fact("grant", AS, "GRANT/REVOKE on named tables or sequences takes ACCESS SHARE on each (ALL TABLES IN SCHEMA "
+         "takes none)", _DOC + "sql-grant.html; " + _MEASURED, since=18,
+         corrects="not in the notes: from PostgreSQL 18 GRANT/REVOKE on a named relation takes ACCESS SHARE on it"),
+    # -- TRUNCATE and LOCK ---------------------------------------------------------------------------
+    Fact("truncate", AE, "TRUNCATE gives the table new, empty storage under ACCESS EXCLUSIVE (instant; no row is "
+         "read)", _DOC + "sql-truncate.html; " + _MEASURED, claim=18),
+    Fact("truncate.cascade", AE, "TRUNCATE ... CASCADE also empties every table with a foreign key to it, under "
+         "ACCESS EXCLUSIVE", _DOC + "sql-truncate.html; " + _MEASURED, other_mode=AE, claim=18),
+    Fact("lock_table", None, "LOCK TABLE takes the mode it names (ACCESS EXCLUSIVE by default) on each table, on "
+         "the partitions and children of a parent unless ONLY, and on the tables a view reads",
+         _DOC + "sql-lock.html; " + _MEASURED),
+    Fact("select.for_update", RS, "SELECT ... FOR UPDATE/SHARE takes ROW SHARE and locks the rows it returns",
+         _DOC + "explicit-locking.html; " + _MEASURED),
+    Fact("merge", RE, "MERGE takes ROW EXCLUSIVE on its target and ACCESS SHARE on its source",
+         _DOC + "sql-merge.html; " + _MEASURED, other_mode=AS, since=15),
     # -- data -----------------------------------------------------------------------------------
     Fact("dml", RE, "UPDATE, DELETE and INSERT take ROW EXCLUSIVE, plus a row lock on every row "
          "they change, held until the transaction ends", _DOC + "explicit-locking.html; " + _MEASURED,
@@ -220,8 +397,8 @@ FACTS: tuple[Fact, ...] = (
     Fact("set_setting", None, "SET changes a session setting and locks nothing", _MEASURED),
     Fact("set_constraints", None, "SET CONSTRAINTS takes no table lock (deferred foreign key checks "
          "it fires only read the rows changed in this transaction)", _MEASURED),
-    Fact("catalog_object", None, "creating or dropping an extension or a collation (without CASCADE) "
-         "takes no lock on any table", _MEASURED),
+    Fact("catalog_object", None, "creating a type, domain, sequence, function, schema, extension or collation, "
+         "or dropping one without CASCADE, takes no lock on any table", _MEASURED),
     Fact("transaction", None, "BEGIN/COMMIT/ROLLBACK lock nothing (COMMIT releases every lock)",
          _DOC + "explicit-locking.html"),
     Fact("unknown", AE, "a statement the model does not know is assumed to take ACCESS EXCLUSIVE "

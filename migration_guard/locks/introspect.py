@@ -1,6 +1,7 @@
 """Seed a :class:`~migration_guard.locks.catalog.Catalog` from a live database (an edge: it does I/O).
 
-Reads only the catalogs (``pg_attribute``, ``pg_constraint``, ``pg_index``) and the session's
+Reads only the catalogs (``pg_class``, ``pg_attribute``, ``pg_constraint``, ``pg_index``,
+``pg_inherits``, ``pg_partitioned_table``, ``pg_depend``/``pg_rewrite``) and the session's
 ``TimeZone``; run it in a read-only transaction against production if you like. Tables are named
 as unqualified SQL would name them: schema-qualified only when their schema is not on the
 search_path.
@@ -35,8 +36,37 @@ SELECT {_NAME}, con.conname, con.contype::text, con.convalidated, pg_get_constra
        ARRAY(SELECT attname FROM pg_attribute WHERE attrelid = con.confrelid AND attnum = ANY (con.confkey)
              ORDER BY array_position(con.confkey, attnum))
   FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE con.contype IN ('c', 'f') AND {_USER_SCHEMAS}
+ WHERE con.contype IN ('c', 'f', 'p', 'u') AND {_USER_SCHEMAS}
 """
+
+_RELATIONS_SQL = f"""
+SELECT {_NAME}, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {_USER_SCHEMAS}
+"""
+
+_PARENT = """(SELECT CASE WHEN pn.nspname = ANY (current_schemas(false)) THEN p.relname
+                 ELSE pn.nspname || '.' || p.relname END
+          FROM pg_class p JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE p.oid = {oid})"""
+
+_CHILDREN_SQL = f"""
+SELECT {_PARENT.format(oid="i.inhparent")}, {_NAME},
+       COALESCE((SELECT pt.partdefid = i.inhrelid FROM pg_partitioned_table pt WHERE pt.partrelid = i.inhparent), false)
+  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'f') AND {_USER_SCHEMAS}
+ ORDER BY 1, 2
+"""
+
+_VIEW_TABLES_SQL = f"""
+SELECT DISTINCT {_NAME}, {_PARENT.format(oid="d.refobjid")}
+  FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+       AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class
+ WHERE c.relkind IN ('v', 'm') AND {_USER_SCHEMAS}
+"""
+
+_RELKIND_NAMES = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view", "S": "sequence",
+                  "f": "foreign table"}
+
 
 _INDEXES_SQL = f"""
 SELECT CASE WHEN n.nspname = ANY (current_schemas(false)) THEN i.relname
@@ -59,18 +89,30 @@ def catalog_from_database(conn) -> Catalog:
     checks: list[tuple[str, str, str]] = []
     pending: list[tuple[str, str, str]] = []
     fks: list[ForeignKey] = []
+    uniques: dict[tuple[str, str], tuple[str, ...]] = {}
+    checks_sql: dict[tuple[str, str], tuple[str, bool]] = {}
     for table, name, contype, validated, definition, columns, referenced, ref_columns in conn.execute(
         _CONSTRAINTS_SQL
     ).fetchall():
+        if contype in ("p", "u"):
+            uniques[(table, name)] = tuple(columns)
+            continue
         if contype == "f":
             fks.append(ForeignKey(table, tuple(columns), referenced, name, tuple(ref_columns)))
             continue
+        if contype == "c" and definition.startswith("CHECK "):
+            checks_sql[(table, name)] = (definition.removeprefix("CHECK ").removesuffix(" NOT VALID")
+                                         .removesuffix(" NO INHERIT"), validated)
         for column in _proven_not_null(definition):
             (checks if validated else pending).append((table, column, name))
     rows = conn.execute(_INDEXES_SQL).fetchall()
     indexes = {index: table for index, table, _columns in rows}
     index_columns = {index: tuple(columns) for index, _table, columns in rows}
     timezone = conn.execute("SHOW TimeZone").fetchone()[0]
+    relkinds = {name: _RELKIND_NAMES[kind] for name, kind in conn.execute(_RELATIONS_SQL).fetchall()}
+    views: dict[str, list[str]] = {}
+    for view, table in conn.execute(_VIEW_TABLES_SQL).fetchall():
+        views.setdefault(view, []).append(table)
     catalog = (
         Catalog.empty()
         .with_column_types(types)
@@ -80,7 +122,13 @@ def catalog_from_database(conn) -> Catalog:
         .with_indexes(indexes, index_columns)
         .with_timezone(timezone)
         .with_not_null_checks(pending, validated=False)
+        .with_relations(relkinds)
+        .with_unique_constraints(uniques)
+        .with_checks(checks_sql)
+        .with_view_tables({v: sorted(t) for v, t in views.items()})
     )
+    for parent, child, is_default in conn.execute(_CHILDREN_SQL).fetchall():
+        catalog = catalog.with_children(parent, (child,), default=child if is_default else None)
     return catalog
 
 

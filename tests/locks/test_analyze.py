@@ -395,30 +395,39 @@ def test_comment_takes_share_update_exclusive():
 
 
 @pytest.mark.parametrize("sql, relations", [
-    ("TRUNCATE shop_order, shop_line", ["shop_order", "shop_line"]),
-    ("VACUUM FULL shop_order", ["shop_order"]),
-    ("CREATE VIEW v AS SELECT * FROM shop_order", ["v", "shop_order"]),
-    ("DROP VIEW s.v", ["s.v"]),
-    ("ALTER TABLE shop_order SET TABLESPACE fast", ["shop_order"]),
-    ("CLUSTER shop_order USING shop_order_pkey", ["shop_order"]),
+    ("COPY shop_order FROM STDIN", ["shop_order"]),
+    ("CREATE PUBLICATION p FOR TABLE shop_order, s.t", ["shop_order", "s.t"]),
+    ("DROP VIEW s.v CASCADE", ["s.v"]),
+    ("ALTER TABLE shop_order ALTER CONSTRAINT shop_order_fk ENFORCED", ["shop_order"]),
+    ("REINDEX SYSTEM", []),
 ])
 def test_unknown_statements_assume_access_exclusive_on_every_relation(sql, relations):
-    effects = run(sql)
+    effects = run(sql, pg=18)
     assert not effects.known
     assert locks(effects) == {r: AE for r in relations}
     assert all(a.kind is ActionKind.UNKNOWN and a.mode is AE and a.reason for a in effects.actions)
 
 
 @pytest.mark.parametrize("sql, outside", [
-    ("VACUUM t", True), ("REINDEX INDEX CONCURRENTLY i", True), ("REINDEX INDEX i", False), ("ANALYZE t", False),
+    ("VACUUM", True), ("REINDEX SCHEMA CONCURRENTLY public", True), ("REINDEX SCHEMA public", True),
+    ("ANALYZE", False),
 ])
 def test_unknown_statements_still_say_when_they_cannot_run_in_a_transaction(sql, outside):
     effects = run(sql)
     assert not effects.known and effects.needs_no_transaction is outside
 
 
+@pytest.mark.parametrize("sql, outside", [
+    ("VACUUM t", True), ("VACUUM (FULL) t", True), ("REINDEX INDEX CONCURRENTLY i", True), ("REINDEX INDEX i", False),
+    ("ANALYZE t", False), ("ALTER TABLE p DETACH PARTITION c CONCURRENTLY", True), ("CLUSTER t USING i", False),
+])
+def test_modelled_maintenance_says_when_it_cannot_run_in_a_transaction(sql, outside):
+    effects = run(sql)
+    assert effects.known and effects.needs_no_transaction is outside
+
+
 def test_a_statement_naming_no_table_is_still_unknown():
-    effects = run("GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
+    effects = run("DO $$ BEGIN PERFORM 1; END $$")
     assert not effects.known and effects.actions[0].kind is ActionKind.UNKNOWN
 
 
