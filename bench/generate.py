@@ -433,7 +433,22 @@ def generate_sql(path: Path, statements: int, seed: int = 1) -> Path:
         out.append(sql + ";")
         count += 1
 
+    # A fifth of the work is on tables the script did not create (existing, of unknown size), so
+    # the rules have findings to report, as on a real deploy script.
+    existing = [f"e{i}" for i in range(50)]
     while count < statements:
+        if tables and rand.random() < 0.2:
+            table = rand.choice(existing)
+            kind = rand.randrange(4)
+            if kind == 0:
+                emit(f"CREATE INDEX {table}_i{count} ON {table} (a)")
+            elif kind == 1:
+                emit(f"ALTER TABLE {table} ADD COLUMN x{count} integer")
+            elif kind == 2:
+                emit(f"ALTER TABLE {table} ADD CONSTRAINT {table}_ck{count} CHECK (a > 0)")
+            else:
+                emit(f"UPDATE {table} SET a = a + 1 WHERE id < 100")
+            continue
         if not tables or rand.random() < 0.03:
             name = f"t{len(tables)}"
             tables.append(["a", "b"])

@@ -98,6 +98,28 @@ class RenderedMigration:
 # -- parse -------------------------------------------------------------------------------------
 
 
+class _Deferred:
+    """A field given either its value or a function computing it, called once on first read.
+
+    The fingerprint deparses the statement, which costs three times its parse; ``explain`` on a
+    long script reads it only for the few statements with findings."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.slot = f"_{name}"
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return ""  # the dataclass default
+        value = instance.__dict__[self.slot]
+        if callable(value):
+            value = value()
+            instance.__dict__[self.slot] = value
+        return value
+
+    def __set__(self, instance, value) -> None:
+        instance.__dict__[self.slot] = value
+
+
 @dataclass(frozen=True)
 class ParsedStatement:
     """A statement with its pglast AST (``None`` when it did not parse or is not SQL)."""
@@ -105,7 +127,8 @@ class ParsedStatement:
     statement: Statement
     node: Any = None  # pglast.ast.Node: the RawStmt's ``stmt``
     error: str | None = None  # parser error message
-    fingerprint: str = ""  # hash of the canonical (deparsed) SQL; binds approvals
+    # hash of the canonical (deparsed) SQL; binds approvals. May be given as a function computing it.
+    fingerprint: str = _Deferred()
 
 
 # -- locks -------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import replace
+from functools import partial
 
 import pglast
 from pglast.parser import ParseError
@@ -26,13 +27,15 @@ def parse_statement(statement: Statement) -> list[ParsedStatement]:
     except ParseError as exc:
         return [ParsedStatement(statement=statement, error=str(exc), fingerprint=_digest(_normalise(statement.sql)))]
     if len(raws) == 1:
-        return [ParsedStatement(statement=statement, node=raws[0].stmt, fingerprint=statement_fingerprint(raws[0]))]
+        return [ParsedStatement(statement=statement, node=raws[0].stmt,
+                                fingerprint=partial(statement_fingerprint, raws[0]))]
     encoded = statement.sql.encode()
     results = []
     for raw in raws:
         piece = _slice(encoded, raw)
         results.append(
-            ParsedStatement(statement=replace(statement, sql=piece), node=raw.stmt, fingerprint=statement_fingerprint(raw))
+            ParsedStatement(statement=replace(statement, sql=piece), node=raw.stmt,
+                            fingerprint=partial(statement_fingerprint, raw))
         )
     return results
 
@@ -47,13 +50,18 @@ def parse_sql_text(text: str, source: str) -> list[ParsedStatement]:
         return [parsed for piece, line in _split(text) for parsed in _parse_piece(piece, source, line)]
     encoded = text.encode()
     results = []
+    counted, line = 0, 1  # lines counted up to byte ``counted``: offsets only grow, so count once
     for raw in raws:
         piece = _slice(encoded, raw)
         start = raw.stmt_location or 0
-        line = _line_of(encoded, start + (len(encoded[start:].decode(errors="replace")) - len(
-            encoded[start:].decode(errors="replace").lstrip())))
+        end = start + raw.stmt_len if raw.stmt_len else len(encoded)
+        chunk = encoded[start:end].decode(errors="replace")
+        offset = start + len(chunk) - len(chunk.lstrip())  # the first line that is not blank
+        line += encoded.count(b"\n", counted, offset)
+        counted = offset
         statement = Statement(sql=piece, migration=source, line=line, transaction=None, in_transaction=False)
-        results.append(ParsedStatement(statement=statement, node=raw.stmt, fingerprint=statement_fingerprint(raw)))
+        results.append(ParsedStatement(statement=statement, node=raw.stmt,
+                                       fingerprint=partial(statement_fingerprint, raw)))
     return results
 
 
@@ -73,7 +81,8 @@ def _parse_piece(piece: str, source: str, line: int) -> list[ParsedStatement]:
         raws = pglast.parse_sql(piece)
     except ParseError as exc:
         return [ParsedStatement(statement=statement, error=str(exc), fingerprint=_digest(_normalise(piece)))]
-    return [ParsedStatement(statement=statement, node=raw.stmt, fingerprint=statement_fingerprint(raw)) for raw in raws]
+    return [ParsedStatement(statement=statement, node=raw.stmt, fingerprint=partial(statement_fingerprint, raw))
+            for raw in raws]
 
 
 def _split(text: str) -> list[tuple[str, int]]:

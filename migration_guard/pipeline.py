@@ -68,6 +68,9 @@ class _PlanState:
     catalog: Catalog
     sizes: TableSizes
     changed_tables: set[str] = field(default_factory=set)
+    # The catalog's created tables last added to ``sizes``: only new ones are added, not all of them
+    # again at every statement (which made long plans and SQL files quadratic).
+    created_seen: frozenset[str] = frozenset()
 
 
 def analyse_migrations(
@@ -147,7 +150,10 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
             state.catalog = state.catalog.with_column_types(dict(statement.column_types))
         effects = _effects(item, pg_version, state.catalog)
         state.catalog = advance(state.catalog, effects)
-        state.sizes = state.sizes.with_created(state.catalog.created_tables)
+        created = state.catalog.created_tables
+        if created != state.created_seen:
+            state.sizes = state.sizes.with_created(created - state.created_seen)
+            state.created_seen = created
 
         transaction_verb = _transaction_verb(effects)
         if transaction_verb == "begin":

@@ -293,7 +293,13 @@ class TableSizes:
 
     def with_created(self, names: Iterable[str]) -> TableSizes:
         """A copy that also counts ``names`` as created earlier in the plan."""
-        return replace(self, created=self.created | frozenset(names))
+        added = frozenset(table_key(name) for name in names) - self.created
+        if not added:
+            return self
+        # Keys only the new names: replace() would key every created table again.
+        copy = replace(self, created=frozenset())
+        object.__setattr__(copy, "created", self.created | added)
+        return copy
 
 
 def is_large(size: TableSize, max_rows: int, max_bytes: int | None = None) -> bool:
