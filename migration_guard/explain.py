@@ -6,13 +6,48 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from migration_guard.model import Severity
+from migration_guard.model import ParsedStatement, Severity, Statement
 from migration_guard.pipeline import MigrationResult
 from migration_guard.stats import format_size
 
-__all__ = ["explain_json", "explain_text"]
+__all__ = ["catalog_from_dsn", "explain_json", "explain_text", "parse_script"]
 
 EXPLAIN_SCHEMA_VERSION = 1
+
+
+def catalog_from_dsn(dsn: str):
+    """The lock model's catalog (column types, validated checks, foreign keys, indexes, partitions) of the
+    database at ``dsn``, read in a read-only transaction with short timeouts."""
+    import psycopg
+
+    from migration_guard.locks.introspect import catalog_from_database
+
+    with psycopg.connect(dsn, connect_timeout=10) as conn:
+        conn.execute("SET TRANSACTION READ ONLY")
+        conn.execute("SET LOCAL statement_timeout = 30000")
+        conn.execute("SET LOCAL lock_timeout = 1000")
+        catalog = catalog_from_database(conn)
+        conn.rollback()
+    return catalog
+
+
+def parse_script(text: str, source: str) -> list[ParsedStatement]:
+    """The statements of a SQL script, each with its line. psql meta-commands (``\\i``, ``\\set``, ...: a
+    line starting with a backslash) are not SQL: each is kept, in place, as a statement that is
+    reported as not analysed, and the SQL around it is parsed without it."""
+    from migration_guard.parse import parse_sql_text
+
+    lines = text.splitlines(keepends=True)
+    meta = [(number, line.strip()) for number, line in enumerate(lines, 1) if line.lstrip().startswith("\\")]
+    if not meta:
+        return parse_sql_text(text, source)
+    blanked = "".join("\n" if line.lstrip().startswith("\\") else line for line in lines)
+    parsed = parse_sql_text(blanked, source)
+    for number, command in meta:
+        statement = Statement(sql=command, migration=source, line=number, transaction=None, in_transaction=False)
+        parsed.append(ParsedStatement(statement=statement, error=f"psql meta-command {command.split()[0]} is not SQL: "
+                                      "not analysed (run the SQL it stands for through explain on its own)"))
+    return sorted(parsed, key=lambda p: p.statement.line or 0)
 
 
 def explain_json(results: Sequence[MigrationResult], pg_version: int) -> str:

@@ -508,7 +508,7 @@ CASES += [
     _c("partitioned_attach_index", "ALTER INDEX ev_kind_idx ATTACH PARTITION ev_2024_kind_idx",
        PARTS + "CREATE INDEX ev_kind_idx ON ONLY ev (kind); CREATE INDEX ev_2024_kind_idx ON ev_2024 (kind);"),
     _c("partitioned_add_fk", "ALTER TABLE ev ADD CONSTRAINT ev_customer_fk FOREIGN KEY (id) REFERENCES shop_customer "
-       "(id) NOT VALID", PARTS),
+       "(id) NOT VALID", PARTS, since=18),
     _c("fk_to_partitioned", "ALTER TABLE shop_tag ADD CONSTRAINT shop_tag_region_fk FOREIGN KEY (n) REFERENCES region "
        "(id)", HASH_PARTS),
     _c("partitioned_drop", "DROP TABLE ev", PARTS),

@@ -31,9 +31,9 @@ from pglast import parse_sql
 
 from migration_guard.locks import analyse
 from migration_guard.locks.introspect import catalog_from_database
-from migration_guard.locks.modes import LockMode
-from migration_guard.model import ActionKind, Effects
+from migration_guard.model import Effects
 from migration_guard.trace import Trace, TraceError, trace
+from migration_guard.tracing import differences
 from tests.locks.cases import BASE, CASES, Case
 
 
@@ -76,55 +76,10 @@ def test_model_matches_server(case: Case, traced_dsn: str) -> None:
 
 
 def assert_same(effects: Effects, measured: Trace, racy: tuple[str, ...] = ()) -> None:
-    """The model's locks, rewrites, index builds and scans are what the server did."""
-    model = {lock.relation: lock.mode for lock in effects.locks}
-    # a relation the statement created may bear the name of one it replaced (REINDEX CONCURRENTLY swaps them)
-    server = {lock.relation: lock for lock in sorted(measured.locks, key=lambda lock: not lock.created)}
-    explanation = f"\nmodel: {_show(effects)}\nserver: {_show_trace(measured)}"
-
-    for relation, mode in model.items():
-        if relation in racy:  # the last step may be missed: never stronger than the model says
-            assert relation not in server or server[relation].mode <= mode, f"lock on {relation!r}" + explanation
-            continue
-        assert relation in server, f"model locks {relation!r}, the server did not" + explanation
-        assert server[relation].mode == mode, f"lock on {relation!r}" + explanation
-    for lock in measured.locks:
-        if lock.relation in model or lock.created or lock.relation in racy:
-            continue
-        owner = _owning_table(lock, server)
-        assert owner in model, f"server locked {lock.relation!r}, the model did not" + explanation
-        # a toast table's index goes with the table's own indexes (REINDEX TABLE locks them all)
-        limit = max([model[owner]] + [mode for relation, mode in model.items() if lock.relation.startswith("pg_toast.")
-                                      and relation in server and server[relation].of_table == owner])
-        assert lock.mode <= limit, f"{lock.relation!r} locked above its table" + explanation
-
-    assert set(effects.rewrites) == measured.rewritten, "rewrites" + explanation
-    truncated = {a.table for a in effects.actions if a.detail.get("truncates")}
-    assert truncated == measured.truncated, "truncated" + explanation
-    # a rewrite rebuilds the table's indexes, except a copy of its files (SET TABLESPACE)
-    copied = {a.table for a in effects.actions if a.detail.get("copies") and a.rewrites}
-    rebuilt = set(effects.index_builds) | (set(effects.rewrites) - copied)
-    assert rebuilt == measured.index_built, "index builds" + explanation
-
-    # copying files (SET TABLESPACE) reads no row
-    claimed = {a.table for a in effects.actions
-               if a.table and (a.scans or ((a.rewrites or a.builds_index) and not a.detail.get("copies")))}
-    # the other end of a foreign-key check, and tables only read: the planner decides how they are read
-    joined = {a.detail.get("references") for a in effects.actions if a.scans or a.rewrites}
-    joined |= {t for a in effects.actions if a.scans or a.rewrites for t in a.detail.get("reads", ())}
-    read_only = {relation for relation, mode in model.items() if mode <= LockMode.ROW_SHARE}
-    read_only |= {a.table for a in effects.actions if a.kind is ActionKind.DML}
-    assert claimed == measured.scanned - ((joined | read_only) - claimed), "scans" + explanation
-
-    assert effects.needs_no_transaction == (not measured.in_transaction), "transaction block" + explanation
-
-
-def _owning_table(lock, server: dict) -> str | None:
-    """The table an index, toast table or sequence belongs to (through a toast table's index too)."""
-    owner = lock.of_table
-    while owner in server and server[owner].of_table:
-        owner = server[owner].of_table
-    return owner
+    """The model's locks, rewrites, truncations, index builds and scans are what the server did
+    (:func:`migration_guard.tracing.differences` says how each is compared)."""
+    found = differences(effects, measured, racy)
+    assert not found, "\n".join(found) + f"\nmodel: {_show(effects)}\nserver: {_show_trace(measured)}"
 
 
 def _show(effects: Effects) -> str:
