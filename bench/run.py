@@ -289,19 +289,24 @@ def main(argv: list[str] | None = None) -> int:
             document["machine"]["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
         bench = Bench(server, work, cap=args.cap, sqlmigrate_cap=args.sqlmigrate_cap, repeat=args.repeat,
                       below=args.repeat_below, python=sys.executable)
+        def save() -> None:  # after every project, so a stopped run keeps what it measured
+            document["total_s"] = time.perf_counter() - started
+            args.out.write_text(json.dumps(document, indent=2) + "\n")
+
         for count in statements:
             document["explain"].append(bench.explain(count))
+            save()
         for count in sizes:
             project = generate(work / f"generated-{count}", count)
             print(f"generated {count} migrations in {apps_for(count)} apps", file=sys.stderr, flush=True)
             document["sizes"].append(bench.project(project, "benchproj.settings"))
+            save()
         if args.realistic:
             realistic = Path(args.realistic)
             target = work / "realistic"
             shutil.copytree(realistic, target, ignore=shutil.ignore_patterns("__pycache__"))
             document["realistic"] = bench.project(target, "realproj.settings")
-    document["total_s"] = time.perf_counter() - started
-    args.out.write_text(json.dumps(document, indent=2) + "\n")
+    save()
     from report import render_readme_section, render_table
 
     print(render_table(document))
