@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from migration_guard.model import ParsedStatement, Severity, Statement
+from migration_guard.model import ActionKind, ParsedStatement, Severity, Statement
 from migration_guard.pipeline import MigrationResult
 from migration_guard.stats import format_size
 
@@ -50,11 +50,31 @@ def parse_script(text: str, source: str) -> list[ParsedStatement]:
     return sorted(parsed, key=lambda p: p.statement.line or 0)
 
 
+def _timeouts(result: MigrationResult) -> list[dict[str, str | None]]:
+    """``lock_timeout`` and ``statement_timeout`` in force when each statement runs, from the script's own
+    SET / SET LOCAL / RESET (a SET LOCAL lasts until COMMIT or ROLLBACK)."""
+    session: dict[str, str | None] = {}
+    local: dict[str, str | None] = {}
+    found = []
+    for item in result.statements:
+        found.append({name: local.get(name, session.get(name)) for name in ("lock_timeout", "statement_timeout")})
+        for action in item.effects.actions:
+            if action.kind is ActionKind.SET_SETTING:
+                name = str(action.detail.get("name", "")).lower()
+                if name in ("lock_timeout", "statement_timeout"):
+                    value = action.detail.get("value")
+                    value = None if value in (None, "0") else value
+                    (local if action.detail.get("local") else session)[name] = value
+            elif action.kind is ActionKind.TRANSACTION and action.detail.get("verb") in ("commit", "rollback"):
+                local.clear()
+    return found
+
+
 def explain_json(results: Sequence[MigrationResult], pg_version: int) -> str:
     """The documented JSON: ``{"schema_version", "pg_version", "statements": [...]}``."""
     statements = []
     for result in results:
-        for item in result.statements:
+        for item, timeouts in zip(result.statements, _timeouts(result), strict=True):
             statement = item.parsed.statement
             statements.append({
                 "index": len(statements),
@@ -70,6 +90,8 @@ def explain_json(results: Sequence[MigrationResult], pg_version: int) -> str:
                 "rewrites": list(item.effects.rewrites),
                 "scans": list(item.effects.scans),
                 "index_builds": list(item.effects.index_builds),
+                "lock_timeout": timeouts["lock_timeout"],
+                "statement_timeout": timeouts["statement_timeout"],
                 "findings": [
                     {"rule": f.rule, "slug": f.slug, "severity": f.severity.value, "blocking": f.blocking,
                      "message": f.message, "table": f.table,
@@ -89,7 +111,7 @@ def explain_text(results: Sequence[MigrationResult], pg_version: int, *, color: 
 
     out = [f"PostgreSQL {pg_version}"]
     for result in results:
-        for item in result.statements:
+        for item, timeouts in zip(result.statements, _timeouts(result), strict=True):
             statement = item.parsed.statement
             sql = " ".join(statement.sql.split())
             out.append("")
@@ -100,6 +122,12 @@ def explain_text(results: Sequence[MigrationResult], pg_version: int, *, color: 
                 out.append("  not modelled: assumed ACCESS EXCLUSIVE on every relation it names")
             for lock in item.effects.locks:
                 out.append(f"  {lock.mode.label:<22} on {lock.relkind} {lock.relation}: blocks {lock.mode.blocks}")
+            if any(lock.mode.blocks_traffic for lock in item.effects.locks):
+                if timeouts["lock_timeout"]:
+                    out.append(f"  waits at most {timeouts['lock_timeout']} for its locks (lock_timeout), then fails")
+                else:
+                    out.append("  no lock_timeout: while it waits for its locks, every later query on those "
+                               "relations queues behind it")
             effects = [("rewrites", item.effects.rewrites), ("scans", item.effects.scans),
                        ("builds an index on", item.effects.index_builds)]
             for label, tables in effects:

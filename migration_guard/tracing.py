@@ -28,8 +28,8 @@ from migration_guard.locks.modes import LockMode
 from migration_guard.model import ActionKind, Effects, ParsedStatement
 from migration_guard.trace import Trace, TraceError, trace
 
-__all__ = ["ScratchError", "TracedStatement", "differences", "scratch_database", "trace_statements",
-           "traced_json", "traced_text"]
+__all__ = ["ScratchError", "TracedStatement", "differences", "scratch_database", "trace_migrations",
+           "trace_statements", "traced_json", "traced_text"]
 
 _SCRATCH_PREFIX = "migration_guard_trace_"
 
@@ -188,7 +188,8 @@ def trace_statements(parsed: Sequence[ParsedStatement], scratch_dsn: str, *, set
 
 def _trace_one(item: ParsedStatement, conn: psycopg.Connection, dsn: str, version: int) -> TracedStatement:
     if item.node is None:
-        return TracedStatement(item, skipped=f"does not parse ({item.error})" if item.error else "not SQL")
+        return TracedStatement(item, skipped=f"does not parse ({item.error})" if item.error else
+                               "Python code: the SQL statements it ran are traced after it")
     catalog = catalog_from_database(conn)
     effects = analyse(item.node, pg_version=version, catalog=catalog)
     if any(a.kind is ActionKind.TRANSACTION for a in effects.actions):
@@ -244,7 +245,9 @@ def traced_text(results: Sequence[TracedStatement], pg_version: int) -> str:
         statement = item.parsed.statement
         sql = " ".join(statement.sql.split())
         out.append("")
-        out.append(f"{statement.migration}:{statement.line}  {sql if len(sql) <= 120 else sql[:117] + '...'}")
+        line = statement.line or (statement.operation.line if statement.operation else None)
+        where = f"{statement.migration}:{line}" if line else statement.migration
+        out.append(f"{where}  {sql if len(sql) <= 120 else sql[:117] + '...'}")
         if item.measured is not None:
             m = item.measured
             for lock in m.locks:
@@ -270,3 +273,67 @@ def traced_text(results: Sequence[TracedStatement], pg_version: int) -> str:
     out.append(f"{'DIFFERENT' if differing else 'SAME'}: {differing} of {len(results)} statement(s) differ from the "
                f"model; {skipped} not traced.")
     return "\n".join(out) + "\n"
+
+
+# -- lint_migrations --trace ------------------------------------------------------------------------
+
+
+def trace_migrations(database: str = "default", *, app_label: str | None = None,
+                     migration_name: str | None = None) -> tuple[list[TracedStatement], int]:
+    """Trace the statements of the pending migrations (or one app's, or one migration's) of a Django
+    project, the way ``migration-guard trace`` traces SQL: returns the results and the server's major.
+
+    Rendering applies the migrations to a scratch database (needs CREATEDB, like ``--scratch``); at the
+    state just before the first traced migration that database is copied, and every SQL statement
+    the migrations ran is traced, in order, on the copy. Both databases are dropped.
+    """
+    from django.db import connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    from migration_guard.parse import parse_statement
+    from migration_guard.plan import build_plan
+    from migration_guard.render import render_plan
+    from migration_guard.render import scratch_database as django_scratch
+
+    connection = connections[database]
+    executor = MigrationExecutor(connection)
+    plan = build_plan(executor, app_label=app_label, migration_name=migration_name, include_applied=True)
+    copy = _SCRATCH_PREFIX + uuid.uuid4().hex[:12]
+    copied: list[str] = []
+
+    def copy_state(conn) -> None:
+        # the database is at the state just before the first traced migration: keep a copy of it
+        conn.close()
+        with conn._nodb_cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{conn.settings_dict["NAME"]}"')
+        copied.append(copy)
+
+    try:
+        with django_scratch(connection):
+            rendered = [m for m in render_plan(executor, plan, execute=True, before_first=copy_state) if m.linted]
+        if not copied:  # nothing to trace
+            return [], connection.pg_version // 10000
+        settings = connection.settings_dict
+        dsn = make_conninfo("", host=settings.get("HOST") or None, port=str(settings.get("PORT") or "") or None,
+                            user=settings.get("USER") or None, password=settings.get("PASSWORD") or None, dbname=copy)
+        parsed = [p for m in rendered for s in m.statements for p in parse_statement(s)]
+        with psycopg.connect(dsn) as conn:
+            version = conn.info.server_version // 10000
+        results = trace_statements(parsed, dsn, pg_version=version)
+        failed = [m for m in rendered if m.error]
+        for migration in failed:  # say so rather than trace half a migration silently
+            statement = ParsedStatement(statement=_note(migration.label, f"the migration failed: {migration.error}"))
+            results.append(TracedStatement(statement, skipped=f"{migration.label} failed on the scratch database: "
+                                                              f"{migration.error}"))
+        return results, version
+    finally:
+        if copied:
+            connection.close()
+            with connection._nodb_cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+
+
+def _note(label: str, text: str):
+    from migration_guard.model import Statement, StatementKind
+
+    return Statement(sql=text, migration=label, kind=StatementKind.RUN_PYTHON)

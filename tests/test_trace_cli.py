@@ -113,3 +113,18 @@ def test_readme_lock_table_is_the_generated_one():
     shown = readme.split(BEGIN_MARKER, 1)[1].split(END_MARKER, 1)[0].strip("\n") + "\n"
     assert shown == lock_table(), "README's lock table is stale: paste `migration-guard lock-table` between the markers"
     assert cli("lock-table").stdout == lock_table()
+
+
+def test_lint_migrations_trace_measures_the_pending_migrations(project):
+    project.migrate("0001")
+    project.fill_items(300)
+    run = project.lint("--trace", "--format", "json")
+    assert run.code == 0, run.err + run.out
+    report = json.loads(run.out)
+    traced = [s for s in report["statements"] if not s["skipped"]]
+    assert traced and report["matches"] is True
+    assert {s["file"] for s in traced} >= {"inventory.0002_item_created_idx"}
+    assert any(lock["mode"] == "ShareLock" for s in traced for lock in s["server"]["locks"])
+    with psycopg.connect(project.server.dsn()) as conn:
+        left = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'migration_guard_%'").fetchone()
+    assert left[0] == 0

@@ -462,3 +462,52 @@ def test_every_fact_the_analyser_reads_exists():
     known = {f.key for f in FACTS}
     assert keys and keys <= known, keys - known
     assert fact("set_not_null.proven", 14).scans is False
+
+
+# -- version conditions: both sides of every fact that changes between majors --------------------------
+
+
+@pytest.mark.parametrize("sql, before, after, version", [
+    # GRANT on a named table locks nothing before 18, ACCESS SHARE from 18 (traced on 14..18)
+    ("GRANT SELECT ON shop_order TO reader", {}, {"shop_order": LockMode.ACCESS_SHARE}, 18),
+    # SET ACCESS METHOD exists from 15
+    ("ALTER TABLE shop_order SET ACCESS METHOD heap", None, {"shop_order": AE}, 15),
+    # SET EXPRESSION exists from 17
+    ("ALTER TABLE shop_order ALTER COLUMN d SET EXPRESSION AS (total * 3)", None, {"shop_order": AE}, 17),
+    # MERGE exists from 15
+    ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", None,
+     {"t": LockMode.ROW_EXCLUSIVE, "s": LockMode.ACCESS_SHARE}, 15),
+    # NOT NULL constraints (and NOT VALID ones) exist from 18
+    ("ALTER TABLE shop_order ADD CONSTRAINT qty_nn NOT NULL qty NOT VALID", None, {"shop_order": AE}, 18),
+])
+def test_version_conditions_show_both_sides(sql, before, after, version):
+    old, new = run(sql, pg=version - 1), run(sql, pg=version)
+    assert new.known and locks(new) == after
+    if before is None:  # the form does not exist yet: unknown, assumed ACCESS EXCLUSIVE (fail closed)
+        assert not old.known
+    else:
+        assert old.known and locks(old) == before
+
+
+def test_version_conditions_change_rewrites_and_scans():
+    virtual = "ALTER TABLE t ADD COLUMN d integer GENERATED ALWAYS AS (n * 2) VIRTUAL"
+    # before 18 there are no virtual columns: the model takes the cautious reading (stored, rewritten)
+    assert run(virtual, pg=18).rewrites == () and run(virtual, pg=17).rewrites == ("t",)
+    expression = "ALTER TABLE t ALTER COLUMN d SET EXPRESSION AS (n * 3)"
+    assert run(expression, pg=17).rewrites == ("t",)
+    assert fact("grant", 17).mode is None and fact("grant", 18).mode is LockMode.ACCESS_SHARE
+
+
+def test_partitioned_table_statements_reach_every_partition():
+    catalog = (Catalog.empty().with_relations({"ev": "partitioned table", "ev_1": "table", "ev_2": "table"})
+               .with_children("ev", ("ev_1", "ev_2")).with_indexes({"ev_created_idx": "ev"}, {"ev_created_idx": ("c",)}))
+    effects = run("ALTER TABLE ev ADD COLUMN s float8 DEFAULT random()", catalog=catalog)
+    assert locks(effects) == {"ev": AE, "ev_1": AE, "ev_2": AE}
+    assert effects.rewrites == ("ev_1", "ev_2")
+    only = run("LOCK TABLE ONLY ev IN SHARE MODE", catalog=catalog)
+    assert locks(only) == {"ev": LockMode.SHARE}
+    attach = run("ALTER TABLE ev ATTACH PARTITION ev_3 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
+                 catalog=catalog)
+    assert locks(attach) == {"ev": SUE, "ev_3": AE} and attach.scans == ("ev_3",) and attach.index_builds == ("ev_3",)
+    _, after = plan("ALTER TABLE ev DETACH PARTITION ev_2", catalog=catalog)
+    assert after.children_of("ev") == ("ev_1",)

@@ -46,6 +46,11 @@ class Command(BaseCommand):
                             help="Lint exactly the migrations in these files (the pre-commit hook passes the "
                                  "staged ones); each must be a migration Django loads. Like --since: implies "
                                  "--scratch, sizes only from --stats or --assume-rows.")
+        parser.add_argument("--trace", action="store_true",
+                            help="Instead of linting: apply the migrations to a throwaway database (needs "
+                                 "CREATEDB), run each of their statements there and report the locks each really "
+                                 "took, rewrites and scans next to the lock model's prediction; exit 1 when any "
+                                 "differs. Uses the first --database.")
         parser.add_argument("--scratch", action="store_true",
                             help="Render by applying the migrations to a throwaway database created on the "
                                  "same server (needs CREATEDB); sees SQL that RunPython runs. Sizes still come "
@@ -71,6 +76,8 @@ class Command(BaseCommand):
                                  "stdout gets only what --format or a FORMAT:- asks for. Files are overwritten.")
 
     def handle(self, *args, **options):
+        if options["trace"]:
+            return self._trace(options)
         outputs = _outputs(options)  # checked before any work: a bad destination exits 2 at once
         if options["files"] and (options["since"] or options["app_label"]):
             raise CommandError("--files names the migrations itself: drop --since and the app label", returncode=2)
@@ -115,6 +122,23 @@ class Command(BaseCommand):
         self._write(report, outputs, options)
         if report.exit_code:
             sys.exit(report.exit_code)
+
+    def _trace(self, options) -> None:
+        """``--trace``: the measured truth for the migrations, not the lint report."""
+        from django.db import DatabaseError
+
+        from migration_guard.tracing import ScratchError, trace_migrations, traced_json, traced_text
+
+        try:
+            results, version = trace_migrations((options["database"] or ["default"])[0],
+                                                app_label=options["app_label"],
+                                                migration_name=options["migration_name"])
+        except (ScratchError, DatabaseError) as exc:
+            raise CommandError(f"--trace needs a scratch database (CREATEDB): {exc}", returncode=2) from None
+        render = traced_json if options["format"] == "json" else traced_text
+        self.stdout.write(render(results, version), ending="")
+        if not all(r.matches for r in results):
+            sys.exit(1)
 
     def _write(self, report, outputs: list[Output], options) -> None:
         """Render the report once per destination; a file that cannot be written exits 2."""
