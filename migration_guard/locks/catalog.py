@@ -283,44 +283,79 @@ def advance(catalog: Catalog, effects: Effects) -> Catalog:
     return state.freeze()
 
 
+# _Mutable attribute -> (Catalog field, how to make a scratch copy of it)
+_THAW = {
+    "created": ("created_tables", set),
+    "types": ("column_types", dict),
+    "checks": ("not_null_checks", set),
+    "pending": ("pending_not_null_checks", set),
+    "not_null": ("not_null_columns", set),
+    "fks": ("foreign_keys", list),
+    "indexes": ("indexes", dict),
+    "index_columns": ("index_columns", dict),
+    "relkinds": ("relkinds", dict),
+    "children": ("children", dict),
+    "defaults": ("default_partitions", dict),
+    "uniques": ("unique_constraints", dict),
+    "views": ("view_tables", dict),
+    "check_exprs": ("checks", dict),
+}
+
+
 class _Mutable:
-    """A scratch copy of a catalog that :func:`advance` updates action by action."""
+    """A scratch copy of a catalog that :func:`advance` updates action by action.
+
+    Copy on first use: a part of the catalog is copied only when an action reads or writes it,
+    and :meth:`freeze` hands the untouched parts on as they are. Copying all of it at every
+    statement made a plan's walk quadratic in its length."""
 
     def __init__(self, catalog: Catalog):
-        self.created = set(catalog.created_tables)
-        self.types = dict(catalog.column_types)
-        self.checks = set(catalog.not_null_checks)
-        self.pending = set(catalog.pending_not_null_checks)
-        self.not_null = set(catalog.not_null_columns)
-        self.fks = list(catalog.foreign_keys)
-        self.indexes = dict(catalog.indexes)
-        self.index_columns = dict(catalog.index_columns)
+        self._catalog = catalog
         self.timezone = catalog.timezone
-        self.relkinds = dict(catalog.relkinds)
-        self.children = dict(catalog.children)
-        self.defaults = dict(catalog.default_partitions)
-        self.uniques = dict(catalog.unique_constraints)
-        self.views = dict(catalog.view_tables)
-        self.check_exprs = dict(catalog.checks)
+
+    def __getattr__(self, name: str):  # only for attributes not set yet
+        if name not in _THAW:
+            raise AttributeError(name)
+        field_name, thaw = _THAW[name]
+        value = thaw(getattr(self._catalog, field_name))
+        setattr(self, name, value)
+        return value
 
     def freeze(self) -> Catalog:
-        return Catalog(
-            created_tables=frozenset(self.created),
-            column_types=_frozen(self.types),
-            not_null_checks=frozenset(self.checks),
-            pending_not_null_checks=frozenset(self.pending),
-            not_null_columns=frozenset(self.not_null),
-            foreign_keys=tuple(self.fks),
-            indexes=_frozen(self.indexes),
-            index_columns=_frozen({i: c for i, c in self.index_columns.items() if i in self.indexes}),
+        catalog, touched = self._catalog, self.__dict__
+        # A catalog made by freeze() already has no stale index columns and no empty children.
+        normal = getattr(catalog, "_normalised", False)
+
+        def part(name: str, make):
+            return make(touched[name]) if name in touched else getattr(catalog, _THAW[name][0])
+
+        if normal and "indexes" not in touched and "index_columns" not in touched:
+            index_columns = catalog.index_columns
+        else:
+            index_columns = MappingProxyType({i: c for i, c in self.index_columns.items() if i in self.indexes})
+        if normal and "children" not in touched:
+            children = catalog.children
+        else:
+            children = MappingProxyType({p: c for p, c in self.children.items() if c})
+        frozen = Catalog(
+            created_tables=part("created", frozenset),
+            column_types=part("types", MappingProxyType),
+            not_null_checks=part("checks", frozenset),
+            pending_not_null_checks=part("pending", frozenset),
+            not_null_columns=part("not_null", frozenset),
+            foreign_keys=part("fks", tuple),
+            indexes=part("indexes", MappingProxyType),
+            index_columns=index_columns,
             timezone=self.timezone,
-            relkinds=_frozen(self.relkinds),
-            children=_frozen({p: c for p, c in self.children.items() if c}),
-            default_partitions=_frozen(self.defaults),
-            unique_constraints=_frozen(self.uniques),
-            view_tables=_frozen(self.views),
-            checks=_frozen(self.check_exprs),
+            relkinds=part("relkinds", MappingProxyType),
+            children=children,
+            default_partitions=part("defaults", MappingProxyType),
+            unique_constraints=part("uniques", MappingProxyType),
+            view_tables=part("views", MappingProxyType),
+            checks=part("check_exprs", MappingProxyType),
         )
+        object.__setattr__(frozen, "_normalised", True)
+        return frozen
 
     def apply(self, action) -> None:
         kind, table, column, detail = action.kind, _key(action.table), action.column, action.detail
