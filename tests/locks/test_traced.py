@@ -147,3 +147,35 @@ def test_tracer_leaves_the_database_as_the_setup_left_it(traced_dsn: str) -> Non
         assert conn.execute("SELECT count(*) FROM information_schema.columns "
                             "WHERE table_name = 'shop_order' AND column_name = 'note'").fetchone()[0] == 1
         assert conn.execute("SELECT count(*) FROM pg_event_trigger").fetchone()[0] == 0
+
+
+def test_case_list_covers_every_statement_kind() -> None:
+    """Each statement kind a migration can contain has at least one traced case, and every ALTER TABLE
+    subcommand that SQL can spell is either modelled and traced or documented as internal-only."""
+    from pglast.enums import AlterTableType
+
+    from migration_guard.locks.analyze import _ALTER_TABLE_COMMANDS
+
+    kinds, subcommands = set(), set()
+    for case in CASES:
+        (raw,) = parse_sql(case.sql)
+        kinds.add(type(raw.stmt).__name__)
+        subcommands.update(cmd.subtype for cmd in getattr(raw.stmt, "cmds", None) or ())
+    assert kinds >= {
+        "CreateStmt", "DropStmt", "AlterTableStmt", "RenameStmt", "IndexStmt", "ReindexStmt", "VacuumStmt",
+        "ClusterStmt", "CreateTrigStmt", "RuleStmt", "CreatePolicyStmt", "CreateStatsStmt", "ViewStmt",
+        "CreateTableAsStmt", "RefreshMatViewStmt", "AlterEnumStmt", "CreateEnumStmt", "AlterDomainStmt",
+        "CreateDomainStmt", "CompositeTypeStmt", "CreateSeqStmt", "AlterSeqStmt", "CreateExtensionStmt",
+        "CommentStmt", "GrantStmt", "AlterDefaultPrivilegesStmt", "TruncateStmt", "LockStmt", "UpdateStmt",
+        "DeleteStmt", "InsertStmt", "MergeStmt", "SelectStmt", "VariableSetStmt", "ConstraintsSetStmt",
+        "AlterObjectSchemaStmt", "CreateFunctionStmt", "CreateSchemaStmt", "DefineStmt",
+    }, kinds
+    internal = {AlterTableType.AT_AddColumnToView, AlterTableType.AT_CookedColumnDefault, AlterTableType.AT_AddIndex,
+                AlterTableType.AT_ReAddIndex, AlterTableType.AT_ReAddConstraint,
+                AlterTableType.AT_ReAddDomainConstraint, AlterTableType.AT_AddIndexConstraint,
+                AlterTableType.AT_ReAddComment, AlterTableType.AT_ReplaceRelOptions, AlterTableType.AT_ReAddStatistics}
+    # modelled from the documentation only: foreign tables, and finishing an interrupted concurrent detach
+    untraced = {AlterTableType.AT_GenericOptions, AlterTableType.AT_AlterColumnGenericOptions,
+                AlterTableType.AT_DetachPartitionFinalize}
+    assert set(AlterTableType) == set(_ALTER_TABLE_COMMANDS) | internal
+    assert set(_ALTER_TABLE_COMMANDS) - untraced <= subcommands, set(_ALTER_TABLE_COMMANDS) - untraced - subcommands
