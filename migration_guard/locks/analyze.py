@@ -1452,6 +1452,9 @@ def _reindex(node: ast.ReindexStmt, ctx: _Context) -> None:
     if kind == "INDEX":
         index = _name(node.relation)
         table = ctx.catalog.index_table(index)
+        if table is None and not concurrently:
+            raise LookupError(f"the table of the index {index} is not known (no database catalog), so how long "
+                              "its writes are blocked cannot be judged")
         ctx.lock(index, f.other_mode or f.mode, "index")
         what = f"the index {_q(index)}"
     else:
@@ -1588,6 +1591,8 @@ def _drop_types(node: ast.DropStmt, ctx: _Context) -> None:
     for obj in node.objects:
         type_name = _dotted(obj.names) if isinstance(obj, ast.TypeName) else _dotted(obj)
         tables = tuple(dict.fromkeys(t for t, _ in ctx.catalog.columns_of_type(type_name)))
+        if node.behavior is DropBehavior.DROP_CASCADE and not tables and not ctx.catalog.relkinds:
+            raise LookupError(f"which columns DROP TYPE {type_name} CASCADE drops is not known (no database catalog)")
         if node.behavior is DropBehavior.DROP_CASCADE and tables:
             f = ctx.fact("drop_type.cascade")
             for table in tables:
@@ -1612,6 +1617,8 @@ def _alter_domain(node: ast.AlterDomainStmt, ctx: _Context) -> None:
         return
     if not (adding_check or node.subtype == "O"):
         raise LookupError(f"ALTER DOMAIN subcommand {node.subtype!r} is not modelled")
+    if not ctx.catalog.columns_of_type(domain) and not ctx.catalog.relkinds:
+        raise LookupError(f"which tables use the domain {domain} is not known (no database catalog)")
     f = ctx.fact("alter_domain.check")
     what = "SET NOT NULL" if node.subtype == "O" else "ADD CONSTRAINT"
     for table, column in ctx.catalog.columns_of_type(domain):
@@ -1619,8 +1626,8 @@ def _alter_domain(node: ast.AlterDomainStmt, ctx: _Context) -> None:
         ctx.act(ActionKind.OTHER, table, f, f"ALTER DOMAIN {_q(domain)} {what} checks every row of {_q(table)}."
                 f"{_q(column)} under SHARE, blocking writes", column=column)
     if not ctx.catalog.columns_of_type(domain):
-        ctx.act(ActionKind.OTHER, None, f, f"ALTER DOMAIN {_q(domain)} {what} checks every column of that domain "
-                "(none is known here) under SHARE on its table", mode=None, scans=False)
+        ctx.act(ActionKind.OTHER, None, f, f"ALTER DOMAIN {_q(domain)} {what}: no column of the database uses the "
+                "domain, so no table is locked or read", mode=None, scans=False)
 
 
 # -- comments, privileges, sequences ----------------------------------------------------------------

@@ -418,7 +418,7 @@ def test_unknown_statements_still_say_when_they_cannot_run_in_a_transaction(sql,
 
 
 @pytest.mark.parametrize("sql, outside", [
-    ("VACUUM t", True), ("VACUUM (FULL) t", True), ("REINDEX INDEX CONCURRENTLY i", True), ("REINDEX INDEX i", False),
+    ("VACUUM t", True), ("VACUUM (FULL) t", True), ("REINDEX INDEX CONCURRENTLY i", True), ("REINDEX TABLE t", False),
     ("ANALYZE t", False), ("ALTER TABLE p DETACH PARTITION c CONCURRENTLY", True), ("CLUSTER t USING i", False),
 ])
 def test_modelled_maintenance_says_when_it_cannot_run_in_a_transaction(sql, outside):
