@@ -267,7 +267,7 @@ def trace_command(files, setup_file, dsn, pg_bin, output_format) -> None:
         _fail(str(exc))
     render = traced_json if output_format == "json" else traced_text
     click.echo(render(results, version), nl=False)
-    if not all(r.matches for r in results):
+    if not all(r.matches and not r.failed for r in results):
         sys.exit(1)
 
 

@@ -48,6 +48,8 @@ class TracedStatement:
     differences: tuple[str, ...] = ()
     skipped: str | None = None  # why it was not traced (does not parse, transaction control, failed, ...)
 
+    failed: bool = False  # the server refused the statement (or the setup before it left it unable to run)
+
     @property
     def matches(self) -> bool:
         """Whether the model and the server agree (a skipped statement does not count as a difference)."""
@@ -197,12 +199,12 @@ def _trace_one(item: ParsedStatement, conn: psycopg.Connection, dsn: str, versio
     try:
         measured = trace(dsn, item.statement.sql)
     except TraceError as exc:
-        return TracedStatement(item, effects, skipped=str(exc))
+        return TracedStatement(item, effects, skipped=str(exc), failed=True)
     if measured.in_transaction:  # rolled back after measuring: apply it for the statements after it
         try:
             conn.execute(item.statement.sql)
         except psycopg.Error as exc:
-            return TracedStatement(item, effects, measured, skipped=f"could not be applied: {exc}")
+            return TracedStatement(item, effects, measured, skipped=f"could not be applied: {exc}", failed=True)
     found = differences(effects, measured) if effects.known else ["not modelled: the model assumes ACCESS EXCLUSIVE "
                                                                   "on every relation it names"]
     return TracedStatement(item, effects, measured, tuple(found))
@@ -217,7 +219,8 @@ def traced_json(results: Sequence[TracedStatement], pg_version: int) -> str:
     for index, item in enumerate(results):
         statement = item.parsed.statement
         entry: dict = {"index": index, "file": statement.migration, "sql": statement.sql, "line": statement.line,
-                       "skipped": item.skipped, "matches": item.matches, "differences": list(item.differences)}
+                       "skipped": item.skipped, "failed": item.failed, "matches": item.matches,
+                       "differences": list(item.differences)}
         if item.effects is not None:
             entry["model"] = {
                 "locks": [{"relation": lock.relation, "relkind": lock.relkind, "mode": lock.mode.pg_name}
@@ -269,9 +272,10 @@ def traced_text(results: Sequence[TracedStatement], pg_version: int) -> str:
             out.append(f"  DIFFERS {difference}")
     differing = sum(1 for r in results if not r.matches)
     skipped = sum(1 for r in results if r.skipped)
+    failed = sum(1 for r in results if r.failed)
     out.append("")
-    out.append(f"{'DIFFERENT' if differing else 'SAME'}: {differing} of {len(results)} statement(s) differ from the "
-               f"model; {skipped} not traced.")
+    out.append(f"{'DIFFERENT' if differing else 'FAILED' if failed else 'SAME'}: {differing} of {len(results)} "
+               f"statement(s) differ from the model; {skipped} not traced ({failed} failed on the server).")
     return "\n".join(out) + "\n"
 
 

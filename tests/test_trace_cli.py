@@ -58,6 +58,12 @@ def test_trace_exits_1_when_the_model_differs_and_reads_stdin(pg_server):
     assert "DIFFERS not modelled" in run.stdout and "DIFFERENT: 1 of 2 statement(s)" in run.stdout
 
 
+def test_a_statement_the_server_refuses_exits_1(pg_server):
+    run = cli("trace", "--dsn", pg_server.dsn(), stdin="ALTER TABLE no_such_table ADD COLUMN x int;\n")
+    assert run.returncode == 1, run.stderr
+    assert "not traced: statement failed" in run.stdout and "FAILED: 0 of 1" in run.stdout
+
+
 def test_trace_refuses_a_database_it_did_not_create(pg_server, fresh_dsn):
     with pytest.raises(ScratchError, match="only in a scratch database it created"):
         trace_statements(parse_script("DROP TABLE t", "x.sql"), fresh_dsn)

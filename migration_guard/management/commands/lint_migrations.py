@@ -137,7 +137,7 @@ class Command(BaseCommand):
             raise CommandError(f"--trace needs a scratch database (CREATEDB): {exc}", returncode=2) from None
         render = traced_json if options["format"] == "json" else traced_text
         self.stdout.write(render(results, version), ending="")
-        if not all(r.matches for r in results):
+        if not all(r.matches and not r.failed for r in results):
             sys.exit(1)
 
     def _write(self, report, outputs: list[Output], options) -> None:
