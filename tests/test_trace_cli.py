@@ -134,3 +134,22 @@ def test_lint_migrations_trace_measures_the_pending_migrations(project):
     with psycopg.connect(project.server.dsn()) as conn:
         left = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'migration_guard_%'").fetchone()
     assert left[0] == 0
+
+
+def test_trace_text_snapshot(pg_server, tmp_path):
+    """The exact text a user reads (review a diff of it like code; UPDATE_SNAPSHOTS=1 regenerates it)."""
+    import re
+
+    from tests.test_report_snapshot import check_snapshot
+
+    script = tmp_path / "change.sql"
+    script.write_text("ALTER TABLE shop_order ADD COLUMN paid boolean DEFAULT false NOT NULL;\n"
+                      "CREATE INDEX CONCURRENTLY order_paid_idx ON shop_order (paid);\n"
+                      "ALTER TABLE shop_order ALTER COLUMN note TYPE varchar(10);\n"
+                      "CREATE PUBLICATION mg_snapshot_pub FOR TABLE shop_order;\n")
+    setup = tmp_path / "setup.sql"
+    setup.write_text(SETUP)
+    run = cli("trace", str(script), "--setup", str(setup), "--dsn", pg_server.dsn())
+    assert run.returncode == 1, run.stderr
+    text = re.sub(r"pg_toast_\d+", "pg_toast_<oid>", run.stdout.replace(str(tmp_path), "<tmp>"))
+    check_snapshot("trace_sql_file.txt", re.sub(r"PostgreSQL \d+", "PostgreSQL <n>", text))

@@ -897,6 +897,9 @@ def _add_constraint(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
             f = ctx.fact("add_constraint.foreign_key.not_valid")
             reason = (f"adding the NOT ENFORCED foreign key {label} checks no row but takes SHARE ROW EXCLUSIVE on "
                       f"{_q(table)} and {_q(references)}")
+        elif not_valid and ctx.catalog.relkind(table) == "partitioned table" and not ctx.holds(
+                "add_constraint.foreign_key.partitioned_not_valid"):
+            raise LookupError(f"PostgreSQL {ctx.pg_version} refuses a NOT VALID foreign key on a partitioned table")
         elif not_valid:
             f = ctx.fact("add_constraint.foreign_key.not_valid")
             reason = (f"adding the foreign key {label} NOT VALID checks no row, but takes SHARE ROW EXCLUSIVE on "

@@ -164,6 +164,9 @@ FACTS: tuple[Fact, ...] = (
     Fact("add_constraint.foreign_key.not_valid", SRE, "NOT VALID skips the check of existing rows; "
          "both tables are still locked SHARE ROW EXCLUSIVE, briefly",
          _ALTER + "; " + _MEASURED, other_mode=SRE, claim=6),
+    Fact("add_constraint.foreign_key.partitioned_not_valid", SRE, "a NOT VALID foreign key on a partitioned table "
+         "is accepted (before PostgreSQL 18 it is refused: add it to each partition, or validate at once)",
+         _ALTER + "; " + _MEASURED, other_mode=SRE, since=18),
     Fact("add_constraint.unique", AE, "a UNIQUE or PRIMARY KEY constraint builds its index while "
          "holding ACCESS EXCLUSIVE", _ALTER + "; " + _MEASURED, builds_index=True, claim=7),
     Fact("add_constraint.primary_key.nullable", AE, "a PRIMARY KEY on a column not known to be NOT "

@@ -498,6 +498,13 @@ def test_version_conditions_change_rewrites_and_scans():
     assert fact("grant", 17).mode is None and fact("grant", 18).mode is LockMode.ACCESS_SHARE
 
 
+def test_not_valid_foreign_key_on_a_partitioned_table_from_18():
+    catalog = Catalog.empty().with_relations({"ev": "partitioned table", "ev_1": "table"}).with_children("ev", ("ev_1",))
+    sql = "ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (c) REFERENCES shop_customer (id) NOT VALID"
+    assert not run(sql, pg=17, catalog=catalog).known  # refused by the server: fail closed
+    assert locks(run(sql, pg=18, catalog=catalog)) == {"ev": SRE, "ev_1": SRE, "shop_customer": SRE}
+
+
 def test_partitioned_table_statements_reach_every_partition():
     catalog = (Catalog.empty().with_relations({"ev": "partitioned table", "ev_1": "table", "ev_2": "table"})
                .with_children("ev", ("ev_1", "ev_2")).with_indexes({"ev_created_idx": "ev"}, {"ev_created_idx": ("c",)}))
