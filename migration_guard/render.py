@@ -34,6 +34,7 @@ from django.db.migrations.operations.special import RunPython
 
 from migration_guard.model import Operation, RenderedMigration, Statement, StatementKind
 from migration_guard.plan import Plan, migration_path
+from migration_guard.state_cache import applied_state
 
 __all__ = ["render_plan", "scratch_database"]
 
@@ -73,7 +74,7 @@ def render_plan(
         state = executor._create_project_state(with_applied_migrations=False)
         todo = plan.full
     else:
-        state = executor._create_project_state(with_applied_migrations=True)
+        state = applied_state(executor)
         todo = tuple(node for node in plan.full if node not in plan.applied)
     if lint:
         todo = todo[: max(todo.index(node) for node in plan.lint) + 1]
