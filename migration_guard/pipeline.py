@@ -149,7 +149,7 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
         if statement.column_types:
             state.catalog = state.catalog.with_column_types(dict(statement.column_types))
         effects = _effects(item, pg_version, state.catalog)
-        state.catalog = advance(state.catalog, effects)
+        state.catalog = advance(state.catalog, effects, consume=True)  # the walk drops the old one
         created = state.catalog.created_tables
         if created != state.created_seen:
             state.sizes = state.sizes.with_created(created - state.created_seen)

@@ -275,9 +275,14 @@ class Catalog:
         )
 
 
-def advance(catalog: Catalog, effects: Effects) -> Catalog:
-    """The catalog after a statement with these ``effects`` ran. Pure: ``catalog`` is unchanged."""
-    state = _Mutable(catalog)
+def advance(catalog: Catalog, effects: Effects, *, consume: bool = False) -> Catalog:
+    """The catalog after a statement with these ``effects`` ran. Pure: ``catalog`` is unchanged.
+
+    ``consume=True`` is for a caller that drops ``catalog`` for the result and never reads it
+    again (the pipeline's walk): the dict parts that ``catalog`` alone holds (made by an earlier
+    ``advance``) are then updated in place instead of copied, so a statement that adds one index
+    does not copy every index known. ``catalog`` must not be used afterwards."""
+    state = _Mutable(catalog, consume=consume)
     for action in effects.actions:
         state.apply(action)
     return state.freeze()
@@ -309,34 +314,41 @@ class _Mutable:
     and :meth:`freeze` hands the untouched parts on as they are. Copying all of it at every
     statement made a plan's walk quadratic in its length."""
 
-    def __init__(self, catalog: Catalog):
+    def __init__(self, catalog: Catalog, consume: bool = False):
         self._catalog = catalog
         self.timezone = catalog.timezone
+        # Dicts that only ``catalog`` holds (see advance(consume=True)): thawed without a copy.
+        self._owned = getattr(catalog, "_owned", {}) if consume else {}
 
     def __getattr__(self, name: str):  # only for attributes not set yet
         if name not in _THAW:
             raise AttributeError(name)
         field_name, thaw = _THAW[name]
-        value = thaw(getattr(self._catalog, field_name))
+        value = self._owned.get(name)
+        if value is None:
+            value = thaw(getattr(self._catalog, field_name))
         setattr(self, name, value)
         return value
 
     def freeze(self) -> Catalog:
-        catalog, touched = self._catalog, self.__dict__
+        catalog = self._catalog
         # A catalog made by freeze() already has no stale index columns and no empty children.
         normal = getattr(catalog, "_normalised", False)
+        touched = self.__dict__
+        if not (normal and "indexes" not in touched and "index_columns" not in touched):
+            # self.index_columns is this step's own dict (a copy, or consumed): drop stale ones in place
+            indexes, index_columns = self.indexes, self.index_columns
+            for stale in [i for i in index_columns if i not in indexes]:
+                del index_columns[stale]
+        if not (normal and "children" not in touched):
+            children = self.children
+            for empty in [p for p, c in children.items() if not c]:
+                del children[empty]
+        touched = {k: v for k, v in self.__dict__.items() if k in _THAW}
 
         def part(name: str, make):
             return make(touched[name]) if name in touched else getattr(catalog, _THAW[name][0])
 
-        if normal and "indexes" not in touched and "index_columns" not in touched:
-            index_columns = catalog.index_columns
-        else:
-            index_columns = MappingProxyType({i: c for i, c in self.index_columns.items() if i in self.indexes})
-        if normal and "children" not in touched:
-            children = catalog.children
-        else:
-            children = MappingProxyType({p: c for p, c in self.children.items() if c})
         frozen = Catalog(
             created_tables=part("created", frozenset),
             column_types=part("types", MappingProxyType),
@@ -345,16 +357,21 @@ class _Mutable:
             not_null_columns=part("not_null", frozenset),
             foreign_keys=part("fks", tuple),
             indexes=part("indexes", MappingProxyType),
-            index_columns=index_columns,
+            index_columns=part("index_columns", MappingProxyType),
             timezone=self.timezone,
             relkinds=part("relkinds", MappingProxyType),
-            children=children,
+            children=part("children", MappingProxyType),
             default_partitions=part("defaults", MappingProxyType),
             unique_constraints=part("uniques", MappingProxyType),
             view_tables=part("views", MappingProxyType),
             checks=part("check_exprs", MappingProxyType),
         )
         object.__setattr__(frozen, "_normalised", True)
+        # The dicts of this step are held by ``frozen`` alone, behind read-only proxies; consumed
+        # ones pass on with the untouched parts (their old holder is dropped by the caller).
+        owned = {name: value for name, value in self._owned.items() if name not in touched}
+        owned.update((name, value) for name, value in touched.items() if _THAW[name][1] is dict)
+        object.__setattr__(frozen, "_owned", owned)
         return frozen
 
     def apply(self, action) -> None:
