@@ -224,14 +224,28 @@ class Catalog:
 
     def foreign_keys_from(self, table: str, column: str | None = None) -> tuple[ForeignKey, ...]:
         """Foreign keys held by ``table`` (only those using ``column`` when given)."""
-        return tuple(
-            fk for fk in self.foreign_keys
-            if _key(fk.table) == _key(table) and (column is None or column in fk.columns)
-        )
+        held = self._foreign_key_index()[1].get(_key(table), ())
+        return tuple(fk for fk in held if column is None or column in fk.columns)
 
     def foreign_keys_to(self, table: str) -> tuple[ForeignKey, ...]:
         """Foreign keys of other tables that reference ``table``."""
-        return tuple(fk for fk in self.foreign_keys if _key(fk.referenced) == _key(table))
+        return tuple(self._foreign_key_index()[2].get(_key(table), ()))
+
+    def _foreign_key_index(self) -> tuple:
+        """(foreign_keys, {table: its keys}, {referenced table: keys to it}), in foreign_keys' order.
+
+        Built once per foreign_keys tuple: :meth:`_Mutable.freeze` hands it on while the keys do
+        not change, so a lookup is not a scan of every key."""
+        index = self.__dict__.get("_fk_index")
+        if index is None or index[0] is not self.foreign_keys:
+            by_table: dict[str, list[ForeignKey]] = {}
+            by_referenced: dict[str, list[ForeignKey]] = {}
+            for fk in self.foreign_keys:
+                by_table.setdefault(_key(fk.table), []).append(fk)
+                by_referenced.setdefault(_key(fk.referenced), []).append(fk)
+            index = (self.foreign_keys, by_table, by_referenced)
+            object.__setattr__(self, "_fk_index", index)
+        return index
 
     def foreign_key_named(self, table: str, name: str) -> ForeignKey | None:
         """The foreign key ``name`` of ``table``, if known."""
@@ -367,6 +381,8 @@ class _Mutable:
             checks=part("check_exprs", MappingProxyType),
         )
         object.__setattr__(frozen, "_normalised", True)
+        if "fks" not in touched and "_fk_index" in catalog.__dict__:
+            object.__setattr__(frozen, "_fk_index", catalog.__dict__["_fk_index"])
         # The dicts of this step are held by ``frozen`` alone, behind read-only proxies; consumed
         # ones pass on with the untouched parts (their old holder is dropped by the caller).
         owned = {name: value for name, value in self._owned.items() if name not in touched}
