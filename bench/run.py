@@ -128,19 +128,25 @@ class Bench:
             "BENCH_DB_PORT": str(self.server.port),
             "BENCH_DB_USER": self.server.user,
             "PYTHONPATH": os.pathsep.join([str(project), str(REPO)]),
+            # The gate's cache of the applied project state: the bench's own, so a run starts cold.
+            "MIGRATION_GUARD_CACHE_DIR": str(self.work / "state-cache"),
         }
 
     def manage(self, project: Path, settings: str, db: str, *args: str, out: Path | None = None,
-               cap: float | None = None) -> Measure:
-        return run_measured([self.python, "-m", "django", *args], cwd=project, env=self.env(project, settings, db),
-                            cap=cap or self.cap, stdout_path=out)
+               cap: float | None = None, env: dict | None = None) -> Measure:
+        return run_measured([self.python, "-m", "django", *args], cwd=project,
+                            env={**self.env(project, settings, db), **(env or {})}, cap=cap or self.cap,
+                            stdout_path=out)
 
     def floor(self, project: Path, settings: str, db: str, *args: str, out: Path, cap: float | None = None) -> Measure:
         """``floors.py`` in the project's settings; its JSON becomes the measure's detail."""
         measure = run_measured([self.python, str(HERE / "floors.py"), *args], cwd=project,
                                env=self.env(project, settings, db), cap=cap or self.cap, stdout_path=out)
         if not measure.capped:
-            measure.detail = json.loads(out.read_text())
+            try:
+                measure.detail = json.loads(out.read_text())
+            except ValueError:  # floors.py failed on this project: recorded as such, the rest goes on
+                measure.detail = {"failed": True}
         return measure
 
     def project(self, project: Path, settings: str) -> dict:
@@ -179,7 +185,8 @@ class Bench:
                                             out=self.work / f"{project.name}-scratch.json"), self.repeat, self.below))
         step("collect_floor", repeated(fresh("collect", out=self.work / "collect.json", floor=True),
                                        self.repeat, self.below))
-        count = results["collect_floor"].detail["migrations"]
+        count = results["collect_floor"].detail.get("migrations") or len(
+            json.loads((self.work / f"{project.name}-scratch.json").read_text()).get("migrations", []))
         step("lint_collect", repeated(fresh("lint_migrations", "--format", "json",
                                             out=self.work / f"{project.name}-collect.json"), self.repeat, self.below))
         faked = applied_db is None
@@ -193,9 +200,14 @@ class Bench:
             last = self._unapply_last(project, settings, applied_db, fake=faked)
             step("migrate_plan", repeated(lambda: self.manage(project, settings, applied_db, "migrate", "--plan"),
                                           self.repeat, self.below))
-            step("lint_last", repeated(lambda: self.manage(project, settings, applied_db, "lint_migrations",
-                                                           "--format", "json", out=self.work / f"{project.name}-last.json"),
-                                       self.repeat, self.below))
+            def lint_last(**env):
+                return lambda: self.manage(project, settings, applied_db, "lint_migrations", "--format", "json",
+                                           out=self.work / f"{project.name}-last.json", env=env)
+
+            # Without the state cache (a first run), then with it (every later run on the same history).
+            step("lint_last_cold", repeated(lint_last(MIGRATION_GUARD_CACHE="0"), self.repeat, self.below))
+            lint_last()()  # fills the cache
+            step("lint_last", repeated(lint_last(), self.repeat, self.below))
             results["lint_last"].detail = {"migration": last, "faked": faked}
             self.drop(applied_db)
         step("sqlmigrate", fresh("sqlmigrate", "--cap", str(self.sqlmigrate_cap), out=self.work / "sqlmigrate.json",
