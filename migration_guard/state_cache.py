@@ -134,7 +134,7 @@ def _store(path: Path, key: str, state: ProjectState) -> None:
                 modules[name] = digest
         payload = pickle.dumps({"format": _FORMAT, "key": key, "modules": modules, "state": buffer.getvalue()},
                                protocol=pickle.HIGHEST_PROTOCOL)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as file:
@@ -148,8 +148,20 @@ def _store(path: Path, key: str, state: ProjectState) -> None:
         return
 
 
+def _private(path: Path) -> bool:
+    """Whether only this user could have written ``path`` and its folder: a pickle runs code when
+    loaded, so a cache anyone else can write to is never read."""
+    for item in (path.parent, path):
+        info = item.stat()
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            return False
+    return True
+
+
 def _load(path: Path, key: str) -> ProjectState | None:
     try:
+        if not _private(path):
+            return None
         payload = pickle.loads(path.read_bytes())
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT or payload.get("key") != key:
             return None

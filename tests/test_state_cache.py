@@ -48,3 +48,16 @@ def test_a_corrupt_cache_file_is_ignored_and_rebuilt(project, tmp_path):
         stored.write_bytes(garbage)
         assert _lint(project, cache) == good
         assert stored.read_bytes() != garbage  # rebuilt and written again
+
+
+def test_a_cache_others_can_write_to_is_never_loaded(project, tmp_path):
+    project.migrate("0001")
+    cache = tmp_path / "cache"
+    _lint(project, cache)
+    (stored,) = _files(cache)
+    assert cache.stat().st_mode & 0o077 == 0  # the folder is private
+    stored.chmod(0o666)
+    before = stored.stat().st_ino
+    _lint(project, cache)
+    # Not read (a pickle runs code when loaded): rebuilt and replaced by a private file.
+    assert stored.stat().st_ino != before and stored.stat().st_mode & 0o022 == 0
