@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from migration_guard.model import ActionKind, ParsedStatement, Severity, Statement
+from migration_guard.model import ParsedStatement, Severity, Statement
 from migration_guard.pipeline import MigrationResult
 from migration_guard.stats import format_size
 
@@ -51,23 +51,10 @@ def parse_script(text: str, source: str) -> list[ParsedStatement]:
 
 
 def _timeouts(result: MigrationResult) -> list[dict[str, str | None]]:
-    """``lock_timeout`` and ``statement_timeout`` in force when each statement runs, from the script's own
-    SET / SET LOCAL / RESET (a SET LOCAL lasts until COMMIT or ROLLBACK)."""
-    session: dict[str, str | None] = {}
-    local: dict[str, str | None] = {}
-    found = []
-    for item in result.statements:
-        found.append({name: local.get(name, session.get(name)) for name in ("lock_timeout", "statement_timeout")})
-        for action in item.effects.actions:
-            if action.kind is ActionKind.SET_SETTING:
-                name = str(action.detail.get("name", "")).lower()
-                if name in ("lock_timeout", "statement_timeout"):
-                    value = action.detail.get("value")
-                    value = None if value in (None, "0") else value
-                    (local if action.detail.get("local") else session)[name] = value
-            elif action.kind is ActionKind.TRANSACTION and action.detail.get("verb") in ("commit", "rollback"):
-                local.clear()
-    return found
+    """``lock_timeout`` and ``statement_timeout`` in force when each statement runs (the pipeline
+    follows the script's own SET / SET LOCAL / RESET)."""
+    return [{name: item.settings.get(name) for name in ("lock_timeout", "statement_timeout")}
+            for item in result.statements]
 
 
 def explain_json(results: Sequence[MigrationResult], pg_version: int) -> str:

@@ -36,6 +36,9 @@ class StatementResult:
     parsed: ParsedStatement
     effects: Effects
     findings: tuple[Finding, ...] = ()
+    # Settings in force when the statement runs (lock_timeout, statement_timeout, ...), from SET /
+    # SET LOCAL / RESET earlier in the plan; None: reset to the server's default.
+    settings: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class _PlanState:
     # The catalog's created tables last added to ``sizes``: only new ones are added, not all of them
     # again at every statement (which made long plans and SQL files quadratic).
     created_seen: frozenset[str] = frozenset()
+    # Plain SET (not LOCAL) settings: they outlive transactions, as in the one session migrate uses.
+    session_settings: dict[str, str | None] = field(default_factory=dict)
 
 
 def analyse_migrations(
@@ -143,8 +148,9 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
     results = []
     held: dict[object, list[tuple[RelationLock, int]]] = {}
     explicit_transaction: int | None = None  # index of a BEGIN in raw SQL
-    settings: dict[str, str] = {}
+    local: dict[str, str | None] = {}  # SET LOCAL: until the transaction ends (here: with this walk at most)
     for index, item in enumerate(parsed):
+        in_force = {**state.session_settings, **local}
         statement = item.statement
         if statement.column_types:
             state.catalog = state.catalog.with_column_types(dict(statement.column_types))
@@ -161,7 +167,10 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
         key = _transaction_key(statement, explicit_transaction)
         for action in effects.actions:
             if action.kind is ActionKind.SET_SETTING and action.detail.get("name"):
-                settings[str(action.detail["name"]).lower()] = str(action.detail.get("value"))
+                # A plain SET lasts for the session (Django's migrate runs every migration in one).
+                value = action.detail.get("value")
+                scope = local if action.detail.get("local") else state.session_settings
+                scope[str(action.detail["name"]).lower()] = None if value in (None, "0") else value
 
         context = StatementContext(
             parsed=item,
@@ -172,16 +181,17 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
             sizes=state.sizes,
             pg_version=pg_version,
             config=config,
-            settings=dict(settings),
+            settings=in_force,
         )
         findings = tuple(f for rule in rules if rule.check for f in rule.check(context))
-        results.append(StatementResult(parsed=item, effects=effects, findings=findings))
+        results.append(StatementResult(parsed=item, effects=effects, findings=findings, settings=in_force))
 
         if key is not None:
             held.setdefault(key, []).extend((lock, index) for lock in effects.locks)
         if transaction_verb in {"commit", "rollback"}:
             held.pop(key, None)
             explicit_transaction = None
+            local.clear()
         state.changed_tables.update(
             a.table for a in effects.actions if a.table and a.kind not in _NOT_DDL
         )

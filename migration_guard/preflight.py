@@ -38,7 +38,7 @@ def planned_locks(results: Iterable[MigrationResult], created: Iterable[str] = (
             for lock in statement.effects.locks:
                 if lock.relkind == "table" and table_key(lock.relation) not in new:
                     planned.append(PlannedLock(table_key(lock.relation), lock.mode, result.label, index,
-                                               statement.parsed.fingerprint))
+                                               statement.parsed.fingerprint, statement.settings.get("lock_timeout")))
     return planned
 
 

@@ -214,3 +214,30 @@ class Migration(migrations.Migration):
     # The new table is nobody's concern; the writer on inventory_item is: SHARE ROW EXCLUSIVE waits for it.
     [finding] = _finding(run, "MG009")
     assert finding["table"] == "inventory_item" and finding["severity"] == "warning"
+
+
+def test_a_lock_timeout_set_by_the_migration_bounds_the_wait(project):
+    project.migrate("0004")
+    project.config("[tool.migration_guard]\npreflight_max_age_seconds = 0\n")
+    project.add_migration("0005_with_lock_timeout", '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [
+        migrations.RunSQL("SET LOCAL lock_timeout = '3s'", migrations.RunSQL.noop),
+        migrations.AddField("item", "sku", models.TextField(null=True)),
+    ]
+''')
+    idle = psycopg.connect(project.dsn)
+    try:
+        idle.execute("BEGIN")
+        idle.execute("SELECT count(*) FROM inventory_item").fetchone()
+        run = project.lint("--format", "json")
+    finally:
+        idle.close()
+    [finding] = _finding(run, "MG009")
+    assert finding["severity"] == "warning"
+    assert re.search(r"lock_timeout of '?3s'?, then the migration fails", finding["message"]), finding["message"]
+    assert run.code == 0, run.out

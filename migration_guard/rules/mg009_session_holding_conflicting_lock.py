@@ -20,7 +20,8 @@ lock in a conflicting mode: a long-running query, or a transaction left *idle in
 Even an instant `ALTER TABLE` must wait for every conflicting lock to be released, and while it
 waits, every later query on the table queues behind it: a two-second DDL behind a ten-minute
 report query is a ten-minute outage. Sessions whose transaction is older than
-`preflight_max_age_seconds` (default 60) block the deploy; younger ones are warnings.
+`preflight_max_age_seconds` (default 60) block the deploy; younger ones are warnings, and so are
+all of them when the migration sets a `lock_timeout` before taking the lock (the wait is bounded).
 
 ## Example
 A BI session ran `BEGIN; SELECT ... FROM shop_order;` an hour ago and is idle in transaction;
@@ -57,6 +58,7 @@ class PlannedLock:
     migration: str
     statement_index: int
     fingerprint: str
+    lock_timeout: str | None = None  # in force when the statement runs: bounds the wait
 
 
 def check_sessions(sessions: Iterable[Session], planned: Iterable[PlannedLock], *, max_age_seconds: int,
@@ -74,7 +76,10 @@ def check_sessions(sessions: Iterable[Session], planned: Iterable[PlannedLock], 
             seen.add((session.pid, lock.migration))
             age = session.transaction_seconds
             old = age is None or age >= max_age_seconds
-            severity = severity_override or (Severity.ERROR if old else Severity.WARNING)
+            # With a lock_timeout the migration gives up waiting instead of queueing traffic for
+            # as long as the session lives: the deploy fails and is retried, nobody is blocked long.
+            bounded = lock.lock_timeout is not None
+            severity = severity_override or (Severity.ERROR if old and not bounded else Severity.WARNING)
             who = ", ".join(x for x in (session.user and f"user {session.user}",
                                         session.application and f"application {session.application!r}") if x)
             holds = "holds" if session.granted else "is waiting for"
@@ -85,7 +90,9 @@ def check_sessions(sessions: Iterable[Session], planned: Iterable[PlannedLock], 
                 message=f'Session {session.pid} ({who or "unknown"}; {session.state or "unknown state"}, '
                 f"transaction open {_age(age)}) {holds} {session.mode.label} on \"{session.relation}\"; "
                 f"this migration's {lock.mode.label} would queue behind it, and every later query on the "
-                "table behind that.",
+                "table behind that"
+                + (f" (for at most its lock_timeout of {lock.lock_timeout}, then the migration fails)."
+                   if bounded else "."),
                 migration=lock.migration,
                 statement_index=lock.statement_index,
                 table=session.relation,
