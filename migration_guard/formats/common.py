@@ -64,3 +64,16 @@ def details(finding: Finding) -> list[tuple[str, str]]:
     if finding.duration:
         rows.append(("time", finding.duration))
     return rows
+
+
+def finding_body(finding) -> list[str]:
+    """The lines every plain-text format shows under a finding's message: its facts, then the
+    approval or the safe recipe, then how to approve it if it blocks."""
+    lines = [f"{name}: {value}" for name, value in details(finding)]
+    if finding.approval:
+        lines.append(finding.approval)
+    elif finding.recipe:
+        lines += ["use instead:", finding.recipe]
+    if finding.blocking:
+        lines.append(f"approve: {approve_command(finding)}")
+    return lines

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from migration_guard.formats.common import approve_command, details, label_of, relative_path
+from migration_guard.formats.common import finding_body, label_of, relative_path
 from migration_guard.model import Finding, Severity
 from migration_guard.pipeline import MigrationResult
 from migration_guard.report import Report, summary_line
@@ -58,12 +58,4 @@ def _annotation(label: str, result: MigrationResult, finding: Finding, root: Pat
 
 
 def _message(label: str, finding: Finding) -> str:
-    lines = [f"{label}: {finding.message}"]
-    lines += [f"{name}: {value}" for name, value in details(finding)]
-    if finding.approval:
-        lines.append(finding.approval)
-    elif finding.recipe:
-        lines += ["use instead:", finding.recipe]
-    if finding.blocking:
-        lines.append(f"approve: {approve_command(finding)}")
-    return "\n".join(lines)
+    return "\n".join([f"{label}: {finding.message}", *finding_body(finding)])

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from migration_guard import __version__
-from migration_guard.formats.common import approve_command, details, label_of, relative_path
+from migration_guard.formats.common import finding_body, label_of, relative_path
 from migration_guard.model import Finding, Severity
 from migration_guard.pipeline import MigrationResult
 from migration_guard.report import Report, migration_status
@@ -86,13 +86,7 @@ def _finding_text(result: MigrationResult, finding: Finding, root: Path) -> str:
     line = result.line_of(finding)
     if path:
         lines.append(f"where: {path}:{line}" if line else f"where: {path}")
-    lines += [f"{name}: {value}" for name, value in details(finding)]
-    if finding.approval:
-        lines.append(finding.approval)
-    elif finding.recipe:
-        lines += ["use instead:", finding.recipe]
-    if finding.blocking:
-        lines.append(f"approve: {approve_command(finding)}")
+    lines += finding_body(finding)
     return "\n".join(lines)
 
 
