@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from migration_guard.config import read_toml
 from migration_guard.model import Finding, Severity
 
 __all__ = ["Approval", "ApprovalOutcome", "ApprovalsError", "append_approval", "apply_approvals", "load_approvals"]
@@ -77,12 +77,7 @@ def load_approvals(path: Path) -> list[Approval]:
     """Read and validate the approvals file; a missing file means no approvals."""
     if not path.exists():
         return []
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ApprovalsError(f"{path}: cannot read it ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ApprovalsError(f"{path}: not valid TOML ({exc}); fix the file or restore it from git") from None
+    data = read_toml(path, ApprovalsError, "fix the file or restore it from git")
     unknown = set(data) - {"approval"}
     if unknown:
         raise ApprovalsError(f"{path}: unknown top-level key(s) {sorted(unknown)}; entries go in [[approval]] tables")

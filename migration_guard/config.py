@@ -25,7 +25,7 @@ from typing import Any
 
 from migration_guard.model import Severity
 
-__all__ = ["Config", "ConfigError", "find_pyproject", "load_config", "parse_bytes"]
+__all__ = ["Config", "ConfigError", "find_pyproject", "load_config", "parse_bytes", "read_toml"]
 
 SUPPORTED_PG_VERSIONS = range(14, 19)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)?\s*$", re.IGNORECASE)
@@ -70,18 +70,24 @@ def load_config(pyproject: Path | None = None, setting: Any = None, *, known_rul
     ``MIGRATION_GUARD`` (``setting``, a dict, if given), validating every key."""
     config = Config()
     if pyproject is not None:
-        try:
-            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{pyproject}: cannot read it ({exc.strerror})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{pyproject}: not valid TOML ({exc}); fix the file") from None
+        data = read_toml(pyproject, ConfigError, "fix the file")
         section = data.get("tool", {}).get("migration_guard")
         if section is not None:
             config = _apply(config, section, f"{pyproject} [tool.migration_guard]", pyproject.parent, known_rules)
     if setting is not None:
         config = _apply(config, setting, "settings.MIGRATION_GUARD", Path.cwd(), known_rules)
     return config
+
+
+def read_toml(path: Path, error: type[Exception], fix: str) -> dict:
+    """A TOML file's contents; ``error`` naming the file, and ``fix`` as the next step, when it
+    cannot be read or is not valid TOML."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise error(f"{path}: cannot read it ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML ({exc}); {fix}") from None
 
 
 def _apply(config: Config, values: Any, where: str, base: Path, known_rules: frozenset[str]) -> Config:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from django.conf import settings
@@ -69,7 +69,6 @@ class GateOptions:
     approve_by: str | None = None
     today: dt.date | None = None
     now: dt.datetime | None = None
-    extra: dict = field(default_factory=dict, hash=False, compare=False)
 
 
 def load_project_config(config_file: Path | None) -> Config:
