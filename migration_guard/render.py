@@ -32,6 +32,7 @@ from django.db import transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.operations.special import RunPython
 
+from migration_guard.partial_state import render_models
 from migration_guard.model import Operation, RenderedMigration, Statement, StatementKind
 from migration_guard.plan import Plan, migration_path
 from migration_guard.state_cache import applied_state
@@ -78,7 +79,12 @@ def render_plan(
         todo = tuple(node for node in plan.full if node not in plan.applied)
     if lint:
         todo = todo[: max(todo.index(node) for node in plan.lint) + 1]
-    state.apps  # noqa: B018 - render every model once up front, as migrate does; later operations update it
+    # Render the models once up front, as migrate does; later operations update them. Collect mode
+    # renders only the ones the pending migrations need (see partial_state); execute mode all.
+    if execute:
+        state.apps  # noqa: B018
+    else:
+        render_models(state, [graph.nodes[node] for node in todo])
 
     with contextlib.ExitStack() as stack:
         if not execute:
