@@ -3,7 +3,8 @@
 Building that state means replaying every applied migration's ``state_forwards`` (~0.5 s at
 1,000 migrations), whereas ``migrate --plan`` only loads the files. The state is pickled, keyed
 by a digest of: this cache's format, the Python and Django versions, the apps without
-migrations, and every applied migration in migrate's order with the sha256 of its file. Every
+migrations, and every applied migration in migrate's order with the sha256 of its file (the
+digests themselves are remembered by file size, mtime and inode in ``digests.json``). Every
 module outside Django and the standard library that the pickle refers to (field classes,
 default callables, validators, managers) is recorded with its file's digest and checked on
 load, so changing a custom field's code misses too.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import pickle
 import sys
@@ -53,7 +55,7 @@ def cache_dir() -> Path | None:
 def applied_state(executor) -> ProjectState:
     """The project state after the applied migrations, as ``_create_project_state(True)`` builds it."""
     directory = cache_dir()
-    key = _key(executor) if directory is not None else None
+    key = _key(executor, directory) if directory is not None else None
     if key is None:
         return executor._create_project_state(with_applied_migrations=True)
     path = directory / f"{key}.pickle"
@@ -65,7 +67,7 @@ def applied_state(executor) -> ProjectState:
     return state
 
 
-def _key(executor) -> str | None:
+def _key(executor, directory: Path) -> str | None:
     loader = executor.loader
     graph = loader.graph
     applied = {node for node in loader.applied_migrations if node in graph.nodes}
@@ -74,17 +76,63 @@ def _key(executor) -> str | None:
     # The graph's edges decide the order in which migrate (and so the state) applies them.
     edges = sorted((node, sorted(parent.key for parent in graph.node_map[node].parents)) for node in graph.nodes)
     digest.update(repr(edges).encode())
+    paths = {}
     for node in sorted(applied):
         path = migration_path(loader.graph.nodes[node])
         if not path or not path.endswith(".py"):
             return None  # nothing to check it against: no cache
-        try:
-            content = Path(path).read_bytes()
-        except OSError:
+        paths[node] = path
+    digests = _FileDigests(directory)
+    for node, path in paths.items():
+        file_digest = digests.get(path)
+        if file_digest is None:
             return None
         digest.update(repr(node).encode())
-        digest.update(hashlib.sha256(content).digest())
+        digest.update(bytes.fromhex(file_digest))
+    digests.save()
     return digest.hexdigest()
+
+
+class _FileDigests:
+    """sha256 of files, remembered in ``digests.json`` by (size, mtime in ns, inode), the way
+    Python trusts a ``.pyc`` by its source's mtime and size: reading and hashing 1,000 migration
+    files costs more than the rest of the cache lookup. Plain JSON (never code), in the cache's
+    private folder, and only read when private; a changed file is hashed again."""
+
+    def __init__(self, directory: Path):
+        self.path = directory / "digests.json"
+        self.known: dict[str, list] = {}
+        self.changed = False
+        try:
+            if _private(self.path):
+                known = json.loads(self.path.read_text(encoding="utf-8"))
+                if isinstance(known, dict) and known.get("format") == _FORMAT:
+                    self.known = known.get("files", {})
+        except (OSError, ValueError):
+            pass
+
+    def get(self, path: str) -> str | None:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        stamp = [info.st_size, info.st_mtime_ns, info.st_ino]
+        entry = self.known.get(path)
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] == stamp and isinstance(entry[1], str):
+            return entry[1]
+        try:
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            return None
+        self.known[path] = [stamp, digest]
+        self.changed = True
+        return digest
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        with contextlib.suppress(OSError):
+            _write_private(self.path, json.dumps({"format": _FORMAT, "files": self.known}).encode())
 
 
 def _file_digest(module_name: str) -> str | None:
@@ -134,18 +182,23 @@ def _store(path: Path, key: str, state: ProjectState) -> None:
                 modules[name] = digest
         payload = pickle.dumps({"format": _FORMAT, "key": key, "modules": modules, "state": buffer.getvalue()},
                                protocol=pickle.HIGHEST_PROTOCOL)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(payload)
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        _write_private(path, payload)
     except Exception:  # a state that does not pickle, a read-only disk: just no cache
         return
+
+
+def _write_private(path: Path, payload: bytes) -> None:
+    """Write ``path`` atomically in a folder only this user can write to (mkstemp: mode 0600)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(payload)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def _private(path: Path) -> bool:
