@@ -157,7 +157,7 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
         effects = _effects(item, pg_version, state.catalog)
         state.catalog = advance(state.catalog, effects, consume=True)  # the walk drops the old one
         created = state.catalog.created_tables
-        if created != state.created_seen:
+        if created is not state.created_seen and created != state.created_seen:  # same set: no compare
             state.sizes = state.sizes.with_created(created - state.created_seen)
             state.created_seen = created
 

@@ -54,6 +54,84 @@ class ForeignKey:
     referenced_columns: tuple[str, ...] = ()  # empty: the referenced table's primary key
 
 
+class _ForeignKeys:
+    """Foreign keys in order, and the same by table and by referenced table (each in that order), so that
+    a lookup, an added key or a dropped one costs what it touches, not a scan of every key."""
+
+    __slots__ = ("by_referenced", "by_table", "items", "next")
+
+    def __init__(self, keys: Iterable[ForeignKey] = ()):
+        self.items: dict[int, ForeignKey] = {}  # insertion number -> key; numbers only grow
+        self.by_table: dict[str, dict[int, ForeignKey]] = {}
+        self.by_referenced: dict[str, dict[int, ForeignKey]] = {}
+        self.next = 0
+        for fk in keys:
+            self.add(fk)
+
+    def copy(self) -> _ForeignKeys:
+        new = _ForeignKeys()
+        new.items = dict(self.items)
+        new.by_table = {t: dict(keys) for t, keys in self.by_table.items()}
+        new.by_referenced = {t: dict(keys) for t, keys in self.by_referenced.items()}
+        new.next = self.next
+        return new
+
+    def add(self, fk: ForeignKey) -> None:
+        number, self.next = self.next, self.next + 1
+        self.items[number] = fk
+        self.by_table.setdefault(_key(fk.table), {})[number] = fk
+        self.by_referenced.setdefault(_key(fk.referenced), {})[number] = fk
+
+    def remove(self, numbers: Iterable[int]) -> None:
+        for number in list(numbers):
+            fk = self.items.pop(number)
+            for index, table in ((self.by_table, _key(fk.table)), (self.by_referenced, _key(fk.referenced))):
+                keys = index[table]
+                del keys[number]
+                if not keys:
+                    del index[table]
+
+    def touching(self, table: str) -> dict[int, ForeignKey]:
+        """The keys held by ``table`` or referencing it, in order."""
+        return dict(sorted({**self.by_table.get(table, {}), **self.by_referenced.get(table, {})}.items()))
+
+    def replace(self, changed: Mapping[int, ForeignKey]) -> None:
+        """Put new versions of some keys (renamed tables or columns) in their old places."""
+        old = {number: self.items[number] for number in changed}
+        for number, fk in changed.items():
+            self.items[number] = fk
+        for index, side in ((self.by_table, "table"), (self.by_referenced, "referenced")):
+            moved = set()
+            for number, fk in changed.items():
+                before, after = _key(getattr(old[number], side)), _key(getattr(fk, side))
+                if before != after:
+                    del index[before][number]
+                    if not index[before]:
+                        del index[before]
+                    moved.add(after)
+                index.setdefault(after, {})[number] = fk
+            for table in moved:  # a key moved to another table goes back to its place in the order
+                index[table] = dict(sorted(index[table].items()))
+
+
+class _ForeignKeysField:
+    """``Catalog.foreign_keys``: given as a tuple, or (by :meth:`_Mutable.freeze`) made from the
+    catalog's :class:`_ForeignKeys` on first read, so that a statement that adds a key does not copy
+    every key known."""
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return ()  # the dataclass default
+        value = instance.__dict__["_foreign_keys"]
+        if value is None:
+            value = tuple(instance.__dict__["_fk_index"].items.values())
+            instance.__dict__["_foreign_keys"] = value
+        return value
+
+    def __set__(self, instance, value) -> None:
+        instance.__dict__["_foreign_keys"] = None if value is None else tuple(value)
+
+
 @dataclass(frozen=True, eq=False)
 class Catalog:
     """The schema facts known before a statement runs. Build with :meth:`empty` and the ``with_*`` methods."""
@@ -65,7 +143,7 @@ class Catalog:
     # the same, added NOT VALID and waiting for VALIDATE CONSTRAINT
     pending_not_null_checks: frozenset[tuple[str, str, str]] = frozenset()
     not_null_columns: frozenset[tuple[str, str]] = frozenset()
-    foreign_keys: tuple[ForeignKey, ...] = ()
+    foreign_keys: tuple[ForeignKey, ...] = _ForeignKeysField()  # type: ignore[assignment]
     indexes: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # index -> table
     index_columns: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _frozen({}))  # index -> columns
     timezone: str | None = None  # session TimeZone; None: unknown
@@ -224,26 +302,20 @@ class Catalog:
 
     def foreign_keys_from(self, table: str, column: str | None = None) -> tuple[ForeignKey, ...]:
         """Foreign keys held by ``table`` (only those using ``column`` when given)."""
-        held = self._foreign_key_index()[1].get(_key(table), ())
+        held = self._foreign_key_index().by_table.get(_key(table), {}).values()
         return tuple(fk for fk in held if column is None or column in fk.columns)
 
     def foreign_keys_to(self, table: str) -> tuple[ForeignKey, ...]:
         """Foreign keys of other tables that reference ``table``."""
-        return tuple(self._foreign_key_index()[2].get(_key(table), ()))
+        return tuple(self._foreign_key_index().by_referenced.get(_key(table), {}).values())
 
-    def _foreign_key_index(self) -> tuple:
-        """(foreign_keys, {table: its keys}, {referenced table: keys to it}), in foreign_keys' order.
+    def _foreign_key_index(self) -> _ForeignKeys:
+        """The foreign keys by table and by referenced table, in foreign_keys' order.
 
-        Built once per foreign_keys tuple: :meth:`_Mutable.freeze` hands it on while the keys do
-        not change, so a lookup is not a scan of every key."""
+        Built once from a catalog given its keys; :meth:`_Mutable.freeze` hands it on, updated."""
         index = self.__dict__.get("_fk_index")
-        if index is None or index[0] is not self.foreign_keys:
-            by_table: dict[str, list[ForeignKey]] = {}
-            by_referenced: dict[str, list[ForeignKey]] = {}
-            for fk in self.foreign_keys:
-                by_table.setdefault(_key(fk.table), []).append(fk)
-                by_referenced.setdefault(_key(fk.referenced), []).append(fk)
-            index = (self.foreign_keys, by_table, by_referenced)
+        if index is None:
+            index = _ForeignKeys(self.foreign_keys)
             object.__setattr__(self, "_fk_index", index)
         return index
 
@@ -309,7 +381,7 @@ _THAW = {
     "checks": ("not_null_checks", set),
     "pending": ("pending_not_null_checks", set),
     "not_null": ("not_null_columns", set),
-    "fks": ("foreign_keys", list),
+    "fks": ("foreign_keys", _ForeignKeys.copy),  # of the catalog's _ForeignKeys
     "indexes": ("indexes", dict),
     "index_columns": ("index_columns", dict),
     "relkinds": ("relkinds", dict),
@@ -319,6 +391,9 @@ _THAW = {
     "views": ("view_tables", dict),
     "check_exprs": ("checks", dict),
 }
+# _Mutable attribute -> the set of (table, column, constraint name) it groups by (table, constraint name),
+# so that VALIDATE / DROP CONSTRAINT find their entries without a scan
+_GROUPED = {"checks_named": "checks", "pending_named": "pending"}
 
 
 class _Mutable:
@@ -326,39 +401,47 @@ class _Mutable:
 
     Copy on first use: a part of the catalog is copied only when an action reads or writes it,
     and :meth:`freeze` hands the untouched parts on as they are. Copying all of it at every
-    statement made a plan's walk quadratic in its length."""
+    statement made a plan's walk quadratic in its length. For the same reason an action changes
+    only what it touches (no pass over every index or key to find stale ones)."""
 
     def __init__(self, catalog: Catalog, consume: bool = False):
         self._catalog = catalog
         self.timezone = catalog.timezone
-        # Dicts that only ``catalog`` holds (see advance(consume=True)): thawed without a copy.
+        # Parts that only ``catalog`` holds (see advance(consume=True)): thawed without a copy.
         self._owned = getattr(catalog, "_owned", {}) if consume else {}
 
     def __getattr__(self, name: str):  # only for attributes not set yet
-        if name not in _THAW:
-            raise AttributeError(name)
-        field_name, thaw = _THAW[name]
         value = self._owned.get(name)
-        if value is None:
-            value = thaw(getattr(self._catalog, field_name))
+        if name in _GROUPED:
+            if value is None:
+                value = {}
+                for entry in self._current(_GROUPED[name]):
+                    value.setdefault((entry[0], entry[2]), set()).add(entry)
+        elif name not in _THAW:
+            raise AttributeError(name)
+        elif value is None:
+            if name == "fks":
+                value = self._catalog._foreign_key_index().copy()
+            else:
+                field_name, thaw = _THAW[name]
+                value = thaw(getattr(self._catalog, field_name))
         setattr(self, name, value)
         return value
 
     def freeze(self) -> Catalog:
         catalog = self._catalog
-        # A catalog made by freeze() already has no stale index columns and no empty children.
-        normal = getattr(catalog, "_normalised", False)
         touched = self.__dict__
-        if not (normal and "indexes" not in touched and "index_columns" not in touched):
-            # self.index_columns is this step's own dict (a copy, or consumed): drop stale ones in place
+        if not getattr(catalog, "_normalised", False):
+            # A catalog not made by freeze() may have stale index columns and empty children; later
+            # steps keep them clean as they go.
             indexes, index_columns = self.indexes, self.index_columns
             for stale in [i for i in index_columns if i not in indexes]:
                 del index_columns[stale]
-        if not (normal and "children" not in touched):
+        if "children" in touched or not getattr(catalog, "_normalised", False):
             children = self.children
             for empty in [p for p, c in children.items() if not c]:
                 del children[empty]
-        touched = {k: v for k, v in self.__dict__.items() if k in _THAW}
+        touched = {k: v for k, v in self.__dict__.items() if k in _THAW or k in _GROUPED}
 
         def part(name: str, make):
             return make(touched[name]) if name in touched else getattr(catalog, _THAW[name][0])
@@ -369,7 +452,8 @@ class _Mutable:
             not_null_checks=part("checks", frozenset),
             pending_not_null_checks=part("pending", frozenset),
             not_null_columns=part("not_null", frozenset),
-            foreign_keys=part("fks", tuple),
+            # None: made from the _ForeignKeys on first read (untouched: as the catalog has it, made or not)
+            foreign_keys=None if "fks" in touched else catalog.__dict__["_foreign_keys"],
             indexes=part("indexes", MappingProxyType),
             index_columns=part("index_columns", MappingProxyType),
             timezone=self.timezone,
@@ -381,14 +465,62 @@ class _Mutable:
             checks=part("check_exprs", MappingProxyType),
         )
         object.__setattr__(frozen, "_normalised", True)
-        if "fks" not in touched and "_fk_index" in catalog.__dict__:
+        if "fks" in touched:
+            object.__setattr__(frozen, "_fk_index", touched["fks"])
+        elif "_fk_index" in catalog.__dict__:
             object.__setattr__(frozen, "_fk_index", catalog.__dict__["_fk_index"])
-        # The dicts of this step are held by ``frozen`` alone, behind read-only proxies; consumed
-        # ones pass on with the untouched parts (their old holder is dropped by the caller).
+        # The parts of this step are held by ``frozen`` alone (behind read-only proxies, or copied
+        # into frozensets); consumed ones pass on with the untouched parts (their old holder is
+        # dropped by the caller). A grouping passes on only while it matches its set.
         owned = {name: value for name, value in self._owned.items() if name not in touched}
-        owned.update((name, value) for name, value in touched.items() if _THAW[name][1] is dict)
+        owned.update(touched)
+        for grouped, source in _GROUPED.items():
+            if source in touched and grouped not in touched:
+                owned.pop(grouped, None)
         object.__setattr__(frozen, "_owned", owned)
         return frozen
+
+    def _current(self, name: str):
+        """Part ``name`` as it is now, without thawing it."""
+        for held in (self.__dict__, self._owned):
+            if held.get(name) is not None:
+                return held[name]
+        if name == "fks":
+            return self._catalog._foreign_key_index()
+        return getattr(self._catalog, _THAW[name][0])
+
+    def _drop_foreign_keys(self, table: str, dropped) -> None:
+        """Drop the foreign keys held by ``table`` for which ``dropped(key)`` holds."""
+        gone = [number for number, fk in self._current("fks").by_table.get(table, {}).items() if dropped(fk)]
+        if gone:
+            self.fks.remove(gone)
+
+    def _add_named(self, part: str, entries: Iterable[tuple[str, str, str]]) -> None:
+        """Add ``(table, column, name)`` entries to ``checks`` or ``pending``."""
+        entries = set(entries)
+        if not entries:
+            return
+        named = getattr(self, f"{part}_named")
+        getattr(self, part).update(entries)
+        for entry in entries:
+            named.setdefault((entry[0], entry[2]), set()).add(entry)
+
+    def _take_named(self, part: str, table: str, name: str | None) -> set[tuple[str, str, str]]:
+        """Remove the entries of constraint ``name`` of ``table`` from ``checks`` or ``pending``; return them."""
+        found = getattr(self, f"{part}_named").pop((table, name), set())
+        if found:
+            getattr(self, part).difference_update(found)
+        return found
+
+    def _regroup(self) -> None:
+        """``checks`` and ``pending`` changed wholesale: their groupings are made again when next needed."""
+        for grouped in _GROUPED:
+            self.__dict__.pop(grouped, None)
+            self._owned.pop(grouped, None)
+
+    def _drop_index(self, index: str) -> None:
+        self.indexes.pop(index, None)
+        self.index_columns.pop(index, None)
 
     def apply(self, action) -> None:
         kind, table, column, detail = action.kind, _key(action.table), action.column, action.detail
@@ -398,7 +530,7 @@ class _Mutable:
                 self.types[(table, name)] = type_
             self.not_null.update((table, c) for c in detail.get("not_null_columns", ()))
             for fk in detail.get("foreign_keys", ()):
-                self.fks.append(fk)
+                self.fks.add(fk)
             self.relkinds[table] = detail.get("relkind", "table")
             for parent in detail.get("parents", ()):
                 self.children[_key(parent)] = (*self.children.get(_key(parent), ()), table)
@@ -422,16 +554,18 @@ class _Mutable:
             if detail.get("not_null"):
                 self.not_null.add((table, column))
             if detail.get("references"):
-                self.fks.append(ForeignKey(table, (column,), detail["references"], detail.get("constraint_name")))
+                self.fks.add(ForeignKey(table, (column,), detail["references"], detail.get("constraint_name")))
         elif kind is ActionKind.DROP_COLUMN:
             self.types.pop((table, column), None)
             self.not_null.discard((table, column))
-            self.checks = {c for c in self.checks if c[:2] != (table, column)}
-            self.fks = [fk for fk in self.fks if not (_key(fk.table) == table and column in fk.columns)]
+            if any(c[:2] == (table, column) for c in self._current("checks")):
+                self.checks = {c for c in self.checks if c[:2] != (table, column)}
+                self._regroup()
+            self._drop_foreign_keys(table, lambda fk: column in fk.columns)
             # PostgreSQL drops an index with its column
             for index in [i for i, t in self.indexes.items()
                           if _key(t) == table and column in self.index_columns.get(i, ())]:
-                del self.indexes[index]
+                self._drop_index(index)
         elif kind is ActionKind.RENAME_COLUMN and detail.get("new_name"):
             self._rename_column(table, column, detail["new_name"])
         elif kind is ActionKind.ALTER_COLUMN_TYPE and detail.get("new_type"):
@@ -446,21 +580,19 @@ class _Mutable:
             name = detail.get("name")
             if (table, name) in self.check_exprs:
                 self.check_exprs[(table, name)] = (self.check_exprs[(table, name)][0], True)
-            done = {c for c in self.pending if c[0] == table and c[2] == name}
-            self.pending -= done
-            self.checks |= done
+            self._add_named("checks", self._take_named("pending", table, name))
         elif kind is ActionKind.DROP_CONSTRAINT:
             name = detail.get("name")
-            self.checks = {c for c in self.checks if not (c[0] == table and c[2] == name)}
-            self.pending = {c for c in self.pending if not (c[0] == table and c[2] == name)}
-            self.fks = [fk for fk in self.fks if not (_key(fk.table) == table and fk.name == name)]
+            self._take_named("checks", table, name)
+            self._take_named("pending", table, name)
+            self._drop_foreign_keys(table, lambda fk: fk.name == name)
             self.check_exprs.pop((table, name), None)
             self.uniques.pop((table, name), None)
         elif kind is ActionKind.CREATE_INDEX and detail.get("name"):
             self.indexes[_key(detail["name"])] = table
             self.index_columns[_key(detail["name"])] = tuple(detail.get("columns", ()))
         elif kind is ActionKind.DROP_INDEX and detail.get("name"):
-            self.indexes.pop(_key(detail["name"]), None)
+            self._drop_index(_key(detail["name"]))
         elif kind is ActionKind.RENAME_INDEX and detail.get("name") and detail.get("new_name"):
             owner = self.indexes.pop(_key(detail["name"]), None)
             columns = self.index_columns.pop(_key(detail["name"]), ())
@@ -478,12 +610,9 @@ class _Mutable:
             self.uniques[(table, name)] = tuple(detail.get("columns", ()))
         if contype == "check":
             entries = {(table, column, name) for column in detail.get("not_null_columns", ())}
-            if detail.get("not_valid"):
-                self.pending |= entries
-            else:
-                self.checks |= entries
+            self._add_named("pending" if detail.get("not_valid") else "checks", entries)
         elif contype == "foreign_key" and detail.get("references"):
-            self.fks.append(ForeignKey(table, tuple(detail.get("columns", ())), detail["references"], name or None))
+            self.fks.add(ForeignKey(table, tuple(detail.get("columns", ())), detail["references"], name or None))
         elif contype in ("primary_key", "not_null") and not detail.get("not_valid"):
             self.not_null.update((table, c) for c in detail.get("columns", ()))
         if contype in ("unique", "primary_key", "exclusion") and name and not detail.get("using_index"):
@@ -495,9 +624,11 @@ class _Mutable:
         self.types = {k: v for k, v in self.types.items() if k[0] != table}
         self.checks = {c for c in self.checks if c[0] != table}
         self.pending = {c for c in self.pending if c[0] != table}
+        self._regroup()
         self.not_null = {c for c in self.not_null if c[0] != table}
-        self.fks = [fk for fk in self.fks if table not in (_key(fk.table), _key(fk.referenced))]
-        self.indexes = {i: t for i, t in self.indexes.items() if _key(t) != table}
+        self.fks.remove(self.fks.touching(table))
+        for index in [i for i, t in self.indexes.items() if _key(t) == table]:
+            self._drop_index(index)
         self.relkinds.pop(table, None)
         for child in self.children.pop(table, ()):
             self._forget_table(_key(child))
@@ -511,12 +642,13 @@ class _Mutable:
         self.types = {((new if t == old else t), c): v for (t, c), v in self.types.items()}
         self.checks = {((new if t == old else t), c, n) for t, c, n in self.checks}
         self.pending = {((new if t == old else t), c, n) for t, c, n in self.pending}
+        self._regroup()
         self.not_null = {((new if t == old else t), c) for t, c in self.not_null}
-        self.fks = [
-            ForeignKey(new if _key(fk.table) == old else fk.table, fk.columns,
-                       new if _key(fk.referenced) == old else fk.referenced, fk.name, fk.referenced_columns)
-            for fk in self.fks
-        ]
+        self.fks.replace({
+            number: ForeignKey(new if _key(fk.table) == old else fk.table, fk.columns,
+                               new if _key(fk.referenced) == old else fk.referenced, fk.name, fk.referenced_columns)
+            for number, fk in self.fks.touching(old).items()
+        })
         self.indexes = {i: (new if _key(t) == old else t) for i, t in self.indexes.items()}
 
     def _rename_column(self, table: str, old: str, new: str) -> None:
@@ -526,12 +658,13 @@ class _Mutable:
         self.types = {(t, renamed(t, c)): v for (t, c), v in self.types.items()}
         self.checks = {(t, renamed(t, c), n) for t, c, n in self.checks}
         self.pending = {(t, renamed(t, c), n) for t, c, n in self.pending}
+        self._regroup()
         self.not_null = {(t, renamed(t, c)) for t, c in self.not_null}
-        self.fks = [
-            ForeignKey(fk.table, tuple(renamed(_key(fk.table), c) for c in fk.columns), fk.referenced, fk.name,
-                       tuple(renamed(_key(fk.referenced), c) for c in fk.referenced_columns))
-            for fk in self.fks
-        ]
+        self.fks.replace({
+            number: ForeignKey(fk.table, tuple(renamed(_key(fk.table), c) for c in fk.columns), fk.referenced, fk.name,
+                               tuple(renamed(_key(fk.referenced), c) for c in fk.referenced_columns))
+            for number, fk in self.fks.touching(table).items()
+        })
         self.index_columns = {
             i: tuple(renamed(_key(self.indexes.get(i, "")), c) for c in cols) for i, cols in self.index_columns.items()
         }
