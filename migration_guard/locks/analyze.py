@@ -25,6 +25,8 @@ Conventions:
 
 from __future__ import annotations
 
+import enum
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -137,7 +139,43 @@ def _dotted(names) -> str:
 
 
 def _sql(node: Any) -> str:
-    return RawStream()(node)
+    """``node`` printed back as SQL. The same small nodes (type names, constants, ``x IS NOT NULL``)
+    come back over and over in a long script and a RawStream costs much more than its output, so
+    those are printed once per shape (the same output as RawStream's, which reads nothing else)."""
+    try:
+        shape = _shape(node)
+    except _NoShape:
+        return RawStream()(node)
+    sql = _PRINTED.get(shape)
+    if sql is None:
+        if len(_PRINTED) >= 20_000:
+            _PRINTED.clear()
+        sql = _PRINTED[shape] = RawStream()(node)
+    return sql
+
+
+class _NoShape(Exception):
+    """A node outside :data:`_SHAPED`: printed each time."""
+
+
+# Node classes _sql prints once per shape; what they print depends only on their attributes below.
+_SHAPED = frozenset({ast.A_Const, ast.A_Expr, ast.BitString, ast.Boolean, ast.ColumnRef, ast.Float, ast.Integer,
+                     ast.NullTest, ast.String, ast.TypeCast, ast.TypeName})
+_PRINTED: dict[tuple, str] = {}
+
+
+def _shape(value: Any) -> tuple:
+    """An exact key of what a node prints (its class and attributes, not where it was written)."""
+    if isinstance(value, ast.Node):
+        cls = type(value)
+        if cls not in _SHAPED:
+            raise _NoShape
+        return (cls, *[_shape(getattr(value, name, None)) for name in cls.__slots__ if name != "location"])
+    if isinstance(value, tuple):
+        return (tuple, *[_shape(item) for item in value])
+    if value is None or type(value) in (str, int, float, bool) or isinstance(value, enum.Enum):
+        return (type(value), value)
+    raise _NoShape
 
 
 # -- dispatch ----------------------------------------------------------------------------------
@@ -310,7 +348,38 @@ def _outside_transaction_only(node: Any) -> bool:
     return False
 
 
-class _RangeVars(Visitor):
+class _Search(Visitor):
+    """A Visitor that only collects (its ``visit_*`` methods return nothing and read no ancestors):
+    the same breadth-first walk as pglast's, without the ancestry chain pglast builds for every
+    node and the method lookup it makes on every call (together most of a short statement's cost)."""
+
+    _by_class: dict[type, dict[type, Any]] = {}
+
+    def __call__(self, node):
+        if not isinstance(node, (tuple, ast.Node)):
+            raise ValueError("Bad argument, expected a ast.Node instance or a tuple")
+        methods = self._by_class.get(type(self))
+        if methods is None:
+            methods = self._by_class[type(self)] = {
+                getattr(ast, name[6:]): getattr(type(self), name)
+                for name in dir(type(self)) if name.startswith("visit_") and hasattr(ast, name[6:])
+            }
+        todo = deque([node])
+        while todo:
+            value = todo.popleft()
+            for sub in value if isinstance(value, tuple) else (value,):
+                if isinstance(sub, ast.Node):
+                    method = methods.get(type(sub))
+                    if method is not None:
+                        method(self, None, sub)
+                    todo.extend(child for child in map(sub.__getattribute__, sub)
+                                if isinstance(child, (tuple, ast.Node)))
+                elif isinstance(sub, tuple):
+                    todo.extend(item for item in sub if isinstance(item, (tuple, ast.Node)))
+        return node
+
+
+class _RangeVars(_Search):
     """Relations a statement names, in order (not the names of its WITH queries)."""
 
     def __init__(self) -> None:
@@ -608,7 +677,7 @@ def _add_column(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
 _SERIAL_TYPES = frozenset({"serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"})
 
 
-class _Functions(Visitor):
+class _Functions(_Search):
     def __init__(self) -> None:
         super().__init__()
         self.names: list[tuple[str | None, str]] = []
@@ -1774,7 +1843,7 @@ def _sequence_owner(catalog: Catalog, sequence: str) -> str | None:
 # -- SELECT / DML ------------------------------------------------------------------------------
 
 
-class _SequenceCalls(Visitor):
+class _SequenceCalls(_Search):
     """Sequences changed by setval()/nextval() in an expression."""
 
     def __init__(self) -> None:
