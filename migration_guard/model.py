@@ -102,7 +102,7 @@ class _Deferred:
     """A field given either its value or a function computing it, called once on first read.
 
     The fingerprint deparses the statement, which costs three times its parse; ``explain`` on a
-    long script reads it only for the few statements with findings."""
+    long script never reads it (a finding's fingerprint is its statement's, read on demand too)."""
 
     def __set_name__(self, owner, name: str) -> None:
         self.slot = f"_{name}"
@@ -273,7 +273,8 @@ class Finding:
     lock: LockMode | None = None
     duration: str | None = None  # rough, e.g. "~4 s"
     recipe: str = ""  # the safe alternative, pasteable, with the user's names
-    fingerprint: str = ""  # of the statement, for approvals
+    # of the statement, for approvals; may be given as a function computing it (explain never reads it)
+    fingerprint: str = _Deferred()
     approval: str | None = None  # set by the approvals stage: why it no longer blocks
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 from migration_guard.config import Config
 from migration_guard.locks.modes import LockMode
@@ -103,7 +104,7 @@ class StatementContext:
             lock=lock,
             duration=estimate_duration(size, work) if work and size else None,
             recipe=recipe,
-            fingerprint=self.parsed.fingerprint,
+            fingerprint=partial(getattr, self.parsed, "fingerprint"),  # deparses: read only when needed
         )
 
 
