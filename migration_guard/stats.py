@@ -47,14 +47,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-import psycopg
-from psycopg import errors as pg_errors
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.pq import TransactionStatus
+from typing import TYPE_CHECKING, Any
 
 from migration_guard.model import TableSize
+
+if TYPE_CHECKING:  # psycopg is imported where a database is read: explain and report need none
+    import psycopg
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -395,6 +393,8 @@ def read_database_stats(
     partitions. A table whose size cannot be read in time keeps its row figure and gets
     ``total_bytes`` ``None``.
     """
+    import psycopg
+
     if isinstance(source, str):
         return _read_from_dsn(source, statement_timeout_ms, lock_timeout_ms)
     if isinstance(source, psycopg.Connection):
@@ -405,6 +405,8 @@ def read_database_stats(
 
 
 def _django_raw_connection(django_connection: Any) -> psycopg.Connection:
+    import psycopg
+
     alias = getattr(django_connection, "alias", "?")
     if django_connection.vendor != "postgresql":
         raise StatsError(f"database {alias!r} is {django_connection.vendor}, not PostgreSQL; "
@@ -422,6 +424,9 @@ def _django_raw_connection(django_connection: Any) -> psycopg.Connection:
 
 
 def _read_from_dsn(dsn: str, statement_timeout_ms: int, lock_timeout_ms: int) -> Snapshot:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.Error:
@@ -443,6 +448,9 @@ def _read_from_dsn(dsn: str, statement_timeout_ms: int, lock_timeout_ms: int) ->
 
 def _describe_dsn(dsn: str) -> str:
     # For messages: where the DSN points, never its password.
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.Error:
@@ -462,6 +470,10 @@ def _redact(text: str, password: str | None) -> str:
 
 def _read(conn: psycopg.Connection, statement_timeout_ms: int, lock_timeout_ms: int,
           where: str | None = None) -> Snapshot:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg.pq import TransactionStatus
+
     where = where or f'database "{conn.info.dbname}" on host "{conn.info.host}"'
     if conn.info.transaction_status == TransactionStatus.INERROR:
         raise StatsError(f"cannot read table sizes from {where}: the connection is in a failed transaction; "
@@ -499,6 +511,8 @@ def _read_sizes(conn: psycopg.Connection, oids: list[int]) -> dict[int, tuple[in
     One query for all tables first; if any table is locked (or the query is too slow), one query
     per table, each in its own savepoint so one locked table costs only its own figure.
     """
+    from psycopg import errors as pg_errors
+
     try:
         with conn.transaction():
             return {oid: (heap, total) for oid, heap, total in conn.execute(_SIZES_SQL, [_oid_array(oids)])}
