@@ -211,17 +211,17 @@ class Effects:
     @property
     def rewrites(self) -> tuple[str, ...]:
         """Tables whose every row the statement rewrites."""
-        return _unique(a.table for a in self.actions if a.rewrites and a.table)
+        return _tables(self.actions, "rewrites")
 
     @property
     def scans(self) -> tuple[str, ...]:
         """Tables the statement reads in full while holding its lock."""
-        return _unique(a.table for a in self.actions if a.scans and a.table)
+        return _tables(self.actions, "scans")
 
     @property
     def index_builds(self) -> tuple[str, ...]:
         """Tables the statement builds an index on."""
-        return _unique(a.table for a in self.actions if a.builds_index and a.table)
+        return _tables(self.actions, "builds_index")
 
     def lock_on(self, relation: str) -> LockMode | None:
         """The mode this statement takes on ``relation``, if any."""
@@ -231,8 +231,13 @@ class Effects:
         return None
 
 
-def _unique(items) -> tuple:
-    return tuple(dict.fromkeys(items))
+def _tables(actions: tuple[Action, ...], flag: str) -> tuple[str, ...]:
+    """The tables of the actions with ``flag`` set, each once, in order (most statements have one action)."""
+    found: tuple[str, ...] = ()
+    for action in actions:
+        if getattr(action, flag) and action.table and action.table not in found:
+            found += (action.table,)
+    return found
 
 
 # -- stats -------------------------------------------------------------------------------------

@@ -26,18 +26,18 @@ class LockMode(enum.IntEnum):
     @property
     def pg_name(self) -> str:
         """The name ``pg_locks.mode`` shows, e.g. ``AccessExclusiveLock``."""
-        return "".join(part.capitalize() for part in self.name.split("_")) + "Lock"
+        return _PG_NAMES[self]
 
     @property
     def label(self) -> str:
         """The name the documentation and ``LOCK TABLE`` use, e.g. ``ACCESS EXCLUSIVE``."""
-        return self.name.replace("_", " ")
+        return _LABELS[self]
 
     @classmethod
     def from_pg_name(cls, name: str) -> LockMode:
         """The mode for a ``pg_locks.mode`` value such as ``ShareRowExclusiveLock``."""
-        for mode in cls:
-            if mode.pg_name == name:
+        for mode, pg_name in _PG_NAMES.items():
+            if pg_name == name:
                 return mode
         raise ValueError(f"not a table-level lock mode: {name!r}")
 
@@ -97,3 +97,9 @@ _BLOCKS: dict[LockMode, str] = {
     _M.EXCLUSIVE: "writes and SELECT FOR UPDATE",
     _M.ACCESS_EXCLUSIVE: "reads and writes",
 }
+
+# Names made once: explain prints one per lock of every statement.
+_PG_NAMES: dict[LockMode, str] = {
+    mode: "".join(part.capitalize() for part in mode.name.split("_")) + "Lock" for mode in LockMode
+}
+_LABELS: dict[LockMode, str] = {mode: mode.name.replace("_", " ") for mode in LockMode}
