@@ -431,6 +431,9 @@ class _Mutable:
     def freeze(self) -> Catalog:
         catalog = self._catalog
         touched = self.__dict__
+        if (len(touched) == 3 and self.timezone == catalog.timezone  # nothing thawed: nothing changed
+                and getattr(catalog, "_normalised", False)):
+            return catalog
         if not getattr(catalog, "_normalised", False):
             # A catalog not made by freeze() may have stale index columns and empty children; later
             # steps keep them clean as they go.
