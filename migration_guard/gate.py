@@ -29,7 +29,7 @@ from migration_guard.model import ActionKind
 from migration_guard.pipeline import MigrationResult, analyse_migrations
 from migration_guard.plan import PlanError, build_plan, changed_files_since
 from migration_guard.preflight import planned_locks, read_sessions
-from migration_guard.render import render_plan, scratch_database
+from migration_guard.render import bulk_load, render_plan, scratch_database
 from migration_guard.report import DatabaseInfo, Report
 from migration_guard.rules import rule_ids
 from migration_guard.rules.mg009_session_holding_conflicting_lock import RULE as PREFLIGHT_RULE
@@ -162,7 +162,8 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
         with connection.cursor() as cursor:
             cursor.execute(f"SET statement_timeout = '{_SESSION_STATEMENT_TIMEOUT}'")
             cursor.execute(f"SET lock_timeout = '{_SESSION_LOCK_TIMEOUT}'")
-        executor = MigrationExecutor(connection)
+        with bulk_load():
+            executor = MigrationExecutor(connection)
         executor.loader.check_consistent_history(connection)
     except InconsistentMigrationHistory as exc:
         raise GateError(f"the migration history of database '{alias}' is inconsistent: {exc}") from None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import gc
 import hashlib
 import inspect
 import os
@@ -37,7 +38,7 @@ from migration_guard.model import Operation, RenderedMigration, Statement, State
 from migration_guard.plan import Plan, migration_path
 from migration_guard.state_cache import applied_state
 
-__all__ = ["render_plan", "scratch_database"]
+__all__ = ["bulk_load", "render_plan", "scratch_database"]
 
 # Introspection methods whose table argument shows which catalog entries rendering relied on.
 _INTROSPECTION_METHODS = (
@@ -51,6 +52,21 @@ _INTROSPECTION_METHODS = (
 # Timeouts for the read-only render transaction: catalog reads only, they should be instant.
 _RENDER_STATEMENT_TIMEOUT_MS = 30_000
 _RENDER_LOCK_TIMEOUT_MS = 5_000
+
+
+@contextlib.contextmanager
+def bulk_load() -> Iterator[None]:
+    """Loading the migration files or the cached project state makes many objects that live to the
+    end and leave no garbage: the cyclic collector is off while they are made, then they are frozen
+    out of later collections (walking them again and again was a sixth of the PR case's time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def render_plan(
@@ -75,7 +91,8 @@ def render_plan(
         state = executor._create_project_state(with_applied_migrations=False)
         todo = plan.full
     else:
-        state = applied_state(executor)
+        with bulk_load():
+            state = applied_state(executor)
         todo = tuple(node for node in plan.full if node not in plan.applied)
     if lint:
         todo = todo[: max(todo.index(node) for node in plan.lint) + 1]
