@@ -29,7 +29,7 @@ from migration_guard.model import ActionKind
 from migration_guard.pipeline import MigrationResult, analyse_migrations
 from migration_guard.plan import PlanError, build_plan, changed_files_since
 from migration_guard.preflight import planned_locks, read_sessions
-from migration_guard.render import bulk_load, render_plan, scratch_database
+from migration_guard.render import ScratchCreation, bulk_load, render_plan, scratch_database
 from migration_guard.report import DatabaseInfo, Report
 from migration_guard.rules import rule_ids
 from migration_guard.rules.mg009_session_holding_conflicting_lock import RULE as PREFLIGHT_RULE
@@ -146,16 +146,21 @@ def _lint_database(alias: str, options: GateOptions, config: Config, snapshot: S
     # Collect mode renders against the database as it is now: its catalog (and sizes) can be read
     # on a second session while this one loads the migrations.
     prefetch = None if scratch else _Prefetch(alias, stats=snapshot is None and production)
+    # Scratch mode: the throwaway database is created on a second session meanwhile.
+    creation = ScratchCreation(connection) if scratch else None
     try:
-        return _lint_database_with(connection, prefetch, options, config, snapshot,
-                                   scratch=scratch, by_files=by_files, production=production)
+        return _lint_database_with(connection, prefetch, options, config, snapshot, scratch=creation,
+                                   by_files=by_files, production=production)
     finally:
         if prefetch is not None:
             prefetch.close()
+        if creation is not None and not creation.used:
+            creation.discard()
 
 
 def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOptions, config: Config,
-                        snapshot: Snapshot | None, *, scratch: bool, by_files: bool, production: bool):
+                        snapshot: Snapshot | None, *, scratch: ScratchCreation | None, by_files: bool,
+                        production: bool):
     alias = connection.alias
     try:
         connection.ensure_connection()
@@ -180,7 +185,7 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
             migration_name=options.migration_name,
             since_files=since_files,
             files=options.files,
-            include_applied=scratch,
+            include_applied=scratch is not None,
         )
     except PlanError as exc:
         raise GateError(str(exc)) from None
@@ -210,7 +215,7 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
 
     try:
         if scratch:
-            with scratch_database(connection) as name:
+            with scratch_database(connection, scratch) as name:
                 notes.append(f"rendered by applying the migrations to the throwaway database {name} (dropped)")
                 rendered = list(render_plan(executor, plan, execute=True, before_first=read_catalog))
         else:

@@ -367,6 +367,20 @@ def test_a_migration_that_does_not_load_exits_2_naming_the_file(project, source,
     assert "the migrations could not be loaded" in run.err and expected in run.err
 
 
+@pytest.mark.parametrize("args, error", [
+    (("inventory", "0099_nope"), "0099_nope"),  # after the migrations loaded, before rendering
+    (("--stats", "missing.json"), "missing.json"),  # before anything
+])
+def test_scratch_database_made_meanwhile_is_dropped_when_the_run_stops_early(project, args, error):
+    """--scratch creates its throwaway database while the migrations load: a run that stops
+    before rendering drops it too."""
+    run = project.lint("--scratch", *args)
+    assert run.code == 2, (run.out, run.err)
+    assert error in run.err
+    leftovers = project.sql("SELECT count(*) FROM pg_database WHERE datname LIKE 'migration_guard_scratch_%'")
+    assert leftovers == [(0,)]
+
+
 def test_render_state_mismatch_when_a_later_pending_migration_reads_a_changed_table(project):
     project.migrate("0004")
     project.add_migration("0005_unique_name", '''
