@@ -52,14 +52,14 @@ def parse_sql_text(text: str, source: str) -> list[ParsedStatement]:
     results = []
     counted, line = 0, 1  # lines counted up to byte ``counted``: offsets only grow, so count once
     for raw in raws:
-        piece = _slice(encoded, raw)
         start = raw.stmt_location or 0
         end = start + raw.stmt_len if raw.stmt_len else len(encoded)
         chunk = encoded[start:end].decode(errors="replace")
-        offset = start + len(chunk) - len(chunk.lstrip())  # the first line that is not blank
+        body = chunk.lstrip()
+        offset = start + len(chunk) - len(body)  # the first line that is not blank (whitespace is ASCII)
         line += encoded.count(b"\n", counted, offset)
         counted = offset
-        statement = Statement(sql=piece, migration=source, line=line, transaction=None, in_transaction=False)
+        statement = Statement(sql=body.rstrip(), migration=source, line=line, transaction=None, in_transaction=False)
         results.append(ParsedStatement(statement=statement, node=raw.stmt,
                                        fingerprint=partial(statement_fingerprint, raw)))
     return results
