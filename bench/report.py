@@ -172,57 +172,60 @@ def targets(document: dict) -> list[tuple[str, bool | None]]:
 
 # What the profiles (cProfile) said, what changed, and what is left: kept by hand, next to the table.
 NOTES = """
-What was changed for speed, each checked to give byte-identical output (CPU seconds of parse + analysis +
-JSON of a 10,000-statement script, `bench/generate.py`'s `generate_sql`):
+What was changed for speed, each checked to give the same output (explain: the JSON and text of a
+10,000-statement script, `bench/generate.py`'s `generate_sql`; lint: the JSON report):
 
-- Lines of a SQL file are counted once, not from the start of the file for every statement, and the
-  tables created in the plan are added to the size lookup only when new (both were quadratic):
-  together with deparsing a statement for its fingerprint only when something reads it (a deparse costs
-  three times the parse; `explain` needs it only for statements with findings): 9.4 s -> 5.7 s.
-- The lock model's catalog is copied on write: an action copies only the part it changes and the rest is
-  shared with the previous catalog, instead of copying every table's columns, indexes and constraints at
-  every statement: 9.0 s -> 2.9 s (on the newer, larger lock model). Before it, `explain` of 50,000
-  statements did not finish in 180 s.
-- The walk of a plan hands the catalog's dicts on to the next statement instead of copying the ones a
-  statement touches (a statement that adds an index no longer copies every index), foreign keys are
-  looked up in an index built once per set of keys instead of scanned, and `explain` runs the cyclic
-  garbage collector less often (a script's parse trees are many small objects that live to the end):
-  50,000 statements 32 s -> 22 s CPU for the first two, about a third less again for the third.
-- The PR case caches the project state of the applied migrations (pickled under
-  `~/.cache/migration_guard`, keyed by the sha256 of every applied migration file, the migration graph,
-  Python and Django versions; the modules the pickle refers to are checked by digest; a corrupt or
+- **explain.** Lines of a SQL file are counted once (it was quadratic); a statement's fingerprint is
+  deparsed only when something reads it (a deparse costs three times the parse; `explain` never needs
+  it). The lock model's catalog is copied on write and handed from one statement to the next without
+  copies; a statement that changes nothing in it passes the same catalog on; foreign keys are kept
+  indexed by table and by referenced table, NOT NULL checks by constraint, and an index is dropped with
+  its columns in place, so no statement scans every key, check or index. Small nodes (types, constants,
+  `IS NOT NULL`) are deparsed once per shape (pglast's `RawStream` costs far more than what it prints),
+  and the searches inside a statement walk without the ancestry chain pglast's `Visitor` builds. The
+  JSON is written one statement per line by `json`'s C encoder (`indent=` falls back to the pure-Python
+  one), and the cyclic garbage collector is off (a script's parse trees hold no cycles: same peak
+  memory, a sixth less CPU). Before all this, 50,000 statements did not finish in 180 s.
+- **One pending migration (PR).** Collect mode renders only the models the pending migrations need
+  (the ones they touch, those referencing them, and what those point at; the same SQL as rendering all,
+  checked at every migration of the sample, fixture, generated-1,000 and realistic projects); the
+  catalog and the table sizes are read on a second session while the main one loads the migrations;
+  the project state of the applied migrations is cached (pickled under `~/.cache/migration_guard`,
+  keyed by every applied migration file's digest, the graph, Python and Django versions; a corrupt or
   mismatched file is ignored and rebuilt; `MIGRATION_GUARD_CACHE=0` disables it,
-  `MIGRATION_GUARD_CACHE_DIR` moves it). The first run on a history builds and stores it; later runs
-  (the next push of a PR, a pre-commit hook) load it: about 0.3 s CPU less at 1,000 migrations.
+  `MIGRATION_GUARD_CACHE_DIR` moves it). The largest single gain: the cyclic garbage collector is off
+  while the migration files and the cached state load, and what they made is then frozen out of later
+  collections (`gc.freeze()`): Django's loader makes hundreds of thousands of objects that live to the
+  end, and each full collection walked all of them again (1,000 migrations, side by side: 1.18-1.34x
+  -> 0.79x `migrate --plan`, which pays those collections).
+- **All migrations (CI, `--scratch`).** The throwaway database is created on a second session while
+  the migrations load (`CREATE DATABASE` is ~0.2 s of server time).
 
 Where the rest goes, and the limits:
 
-- **All migrations (CI, `--scratch`)**: both the gate and `migrate` spend most of their time in Django's
-  project state: after each operation Django re-renders the models related to the one it changed, and
-  before each `RunPython` it renders every model again. The gate adds a throwaway database (created and
-  dropped, ~0.4 s), the catalog read, and parsing and analysing each statement. At 100 migrations the
-  fixed part weighs more than at 1,000.
-- **One pending migration (PR)**: `migrate --plan` only loads the migration files. The gate must also
-  build the project state of every applied migration (Django's `_create_project_state`; each `AlterField`
-  scans every model for references: cached now, see above), render every model once (~0.3 s at 1,000
-  migrations: Django's `state.apps`, which the operations' SQL needs; rendering lazily renders them anyway,
-  twice for the first operation), import itself (~0.15 s) and read the catalog and the sizes. What is left
-  is rendering only the models related to the ones the pending operations touch, not done: the SQL of an
-  operation depends on every model that references the one it changes, and the reports must stay the same.
-- **Realistic project, all pending (collect mode)**: Django's own `collect_sql` fails on it (floor shown as
-  failed; so does the per-migration `sqlmigrate` floor): `cms.0041` needs a constraint that only exists once
-  the earlier migrations ran. The gate reports that migration as failed and the later ones as not rendered,
-  so its time there covers a partial render and is not comparable; `--scratch` renders all of them.
-- **5,000 migrations**: Django's own `migrate` of the generated 5,000-migration project (480 models) did
-  not finish in 14 minutes on this machine, nor did `collect_sql` in 10; the bench caps every command
-  (`--cap`, default 240 s), so `make bench` reports the cap there. `make bench BENCH_SIZES=5000
-  BENCH_ARGS=--cap=3600` measures it fully.
-- **explain**: pglast parses in C; the analysis walks pglast's Python objects in Python, a fixed cost per
-  statement of the same order as the parse. Left: deparsing (pglast's `RawStream`, whose visitor looks up
-  its methods with `inspect.getmembers` at every call) of column types and defaults, about a fifth of the
-  analysis, could be memoized by node; the catalog still rescans every index when a column is dropped or
-  an index is dropped (stale index columns) and on each `indexes_on` lookup, which keeps 50,000 statements
-  above linear.
+- **All migrations (CI, `--scratch`)**: the gate applies every migration as `migrate` does, so both
+  spend most of their time in Django's project state (after each operation Django re-renders the models
+  related to the one it changed; before each `RunPython` it renders every model). The gate adds
+  recording and analysing each statement and the catalog read. At 100 migrations the fixed part
+  (start-up, dropping the throwaway database) weighs more, and in-process per-migration `sqlmigrate` of
+  100 migrations costs no more than `migrate` itself, so the gate does not beat it there; from 1,000 on
+  it does, by more with every size (sqlmigrate's growth k is ~1.4-1.8).
+- **Realistic project, all pending (collect mode)**: Django's own `collect_sql` fails on it (floor
+  shown as failed; so does the per-migration `sqlmigrate` floor): `cms.0041` needs a constraint that only
+  exists once the earlier migrations ran. The gate reports that migration as failed and the later ones as
+  not rendered (fail closed), so its time there covers a partial render and is not comparable;
+  `--scratch` renders all of them.
+- **5,000 migrations**: the generated 5,000-migration project has 480 models in 60 apps with foreign
+  keys between them; Django's own `migrate` of it did not finish within the cap (earlier: not in 14
+  minutes), nor `collect_sql`: Django's cost per operation grows with the models related to the one it
+  changes. `make bench BENCH_SIZES=5000 BENCH_ARGS=--cap=3600` measures it fully; the PR case and the
+  gate's peak memory are measured within the cap.
+- **explain**: pglast parses in C but builds its Python nodes in Python (`Node.__setattr__` checks
+  every attribute: most of the parse floor); the analysis then walks those nodes in Python, a fixed
+  cost per statement of the same order as the parse. What is left above 2x is spread thinly (the
+  rules' checks, the catalog's step per statement, the JSON dicts); the next step would be to match
+  statements on pglast's JSON parse output (`parse_sql_json`, decoded by the C json module) instead
+  of its Python nodes, a rewrite of the lock model's matching.
 """
 
 
