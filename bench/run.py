@@ -93,7 +93,11 @@ def repeated(make, repeat: int, below: float) -> Measure:
     runs = [make()]
     if runs[0].wall_s < below and not runs[0].capped:
         runs += [make() for _ in range(repeat - 1)]
-    runs.sort(key=lambda m: m.wall_s)
+    return _median(runs)
+
+
+def _median(runs: list[Measure]) -> Measure:
+    runs = sorted(runs, key=lambda m: m.wall_s)
     median = runs[len(runs) // 2]
     median.runs = len(runs)
     median.wall_s = statistics.median(m.wall_s for m in runs)
@@ -234,10 +238,14 @@ class Bench:
     def explain(self, statements: int) -> dict:
         path = generate_sql(self.work / f"script-{statements}.sql", statements)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        parse = repeated(lambda: run_measured([self.python, "-c", _PGLAST, str(path)], cwd=self.work, env=env,
-                                              cap=self.cap), self.repeat, self.below)
-        explain = repeated(lambda: run_measured([MIGRATION_GUARD, "explain", "--format", "json", str(path)],
-                                                cwd=self.work, env=env, cap=self.cap), self.repeat, self.below)
+        # Side by side, parse then explain, --repeat times: the ratio is the median of the pairs' ratios,
+        # which holds when the machine's speed drifts between runs.
+        pairs = [(run_measured([self.python, "-c", _PGLAST, str(path)], cwd=self.work, env=env, cap=self.cap),
+                  run_measured([MIGRATION_GUARD, "explain", "--format", "json", str(path)], cwd=self.work, env=env,
+                               cap=self.cap))
+                 for _ in range(self.repeat)]
+        parse, explain = (_median([pair[i] for pair in pairs]) for i in (0, 1))
+        explain.detail = {"ratio": statistics.median(e.wall_s / p.wall_s for p, e in pairs)}
         for name, m in (("pglast", parse), ("explain", explain)):
             print(f"  explain {statements}: {name} {m.wall_s:.2f} s, {m.peak_mb:.0f} MB", file=sys.stderr, flush=True)
         return {"statements": statements, "pglast_parse": asdict(parse), "explain": asdict(explain)}
