@@ -57,14 +57,38 @@ def applied_state(executor) -> ProjectState:
     directory = cache_dir()
     key = _key(executor, directory) if directory is not None else None
     if key is None:
-        return executor._create_project_state(with_applied_migrations=True)
+        return _build(executor)
     path = directory / f"{key}.pickle"
     state = _load(path, key)
     if state is not None:
         return state
-    state = executor._create_project_state(with_applied_migrations=True)
+    state = _build(executor)
     _store(path, key, state)
     return state
+
+
+def _build(executor) -> ProjectState:
+    """``_create_project_state(True)``, without the one part of it that changes nothing here.
+
+    ``ProjectState.alter_field`` asks ``field_is_referenced`` (a scan of every field of every model)
+    only to choose how to re-render the models, and re-renders nothing while no model is rendered,
+    which is the case all the way through this replay: at 5,000 migrations that scan was three
+    quarters of the time. While the state is built, the question is answered "no" for a state whose
+    models are not rendered, and asked as Django does otherwise; the state is the same."""
+    from django.db.migrations import state as state_module
+
+    asked = getattr(state_module, "field_is_referenced", None)
+    if asked is None:  # another Django: build it as it does
+        return executor._create_project_state(with_applied_migrations=True)
+
+    def field_is_referenced(state, model_tuple, field_tuple):
+        return "apps" in state.__dict__ and asked(state, model_tuple, field_tuple)
+
+    state_module.field_is_referenced = field_is_referenced
+    try:
+        return executor._create_project_state(with_applied_migrations=True)
+    finally:
+        state_module.field_is_referenced = asked
 
 
 def _key(executor, directory: Path) -> str | None:
