@@ -189,7 +189,8 @@ class Bench:
                                             out=self.work / f"{project.name}-scratch.json"), self.repeat, self.below))
         step("collect_floor", repeated(fresh("collect", out=self.work / "collect.json", floor=True),
                                        self.repeat, self.below))
-        count = (results["collect_floor"].detail or {}).get("migrations") or _count_migrations(project)
+        count = (results["collect_floor"].detail or {}).get("migrations") or _count_migrations(
+            self.work / f"{project.name}-scratch.json", project)
         step("lint_collect", repeated(fresh("lint_migrations", "--format", "json",
                                             out=self.work / f"{project.name}-collect.json"), self.repeat, self.below))
         faked = applied_db is None
@@ -251,9 +252,13 @@ class Bench:
         return {"statements": statements, "pglast_parse": asdict(parse), "explain": asdict(explain)}
 
 
-def _count_migrations(project: Path) -> int:
-    """Migration files on disk (when the floor that counts them was stopped at the cap)."""
-    return sum(1 for path in project.glob("*/migrations/[0-9]*.py"))
+def _count_migrations(scratch_report: Path, project: Path) -> int:
+    """When the floor that counts them failed or was stopped: the migrations the --scratch lint
+    reported, else the project's own migration files (the generated projects hold all of theirs)."""
+    try:
+        return len(json.loads(scratch_report.read_text())["migrations"])
+    except (OSError, ValueError, KeyError):
+        return sum(1 for path in project.glob("*/migrations/[0-9]*.py"))
 
 
 _PGLAST = "import sys, pglast; pglast.parse_sql(open(sys.argv[1], encoding='utf-8').read())"
