@@ -183,7 +183,10 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
             config=config,
             settings=in_force,
         )
-        findings = tuple(f for rule in rules if rule.check for f in rule.check(context))
+        kinds = {action.kind for action in effects.actions}
+        findings = tuple(f for rule in rules
+                         if rule.check and (rule.actions is None or not rule.actions.isdisjoint(kinds))
+                         for f in rule.check(context))
         results.append(StatementResult(parsed=item, effects=effects, findings=findings, settings=in_force))
 
         if key is not None:

@@ -10,6 +10,7 @@ from functools import partial
 from migration_guard.config import Config
 from migration_guard.locks.modes import LockMode
 from migration_guard.model import (
+    ActionKind,
     Effects,
     Finding,
     ParsedStatement,
@@ -129,6 +130,9 @@ class Rule:
     doc: str
     check: Callable[[StatementContext], Iterable[Finding]] | None = None
     check_migration: Callable[[MigrationContext], Iterable[Finding]] | None = None
+    # The action kinds ``check`` looks at, if it looks at no others: the walk calls it only for a
+    # statement with one of them (most statements of a long script have none).
+    actions: frozenset[ActionKind] | None = None
 
 
 def estimate_duration(size: TableSize, work: str) -> str | None:

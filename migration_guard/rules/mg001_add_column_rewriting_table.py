@@ -83,4 +83,5 @@ RULE = Rule(
     summary="ADD COLUMN with a volatile default, serial, identity or stored generated column rewrites the table",
     doc=DOC,
     check=check,
+    actions=frozenset({ActionKind.ADD_COLUMN}),
 )

@@ -84,4 +84,5 @@ RULE = Rule(
     summary="CREATE INDEX without CONCURRENTLY blocks writes to an existing table for the whole build",
     doc=DOC,
     check=check,
+    actions=frozenset({ActionKind.CREATE_INDEX}),
 )

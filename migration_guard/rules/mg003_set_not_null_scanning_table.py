@@ -79,4 +79,5 @@ RULE = Rule(
     summary="SET NOT NULL scans the whole table while blocking reads and writes",
     doc=DOC,
     check=check,
+    actions=frozenset({ActionKind.SET_NOT_NULL}),
 )

@@ -81,4 +81,5 @@ RULE = Rule(
     summary="FOREIGN KEY without NOT VALID scans the table while blocking writes to it and the referenced table",
     doc=DOC,
     check=check,
+    actions=frozenset({ActionKind.ADD_CONSTRAINT}),
 )

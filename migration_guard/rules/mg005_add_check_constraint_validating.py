@@ -85,4 +85,5 @@ RULE = Rule(
     summary="CHECK without NOT VALID scans the table while blocking reads and writes",
     doc=DOC,
     check=check,
+    actions=frozenset({ActionKind.ADD_CONSTRAINT, ActionKind.ADD_COLUMN}),
 )

@@ -76,4 +76,5 @@ RULE = Rule(
     summary="UNIQUE or PRIMARY KEY without USING INDEX builds an index while blocking reads and writes",
     doc=DOC,
     check=check,
+    actions=frozenset({ActionKind.ADD_CONSTRAINT}),
 )

@@ -71,4 +71,5 @@ RULE = Rule(
     summary="ALTER COLUMN TYPE that is not binary coercible rewrites the table while blocking reads and writes",
     doc=DOC,
     check=check,
+    actions=frozenset({ActionKind.ALTER_COLUMN_TYPE}),
 )
