@@ -438,15 +438,12 @@ class ScratchCreation:
 @contextlib.contextmanager
 def scratch_database(connection, created: ScratchCreation | None = None):
     """Point ``connection`` (keeping its alias, so routers still apply) at a new empty database on
-    the same server (``created``'s, when given); drop it afterwards. Needs the CREATEDB privilege."""
+    the same server (``created``'s, when given, else one created now); drop it afterwards. Needs the
+    CREATEDB privilege."""
     original = connection.settings_dict["NAME"]
+    created = created or ScratchCreation(connection)
     connection.close()
-    if created is not None:
-        name = created.wait()
-    else:
-        name = f"migration_guard_scratch_{os.getpid()}_{secrets.token_hex(4)}"
-        with connection._nodb_cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
+    name = created.wait()
     connection.settings_dict["NAME"] = name
     try:
         yield name
