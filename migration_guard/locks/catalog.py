@@ -381,7 +381,7 @@ _THAW = {
     "checks": ("not_null_checks", set),
     "pending": ("pending_not_null_checks", set),
     "not_null": ("not_null_columns", set),
-    "fks": ("foreign_keys", _ForeignKeys.copy),  # of the catalog's _ForeignKeys
+    "fks": ("foreign_keys", None),  # thawed from the catalog's _ForeignKeys index (see _Mutable.__getattr__)
     "indexes": ("indexes", dict),
     "index_columns": ("index_columns", dict),
     "relkinds": ("relkinds", dict),
