@@ -40,4 +40,3 @@ def test_declared_actions_skip_only_statements_it_finds_nothing_in(rule):
 
 def test_most_rules_declare_their_actions():
     assert len(DECLARING) >= 7
-
