@@ -12,9 +12,25 @@ import pglast
 from pglast.parser import ParseError
 from pglast.stream import RawStream
 
+from migration_guard import astjson
 from migration_guard.model import ParsedStatement, Statement, StatementKind
 
 __all__ = ["parse_statement", "parse_sql_text", "statement_fingerprint"]
+
+
+def _parse(text: str) -> tuple:
+    """pglast's trees of ``text`` (see :mod:`migration_guard.astjson`), with UTF-8 byte offsets."""
+    try:
+        return astjson.parse_sql(text)
+    except astjson.UnknownShape:
+        raws = pglast.parse_sql(text)  # the same trees, built by pglast itself: character offsets
+        if not text.isascii():
+            for raw in raws:
+                start = raw.stmt_location or 0
+                raw.stmt_location = len(text[:start].encode())
+                if raw.stmt_len:
+                    raw.stmt_len = len(text[start:start + raw.stmt_len].encode())
+        return raws
 
 
 def parse_statement(statement: Statement) -> list[ParsedStatement]:
@@ -23,7 +39,7 @@ def parse_statement(statement: Statement) -> list[ParsedStatement]:
     if statement.kind is not StatementKind.SQL:
         return [ParsedStatement(statement=statement, fingerprint=_digest(statement.sql))]
     try:
-        raws = pglast.parse_sql(statement.sql)
+        raws = _parse(statement.sql)
     except ParseError as exc:
         return [ParsedStatement(statement=statement, error=str(exc), fingerprint=_digest(_normalise(statement.sql)))]
     if len(raws) == 1:
@@ -45,7 +61,7 @@ def parse_sql_text(text: str, source: str) -> list[ParsedStatement]:
     knows its line. Statements that do not parse are returned with their error, and the rest of the
     file is still analysed."""
     try:
-        raws = pglast.parse_sql(text)
+        raws = _parse(text)
     except ParseError:
         return [parsed for piece, line in _split(text) for parsed in _parse_piece(piece, source, line)]
     encoded = text.encode()
@@ -78,7 +94,7 @@ def statement_fingerprint(raw) -> str:
 def _parse_piece(piece: str, source: str, line: int) -> list[ParsedStatement]:
     statement = Statement(sql=piece, migration=source, line=line, transaction=None, in_transaction=False)
     try:
-        raws = pglast.parse_sql(piece)
+        raws = _parse(piece)
     except ParseError as exc:
         return [ParsedStatement(statement=statement, error=str(exc), fingerprint=_digest(_normalise(piece)))]
     return [ParsedStatement(statement=statement, node=raw.stmt, fingerprint=partial(statement_fingerprint, raw))
@@ -88,32 +104,31 @@ def _parse_piece(piece: str, source: str, line: int) -> list[ParsedStatement]:
 def _split(text: str) -> list[tuple[str, int]]:
     """Split SQL that does not parse as a whole into statements with their first line, using the
     scanner only (it copes with invalid statements)."""
-    encoded = text.encode()
     pieces = []
     for start, end in _statement_ranges(text):
-        piece = encoded[start:end].decode(errors="replace")
-        lines = piece.splitlines(keepends=True)
+        lines = text[start:end].splitlines(keepends=True)
         skipped = 0
         while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
-            skipped += len(lines.pop(0).encode())
+            skipped += len(lines.pop(0))
         body = "".join(lines).strip().rstrip(";").strip()
         if body:
-            pieces.append((body, _line_of(encoded, start + skipped)))
+            pieces.append((body, text.count("\n", 0, start + skipped) + 1))
     return pieces
 
 
 def _statement_ranges(text: str) -> list[tuple[int, int]]:
-    """Byte ranges of the statements of ``text``, cut at the scanner's top-level semicolons."""
+    """Character ranges of the statements of ``text``, cut at the scanner's top-level semicolons
+    (pglast's tokens count characters, not bytes)."""
     ranges, start = [], 0
     try:
         tokens = pglast.parser.scan(text)
     except ParseError:
-        return [(0, len(text.encode()))]
+        return [(0, len(text))]
     for token in tokens:
         if token.name == "ASCII_59":  # ';'
             ranges.append((start, token.end + 1))
             start = token.end + 1
-    ranges.append((start, len(text.encode())))
+    ranges.append((start, len(text)))
     return ranges
 
 
@@ -121,10 +136,6 @@ def _slice(encoded: bytes, raw) -> str:
     start = raw.stmt_location or 0
     end = start + raw.stmt_len if raw.stmt_len else len(encoded)
     return encoded[start:end].decode(errors="replace").strip()
-
-
-def _line_of(encoded: bytes, offset: int) -> int:
-    return encoded[:offset].count(b"\n") + 1
 
 
 def _normalise(sql: str) -> str:
