@@ -238,6 +238,10 @@ def explain_command(files, pg_version, dsn, stats_file, assume_rows, output_form
             click.echo(explain_text(results, version, color=sys.stdout.isatty()), nl=False)
     finally:
         if collecting:  # as it was for a caller running the command in its own process (tests)
+            # Frozen first: every object made meanwhile is still in the youngest generation, and the
+            # next allocation would walk them all (0.4 s at 50,000 statements). Refcounting still
+            # frees them; only cycles among them, which the trees do not make, would stay.
+            gc.freeze()
             gc.enable()
     if any(f.blocking for r in results for f in r.findings):
         sys.exit(1)
