@@ -26,6 +26,7 @@ Conventions:
 from __future__ import annotations
 
 import enum
+import functools
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -796,13 +797,20 @@ class _Type:
 
     @classmethod
     def parse(cls, text: str) -> _Type | None:
-        from pglast import parse_sql  # local: only needed for types known as text
+        """The type named by ``text`` (a column's old type); the same few names come back over
+        and over in a long plan, and a _Type is immutable, so each is parsed once."""
+        return _parse_type(cls, text)
 
-        try:
-            stmt = parse_sql(f"SELECT NULL::{text}")[0].stmt
-            return cls.of(stmt.targetList[0].val.typeName)
-        except Exception:
-            return None
+
+@functools.lru_cache(maxsize=4096)
+def _parse_type(cls: type[_Type], text: str) -> _Type | None:
+    from pglast import parse_sql  # local: only needed for types known as text
+
+    try:
+        stmt = parse_sql(f"SELECT NULL::{text}")[0].stmt
+        return cls.of(stmt.targetList[0].val.typeName)
+    except Exception:
+        return None
 
 
 _SERIAL_BASE = {"serial": "int4", "serial4": "int4", "bigserial": "int8", "serial8": "int8",
