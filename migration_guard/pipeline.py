@@ -153,7 +153,7 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
         in_force = {**state.session_settings, **local}
         statement = item.statement
         if statement.column_types:
-            state.catalog = state.catalog.with_column_types(dict(statement.column_types))
+            state.catalog = state.catalog.with_column_types(dict(statement.column_types), consume=True)
         effects = _effects(item, pg_version, state.catalog)
         state.catalog = advance(state.catalog, effects, consume=True)  # the walk drops the old one
         created = state.catalog.created_tables

@@ -163,10 +163,20 @@ class Catalog:
         """A catalog that knows nothing (every unknown is treated the cautious way)."""
         return cls()
 
-    def with_column_types(self, types: Mapping[tuple[str, str], str]) -> Catalog:
-        """This catalog plus ``{(table, column): type}`` (e.g. ``{("shop_order", "note"): "varchar(20)"}``)."""
-        merged = dict(self.column_types)
-        merged.update({(_key(t), c): v for (t, c), v in types.items()})
+    def with_column_types(self, types: Mapping[tuple[str, str], str], *, consume: bool = False) -> Catalog:
+        """This catalog plus ``{(table, column): type}`` (e.g. ``{("shop_order", "note"): "varchar(20)"}``);
+        itself when it knows them all already. ``consume=True``: as for :func:`advance` (this catalog is
+        dropped for the result), so the types are not copied for one more entry."""
+        types = {(_key(t), c): v for (t, c), v in types.items()}
+        known = self.column_types
+        if all(known.get(key) == value for key, value in types.items()):
+            return self
+        if consume:
+            state = _Mutable(self, consume=True)
+            state.types.update(types)
+            return state.freeze()
+        merged = dict(known)
+        merged.update(types)
         return replace(self, column_types=_frozen(merged))
 
     def with_not_null_checks(self, checks: Iterable[tuple[str, str, str]], *, validated: bool = True) -> Catalog:

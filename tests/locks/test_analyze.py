@@ -229,6 +229,18 @@ def test_catalog_follows_renames_and_is_never_mutated():
     assert catalog.column_type("u", "d") == "text" and catalog.column_type("u", "e") == "bigint"
 
 
+def test_column_types_known_already_give_the_same_catalog_and_consumed_ones_the_same_answers():
+    start = Catalog.empty().with_column_types({("t", "c"): "varchar(20)", ("t", "d"): "text"})
+    assert start.with_column_types({("public.t", "c"): "varchar(20)"}) is start
+    _, walked = plan("ALTER TABLE t ADD COLUMN e integer", catalog=start)  # made by advance: owns its parts
+    kept = dict(walked.column_types)
+    plain = walked.with_column_types({("t", "c"): "varchar(30)", ("u", "x"): "bigint"})
+    assert dict(walked.column_types) == kept  # not consumed: unchanged
+    consumed = walked.with_column_types({("t", "c"): "varchar(30)", ("u", "x"): "bigint"}, consume=True)
+    assert consumed == plain and dict(consumed.column_types) == {**kept, ("t", "c"): "varchar(30)", ("u", "x"): "bigint"}
+    assert start.column_type("t", "c") == "varchar(20)"
+
+
 def test_create_table_is_remembered_and_locks_only_what_others_see():
     effects, catalog = plan('CREATE TABLE "shop_review" ("id" bigint PRIMARY KEY, "customer_id" bigint NOT NULL '
                             'REFERENCES "shop_customer" ("id") DEFERRABLE INITIALLY DEFERRED, "body" varchar(200))')
