@@ -8,6 +8,7 @@ from pglast import ast
 from pglast.parser import ParseError
 
 from migration_guard import astjson, parse
+from migration_guard.model import Statement
 from migration_guard.parse import parse_sql_text
 from tests.locks.cases import BASE, CASES
 
@@ -177,6 +178,14 @@ def test_sql_around_non_ascii_text_keeps_its_statements_and_lines():
     assert [(p.statement.sql, p.statement.line) for p in broken] == [
         *expected, ("CREATE TABLEX y", 5), ("SELECT 'ñ'", 6)]
     assert [p.error is not None for p in broken] == [False, False, False, True, False]
+
+
+def test_a_migration_statement_holding_several_is_cut_right_after_non_ascii_text():
+    """A RunSQL of several statements: each keeps its own text."""
+    statement = Statement(sql="UPDATE t SET name = 'Zoë';\nCOMMENT ON TABLE t IS 'ü€'; CREATE INDEX i ON t (a)",
+                          migration="shop.0002")
+    assert [p.statement.sql for p in parse.parse_statement(statement)] == [
+        "UPDATE t SET name = 'Zoë'", "COMMENT ON TABLE t IS 'ü€'", "CREATE INDEX i ON t (a)"]
 
 
 def test_a_shape_the_builders_do_not_know_falls_back_to_pglast(monkeypatch):
