@@ -182,7 +182,14 @@ NOTES = """
 What was changed for speed, each checked to give the same output (explain: the JSON and text of a
 10,000-statement script, `bench/generate.py`'s `generate_sql`; lint: the JSON report):
 
-- **explain.** Lines of a SQL file are counted once (it was quadratic); a statement's fingerprint is
+- **explain.** The statements are parsed by libpg_query to JSON, decoded by the C `json` module, and
+  built into pglast's own node classes by one builder per class made from its slot types, which sets
+  the attributes through the slots' descriptors (`migration_guard/astjson.py`): pglast's `parse_sql`
+  builds the same nodes through `Node.__setattr__`, which checks every attribute in Python, and that was
+  most of its time (50,000 statements: 1.52 s -> 0.70 s, the same trees; a test holds them to pglast's
+  attribute for attribute on the traced cases and more, and pglast's own printer tests agree). Offsets
+  are UTF-8 bytes, which also fixed statements cut wrong after non-ASCII text. Lines of a SQL file are
+  counted once (it was quadratic); a statement's fingerprint is
   deparsed only when something reads it (a deparse costs three times the parse; `explain` never needs
   it). The lock model's catalog is copied on write and handed from one statement to the next without
   copies; a statement that changes nothing in it passes the same catalog on; foreign keys are kept
@@ -191,8 +198,9 @@ What was changed for speed, each checked to give the same output (explain: the J
   `IS NOT NULL`) are deparsed once per shape (pglast's `RawStream` costs far more than what it prints),
   and the searches inside a statement walk without the ancestry chain pglast's `Visitor` builds. The
   JSON is written one statement per line by `json`'s C encoder (`indent=` falls back to the pure-Python
-  one), and the cyclic garbage collector is off (a script's parse trees hold no cycles: same peak
-  memory, a sixth less CPU). Before all this, 50,000 statements did not finish in 180 s.
+  one), and the cyclic garbage collector is off while explain works; what it made is frozen before the
+  collector is back on, since the first collection after would walk all of it (0.4 s at 50,000
+  statements). Before all this, 50,000 statements did not finish in 180 s.
 - **One pending migration (PR).** Collect mode renders only the models the pending migrations need
   (the ones they touch, those referencing them, and what those point at; the same SQL as rendering all,
   checked at every migration of the sample, fixture, generated-1,000 and realistic projects); the
@@ -209,8 +217,12 @@ What was changed for speed, each checked to give the same output (explain: the J
   every model for references only to choose how to re-render, and nothing is rendered during that
   replay: the gate answers that question "no" while no model is rendered (a test checks the state
   equals Django's own): 5,000 migrations, first run 9.6 s -> 5.1 s, same report.
-- **All migrations (CI, `--scratch`).** The throwaway database is created on a second session while
-  the migrations load (`CREATE DATABASE` is ~0.2 s of server time).
+- **All migrations (CI, `--scratch`) and all pending (collect).** The throwaway database is created on
+  a second session while the migrations load (`CREATE DATABASE` is ~0.2 s of server time). The copy of
+  the project state that Django makes before every operation skips `ModelState.__init__`'s sanity
+  checks on every field of every model (a copy of a state that passed them passes them; a test holds it
+  to Django's `clone()`): its share of linting 1,000 migrations went from 12.7% to 7.3%. A migration's
+  old column types join the catalog without a copy of every type known.
 
 Where the rest goes, and the limits:
 
@@ -227,22 +239,23 @@ Where the rest goes, and the limits:
   not rendered (fail closed), so its time there covers a partial render and is not comparable;
   `--scratch` renders all of them.
 - **5,000 migrations**: the generated 5,000-migration project has 480 models in 60 apps with foreign
-  keys between them; Django's own `migrate` of it did not finish within the cap (earlier: not in 14
-  minutes; py-spy: about 1,000 migrations in the first 90 s, slowing as it goes), nor `collect_sql`.
-  Profiled, 65% of `migrate` is re-rendering models (`StateApps.render_multiple`): after each operation
-  the models related to the changed one, and before each `RunPython` every model; a third of it is
-  cloning fields, where each foreign key's `deconstruct` asks the app registry for its swappable
-  setting, a scan of every model whose cache every model registration clears. So Django's cost per
-  operation grows with the number of models, and `--scratch`, which applies every migration as
-  `migrate` does, pays the same. `make bench BENCH_SIZES=5000 BENCH_ARGS=--cap=3600` measures it
-  fully (an hour or more); the PR case and the gate's peak memory are measured within the cap (the
-  peak of a capped run is the peak until the cap).
-- **explain**: pglast parses in C but builds its Python nodes in Python (`Node.__setattr__` checks
-  every attribute: most of the parse floor); the analysis then walks those nodes in Python, a fixed
-  cost per statement of the same order as the parse. What is left above 2x is spread thinly (the
-  rules' checks, the catalog's step per statement, the JSON dicts); the next step would be to match
-  statements on pglast's JSON parse output (`parse_sql_json`, decoded by the C json module) instead
-  of its Python nodes, a rewrite of the lock model's matching.
+  keys between them. Django's own `migrate` of it takes 6-9 minutes here (360 s and 552 s in two runs
+  the same day), and grows faster than linearly (k ~1.9 from 1,000): after each operation Django
+  re-renders the models related to the changed one and before each `RunPython` every model, so its cost
+  per operation grows with the number of models; a third of that is cloning fields, where each foreign
+  key's `deconstruct` asks the app registry for its swappable setting. `--scratch` applies every
+  migration as `migrate` does, and at 5,000 its time is 98% in that same Django machinery (py-spy:
+  `reload_model` 54%, `RunPython` rendering every model 30%; the gate's own analysis 1.3%), so it grows
+  as `migrate` does. Its ratio to `migrate` at 5,000 was 1.03x in this run, 1.19x in a run beside other
+  work, and 0.78x in a pair profiled one after the other (625 s against 799 s): the two are run one after
+  the other for ten minutes each, and this shared machine's speed drifts more than their difference. In
+  that pair the cyclic garbage collector was a quarter of both (the gate: 572 full collections, 122 s;
+  `migrate`: 348, 179 s), walking Django's rendered models; fewer full collections (a higher
+  `gc.set_threshold`) is the next lever, to be weighed against the peak memory it costs.
+- **explain**: the parse floor is pglast's `parse_sql`, whose Python nodes the gate now builds at
+  about twice its speed; the rest of explain is the lock model and the rules walking those nodes in
+  Python (about 40 us a statement: the catalog's step, the rules' checks, the dataclasses of each
+  statement's effects) and the JSON.
 """
 
 
