@@ -79,10 +79,6 @@ def _specific(name: str):
     return build
 
 
-def _location(value: int) -> int | None:
-    return None if value == -1 else value
-
-
 def _builder(name: str):
     """Make (once) the function that builds node class ``name`` from its JSON fields."""
     cls = _NODE_CLASSES.get(name)
@@ -131,9 +127,7 @@ def _converter(cls: type, attribute: str, ctype: str) -> tuple[Any, Any]:
     libpg_query's JSON leaves out false booleans, zero numbers and chars, and null pointers."""
     if ctype == "bool":
         return False, None
-    if ctype == "ParseLoc":
-        return 0, _location
-    if ctype in _INTS:
+    if ctype in _INTS:  # ParseLoc too; _compile writes its -1 (unknown) as None, as pglast does
         return 0, None
     if ctype in _FLOATS:
         return 0.0, float
