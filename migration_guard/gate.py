@@ -59,6 +59,8 @@ class GateOptions:
     files: tuple[Path, ...] | None = None  # lint exactly the migrations in these files (pre-commit)
     scratch: bool = False
     embedded: bool = False
+    # Every migration judged as its own deploy: tables earlier ones created are production tables.
+    each: bool = False
     stats_file: Path | None = None
     assume_rows: int | None = None
     pg_version: int | None = None
@@ -99,6 +101,18 @@ def run_gate(options: GateOptions) -> Report:
             raise GateError(f"no database '{alias}' in DATABASES; choose one with --database")
 
     notes: list[str] = []
+    selected = options.app_label or options.since is not None or options.files is not None
+    if options.embedded and not options.each and not selected:
+        # From an empty database everything is pending, and every table is created by a migration
+        # before the one that changes it: linted as one plan, each would pass. Only --each says
+        # something about deploying them.
+        options = replace(options, each=True)
+        notes.append("--embedded with no --since, --files or app label lints every migration, each as its "
+                     "own deploy (--each)")
+    if options.each:
+        notes.append("--each: every migration is judged as if deployed alone, onto a database where the "
+                     "migrations before it are applied; every table it did not create itself is a production table, sized by --stats or --assume-rows, else "
+                     "large")
     if snapshot is not None:
         notes.extend(_snapshot_age_note(snapshot, options, config))
     results: list[MigrationResult] = []
@@ -130,6 +144,7 @@ def run_gate(options: GateOptions) -> Report:
         approvals=tuple(outcomes),
         notes=tuple(notes),
         databases=tuple(infos),
+        each=options.each,
     )
 
 
@@ -145,7 +160,7 @@ def _lint_database(alias: str, options: GateOptions, config: Config, snapshot: S
     production = not by_files and not options.embedded
     # Collect mode renders against the database as it is now: its catalog (and sizes) can be read
     # on a second session while this one loads the migrations.
-    prefetch = None if scratch else _Prefetch(alias, stats=snapshot is None and production)
+    prefetch = None if scratch else _Prefetch(alias, stats=snapshot is None and production and not options.each)
     # Scratch mode: the throwaway database is created on a second session meanwhile.
     creation = ScratchCreation(connection) if scratch else None
     try:
@@ -191,9 +206,9 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
         raise GateError(str(exc)) from None
 
     server_version = connection.pg_version // 10000 if getattr(connection, "pg_version", None) else None
-    pg_version, pg_source = _pg_version(options, snapshot, config, server_version if production else None)
+    pg_version, pg_source = _pg_version(options, snapshot, config, server_version, production=production)
     sizes_source = "none: every existing table counts as large (give --stats FILE or --assume-rows N)"
-    if snapshot is None and production:
+    if snapshot is None and production and not options.each:
         try:
             snapshot = prefetch.stats() if prefetch is not None else read_database_stats(connection)
         except (DatabaseError, StatsError) as exc:
@@ -228,7 +243,8 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
     # NOT NULL checks, foreign keys, indexes), so that e.g. SET NOT NULL after an earlier deploy's
     # VALIDATE CONSTRAINT is known not to scan.
     catalog = catalogs[0] if catalogs else Catalog.empty()
-    results = analyse_migrations(rendered, sizes=sizes, pg_version=pg_version, config=config, catalog=catalog)
+    results = analyse_migrations(rendered, sizes=sizes, pg_version=pg_version, config=config, catalog=catalog,
+                                 each=options.each)
     if prefetch is not None:
         prefetch.close()  # its session must be gone before pre-flight reads pg_locks
     if not scratch and PREFLIGHT_RULE.id not in config.disable:
@@ -384,15 +400,21 @@ def _attempt(read, connection):
         return exc
 
 
-def _pg_version(options: GateOptions, snapshot: Snapshot | None, config: Config, server: int | None) -> tuple[int, str]:
+def _pg_version(options: GateOptions, snapshot: Snapshot | None, config: Config, server: int | None, *,
+                production: bool) -> tuple[int, str]:
+    """The PostgreSQL major to model and where it came from. A server that is not production's
+    (--embedded's, or CI's with --since/--files) counts only when nothing says what production runs."""
     if options.pg_version is not None:
         return options.pg_version, "--pg-version"
-    if server is not None:
+    if server is not None and production:
         return server, "the server's own version"
     if snapshot is not None and snapshot.pg_version:
         return snapshot.pg_version, "from the snapshot"
     if config.pg_version is not None:
         return config.pg_version, "from the configuration"
+    if server is not None:
+        which = "the embedded server's" if options.embedded else "the CI server's"
+        return server, f"{which} own version; production's may differ: set --pg-version"
     return DEFAULT_PG_VERSION, "assumed; set --pg-version"
 
 

@@ -6,7 +6,7 @@ No I/O, no Django."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from migration_guard.config import Config
 from migration_guard.locks import Catalog, advance, analyse
@@ -86,12 +86,20 @@ def analyse_migrations(
     config: Config,
     catalog: Catalog | None = None,
     rules: Sequence[Rule] = ALL_RULES,
+    each: bool = False,
 ) -> list[MigrationResult]:
-    """Analyse migrations in plan order; each one sees what earlier ones created and changed."""
+    """Analyse migrations in plan order; each one sees what earlier ones created and changed.
+
+    ``each``: every migration is its own deploy (``lint_migrations --each``): the tables earlier
+    migrations created are existing tables of the size ``sizes`` gives them, not new ones, and the
+    session settings (plain ``SET``) of earlier migrations are gone, as in a new ``migrate``."""
     active = [rule for rule in rules if rule.id not in config.disable]
     state = _PlanState(catalog=catalog or Catalog.empty(), sizes=sizes)
+    timezone = state.catalog.timezone
     results = []
     for migration in rendered:
+        if each:
+            _new_deploy(state, sizes, timezone)
         context = MigrationContext(
             rendered=migration, tables_changed_earlier=frozenset(state.changed_tables), config=config
         )
@@ -115,6 +123,17 @@ def analyse_migrations(
             )
         )
     return results
+
+
+def _new_deploy(state: _PlanState, sizes: TableSizes, timezone: str | None) -> None:
+    """What a deploy of the next migration alone starts from: every table already there is a
+    production table (a table created earlier in the same migration is still new), and a new
+    session (no SET of an earlier migration in force)."""
+    if state.catalog.created_tables or state.catalog.timezone != timezone:
+        state.catalog = replace(state.catalog, created_tables=frozenset(), timezone=timezone)
+    state.sizes = sizes
+    state.created_seen = frozenset()
+    state.session_settings = {}
 
 
 def analyse_statements(

@@ -46,6 +46,7 @@ class Report:
     approvals: tuple[ApprovalOutcome, ...] = ()
     notes: tuple[str, ...] = field(default=())
     databases: tuple[DatabaseInfo, ...] = ()  # one per alias; the fields above describe the first
+    each: bool = False  # every migration judged as its own deploy (--each)
 
     @property
     def findings(self) -> list[Finding]:
@@ -238,6 +239,7 @@ def render_json(report: Report) -> str:
             for i in report.databases
         ],
         "sizes_source": report.sizes_source,
+        "each": report.each,
         "threshold": {"rows": report.config.threshold_rows, "bytes": report.config.threshold_bytes},
         "exit_code": report.exit_code,
         "summary": {

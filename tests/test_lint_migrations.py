@@ -186,6 +186,9 @@ class Migration(migrations.Migration):
     assert [m["migration"] for m in report["migrations"]] == ["inventory.0005_item_quantity_big"]
     rewrite = _finding(run, "MG007")[0]
     assert rewrite["table"] == "inventory_item" and rewrite["size_source"] == "unknown"
+    # CI's server is not production's, but with nothing better its major is a fair guess, said as such
+    assert report["pg_version"] == 18
+    assert report["pg_version_source"] == "the CI server's own version; production's may differ: set --pg-version"
 
 
 def test_since_with_a_snapshot_uses_production_sizes(project, tmp_path):

