@@ -5,6 +5,7 @@ No I/O, no Django."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -189,7 +190,7 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
                 # A plain SET lasts for the session (Django's migrate runs every migration in one).
                 value = action.detail.get("value")
                 scope = local if action.detail.get("local") else state.session_settings
-                scope[str(action.detail["name"]).lower()] = None if value in (None, "0") else value
+                scope[str(action.detail["name"]).lower()] = None if _is_zero(value) else value
 
         context = StatementContext(
             parsed=item,
@@ -218,6 +219,15 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
             a.table for a in effects.actions if a.table and a.kind not in _NOT_DDL
         )
     return tuple(results)
+
+
+def _is_zero(value) -> bool:
+    """Whether a setting's value is unset or zero in any unit (``0``, ``'0ms'``, ``'0s'``): for
+    ``lock_timeout`` and ``statement_timeout`` zero means no limit at all."""
+    return value is None or _ZERO.fullmatch(str(value)) is not None
+
+
+_ZERO = re.compile(r"\s*[+-]?0*\.?0*\s*(us|ms|s|min|h|d)?\s*")
 
 
 def _effects(item: ParsedStatement, pg_version: int, catalog: Catalog) -> Effects:

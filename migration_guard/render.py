@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models, transaction
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.operations.special import RunPython
 from django.db.migrations.state import ModelState, ProjectState
@@ -106,6 +107,7 @@ def render_plan(
         render_models(state, [graph.nodes[node] for node in todo])
 
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_statements_recorded())
         if not execute:
             stack.enter_context(_read_only_session(connection))
             stack.enter_context(_introspection_spy(connection))
@@ -152,6 +154,8 @@ class _Recording:
     column_types: tuple = ()
     deferred_owner: dict[int, Operation] = field(default_factory=dict)
     in_deferred: bool = False
+    # The operation each ``editor.execute`` call in progress runs for (deferred SQL: the one that deferred it).
+    owners: list[Operation | None] = field(default_factory=list)
 
     def add(self, sql: str, *, kind: StatementKind = StatementKind.SQL, owner: Operation | None = None) -> None:
         operation = owner if self.in_deferred else self.current
@@ -189,7 +193,9 @@ def _render_migration(connection, migration, state, execute: bool):
     try:
         # An atomic migration's transaction is rolled back by the schema editor if it fails.
         with connection.schema_editor(collect_sql=not execute, atomic=migration.atomic) as editor:
-            _hook_editor(editor, recording, connection)
+            # A backend may run an atomic migration without a transaction (django-pg-zero-downtime-migrations)
+            recording.atomic = editor.atomic_migration
+            _hook_editor(editor, recording)
             for index, operation in enumerate(migration.operations):
                 described = Operation(
                     index=index,
@@ -205,12 +211,15 @@ def _render_migration(connection, migration, state, execute: bool):
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}".strip()
     introspected = frozenset(spy) if spy is not None else frozenset()
+    statements = recording.statements
+    if not execute and error is None:
+        statements = _as_collected(statements, editor.collected_sql)
     rendered = RenderedMigration(
         app_label=migration.app_label,
         name=migration.name,
         path=path,
-        atomic=migration.atomic,
-        statements=tuple(recording.statements),
+        atomic=recording.atomic,
+        statements=tuple(statements),
         error=error,
         how="executed" if execute else "collect_sql",
         introspected_tables=introspected,
@@ -279,17 +288,69 @@ def _forwards(connection, migration, operation, editor, old_state, new_state, at
         operation.database_forwards(migration.app_label, editor, old_state, new_state)
 
 
-def _hook_editor(editor, recording: _Recording, connection) -> None:
-    """Record every statement the schema editor executes (or collects), with its operation."""
+def _hook_editor(editor, recording: _Recording) -> None:
+    """Record every statement the schema editor executes (or collects), with its operation.
+
+    The statements are recorded where Django's own ``BaseDatabaseSchemaEditor.execute`` receives them
+    (:func:`_statements_recorded`), once the backend's ``execute`` is done with what the operation
+    gave it: a backend may turn one statement object into several, skip one, or set timeouts around
+    it (django-pg-zero-downtime-migrations does all three). This outer hook only says which operation
+    a deferred statement belongs to."""
     original = editor.execute
+    owners = recording.owners
 
     def execute(sql, params=()):
-        text = connection.ops.compose_sql(str(sql), params) if params else str(sql)
         owner = recording.deferred_owner.get(id(sql)) if recording.in_deferred else None
-        recording.add(text, owner=owner)
-        return original(sql, params)
+        owners.append(owner or (owners[-1] if owners else None))
+        try:
+            return original(sql, params)
+        finally:
+            owners.pop()
 
     editor.execute = execute
+    editor._migration_guard_recording = recording
+
+
+@contextlib.contextmanager
+def _statements_recorded():
+    """While rendering, each statement that reaches ``BaseDatabaseSchemaEditor.execute`` (where
+    ``collect_sql`` collects it as ``sqlmigrate`` prints it, and a real run executes it) is added to
+    its editor's recording as SQL text. Editors without one (:func:`_apply_quietly`) pass through."""
+    original = BaseDatabaseSchemaEditor.execute
+
+    def execute(self, sql, params=()):
+        recording = self.__dict__.get("_migration_guard_recording")
+        if recording is not None:
+            text = self.connection.ops.compose_sql(str(sql), params) if params else str(sql)
+            recording.add(text, owner=recording.owners[-1] if recording.owners else None)
+        return original(self, sql, params)
+
+    BaseDatabaseSchemaEditor.execute = execute
+    try:
+        yield
+    finally:
+        BaseDatabaseSchemaEditor.execute = original
+
+
+def _as_collected(statements: list[Statement], collected: list[str]) -> list[Statement]:
+    """The statements as ``collect_sql`` returns them. A backend may take a statement back out of
+    ``collected_sql`` after collecting it (django-pg-zero-downtime-migrations drops the second
+    ``DROP CONSTRAINT`` that only collecting produces, the constraint being still there); those
+    are dropped here too. When the two do not match up in order, nothing is dropped: a statement
+    too many is a finding too many, a statement too few could be a silent pass."""
+    sql = [i for i, statement in enumerate(statements) if statement.kind is StatementKind.SQL]
+    if len(sql) == len(collected):
+        return statements
+    kept: set[int] = set()
+    position = 0
+    for i in sql:
+        text = statements[i].sql
+        if position < len(collected) and collected[position] == text + ("" if text.rstrip().endswith(";") else ";"):
+            kept.add(i)
+            position += 1
+    if position != len(collected):
+        return statements
+    return [s for i, s in enumerate(statements) if s.kind is not StatementKind.SQL or i in kept]
 
 
 @contextlib.contextmanager

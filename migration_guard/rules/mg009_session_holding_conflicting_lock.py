@@ -66,7 +66,8 @@ def check_sessions(sessions: Iterable[Session], planned: Iterable[PlannedLock], 
     """One finding per (session, migration) whose lock conflicts with a pending migration's."""
     findings: list[Finding] = []
     seen: set[tuple[int, str]] = set()
-    planned = list(planned)
+    # A migration's worst wait is the one to report: one that queues traffic and has no lock_timeout.
+    planned = sorted(planned, key=lambda lock: (not lock.mode.blocks_traffic, lock.lock_timeout is not None))
     for session in sessions:
         for lock in planned:
             if lock.relation != session.relation or not lock.mode.conflicts_with(session.mode):
@@ -79,7 +80,10 @@ def check_sessions(sessions: Iterable[Session], planned: Iterable[PlannedLock], 
             # With a lock_timeout the migration gives up waiting instead of queueing traffic for
             # as long as the session lives: the deploy fails and is retried, nobody is blocked long.
             bounded = lock.lock_timeout is not None
-            severity = severity_override or (Severity.ERROR if old and not bounded else Severity.WARNING)
+            # A waiting lock that reads and writes do not conflict with (SHARE UPDATE EXCLUSIVE) holds up
+            # the deploy, not the traffic queued behind it.
+            queues = lock.mode.blocks_traffic
+            severity = severity_override or (Severity.ERROR if old and not bounded and queues else Severity.WARNING)
             who = ", ".join(x for x in (session.user and f"user {session.user}",
                                         session.application and f"application {session.application!r}") if x)
             holds = "holds" if session.granted else "is waiting for"
@@ -89,8 +93,9 @@ def check_sessions(sessions: Iterable[Session], planned: Iterable[PlannedLock], 
                 severity=severity,
                 message=f'Session {session.pid} ({who or "unknown"}; {session.state or "unknown state"}, '
                 f"transaction open {_age(age)}) {holds} {session.mode.label} on \"{session.relation}\"; "
-                f"this migration's {lock.mode.label} would queue behind it, and every later query on the "
-                "table behind that"
+                f"this migration's {lock.mode.label} would queue behind it"
+                + (", and every later query on the table behind that" if queues else
+                   " (reads and writes would not queue behind it)")
                 + (f" (for at most its lock_timeout of {lock.lock_timeout}, then the migration fails)."
                    if bounded else "."),
                 migration=lock.migration,

@@ -7,7 +7,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 INSTALLED_APPS = ["django.contrib.postgres", "migration_guard", "inventory"]
 DATABASES = {
     "default": {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": os.environ.get("FIXTURE_DB_ENGINE", "django.db.backends.postgresql"),
         "NAME": os.environ.get("FIXTURE_DB_NAME", "postgres"),
         "USER": os.environ.get("FIXTURE_DB_USER", "postgres"),
         "HOST": os.environ.get("FIXTURE_DB_HOST", ""),
@@ -18,6 +18,11 @@ if os.environ.get("FIXTURE_MIGRATION_GUARD"):
     import json
 
     MIGRATION_GUARD = json.loads(os.environ["FIXTURE_MIGRATION_GUARD"])
+
+if os.environ.get("FIXTURE_SETTINGS"):  # e.g. a third-party backend's own settings
+    import json
+
+    globals().update(json.loads(os.environ["FIXTURE_SETTINGS"]))
 
 if os.environ.get("FIXTURE_DB2_NAME"):
     # A second database for the several-databases tests; the router keeps Item off it.
