@@ -10,7 +10,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$(ls -d /root/.pyenv/versions/3.12*/bi
 DJANGO ?= django>=5.2,<5.3
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-django6 test-pg-versions lint clean bench
+.PHONY: venv demo test test-django6 test-pg-versions lint clean bench bench-each
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ $(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
 
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/run.py --sizes $(BENCH_SIZES) $(BENCH_ARGS)
+
+# The realistic project's whole history, each migration as its own deploy and every table large:
+# statements whose traced effects are dangerous, how many the gate blocks, its false alarms by rule
+# (bench/each_traced.py); never in CI.
+bench-each: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/each_traced.py $(BENCH_EACH_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check migration_guard tests sample_migrations bench
