@@ -11,7 +11,9 @@ On an embedded PostgreSQL, two commands of the project, each on an empty databas
 
 A statement is **dangerous** when its *traced* effects rewrite, read in full or build an index on a
 table that existed before its migration (the migration did not create it), under a lock on that
-table that blocks reads or writes (SHARE or stronger). For each statement the gate's blocking
+table that blocks reads or writes (SHARE or stronger): its own, or one that an earlier statement of
+the same transaction took and holds until commit (a backfill after an ALTER TABLE in an atomic
+migration; the trace runs each statement alone, so these come from the lint report's transactions). For each statement the gate's blocking
 findings are set next to that: dangerous and blocked, dangerous and passed (a silent pass), and
 blocking findings on statements that are not dangerous (false alarms), by rule. Statements the
 trace cannot judge (Python code, statements it skipped or that failed) are counted apart.
@@ -36,6 +38,7 @@ from collections import Counter
 from pathlib import Path
 
 import psycopg
+from pglast.parser import fingerprint
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -47,14 +50,18 @@ from migration_guard.locks.modes import LockMode  # noqa: E402
 __all__ = ["classify", "dangerous_tables", "main"]
 
 
-def dangerous_tables(server: dict, created: set[str] = frozenset()) -> set[str]:
-    """The tables a traced statement rewrote, read in full or built an index on, under a lock of its own
-    on that table that blocks reads or writes; ``created``: tables its migration created (not existing)."""
-    modes = {lock["relation"]: LockMode.from_pg_name(lock["mode"]) for lock in server["locks"]}
+def dangerous_tables(server: dict, created: set[str] = frozenset(), held: set[str] = frozenset()) -> set[str]:
+    """The tables a traced statement rewrote, read in full or built an index on, under a lock on that table
+    that blocks reads or writes: its own, or one an earlier statement of its transaction holds (``held``).
+    ``created``: tables its migration created (not existing)."""
     worked = set(server["rewrites"]) | set(server["index_builds"])
     worked |= {table for table, count in server["seq_scans"].items() if count}
-    return {table for table in worked
-            if table not in created and table in modes and modes[table].blocks_traffic}
+    return {table for table in worked if table not in created and (table in held or table in _blocking(server))}
+
+
+def _blocking(server: dict) -> set[str]:
+    """The relations a traced statement locked in a mode that blocks reads or writes."""
+    return {lock["relation"] for lock in server["locks"] if LockMode.from_pg_name(lock["mode"]).blocks_traffic}
 
 
 def classify(lint: dict, trace: dict) -> dict:
@@ -80,10 +87,12 @@ def classify(lint: dict, trace: dict) -> dict:
             migration_level[rule] += 1
         entries = traced.get(label, [])
         statements = migration["statements"]
-        if [e["sql"] for e in entries[:len(statements)]] != [s["sql"] for s in statements]:
+        if len(entries) < len(statements) or not all(
+                _same(s["sql"], e["sql"]) for s, e in zip(statements, entries)):
             mismatched.append(label)  # rendered differently by the two runs: not compared
             continue
         created: set[str] = set()  # relations created by this migration so far: new, not existing
+        held: dict[object, set[str]] = {}  # transaction -> tables locked against traffic until it commits
         for statement, entry in zip(statements, entries):
             rules = blocking.get((label, statement["index"]), [])
             server = entry.get("server")
@@ -93,7 +102,10 @@ def classify(lint: dict, trace: dict) -> dict:
                 untraced_blocking.update(rules)
                 continue
             created |= {lock["relation"] for lock in server["locks"] if lock["created"]}
-            tables = dangerous_tables(server, created=created)
+            transaction = _transaction(migration, statement)
+            tables = dangerous_tables(server, created=created, held=held.get(transaction, set()))
+            if transaction is not None:
+                held.setdefault(transaction, set()).update(_blocking(server))
             if tables:
                 counts["dangerous"] += 1
                 if rules:
@@ -114,6 +126,27 @@ def classify(lint: dict, trace: dict) -> dict:
         "migration_level_blocking_by_rule": dict(sorted(migration_level.items())),
         "not_compared": mismatched,
     }
+
+
+def _transaction(migration: dict, statement: dict):
+    """Which transaction a statement runs in (the trace runs each alone, so held locks come from here):
+    the migration's when it is atomic, else its operation's, or none (autocommit)."""
+    if not statement.get("in_transaction", False):
+        return None
+    if migration.get("atomic"):
+        return "migration"
+    operation = statement.get("operation") or {}
+    return ("operation", operation.get("index"))
+
+
+def _same(a: str, b: str) -> bool:
+    """The same statement, but for its constants (a default of now() or uuid4() differs between runs)."""
+    if a == b:
+        return True
+    try:
+        return fingerprint(a) == fingerprint(b)
+    except Exception:  # a comment standing for Python code, or SQL pglast does not parse
+        return False
 
 
 def _manage(project: Path, settings: str, server: EmbeddedPostgres, db: str, *args: str, out: Path) -> int:
@@ -139,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="realproj.settings", help="its settings module")
     parser.add_argument("--out", type=Path, help="also write the figures (and the silent passes) as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the two reports (their folder is printed)")
+    parser.add_argument("--reports", type=Path, help="compare the lint.json and trace.json a --keep run left "
+                                                     "in this folder again, without running anything")
     args = parser.parse_args(argv)
+    if args.reports:
+        lint, trace = (json.loads((args.reports / f"{name}.json").read_text()) for name in ("lint", "trace"))
+        return _print(classify(lint, trace), lint, trace, args.out)
 
     work = Path(tempfile.mkdtemp(prefix="migration-guard-each-"))
     os.chmod(work, 0o755)
@@ -148,10 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with EmbeddedPostgres() as server:
             with psycopg.connect(server.dsn(), autocommit=True) as conn:
-                version = conn.execute("SHOW server_version").fetchone()[0]
+                print(f"PostgreSQL {conn.execute('SHOW server_version').fetchone()[0]}", file=sys.stderr)
                 for name in ("each_lint", "each_trace"):
                     conn.execute(f'CREATE DATABASE "{name}"')
-            print(f"PostgreSQL {version}", file=sys.stderr)
             lint_code = _manage(project, args.settings, server, "each_lint", "lint_migrations", "--scratch",
                                 "--each", "--format", "json", out=work / "lint.json")
             if lint_code not in (0, 1):
@@ -163,14 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    figures = classify(lint, trace)
-    figures["postgresql"] = version
-    figures["migrations"] = len(lint["migrations"])
-    print(_table(figures))
-    if args.out:
-        args.out.write_text(json.dumps(figures, indent=2) + "\n")
     if args.keep:
         print(f"kept {work}", file=sys.stderr)
+    return _print(classify(lint, trace), lint, trace, args.out)
+
+
+def _print(figures: dict, lint: dict, trace: dict, out: Path | None) -> int:
+    figures["postgresql"] = trace["pg_version"]
+    figures["migrations"] = len(lint["migrations"])
+    print(_table(figures))
+    if out:
+        out.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
 
 
