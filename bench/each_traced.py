@@ -77,6 +77,7 @@ def classify(lint: dict, trace: dict) -> dict:
 
     counts = Counter()
     false_alarms: Counter = Counter()
+    on_dangerous: Counter = Counter()
     untraced_blocking: Counter = Counter()
     migration_level: Counter = Counter()
     silent: list[dict] = []
@@ -108,6 +109,7 @@ def classify(lint: dict, trace: dict) -> dict:
                 held.setdefault(transaction, set()).update(_blocking(server))
             if tables:
                 counts["dangerous"] += 1
+                on_dangerous.update(rules)
                 if rules:
                     counts["dangerous_blocked"] += 1
                 else:
@@ -122,6 +124,7 @@ def classify(lint: dict, trace: dict) -> dict:
         "dangerous_blocked": counts["dangerous_blocked"],
         "silent_passes": silent,
         "false_alarms_by_rule": dict(sorted(false_alarms.items())),
+        "blocking_on_dangerous_by_rule": dict(sorted(on_dangerous.items())),
         "blocking_on_untraced_by_rule": dict(sorted(untraced_blocking.items())),
         "migration_level_blocking_by_rule": dict(sorted(migration_level.items())),
         "not_compared": mismatched,
@@ -208,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 def _print(figures: dict, lint: dict, trace: dict, out: Path | None) -> int:
     figures["postgresql"] = trace["pg_version"]
     figures["migrations"] = len(lint["migrations"])
+    figures["each"] = bool(lint.get("each"))
     print(_table(figures))
     if out:
         out.write_text(json.dumps(figures, indent=2) + "\n")
@@ -216,11 +220,14 @@ def _print(figures: dict, lint: dict, trace: dict, out: Path | None) -> int:
 
 def _table(figures: dict) -> str:
     lines = [
-        f"{figures['migrations']} migrations, {figures['statements']} statements, each migration as its own deploy, "
-        f"every table large, traced on PostgreSQL {figures['postgresql']}",
+        f"{figures['migrations']} migrations, {figures['statements']} statements, "
+        + ("each migration as its own deploy" if figures["each"] else "linted as one plan (without --each)")
+        + f", every table large, traced on PostgreSQL {figures['postgresql']}",
         f"  dangerous (traced rewrite, full scan or index build of an existing table under a lock that blocks "
         f"reads or writes): {figures['dangerous']}",
         f"  of those blocked by the gate: {figures['dangerous_blocked']}; passed: {len(figures['silent_passes'])}",
+        "  blocking findings on them, by rule: "
+        + (", ".join(f"{rule} {n}" for rule, n in figures["blocking_on_dangerous_by_rule"].items()) or "none"),
         "  blocking findings on statements that are not dangerous (false alarms), by rule: "
         + (", ".join(f"{rule} {n}" for rule, n in figures["false_alarms_by_rule"].items()) or "none"),
         f"  statements the trace cannot judge (Python code, skipped, failed): {figures['untraced']}; blocking "

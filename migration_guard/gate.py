@@ -111,8 +111,8 @@ def run_gate(options: GateOptions) -> Report:
                      "own deploy (--each)")
     if options.each:
         notes.append("--each: every migration is judged as if deployed alone, onto a database where the "
-                     "migrations before it are applied; every table it did not create itself is a production table, sized by --stats or --assume-rows, else "
-                     "large")
+                     "migrations before it are applied; every table it did not create itself is a production "
+                     "table, sized by --stats or --assume-rows, else large")
     if snapshot is not None:
         notes.extend(_snapshot_age_note(snapshot, options, config))
     results: list[MigrationResult] = []

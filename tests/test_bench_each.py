@@ -51,6 +51,7 @@ def test_dangerous_statements_blocked_passed_and_false_alarms():
     assert [p["sql"] for p in figures["silent_passes"]] == ["ALTER TABLE o ALTER a TYPE bigint"]
     # neither SHARE UPDATE EXCLUSIVE nor ROW EXCLUSIVE blocks reads or writes
     assert figures["false_alarms_by_rule"] == {"MG008": 1, "MG901": 1}
+    assert figures["blocking_on_dangerous_by_rule"] == {"MG002": 1, "MG008": 1}
     assert figures["blocking_on_untraced_by_rule"] == {"MG008": 1}
     assert figures["migration_level_blocking_by_rule"] == {"MG904": 1}
     assert figures["not_compared"] == []
