@@ -89,10 +89,11 @@ def _statuses(run) -> dict[str, str]:
     return {m["migration"]: m["status"] for m in run.json()["migrations"]}
 
 
-def test_embedded_without_a_selection_lints_each_migration_as_its_own_deploy(project):
+def test_embedded_without_a_selection_lints_each_migration_as_its_own_deploy(project, tmp_path):
     project.add_migration("0005_shelf", SHELF)
     # The configured database does not exist: --embedded does not need it.
-    run = project.lint("--embedded", "--format", "json", env={"FIXTURE_DB_HOST": "/nonexistent-socket-dir"})
+    run = project.lint("--embedded", "--format", "json", "--output", f"text:{tmp_path / 'report.txt'}",
+                       env={"FIXTURE_DB_HOST": "/nonexistent-socket-dir"})
     assert run.code == 1, run.out + run.err
     report = run.json()
     assert report["each"] is True
@@ -115,7 +116,7 @@ def test_embedded_without_a_selection_lints_each_migration_as_its_own_deploy(pro
     # the version modelled is the embedded server's, and the header says so
     assert report["pg_version"] == 18
     assert report["pg_version_source"].startswith("the embedded server's own version")
-    text = project.lint("--embedded", env={"FIXTURE_DB_HOST": "/nonexistent-socket-dir"}).out
+    text = (tmp_path / "report.txt").read_text()
     assert "PostgreSQL 18 (the embedded server's own version; production's may differ: set --pg-version)" in text
 
 
