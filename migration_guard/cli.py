@@ -11,7 +11,14 @@ from typing import NoReturn
 
 import click
 
-from migration_guard.stats import StatsError, format_bytes, load_snapshot, read_database_stats, write_snapshot
+from migration_guard.stats import (
+    StatsError,
+    format_bytes,
+    load_snapshot,
+    qualified_name,
+    read_database_stats,
+    write_snapshot,
+)
 
 __all__ = ["main"]
 
@@ -69,14 +76,15 @@ def stats_show(file: str) -> None:
         snapshot = load_snapshot(file)
     except StatsError as exc:
         _fail(str(exc))
+    path = "not known" if snapshot.search_path is None else (", ".join(snapshot.search_path) or "empty")
     click.echo(f"database {snapshot.database or '(unnamed)'}, PostgreSQL {snapshot.pg_version}, "
-               f"taken {snapshot.taken_at or '(unknown)'}, {len(snapshot.tables)} tables")
+               f"taken {snapshot.taken_at or '(unknown)'}, {len(snapshot.tables)} tables, search_path {path}")
     # Unknown row counts first: the rules treat them as the largest of all.
     ordered = sorted(snapshot.tables.items(),
                      key=lambda item: (item[1].rows is not None, -(item[1].rows or 0), item[0]))
     rows = [("table", "rows", "size")] + [
-        (name, "unknown" if size.rows is None else f"{size.rows:,}", format_bytes(size.total_bytes))
-        for name, size in ordered
+        (qualified_name(*key), "unknown" if size.rows is None else f"{size.rows:,}", format_bytes(size.total_bytes))
+        for key, size in ordered
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for name, count, size in rows:

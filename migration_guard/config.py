@@ -12,6 +12,8 @@ disable = ["MG008"]                 # rules turned off
 severity = { MG005 = "warning" }    # rules' severities changed
 preflight_max_age_seconds = 60      # older transactions holding a conflicting lock block the deploy
 stats_max_age_days = 7              # an older --stats snapshot is reported
+search_path = ["app", "public"]     # the schemas migrate's session searches (default: read from the
+                                    # database, or the --stats snapshot's)
 ```
 """
 
@@ -25,7 +27,9 @@ from typing import Any
 
 from migration_guard.model import Severity
 
-__all__ = ["Config", "ConfigError", "find_pyproject", "load_config", "parse_bytes", "read_toml"]
+__all__ = [
+    "Config", "ConfigError", "find_pyproject", "load_config", "parse_bytes", "read_toml", "search_path_value",
+]
 
 SUPPORTED_PG_VERSIONS = range(14, 19)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)?\s*$", re.IGNORECASE)
@@ -53,6 +57,9 @@ class Config:
     preflight_max_age_seconds: int = 60
     # A --stats snapshot older than this many days is reported.
     stats_max_age_days: int = 7
+    # The effective search_path of the session migrate runs in, when the gate cannot read it (another
+    # role, a snapshot taken by another role); None: read from the database, or the snapshot's.
+    search_path: tuple[str, ...] | None = None
     source: str = "defaults"  # where it came from, for messages
 
 
@@ -110,6 +117,8 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
             changes[key_name] = _non_negative_int(value, where, key)
         elif key_name == "assume_rows":
             changes[key_name] = None if value is None else _non_negative_int(value, where, key)
+        elif key_name == "search_path":
+            changes[key_name] = search_path_value(value, f"{where}: {key}")
         elif key_name == "disable":
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{where}: {key} must be a list of rule ids such as [\"MG008\"]")
@@ -129,7 +138,7 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
         else:
             raise ConfigError(
                 f"{where}: unknown setting {key!r}; known: threshold_rows, threshold_bytes, approvals_file, "
-                "pg_version, assume_rows, disable, severity, preflight_max_age_seconds, stats_max_age_days"
+                "pg_version, assume_rows, disable, severity, preflight_max_age_seconds, stats_max_age_days, search_path"
             )
     return replace(config, **changes, source=where)
 
@@ -139,6 +148,24 @@ def pg_version_value(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value not in SUPPORTED_PG_VERSIONS:
         raise ConfigError(f"{where}: {value!r} is not a supported PostgreSQL major version (14 to 18)")
     return value
+
+
+def search_path_value(value: Any, where: str) -> tuple[str, ...]:
+    """A search_path given by the user: a list of schema names, or one string as PostgreSQL writes it
+    (``'app, "Other", public'``), or ConfigError. ``$user`` is refused: which role it stands for is
+    exactly what the gate cannot know here."""
+    from migration_guard.stats import parse_search_path
+
+    if isinstance(value, str):
+        names = list(parse_search_path(value, "$user"))
+    elif isinstance(value, list | tuple) and all(isinstance(v, str) and v for v in value):
+        names = list(dict.fromkeys(value))
+    else:
+        raise ConfigError(f"{where}: {value!r} is not a search_path; write the schemas in order, "
+                          "e.g. [\"app\", \"public\"] or \"app, public\"")
+    if "$user" in names:
+        raise ConfigError(f"{where}: name the schema that $user stands for (the role migrate runs as)")
+    return tuple(names)
 
 
 def parse_bytes(value: Any, where: str) -> int:

@@ -8,6 +8,7 @@ plan -> render (:class:`RenderedMigration` of :class:`Statement`) -> parse (:cla
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "ParsedStatement",
     "RelationLock",
     "RenderedMigration",
+    "Runs",
     "Severity",
     "Statement",
     "StatementKind",
@@ -71,6 +73,29 @@ class Statement:
 
 
 @dataclass(frozen=True)
+class Runs:
+    """Where a migration's statements run: once in each schema of ``schemas``, the search path then
+    being that schema followed by ``tail`` (schema-per-tenant: the tenant schemas, then ``public``);
+    with no ``schemas``, once on ``tail`` alone. ``label`` names the schemas in reports
+    (``"tenant schemas"``)."""
+
+    schemas: tuple[str, ...]
+    tail: tuple[str, ...] = ()
+    label: str = "schemas"
+
+    @classmethod
+    def on(cls, search_path: Iterable[str]) -> Runs:
+        """One run on ``search_path``."""
+        path = tuple(search_path)
+        return cls(path[:1], path[1:])
+
+    @property
+    def count(self) -> int:
+        """How many times the statements run."""
+        return max(1, len(self.schemas))
+
+
+@dataclass(frozen=True)
 class RenderedMigration:
     """One migration rendered to statements at the database state just before it."""
 
@@ -88,6 +113,9 @@ class RenderedMigration:
     # False: rendered only so that later migrations see what it does (a pending migration that
     # was not selected for linting); its findings are not reported.
     linted: bool = True
+    # Where its statements run, when not once on the database's search_path (schema-per-tenant: in
+    # public and/or in every tenant schema).
+    runs: Runs | None = None
 
     @property
     def label(self) -> str:
@@ -249,7 +277,14 @@ class TableSize:
 
     rows: int | None  # None: unknown (treated as large)
     total_bytes: int | None = None  # table + indexes + toast
-    source: str = "database"  # "database", "snapshot", "assumed", "new in this plan", "unknown"
+    # "database", "snapshot", "assumed", "new in this plan", "unknown", "ambiguous" (in several schemas
+    # and the search_path is not known: counted as large)
+    source: str = "database"
+    schema: str | None = None  # the schema the name resolved to (of the largest copy, when several)
+    # How many times the statement runs, each time on the copy of its own schema (schema-per-tenant:
+    # once per tenant schema, one after the other); the figures are the largest copy's.
+    runs: int = 1
+    note: str | None = None  # why the size is unknown, when a name could not be resolved
 
 
 # -- rules and findings ------------------------------------------------------------------------

@@ -109,6 +109,7 @@ def analyse_migrations(
             # A pending migration that is not linted failed to render: what follows is unknown.
             migration_findings = []
         parsed = [p for statement in migration.statements for p in parse_statement(statement)]
+        state.sizes = state.sizes.running(migration.runs)
         statements = _walk(parsed, migration.label, state, pg_version, config, active)
         if not migration.linted:
             continue  # walked only so that later migrations see what it does
@@ -178,7 +179,11 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
         state.catalog = advance(state.catalog, effects, consume=True)  # the walk drops the old one
         created = state.catalog.created_tables
         if created is not state.created_seen and created != state.created_seen:  # same set: no compare
-            state.sizes = state.sizes.with_created(created - state.created_seen)
+            # The catalog drops "public."; the sizes need the schema as written (with another schema
+            # first on the search_path, "public.t" and "t" are different tables).
+            written = {_unqualified_public(a.table): a.table for a in effects.actions
+                       if a.kind is ActionKind.CREATE_TABLE and a.table}
+            state.sizes = state.sizes.with_created(written.get(name, name) for name in created - state.created_seen)
             state.created_seen = created
 
         transaction_verb = _transaction_verb(effects)
@@ -228,6 +233,10 @@ def _is_zero(value) -> bool:
 
 
 _ZERO = re.compile(r"\s*[+-]?0*\.?0*\s*(us|ms|s|min|h|d)?\s*")
+
+
+def _unqualified_public(name: str) -> str:
+    return name[len("public."):] if name.startswith("public.") else name
 
 
 def _effects(item: ParsedStatement, pg_version: int, catalog: Catalog) -> Effects:

@@ -18,24 +18,41 @@ transaction (a savepoint when the caller already has a transaction open) with ``
 another session (a migration running right now); ``lock_timeout`` bounds that wait, and such a
 table gets ``total_bytes`` ``None`` instead of the whole read failing.
 
-Snapshot file format (``schema_version`` 1), as written by ``migration-guard stats dump``::
+Which table a name means: the one PostgreSQL will pick when ``migrate`` runs the statement. A
+schema-qualified name means that schema's table; an unqualified one the first schema of the session's
+effective ``search_path`` that has a table (or a table created earlier in the plan) of that name.
+The path is the session's ``search_path`` setting (from the server's configuration, ``ALTER DATABASE``/
+``ALTER ROLE ... SET``, or the connection's options) with ``$user`` standing for the role and schemas
+that do not exist left out, as PostgreSQL does. Sizes are looked up by the schema and name found. A
+migration may run several times, once in each schema of a schema-per-tenant project (see
+:class:`Runs`): its sizes are then the largest copy's.
+
+Snapshot file format (``schema_version`` 2), as written by ``migration-guard stats dump``::
 
     {
-      "schema_version": 1,
+      "schema_version": 2,
       "pg_version": 16,
       "server_version_num": 160004,
       "taken_at": "2025-01-31T12:00:00+00:00",
       "database": "shop",
+      "search_path": ["app", "public"],
       "tables": {
-        "shop_order": {"rows": 2000000, "total_bytes": 123456789},
-        "billing.invoice": {"rows": null, "total_bytes": 8192}
+        "public.shop_order": {"rows": 2000000, "total_bytes": 123456789},
+        "billing.\\"Invoice\\"": {"rows": null, "total_bytes": 8192}
       }
     }
 
 Every key shown is required. ``server_version_num`` and ``database`` may be ``null``; ``rows`` and
-``total_bytes`` are non-negative integers or ``null`` (unknown). A table in the ``public`` schema
-is keyed by its bare name, any other as ``schema.name``; names are case-sensitive, as PostgreSQL
-stores them. A partitioned table's figures are the sums over its partitions.
+``total_bytes`` are non-negative integers or ``null`` (unknown). ``search_path`` is the effective path
+of the session that took the snapshot (existing schemas only, ``$user`` expanded), or ``null`` when not
+known. Every table is keyed ``schema.name``, each part double-quoted (as in SQL) unless it is a plain
+lower-case identifier; names are case-sensitive, as PostgreSQL stores them. A partitioned table's
+figures are the sums over its partitions.
+
+``schema_version`` 1 snapshots (older versions of this tool) are still read: a bare key is a table of
+``public``, ``schema.name`` one of that schema, and the search_path is not known. An unqualified name
+is then the table of the one schema that has it; a name found in several schemas is *ambiguous* and
+counts as large (fail closed), with a note saying how to settle it.
 """
 
 from __future__ import annotations
@@ -45,17 +62,19 @@ import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from migration_guard.model import TableSize
+from migration_guard.model import Runs, TableSize
 
 if TYPE_CHECKING:  # psycopg is imported where a database is read: explain and report need none
     import psycopg
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Runs",
     "Snapshot",
     "StatsError",
     "TableSizes",
@@ -63,12 +82,16 @@ __all__ = [
     "format_size",
     "is_large",
     "load_snapshot",
+    "parse_search_path",
+    "qualified_name",
     "read_database_stats",
+    "split_name",
     "table_key",
     "write_snapshot",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
 # Catalog reads are quick; anything slower means something is wrong, and the gate must not
 # hang a deploy pipeline. A lock wait longer than a second means a migration holds the table.
@@ -88,16 +111,35 @@ class StatsError(ValueError):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Table sizes of one database at one moment, and the server version.
+    """Table sizes of one database at one moment, the server version and the search_path.
 
-    ``tables`` maps :func:`table_key` names to :class:`TableSize`; treat it as read-only.
+    ``tables`` maps ``(schema, name)`` to :class:`TableSize`; treat it as read-only. A ``str`` key
+    given to the constructor is read as a ``schema_version`` 1 key: ``name`` is ``public``'s,
+    ``schema.name`` that schema's. ``search_path``: the effective path of the session that read
+    the sizes (existing schemas, in order), ``None`` when not known.
     """
 
     pg_version: int  # major version, e.g. 16
     server_version_num: int | None
     taken_at: str  # UTC, ISO 8601
     database: str | None
-    tables: Mapping[str, TableSize] = field(default_factory=dict, hash=False)
+    tables: Mapping[tuple[str, str], TableSize] = field(default_factory=dict, hash=False)
+    search_path: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if any(isinstance(key, str) for key in self.tables):
+            object.__setattr__(self, "tables", {
+                (_v1_key(key) if isinstance(key, str) else key): size for key, size in self.tables.items()})
+        if self.search_path is not None:
+            object.__setattr__(self, "search_path", tuple(self.search_path))
+
+    @cached_property
+    def by_name(self) -> Mapping[str, Mapping[str, TableSize]]:
+        """``name -> {schema: size}``: the schemas that have a table of each name."""
+        index: dict[str, dict[str, TableSize]] = {}
+        for (schema, name), size in self.tables.items():
+            index.setdefault(name, {})[schema] = size
+        return index
 
     def to_json(self) -> str:
         """The snapshot in the file format described in this module's docstring."""
@@ -107,13 +149,20 @@ class Snapshot:
             "server_version_num": self.server_version_num,
             "taken_at": self.taken_at,
             "database": self.database,
+            "search_path": None if self.search_path is None else list(self.search_path),
             # Sorted so that two dumps of the same database diff cleanly.
             "tables": {
-                name: {"rows": size.rows, "total_bytes": size.total_bytes}
-                for name, size in sorted(self.tables.items())
+                qualified_name(*key): {"rows": size.rows, "total_bytes": size.total_bytes}
+                for key, size in sorted(self.tables.items())
             },
         }
         return json.dumps(document, indent=2) + "\n"
+
+
+def _v1_key(key: str) -> tuple[str, str]:
+    """A ``schema_version`` 1 key: ``name`` (in ``public``) or ``schema.name``, unquoted."""
+    schema, dot, name = key.partition(".")
+    return (schema, name) if dot else ("public", key)
 
 
 def write_snapshot(snapshot: Snapshot, path: str | os.PathLike) -> None:
@@ -154,11 +203,12 @@ def load_snapshot(path: str | os.PathLike) -> Snapshot:
 
     if not isinstance(document, dict):
         raise fail(f"expected a JSON object at the top level, found {_json_type(document)}")
-    _check_keys(document, {"schema_version", "pg_version", "server_version_num", "taken_at", "database", "tables"},
-                "the top level", fail)
-    version = document["schema_version"]
-    if version != SCHEMA_VERSION:
-        raise fail(f"schema_version is {json.dumps(version)}, this migration-guard reads only {SCHEMA_VERSION}")
+    version = document.get("schema_version")
+    if not _is_int(version) or version not in _READABLE_VERSIONS:
+        raise fail(f"schema_version is {json.dumps(version)}, this migration-guard reads "
+                   f"{' and '.join(map(str, _READABLE_VERSIONS))}")
+    expected = {"schema_version", "pg_version", "server_version_num", "taken_at", "database", "tables"}
+    _check_keys(document, expected | ({"search_path"} if version >= 2 else set()), "the top level", fail)
     pg_version = document["pg_version"]
     if not _is_int(pg_version) or pg_version < 1:
         raise fail("pg_version must be a positive integer (the major version, e.g. 16), "
@@ -176,14 +226,28 @@ def load_snapshot(path: str | os.PathLike) -> Snapshot:
     database = document["database"]
     if database is not None and not isinstance(database, str):
         raise fail(f"database must be a string or null, found {json.dumps(database)}")
+    search_path = document.get("search_path")
+    if search_path is not None and (not isinstance(search_path, list)
+                                    or not all(isinstance(schema, str) and schema for schema in search_path)):
+        raise fail(f"search_path must be an array of schema names or null, found {json.dumps(search_path)}")
     entries = document["tables"]
     if not isinstance(entries, dict):
         raise fail(f"tables must be a JSON object, found {_json_type(entries)}")
 
-    tables: dict[str, TableSize] = {}
+    tables: dict[tuple[str, str], TableSize] = {}
     for name, entry in entries.items():
         if not name:
             raise fail("tables has an entry with an empty name")
+        if version >= 2:
+            parts = _split_identifier(name)
+            if len(parts) != 2 or not all(parts):
+                raise fail(f"table {name!r} must be keyed schema.name (quote a part that has a dot: "
+                           'schema."a.b")')
+            qualified = (parts[0], parts[1])
+        else:
+            qualified = _v1_key(name)
+        if qualified in tables:
+            raise fail(f"table {name!r} appears twice")
         if not isinstance(entry, dict):
             raise fail(f"table {name!r} must be a JSON object, found {_json_type(entry)}")
         _check_keys(entry, {"rows", "total_bytes"}, f"table {name!r}", fail)
@@ -193,8 +257,9 @@ def load_snapshot(path: str | os.PathLike) -> Snapshot:
             if value is not None and (not _is_int(value) or value < 0):
                 raise fail(f"table {name!r} has {key} {json.dumps(value)}, expected a non-negative integer or null")
             figures[key] = value
-        tables[name] = TableSize(figures["rows"], figures["total_bytes"], source="snapshot")
-    return Snapshot(pg_version, server_version_num, taken_at, database, tables)
+        tables[qualified] = TableSize(figures["rows"], figures["total_bytes"], source="snapshot")
+    return Snapshot(pg_version, server_version_num, taken_at, database, tables,
+                    search_path=None if search_path is None else tuple(search_path))
 
 
 def _check_keys(obj: dict, expected: set[str], where: str, fail) -> None:
@@ -262,42 +327,219 @@ def _split_identifier(name: str) -> list[str]:
     return parts
 
 
+def split_name(name: str) -> tuple[str | None, str]:
+    """``(schema, table)`` of a table name as SQL writes it (``None``: not schema-qualified).
+
+    ``x``, ``"x"`` -> ``(None, "x")``; ``s.x``, ``"s"."x"``, ``db.s.x`` -> ``("s", "x")``. Quoted parts
+    are unquoted and kept case-sensitive; unquoted parts are taken as written (the SQL parser has
+    already folded them to lower case).
+    """
+    parts = _split_identifier(name)
+    if len(parts) >= 2:
+        return parts[-2], parts[-1]
+    return None, parts[0]
+
+
+def qualified_name(schema: str, name: str) -> str:
+    """``schema.name`` as a snapshot keys it: each part double-quoted unless a plain lower-case identifier."""
+    return f"{_quote(schema)}.{_quote(name)}"
+
+
+def _quote(part: str) -> str:
+    if part and (part[0].islower() or part[0] == "_") and part.isascii() and all(
+            c.islower() or c.isdigit() or c in "_$" for c in part):
+        return part
+    return '"' + part.replace('"', '""') + '"'
+
+
+def parse_search_path(setting: str, user: str | None = None) -> tuple[str, ...]:
+    """The schemas a ``search_path`` setting names, in order, as PostgreSQL reads it: unquoted names
+    folded to lower case, ``$user`` replaced by ``user`` (dropped when ``None``), repeats dropped.
+    Whether the schemas exist is the caller's question."""
+    schemas: list[str] = []
+    for raw in _split_list(setting):
+        name = raw[1:-1].replace('""', '"') if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2 \
+            else raw.lower()
+        if name == "$user":
+            if user is None:
+                continue
+            name = user
+        if name and name not in schemas:
+            schemas.append(name)
+    return tuple(schemas)
+
+
+def _split_list(setting: str) -> list[str]:
+    """The comma-separated items of a GUC list, quotes kept, whitespace around them dropped."""
+    items, current, quoted = [], [], False
+    for char in setting:
+        if char == '"':
+            quoted = not quoted
+        if char == "," and not quoted:
+            items.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current).strip())
+    return [item for item in items if item]
+
+
+_NEW = "new in this plan"
+
+
+def _bigness(size: TableSize) -> tuple:
+    """Orders sizes smallest first; an unknown row count is the largest of all."""
+    return (size.rows is None, size.rows or 0, size.total_bytes or 0)
+
+
 @dataclass(frozen=True)
 class TableSizes:
     """What the rules ask for a table's size: a snapshot's figures, the plan's new tables, a fallback.
 
-    ``created``: tables created earlier in the plan (empty when the statement runs, so harmless
-    to lock). ``assume_rows``: the row count to use for a table with no figure; without it such a
-    table is unknown, which the rules treat as large.
+    ``search_path``: the effective path of the session ``migrate`` runs in (existing schemas, in order);
+    ``None``: the snapshot's, if it has one, else not known. ``runs``: where the statements being
+    analysed run (set per migration for schema-per-tenant projects); ``None``: once, on
+    ``search_path``. ``created``: ``(schema, name)`` of the tables created earlier in the plan (empty
+    when a statement runs, so harmless to lock); the schema is ``None`` when the name was not qualified
+    and the search_path is not known. ``assume_rows``: the row count of a table with no figure; without
+    it such a table is unknown, which the rules treat as large.
     """
 
     snapshot: Snapshot | None = None
     assume_rows: int | None = None
-    created: frozenset[str] = frozenset()
+    created: frozenset[tuple[str | None, str]] = frozenset()
+    search_path: tuple[str, ...] | None = None
+    runs: Runs | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "created", frozenset(table_key(name) for name in self.created))
+        if self.search_path is None and self.snapshot is not None and self.snapshot.search_path is not None:
+            object.__setattr__(self, "search_path", self.snapshot.search_path)
+        elif self.search_path is not None:
+            object.__setattr__(self, "search_path", tuple(self.search_path))
+        if any(isinstance(entry, str) for entry in self.created):
+            names = [entry for entry in self.created if isinstance(entry, str)]
+            object.__setattr__(self, "created", frozenset(e for e in self.created if not isinstance(e, str))
+                               | self._created_keys(names))
+
+    @property
+    def current_runs(self) -> Runs | None:
+        """Where the statements run now; ``None``: once, on a search_path that is not known."""
+        if self.runs is not None:
+            return self.runs
+        return None if self.search_path is None else Runs.on(self.search_path)
+
+    def running(self, runs: Runs | None) -> TableSizes:
+        """A copy for statements that run as ``runs`` says (``None``: once, on ``search_path``)."""
+        return self if runs == self.runs else replace(self, runs=runs)
 
     def of(self, table: str) -> TableSize:
-        """The size of ``table`` (as written in the SQL), and where the figure came from."""
-        key = table_key(table)
-        if key in self.created:
-            return TableSize(0, 0, source="new in this plan")
-        if self.snapshot is not None and key in self.snapshot.tables:
-            return self.snapshot.tables[key]
-        if self.assume_rows is not None:
-            return TableSize(self.assume_rows, None, source="assumed")
-        return TableSize(None, None, source="unknown")
+        """The size of ``table`` (as written in the SQL), where the figure came from, the schema it
+        resolved to and how many times the statement runs; when it runs in several schemas, the
+        largest copy's."""
+        schema, name = split_name(table)
+        runs = self.current_runs
+        count = runs.count if runs is not None else 1
+        if schema is not None:
+            found = self._figure(schema, name)
+            if found is None and (None, name) in self.created and schema == "public":
+                found = TableSize(0, 0, source=_NEW)  # created unqualified, search_path not known
+            return replace(found or self._no_figure(schema), schema=schema, runs=count)
+        if runs is None:
+            return self._without_path(name)
+        copies: list[TableSize] = []
+        missing = 0
+        known = self.snapshot.by_name.get(name, {}) if self.snapshot is not None else {}
+        for first in runs.schemas:
+            if (first, name) in self.created:
+                copies.append(TableSize(0, 0, source=_NEW, schema=first))
+            elif first in known:
+                copies.append(replace(known[first], schema=first))
+            else:
+                missing += 1
+        if missing or not runs.schemas:
+            copies.append(self._along(runs.tail, name, runs))
+        return replace(max(copies, key=_bigness), runs=count)
+
+    def is_new(self, table: str) -> bool:
+        """Whether ``table`` (every copy the statement reaches) was created earlier in the plan."""
+        return self.of(table).source == _NEW
 
     def with_created(self, names: Iterable[str]) -> TableSizes:
-        """A copy that also counts ``names`` as created earlier in the plan."""
-        added = frozenset(table_key(name) for name in names) - self.created
+        """A copy that also counts ``names`` (as written in the SQL) as created earlier in the plan,
+        in the schema each was created in (the first of the search path, when not qualified)."""
+        added = self._created_keys(names) - self.created
         if not added:
             return self
         # Keys only the new names: replace() would key every created table again.
         copy = replace(self, created=frozenset())
         object.__setattr__(copy, "created", self.created | added)
         return copy
+
+    # -- resolution ------------------------------------------------------------------------------
+
+    def _created_keys(self, names: Iterable[str]) -> frozenset[tuple[str | None, str]]:
+        runs = self.current_runs
+        keys: set[tuple[str | None, str]] = set()
+        for written in names:
+            schema, name = split_name(written)
+            if schema is not None:
+                keys.add((schema, name))
+            elif runs is None:
+                keys.add((None, name))
+            else:
+                # CREATE TABLE goes to the first schema of the path; with none, PostgreSQL refuses it.
+                keys.update((first, name) for first in (runs.schemas or runs.tail[:1]))
+        return frozenset(keys)
+
+    def _figure(self, schema: str, name: str) -> TableSize | None:
+        if (schema, name) in self.created:
+            return TableSize(0, 0, source=_NEW, schema=schema)
+        if self.snapshot is not None:
+            size = self.snapshot.tables.get((schema, name))
+            if size is not None:
+                return replace(size, schema=schema)
+        return None
+
+    def _no_figure(self, schema: str | None, note: str | None = None) -> TableSize:
+        if self.assume_rows is not None and note is None:
+            return TableSize(self.assume_rows, None, source="assumed", schema=schema)
+        return TableSize(None, None, source="unknown", schema=schema, note=note)
+
+    def _along(self, path: tuple[str, ...], name: str, runs: Runs) -> TableSize:
+        """The first table ``name`` on ``path``, as PostgreSQL looks an unqualified name up."""
+        for schema in path:
+            found = self._figure(schema, name)
+            if found is not None:
+                return found
+        elsewhere = sorted(self.snapshot.by_name.get(name, {})) if self.snapshot is not None else []
+        if not elsewhere:
+            return self._no_figure(None)
+        searched = ", ".join(runs.schemas + path) if len(runs.schemas) <= 1 else \
+            f"each of the {runs.label}, then {', '.join(path) or 'nothing'}"
+        return self._no_figure(None, note=(
+            f'"{name}" is in no schema of the search_path ({searched or "empty"}) but exists in '
+            f"{_schemas_list(elsewhere)}: counted as large; check the search_path the gate uses "
+            "(`search_path` in the configuration)"))
+
+    def _without_path(self, name: str) -> TableSize:
+        """An unqualified name when the search_path is not known: the one schema that has it."""
+        if (None, name) in self.created:
+            return TableSize(0, 0, source=_NEW)
+        candidates = set(self.snapshot.by_name.get(name, {})) if self.snapshot is not None else set()
+        candidates |= {schema for schema, created in self.created if created == name and schema is not None}
+        if not candidates:
+            return self._no_figure(None)
+        if len(candidates) == 1:
+            return self._figure(candidates.pop(), name)
+        return TableSize(None, None, source="ambiguous", note=(
+            f'"{name}" is a table in {_schemas_list(sorted(candidates))} and the search_path is not known '
+            "(a schema_version 1 snapshot): counted as large; dump the snapshot again with this version, "
+            "or set `search_path` in the configuration"))
+
+
+def _schemas_list(schemas: list[str]) -> str:
+    shown = ", ".join(schemas[:5]) + (f" and {len(schemas) - 5} more" if len(schemas) > 5 else "")
+    return f"schema {shown}" if len(schemas) == 1 else f"schemas {shown}"
 
 
 def is_large(size: TableSize, max_rows: int, max_bytes: int | None = None) -> bool:
@@ -488,9 +730,11 @@ def _read(conn: psycopg.Connection, statement_timeout_ms: int, lock_timeout_ms: 
             conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
             conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
             taken_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            version_num, database = conn.execute(
-                "SELECT current_setting('server_version_num')::int, current_database()"
+            version_num, database, setting, user = conn.execute(
+                "SELECT current_setting('server_version_num')::int, current_database(),"
+                " current_setting('search_path'), current_user"
             ).fetchone()
+            search_path = _existing(conn, parse_search_path(setting, user))
             relations = conn.execute(_TABLES_SQL).fetchall()
             edges = conn.execute(_PARTITIONS_SQL).fetchall()
             leaves = [oid for oid, _schema, _name, relkind, *_ in relations if relkind == "r"]
@@ -502,7 +746,16 @@ def _read(conn: psycopg.Connection, statement_timeout_ms: int, lock_timeout_ms: 
         raise StatsError(f"cannot read table sizes from {where}: {' '.join(str(exc).split())}; "
                          "check that the role may read pg_class and pg_stat_user_tables") from None
     return Snapshot(pg_version=version_num // 10000, server_version_num=version_num, taken_at=taken_at,
-                    database=database, tables=_figures(relations, edges, sizes))
+                    database=database, tables=_figures(relations, edges, sizes), search_path=search_path)
+
+
+def _existing(conn: psycopg.Connection, schemas: tuple[str, ...]) -> tuple[str, ...]:
+    """``schemas`` less those that do not exist, as PostgreSQL skips them. Not current_schemas(): that
+    also skips the schemas this role may not use, which the role running migrate may well use."""
+    if not schemas:
+        return ()
+    present = {name for (name,) in conn.execute("SELECT nspname FROM pg_catalog.pg_namespace").fetchall()}
+    return tuple(schema for schema in schemas if schema in present)
 
 
 def _read_sizes(conn: psycopg.Connection, oids: list[int]) -> dict[int, tuple[int | None, int | None]]:
@@ -532,10 +785,10 @@ def _read_sizes(conn: psycopg.Connection, oids: list[int]) -> dict[int, tuple[in
 
 def _figures(relations, edges, sizes) -> dict[str, TableSize]:
     own: dict[int, TableSize] = {}
-    names: dict[int, str] = {}
+    names: dict[int, tuple[str, str]] = {}
     kinds: dict[int, str] = {}
     for oid, schema, name, relkind, reltuples, relpages, live in relations:
-        names[oid] = name if schema == "public" else f"{schema}.{name}"
+        names[oid] = (schema, name)
         kinds[oid] = relkind
         if relkind == "r":
             heap, total = sizes.get(oid, (None, None))
@@ -556,7 +809,7 @@ def _figures(relations, edges, sizes) -> dict[str, TableSize]:
                 result.append(TableSize(None, None, source="database"))
         return result
 
-    tables: dict[str, TableSize] = {}
+    tables: dict[tuple[str, str], TableSize] = {}
     for oid, name in names.items():
         if kinds[oid] == "p":
             parts = leaf_sizes(oid)

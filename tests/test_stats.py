@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from migration_guard.cli import main
-from migration_guard.model import TableSize
+from migration_guard.model import Runs, TableSize
 from migration_guard.stats import (
     Snapshot,
     StatsError,
@@ -25,7 +25,10 @@ from migration_guard.stats import (
     format_size,
     is_large,
     load_snapshot,
+    parse_search_path,
+    qualified_name,
     read_database_stats,
+    split_name,
     table_key,
     write_snapshot,
 )
@@ -105,27 +108,28 @@ def test_reads_every_table_with_its_figures(shop, fresh_db):
 
         version_num = conn.info.server_version
         expected_bytes = {
-            "shop_order": total("shop_order"),
-            "shop_item": total("shop_item"),
-            "shop_empty": total("shop_empty"),
-            "billing.Invoice": total('billing."Invoice"'),
-            "shop_event_a": total("shop_event_a"),
-            "shop_event_b1": total("shop_event_b1"),
+            "public.shop_order": total("shop_order"),
+            "public.shop_item": total("shop_item"),
+            "public.shop_empty": total("shop_empty"),
+            'billing."Invoice"': total('billing."Invoice"'),
+            "public.shop_event_a": total("shop_event_a"),
+            "public.shop_event_b1": total("shop_event_b1"),
         }
-    expected_bytes["shop_event_b"] = expected_bytes["shop_event_b1"]
-    expected_bytes["shop_event"] = expected_bytes["shop_event_a"] + expected_bytes["shop_event_b1"]
+    expected_bytes["public.shop_event_b"] = expected_bytes["public.shop_event_b1"]
+    expected_bytes["public.shop_event"] = expected_bytes["public.shop_event_a"] + expected_bytes["public.shop_event_b1"]
 
-    assert {name: size.rows for name, size in snapshot.tables.items()} == {
-        "shop_order": 2000,
-        "shop_item": 300,  # from n_live_tup: never analysed
-        "shop_empty": 0,  # never analysed, but its heap is empty
-        "shop_event": 1000,  # the sum of its leaf partitions
-        "shop_event_a": 100,
-        "shop_event_b": 900,
-        "shop_event_b1": 900,
-        "billing.Invoice": 40,
+    assert {qualified_name(*key): size.rows for key, size in snapshot.tables.items()} == {
+        "public.shop_order": 2000,
+        "public.shop_item": 300,  # from n_live_tup: never analysed
+        "public.shop_empty": 0,  # never analysed, but its heap is empty
+        "public.shop_event": 1000,  # the sum of its leaf partitions
+        "public.shop_event_a": 100,
+        "public.shop_event_b": 900,
+        "public.shop_event_b1": 900,
+        'billing."Invoice"': 40,
     }
-    assert {name: size.total_bytes for name, size in snapshot.tables.items()} == expected_bytes
+    assert {qualified_name(*key): size.total_bytes for key, size in snapshot.tables.items()} == expected_bytes
+    assert snapshot.search_path == ("public",)  # "$user" names no schema here
     assert {size.source for size in snapshot.tables.values()} == {"database"}
     assert snapshot.server_version_num == version_num
     assert snapshot.pg_version == version_num // 10000
@@ -143,7 +147,7 @@ def test_rows_never_counted_are_unknown(fresh_dsn):
         conn.execute("SELECT pg_stat_reset_single_table_counters('t'::regclass)")
     _wait_for_live_tuples(fresh_dsn, {"t": 0})
 
-    size = read_database_stats(fresh_dsn).tables["t"]
+    size = read_database_stats(fresh_dsn).tables[("public", "t")]
 
     assert size.rows is None
     assert size.total_bytes > 0
@@ -154,7 +158,7 @@ def test_rows_added_since_analyze_count(fresh_dsn):
     _write_rows(fresh_dsn, "INSERT INTO t SELECT generate_series(1, 400)")
     _wait_for_live_tuples(fresh_dsn, {"t": 500})
 
-    assert read_database_stats(fresh_dsn).tables["t"].rows == 500
+    assert read_database_stats(fresh_dsn).tables[("public", "t")].rows == 500
 
 
 def test_skips_other_sessions_temporary_tables_and_empty_database(fresh_dsn):
@@ -197,7 +201,7 @@ def test_inside_a_callers_transaction_leaves_it_as_it_was(fresh_dsn):
 
         snapshot = read_database_stats(conn)
 
-        assert "mine" in snapshot.tables  # its own uncommitted table is visible to it
+        assert ("public", "mine") in snapshot.tables  # its own uncommitted table is visible to it
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
         assert conn.execute("SHOW transaction_read_only").fetchone() == ("off",)
         assert conn.execute("SHOW lock_timeout").fetchone() == ("0",)
@@ -231,8 +235,8 @@ def test_a_table_locked_by_a_migration_costs_only_its_bytes(shop):
         holder.close()
 
     assert elapsed < 3  # the bulk try and the per-table retry each wait 0.3 s at most
-    assert snapshot.tables["shop_order"] == TableSize(2000, None, source="database")
-    assert all(size.total_bytes is not None for name, size in snapshot.tables.items() if name != "shop_order")
+    assert snapshot.tables[("public", "shop_order")] == TableSize(2000, None, source="database")
+    assert all(size.total_bytes is not None for name, size in snapshot.tables.items() if name != ("public", "shop_order"))
 
 
 def test_a_queued_access_exclusive_request_also_blocks_the_size_read(shop):
@@ -255,9 +259,9 @@ def test_a_queued_access_exclusive_request_also_blocks_the_size_read(shop):
         waiting.join()
         alter.close()
 
-    assert snapshot.tables["shop_item"].total_bytes is None
-    assert snapshot.tables["shop_item"].rows == 300  # n_live_tup needs no lock
-    assert snapshot.tables["shop_order"].total_bytes is not None
+    assert snapshot.tables[("public", "shop_item")].total_bytes is None
+    assert snapshot.tables[("public", "shop_item")].rows == 300  # n_live_tup needs no lock
+    assert snapshot.tables[("public", "shop_order")].total_bytes is not None
 
 
 def test_unreachable_database_names_host_and_database_never_the_password():
@@ -297,7 +301,7 @@ def test_django_connection_is_left_as_it_was(pg_server, fresh_db):
             snapshot = read_database_stats(connection)
             with connection.cursor() as cursor:
                 cursor.execute("INSERT INTO inside VALUES (6)")
-            result["atomic"] = ["inside" in snapshot.tables, connection.in_atomic_block,
+            result["atomic"] = [("public", "inside") in snapshot.tables, connection.in_atomic_block,
                                 connection.needs_rollback]
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM inside")
@@ -327,27 +331,30 @@ SNAPSHOT = Snapshot(
     taken_at="2025-01-31T12:00:00+00:00",
     database="shop",
     tables={
-        "shop_order": TableSize(2_000_000, 123_456_789, "database"),
-        "billing.Invoice": TableSize(None, 8192, "database"),
-        "shop_item": TableSize(300, None, "database"),
+        ("public", "shop_order"): TableSize(2_000_000, 123_456_789, "database"),
+        ("billing", "Invoice"): TableSize(None, 8192, "database"),
+        ("public", "shop_item"): TableSize(300, None, "database"),
     },
+    search_path=("public",),
 )
 
 
 def test_snapshot_json_is_the_documented_format():
     assert json.loads(SNAPSHOT.to_json()) == {
-        "schema_version": 1,
+        "schema_version": 2,
         "pg_version": 16,
         "server_version_num": 160004,
         "taken_at": "2025-01-31T12:00:00+00:00",
         "database": "shop",
+        "search_path": ["public"],
         "tables": {
-            "billing.Invoice": {"rows": None, "total_bytes": 8192},
-            "shop_item": {"rows": 300, "total_bytes": None},
-            "shop_order": {"rows": 2000000, "total_bytes": 123456789},
+            'billing."Invoice"': {"rows": None, "total_bytes": 8192},
+            "public.shop_item": {"rows": 300, "total_bytes": None},
+            "public.shop_order": {"rows": 2000000, "total_bytes": 123456789},
         },
     }
-    assert list(json.loads(SNAPSHOT.to_json())["tables"]) == ["billing.Invoice", "shop_item", "shop_order"]
+    assert list(json.loads(SNAPSHOT.to_json())["tables"]) == ['billing."Invoice"', "public.shop_item",
+                                                              "public.shop_order"]
 
 
 def test_snapshot_round_trip(tmp_path):
@@ -360,6 +367,7 @@ def test_snapshot_round_trip(tmp_path):
     assert loaded.server_version_num == 160004
     assert loaded.taken_at == SNAPSHOT.taken_at
     assert loaded.database == "shop"
+    assert loaded.search_path == ("public",)
     assert loaded.tables == {name: TableSize(s.rows, s.total_bytes, "snapshot") for name, s in SNAPSHOT.tables.items()}
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
@@ -380,7 +388,7 @@ def _document(**changes):
 
 
 def _with_table(entry):
-    return _document(tables={"shop_order": entry})
+    return _document(tables={"public.shop_order": entry})
 
 
 def _without(key):
@@ -396,7 +404,17 @@ MALFORMED = {
     "missing tables": (_without("tables"), "the top level is missing tables"),
     "missing pg_version": (_without("pg_version"), "the top level is missing pg_version"),
     "unknown top-level key": (_document(table={}), "the top level has unknown key 'table'"),
-    "newer schema_version": (_document(schema_version=2), "schema_version is 2, this migration-guard reads only 1"),
+    "newer schema_version": (_document(schema_version=3), "schema_version is 3, this migration-guard reads 1 and 2"),
+    "no schema_version": (_without("schema_version"), "schema_version is null"),
+    "missing search_path": (_without("search_path"), "the top level is missing search_path"),
+    "search_path not a list": (_document(search_path="app, public"), "search_path must be an array"),
+    "empty schema in search_path": (_document(search_path=["app", ""]), "search_path must be an array"),
+    "unqualified key": (_document(tables={"shop_order": {"rows": 1, "total_bytes": 1}}),
+                        "table 'shop_order' must be keyed schema.name"),
+    "key with three parts": (_document(tables={"a.b.c": {"rows": 1, "total_bytes": 1}}),
+                             "table 'a.b.c' must be keyed schema.name"),
+    "a table twice": (_document(tables={"public.t": {"rows": 1, "total_bytes": 1},
+                                        'public."t"': {"rows": 5, "total_bytes": 1}}), "'public.\"t\"' appears twice"),
     "string schema_version": (_document(schema_version="1"), 'schema_version is "1"'),
     "string pg_version": (_document(pg_version="16"),
                           'pg_version must be a positive integer (the major version, e.g. 16), found "16"'),
@@ -409,16 +427,16 @@ MALFORMED = {
     "numeric database": (_document(database=1), "database must be a string or null"),
     "tables as array": (_document(tables=[]), "tables must be a JSON object, found an array"),
     "empty table name": (_document(tables={"": {"rows": 1, "total_bytes": 1}}), "an entry with an empty name"),
-    "table entry not an object": (_with_table(5), "table 'shop_order' must be a JSON object, found a number"),
+    "table entry not an object": (_with_table(5), "table 'public.shop_order' must be a JSON object, found a number"),
     "float rows": (_with_table({"rows": 2e6, "total_bytes": 1}),
-                   "table 'shop_order' has rows 2000000.0, expected a non-negative integer or null"),
+                   "table 'public.shop_order' has rows 2000000.0, expected a non-negative integer or null"),
     "string rows": (_with_table({"rows": "2000000", "total_bytes": 1}), 'has rows "2000000"'),
     "boolean rows": (_with_table({"rows": True, "total_bytes": 1}), "has rows true"),
     "negative rows": (_with_table({"rows": -1, "total_bytes": 1}), "has rows -1"),
     "negative bytes": (_with_table({"rows": 1, "total_bytes": -5}), "has total_bytes -5"),
-    "missing total_bytes": (_with_table({"rows": 1}), "table 'shop_order' is missing total_bytes"),
+    "missing total_bytes": (_with_table({"rows": 1}), "table 'public.shop_order' is missing total_bytes"),
     "typo in a table entry": (_with_table({"row": 1, "rows": 1, "total_bytes": 1}),
-                              "table 'shop_order' has unknown key 'row'"),
+                              "table 'public.shop_order' has unknown key 'row'"),
 }
 
 
@@ -477,27 +495,104 @@ def test_table_key(written, key):
 
 def test_sizes_from_a_snapshot():
     sizes = TableSizes(SNAPSHOT)
-    assert sizes.of("shop_order") == TableSize(2_000_000, 123_456_789, "database")
+    assert sizes.of("shop_order") == TableSize(2_000_000, 123_456_789, "database", schema="public")
     assert sizes.of("public.shop_order") == sizes.of('"shop_order"') == sizes.of("shop_order")
-    assert sizes.of('billing."Invoice"') == TableSize(None, 8192, "database")
+    assert sizes.of('billing."Invoice"') == TableSize(None, 8192, "database", schema="billing")
     # Case-sensitive, as PostgreSQL is for quoted names.
     assert sizes.of("SHOP_ORDER") == TableSize(None, None, "unknown")
-    assert sizes.of("billing.invoice") == TableSize(None, None, "unknown")
+    assert sizes.of("billing.invoice") == TableSize(None, None, "unknown", schema="billing")
 
 
-def test_tables_created_in_the_plan_are_empty():
-    sizes = TableSizes(SNAPSHOT, created=frozenset({"public.shop_order"}))
-    assert sizes.of("shop_order") == TableSize(0, 0, "new in this plan")
-    assert sizes.created == frozenset({"shop_order"})
+def _sizes(search_path, created=(), **tables):
+    """Sizes of tables given as schema__name=rows, on ``search_path`` (None: not known)."""
+    snapshot = Snapshot(16, None, "2025-01-31T12:00:00+00:00", "shop", search_path=search_path, tables={
+        tuple(key.split("__")): TableSize(rows, rows * 100, "snapshot") for key, rows in tables.items()})
+    return TableSizes(snapshot).with_created(created)
+
+
+def test_an_unqualified_name_is_the_first_table_on_the_search_path():
+    sizes = _sizes(("app", "public"), app__t=5_000_000, public__t=10, public__other=7)
+    assert (sizes.of("t").rows, sizes.of("t").schema) == (5_000_000, "app")
+    assert (sizes.of("public.t").rows, sizes.of("public.t").schema) == (10, "public")
+    assert sizes.of("other").schema == "public"
+    assert TableSizes(sizes.snapshot, search_path=("public", "app")).of("t").rows == 10  # given: wins
+
+
+def test_a_name_on_no_schema_of_the_search_path_counts_as_large_with_a_note():
+    size = _sizes(("public",), app__t=10).of("t")
+    assert (size.rows, size.source) == (None, "unknown")
+    assert '"t" is in no schema of the search_path (public) but exists in schema app' in size.note
+    # --assume-rows is for tables nobody has a figure for, not for a name that resolved wrongly.
+    assert TableSizes(_sizes(("public",), app__t=10).snapshot, assume_rows=0).of("t").rows is None
+    assert TableSizes(_sizes(("public",)).snapshot, assume_rows=0).of("t").rows == 0
+
+
+def test_a_table_created_in_the_plan_shadows_one_later_on_the_search_path():
+    sizes = _sizes(("app", "public"), ["t"], public__t=5_000_000)
+    assert sizes.of("t") == TableSize(0, 0, "new in this plan", schema="app")
+    assert sizes.is_new("t") and sizes.is_new("app.t")
+    assert sizes.of("public.t").rows == 5_000_000 and not sizes.is_new("public.t")
+
+
+def test_a_table_created_in_a_later_schema_does_not_shadow_the_first():
+    sizes = _sizes(("app", "public"), ["public.t"], app__t=5_000_000)
+    assert sizes.of("t").rows == 5_000_000 and not sizes.is_new("t")
+    assert sizes.is_new("public.t")
+
+
+def test_without_a_search_path_a_name_in_one_schema_is_that_one():
+    sizes = _sizes(None, app__t=5_000_000, public__order=10)
+    assert (sizes.of("t").rows, sizes.of("t").schema) == (5_000_000, "app")
+    assert sizes.of("order").rows == 10
+    assert sizes.of("nowhere") == TableSize(None, None, "unknown")
+
+
+def test_without_a_search_path_a_name_in_several_schemas_is_ambiguous():
+    sizes = _sizes(None, app__t=10, public__t=20)
+    size = sizes.of("t")
+    assert (size.rows, size.source) == (None, "ambiguous")
+    assert '"t" is a table in schemas app, public and the search_path is not known' in size.note
+    assert "dump the snapshot again" in size.note
+    assert sizes.of("app.t").rows == 10  # qualified: no question
+    # Created earlier in the plan (unqualified): as before, the new table.
+    assert sizes.with_created(["t"]).is_new("t")
+
+
+def test_tenant_runs_take_the_largest_copy():
+    sizes = _sizes(("public",), t1__item=10, t2__item=3_000, t3__item=200, public__client=4)
+    tenants = sizes.running(Runs(("t1", "t2", "t3"), ("public",), label="tenant schemas"))
+    size = tenants.of("item")
+    assert (size.rows, size.schema, size.runs) == (3_000, "t2", 3)
+    # A name a tenant schema lacks is found further on the path (the shared table), once.
+    assert (tenants.of("client").rows, tenants.of("client").schema) == (4, "public")
+    assert tenants.of("public.client").runs == 3  # locked once per tenant run
+    assert sizes.of("item").source == "unknown"  # in public: no such table
+    # Created by a tenant migration: in every tenant schema, and nowhere else.
+    created = tenants.with_created(["item_note"])
+    assert created.is_new("item_note") and created.of("item_note").runs == 3
+    assert not created.running(None).is_new("item_note")
+
+
+def test_tenant_runs_where_one_copy_is_unknown():
+    sizes = _sizes(("public",), t1__item=10, t2__item=20)
+    size = sizes.running(Runs(("t1", "t2", "t3"), ("public",))).of("item")  # t3 has none, public neither
+    assert (size.rows, size.source) == (None, "unknown")
+
+
+def test_created_tables_and_tenant_runs_are_plain_data():
+    sizes = TableSizes(SNAPSHOT, created=frozenset({"public.shop_order", "x"}))
+    assert sizes.created == frozenset({("public", "shop_order"), ("public", "x")})
+    assert sizes.of("shop_order") == TableSize(0, 0, "new in this plan", schema="public")
 
 
 def test_with_created_returns_a_new_lookup():
     sizes = TableSizes(SNAPSHOT)
-    more = sizes.with_created(['"shop_item"', "billing.Invoice"])
+    more = sizes.with_created(['"shop_item"', 'billing."Invoice"'])
     assert more.of("shop_item").source == "new in this plan"
     assert more.of('billing."Invoice"').source == "new in this plan"
     assert sizes.of("shop_item").source == "database"
     assert more.snapshot is SNAPSHOT
+    assert more.with_created(["shop_item"]) is more
 
 
 def test_unknown_tables_are_assumed_or_unknown():
@@ -505,7 +600,67 @@ def test_unknown_tables_are_assumed_or_unknown():
     assert TableSizes(assume_rows=0).of("nowhere") == TableSize(0, None, "assumed")
     assert TableSizes().of("nowhere") == TableSize(None, None, "unknown")
     # A table the snapshot knows keeps its figure, even an unknown one.
-    assert TableSizes(SNAPSHOT, assume_rows=5000).of("billing.Invoice").rows is None
+    assert TableSizes(SNAPSHOT, assume_rows=5000).of('billing."Invoice"').rows is None
+
+
+@pytest.mark.parametrize("setting, user, schemas", [
+    ('"$user", public', "deploy", ("deploy", "public")),
+    ('"$user", public', None, ("public",)),
+    ("$user,public", "deploy", ("deploy", "public")),
+    ("App, public", None, ("app", "public")),  # unquoted: folded to lower case
+    ('"App", "has,comma", "a""b"', None, ("App", "has,comma", 'a"b')),
+    ('""', None, ()),
+    ("", None, ()),
+    ("app, public, app", None, ("app", "public")),
+])
+def test_parse_search_path(setting, user, schemas):
+    assert parse_search_path(setting, user) == schemas
+
+
+@pytest.mark.parametrize("written, parts", [
+    ("t", (None, "t")),
+    ('"T"', (None, "T")),
+    ("app.t", ("app", "t")),
+    ('"My App"."T"', ("My App", "T")),
+    ("db.app.t", ("app", "t")),
+    ('"has.dot"', (None, "has.dot")),
+])
+def test_split_name(written, parts):
+    assert split_name(written) == parts
+
+
+@pytest.mark.parametrize("parts, key", [
+    (("public", "t"), "public.t"),
+    (("billing", "Invoice"), 'billing."Invoice"'),
+    (("app", "has.dot"), 'app."has.dot"'),
+    (("app", 'a"b'), 'app."a""b"'),
+    (("app", "t_1$"), "app.t_1$"),
+    (("app", "1t"), 'app."1t"'),
+    (("app", "é"), 'app."é"'),
+])
+def test_qualified_name(parts, key):
+    assert qualified_name(*parts) == key
+    assert split_name(key) == parts
+
+
+def test_a_schema_version_1_snapshot_is_still_read(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({
+        "schema_version": 1, "pg_version": 16, "server_version_num": None, "taken_at": "2025-01-31T12:00:00+00:00",
+        "database": "shop", "tables": {"shop_order": {"rows": 5, "total_bytes": 1},
+                                       "billing.Invoice": {"rows": 7, "total_bytes": 2},
+                                       "billing.shop_order": {"rows": 9, "total_bytes": 3}}}))
+    snapshot = load_snapshot(path)
+    assert snapshot.search_path is None
+    assert set(snapshot.tables) == {("public", "shop_order"), ("billing", "Invoice"), ("billing", "shop_order")}
+    sizes = TableSizes(snapshot)
+    assert sizes.of("Invoice").rows == 7
+    assert sizes.of("shop_order").source == "ambiguous"
+    assert TableSizes(snapshot, search_path=("public",)).of("shop_order").rows == 5
+    # Written again, it is a schema_version 2 snapshot that still says it does not know the path.
+    write_snapshot(snapshot, path)
+    assert json.loads(path.read_text())["search_path"] is None
+    assert load_snapshot(path).tables.keys() == snapshot.tables.keys()
 
 
 def test_table_sizes_are_frozen_and_hashable():
@@ -545,7 +700,7 @@ def test_formatting():
 def test_cli_dump_to_stdout(shop):
     result = CliRunner().invoke(main, ["stats", "dump", "--dsn", shop])
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["tables"]["shop_order"]["rows"] == 2000
+    assert json.loads(result.stdout)["tables"]["public.shop_order"]["rows"] == 2000
     assert result.stderr == ""
 
 
@@ -561,14 +716,14 @@ def test_cli_dump_to_a_file_then_show(shop, fresh_db, tmp_path):
     lines = shown.stdout.splitlines()
     assert lines[1].split() == ["table", "rows", "size"]
     assert [line.split()[0] for line in lines[2:]] == [
-        "shop_order", "shop_event", "shop_event_b", "shop_event_b1", "shop_item", "shop_event_a",
-        "billing.Invoice", "shop_empty"]
+        "public.shop_order", "public.shop_event", "public.shop_event_b", "public.shop_event_b1", "public.shop_item",
+        "public.shop_event_a", 'billing."Invoice"', "public.shop_empty"]
 
 
 def test_cli_dsn_from_the_environment(shop):
     result = CliRunner().invoke(main, ["stats", "dump"], env={"MIGRATION_GUARD_DSN": shop})
     assert result.exit_code == 0, result.stderr
-    assert "shop_order" in json.loads(result.stdout)["tables"]
+    assert "public.shop_order" in json.loads(result.stdout)["tables"]
 
 
 def test_cli_show_exact_text(tmp_path):
@@ -577,11 +732,11 @@ def test_cli_show_exact_text(tmp_path):
     result = CliRunner().invoke(main, ["stats", "show", str(path)])
     assert result.exit_code == 0
     assert result.stdout == textwrap.dedent("""\
-        database shop, PostgreSQL 16, taken 2025-01-31T12:00:00+00:00, 3 tables
-        table                 rows      size
-        billing.Invoice    unknown    8.0 kB
-        shop_order       2,000,000  117.7 MB
-        shop_item              300   unknown
+        database shop, PostgreSQL 16, taken 2025-01-31T12:00:00+00:00, 3 tables, search_path public
+        table                   rows      size
+        billing."Invoice"    unknown    8.0 kB
+        public.shop_order  2,000,000  117.7 MB
+        public.shop_item         300   unknown
     """)
 
 
@@ -613,7 +768,7 @@ def test_console_script_exit_codes(shop, tmp_path):
     ok = subprocess.run([CONSOLE_SCRIPT, "stats", "dump", "--dsn", shop, "--output", str(path)],
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
-    assert load_snapshot(path).tables["shop_order"].rows == 2000
+    assert load_snapshot(path).tables[("public", "shop_order")].rows == 2000
 
     unreachable = subprocess.run([CONSOLE_SCRIPT, "stats", "dump", "--dsn", "host=/nonexistent dbname=x"],
                                  capture_output=True, text=True, timeout=60)

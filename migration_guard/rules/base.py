@@ -19,7 +19,7 @@ from migration_guard.model import (
     StatementKind,
     TableSize,
 )
-from migration_guard.stats import TableSizes, is_large, table_key
+from migration_guard.stats import TableSizes, is_large
 
 __all__ = [
     "MigrationContext",
@@ -66,7 +66,7 @@ class StatementContext:
 
     def is_new(self, table: str | None) -> bool:
         """Whether ``table`` was created earlier in this plan (so locking it hurts nobody)."""
-        return table is not None and table_key(table) in self.sizes.created
+        return table is not None and self.sizes.is_new(table)
 
     def size(self, table: str) -> TableSize:
         """The table's size (new in the plan: empty; no figure: unknown, or assumed)."""
