@@ -193,17 +193,25 @@ def _default_approver() -> str:
 @click.option("--stats", "stats_file", type=click.Path(dir_okay=False), help="Table sizes from a snapshot file.")
 @click.option("--assume-rows", type=click.IntRange(min=0), help="Row count for tables with no figure "
               "(default: they count as large).")
+@click.option("--search-path", metavar="SCHEMAS", help="The search_path the statements will run with, e.g. "
+              "'app, public': which schema an unqualified name means (default: the --dsn session's, else the "
+              "--stats snapshot's).")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def explain_command(files, pg_version, dsn, stats_file, assume_rows, output_format) -> None:
+def explain_command(files, pg_version, dsn, stats_file, assume_rows, search_path, output_format) -> None:
     """EXPLAIN for DDL: the locks, rewrites, scans and index builds of each statement of SQL FILES
     (or stdin), and the rules' findings. Exit 1 when a finding blocks."""
     import gc
 
-    from migration_guard.config import Config
+    from migration_guard.config import Config, ConfigError, search_path_value
     from migration_guard.explain import catalog_from_dsn, explain_json, explain_text, parse_script
     from migration_guard.pipeline import analyse_statements
     from migration_guard.stats import TableSizes
 
+    if search_path is not None:
+        try:
+            search_path = search_path_value(search_path, "--search-path")
+        except ConfigError as exc:
+            _fail(str(exc))
     snapshot = None
     try:
         if stats_file:
@@ -217,11 +225,11 @@ def explain_command(files, pg_version, dsn, stats_file, assume_rows, output_form
         import psycopg
 
         try:
-            catalog = catalog_from_dsn(dsn)
+            catalog = catalog_from_dsn(dsn, search_path)
         except psycopg.Error as exc:
             _fail(f"cannot read the catalog of --dsn: {str(exc).strip().splitlines()[0]}")
     version = pg_version or (snapshot.pg_version if snapshot else None) or 16
-    sizes = TableSizes(snapshot=snapshot, assume_rows=assume_rows)
+    sizes = TableSizes(snapshot=snapshot, assume_rows=assume_rows, search_path=search_path)
     results = []
     # A script's parse trees are many small objects that live to the end and hold no cycles: the
     # cyclic collector would only walk them over and over (a sixth of the CPU at 50,000 statements

@@ -8,17 +8,19 @@ from collections.abc import Sequence
 
 from migration_guard.model import ParsedStatement, Severity, Statement
 from migration_guard.pipeline import MigrationResult
-from migration_guard.stats import format_size
+from migration_guard.stats import format_schema, format_size
 
 __all__ = ["catalog_from_dsn", "explain_json", "explain_text", "parse_script"]
 
 EXPLAIN_SCHEMA_VERSION = 1
 
 
-def catalog_from_dsn(dsn: str):
+def catalog_from_dsn(dsn: str, search_path: tuple[str, ...] | None = None):
     """The lock model's catalog (column types, validated checks, foreign keys, indexes, partitions) of the
-    database at ``dsn``, read in a read-only transaction with short timeouts."""
+    database at ``dsn``, read in a read-only transaction with short timeouts; tables named as SQL run
+    with ``search_path`` (default: the session's) names them."""
     import psycopg
+    from psycopg import sql
 
     from migration_guard.locks.introspect import catalog_from_database
 
@@ -26,6 +28,9 @@ def catalog_from_dsn(dsn: str):
         conn.execute("SET TRANSACTION READ ONLY")
         conn.execute("SET LOCAL statement_timeout = 30000")
         conn.execute("SET LOCAL lock_timeout = 1000")
+        if search_path is not None:
+            conn.execute(sql.SQL("SELECT set_config('search_path', {}, true)").format(
+                sql.Literal(", ".join(sql.Identifier(schema).as_string(conn) for schema in search_path))))
         catalog = catalog_from_database(conn)
         conn.rollback()
     return catalog
@@ -82,7 +87,8 @@ def explain_json(results: Sequence[MigrationResult], pg_version: int) -> str:
                 "findings": [
                     {"rule": f.rule, "slug": f.slug, "severity": f.severity.value, "blocking": f.blocking,
                      "message": f.message, "table": f.table,
-                     "rows": f.size.rows if f.size else None, "duration": f.duration, "recipe": f.recipe}
+                     "rows": f.size.rows if f.size else None, "schema": f.size.schema if f.size else None,
+                     "duration": f.duration, "recipe": f.recipe}
                     for f in item.findings
                 ],
             })
@@ -129,7 +135,8 @@ def explain_text(results: Sequence[MigrationResult], pg_version: int, *, color: 
                     out.append(f"  {label} {', '.join(tables)}")
             for finding in item.findings:
                 level = "error" if finding.severity is Severity.ERROR else finding.severity.value
-                size = f" [{format_size(finding.size)}]" if finding.size else ""
+                where = format_schema(finding.size) if finding.size else ""
+                size = f" [{format_size(finding.size)}{', ' + where if where else ''}]" if finding.size else ""
                 out.append(f"  {finding.rule} {finding.slug} ({level}){size}: {finding.message}")
                 if finding.duration:
                     out.append(f"    time: {finding.duration}")

@@ -34,7 +34,14 @@ from migration_guard.report import DatabaseInfo, Report
 from migration_guard.rules import rule_ids
 from migration_guard.rules.mg009_session_holding_conflicting_lock import RULE as PREFLIGHT_RULE
 from migration_guard.rules.mg009_session_holding_conflicting_lock import check_sessions
-from migration_guard.stats import Snapshot, StatsError, TableSizes, load_snapshot, read_database_stats
+from migration_guard.stats import (
+    Snapshot,
+    StatsError,
+    TableSizes,
+    load_snapshot,
+    read_database_stats,
+    read_search_path,
+)
 
 __all__ = ["GateError", "GateOptions", "run_gate"]
 
@@ -218,7 +225,8 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
         sizes_source = f"snapshot {options.stats_file} (taken {snapshot.taken_at})"
     elif config.assume_rows is not None:
         sizes_source = f"none: tables with no figure are assumed to have {config.assume_rows:,} rows"
-    sizes = TableSizes(snapshot=snapshot, assume_rows=config.assume_rows)
+    search_path, path_source = _search_path(config, snapshot, prefetch, connection, production)
+    sizes = TableSizes(snapshot=snapshot, assume_rows=config.assume_rows, search_path=search_path)
 
     notes = []
     if not plan.lint:
@@ -250,7 +258,27 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
     if not scratch and PREFLIGHT_RULE.id not in config.disable:
         results = _preflight(connection, results, config)
     results = [replace(r, database=alias) for r in results]
-    return results, DatabaseInfo(alias, pg_version, pg_source, sizes_source), notes
+    # A name that did not resolve (or resolved in several schemas) is counted as large: say why, once.
+    notes.extend(dict.fromkeys(f.size.note for r in results for f in r.findings if f.size and f.size.note))
+    return results, DatabaseInfo(alias, pg_version, pg_source, sizes_source, search_path, path_source), notes
+
+
+def _search_path(config: Config, snapshot: Snapshot | None, prefetch: _Prefetch | None, connection,
+                 production: bool) -> tuple[tuple[str, ...] | None, str]:
+    """The search_path migrate's session will have, and where that comes from: the configuration, else
+    a session of the target database opened as Django opens it (settings of its role and database,
+    OPTIONS, assume_role), else the snapshot's."""
+    if config.search_path is not None:
+        return config.search_path, "from the configuration"
+    if production:
+        try:
+            path = prefetch.search_path() if prefetch is not None else read_search_path(connection)
+        except (DatabaseError, StatsError) as exc:
+            raise GateError(f"cannot read the search_path of database '{connection.alias}': {exc}") from None
+        return path, "the session's"
+    if snapshot is not None and snapshot.search_path is not None:
+        return snapshot.search_path, "the snapshot's"
+    return None, "not known"
 
 
 def _preflight(connection, results: list[MigrationResult], config: Config) -> list[MigrationResult]:
@@ -365,10 +393,11 @@ class _Prefetch:
                 cursor.execute(f"SET lock_timeout = '{_SESSION_LOCK_TIMEOUT}'")
             if stats:
                 self._results["stats"] = _attempt(read_database_stats, wrapper)
+            self._results["search_path"] = _attempt(read_search_path, wrapper)
             self._results["catalog"] = _attempt(_read_catalog, wrapper)
-        except Exception as exc:  # the connection itself: both reads fail with it
-            self._results.setdefault("stats", exc)
-            self._results.setdefault("catalog", exc)
+        except Exception as exc:  # the connection itself: every read fails with it
+            for name in ("stats", "search_path", "catalog"):
+                self._results.setdefault(name, exc)
         finally:
             with contextlib.suppress(Exception):
                 wrapper.close()
@@ -383,6 +412,10 @@ class _Prefetch:
     def stats(self) -> Snapshot:
         """The sizes read (raises what reading them raised)."""
         return self._get("stats")
+
+    def search_path(self) -> tuple[str, ...]:
+        """The session's effective search_path (raises what reading it raised)."""
+        return self._get("search_path")
 
     def catalog(self) -> Catalog:
         """The catalog read (raises what reading it raised)."""

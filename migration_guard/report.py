@@ -16,7 +16,7 @@ from migration_guard.approvals import ApprovalOutcome
 from migration_guard.config import Config
 from migration_guard.model import Finding, Severity
 from migration_guard.pipeline import MigrationResult
-from migration_guard.stats import format_size
+from migration_guard.stats import format_schema, format_size
 
 __all__ = ["JSON_SCHEMA_VERSION", "DatabaseInfo", "Report", "render_json", "render_text"]
 
@@ -31,6 +31,8 @@ class DatabaseInfo:
     pg_version: int
     pg_version_source: str
     sizes_source: str
+    search_path: tuple[str, ...] | None = None  # migrate's session's, as the gate resolves names
+    search_path_source: str = "not known"  # "the session's", "the snapshot's", "from the configuration"
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def render_text(report: Report, *, color: bool = False) -> str:
                    f"{len(report.databases)} databases; large means {threshold}")
         for info in report.databases:
             out.append(f"  {info.alias}: PostgreSQL {info.pg_version} ({info.pg_version_source}); "
-                       f"sizes: {info.sizes_source}")
+                       f"sizes: {info.sizes_source}{_search_path_text(info, '; ')}")
     else:
         where = f' on database "{report.database}"' if report.database else ""
         out.append(
@@ -100,6 +102,8 @@ def render_text(report: Report, *, color: bool = False) -> str:
             f"PostgreSQL {report.pg_version} ({report.pg_version_source})"
         )
         out.append(f"sizes: {report.sizes_source}; large means {threshold}")
+        if report.databases and _search_path_text(report.databases[0], ""):
+            out.append(_search_path_text(report.databases[0], ""))
     for note in report.notes:
         out.append(f"note: {note}")
     for result in report.migrations:
@@ -124,6 +128,13 @@ def render_text(report: Report, *, color: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
+def _search_path_text(info: DatabaseInfo, prefix: str) -> str:
+    """``search_path: app, public (the session's)``, when it is anything but plain ``public``."""
+    if info.search_path is None or info.search_path == ("public",):
+        return ""
+    return f"{prefix}search_path: {', '.join(info.search_path) or '(empty)'} ({info.search_path_source})"
+
+
 def _finding_text(result: MigrationResult, finding: Finding, paint) -> list[str]:
     if finding.approval:
         label, style = "approved", "approved"
@@ -141,7 +152,8 @@ def _finding_text(result: MigrationResult, finding: Finding, paint) -> list[str]
         lines.append(f"    where   {location}")
     if finding.table:
         size = f" ({format_size(finding.size)})" if finding.size else ""
-        lines.append(f"    table   {finding.table}{size}")
+        where = format_schema(finding.size) if finding.size else ""
+        lines.append(f"    table   {finding.table}{size}{' ' + where if where else ''}")
     if finding.lock:
         lines.append(f"    lock    {finding.lock.label} ({finding.lock.pg_name}): blocks {finding.lock.blocks}")
     if finding.duration:
@@ -235,7 +247,9 @@ def render_json(report: Report) -> str:
         "database": report.database,
         "databases": [
             {"alias": i.alias, "pg_version": i.pg_version, "pg_version_source": i.pg_version_source,
-             "sizes_source": i.sizes_source}
+             "sizes_source": i.sizes_source,
+             "search_path": None if i.search_path is None else list(i.search_path),
+             "search_path_source": i.search_path_source}
             for i in report.databases
         ],
         "sizes_source": report.sizes_source,
@@ -307,6 +321,8 @@ def _finding_json(result: MigrationResult, finding: Finding) -> dict:
         "rows": finding.size.rows if finding.size else None,
         "bytes": finding.size.total_bytes if finding.size else None,
         "size_source": finding.size.source if finding.size else None,
+        "schema": finding.size.schema if finding.size else None,
+        "runs": finding.size.runs if finding.size else None,
         "lock": finding.lock.pg_name if finding.lock else None,
         "blocks": finding.lock.blocks if finding.lock else None,
         "duration": finding.duration,

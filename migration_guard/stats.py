@@ -79,12 +79,14 @@ __all__ = [
     "StatsError",
     "TableSizes",
     "format_bytes",
+    "format_schema",
     "format_size",
     "is_large",
     "load_snapshot",
     "parse_search_path",
     "qualified_name",
     "read_database_stats",
+    "read_search_path",
     "split_name",
     "table_key",
     "write_snapshot",
@@ -576,6 +578,17 @@ def format_size(size: TableSize) -> str:
     return text
 
 
+def format_schema(size: TableSize) -> str:
+    """Which copy a size is, for messages, when it is not simply ``public``'s: ``"in schema app"``,
+    ``"in schema t2, the largest of 3 copies (the statement runs in each of 3 schemas in turn)"``; ``""``."""
+    if size.runs > 1:
+        where = f"in schema {size.schema}, the largest copy" if size.schema else "the largest copy"
+        return f"{where} (the statement runs {size.runs} times, in one schema after the other)"
+    if size.schema and size.schema != "public":
+        return f"in schema {size.schema}"
+    return ""
+
+
 # -- reading the database ----------------------------------------------------------------------
 
 # Catalog and statistics views only: none of this takes a lock on a user table. relkind 'r' is an
@@ -730,11 +743,10 @@ def _read(conn: psycopg.Connection, statement_timeout_ms: int, lock_timeout_ms: 
             conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
             conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
             taken_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            version_num, database, setting, user = conn.execute(
-                "SELECT current_setting('server_version_num')::int, current_database(),"
-                " current_setting('search_path'), current_user"
+            version_num, database = conn.execute(
+                "SELECT current_setting('server_version_num')::int, current_database()"
             ).fetchone()
-            search_path = _existing(conn, parse_search_path(setting, user))
+            search_path = _session_search_path(conn)
             relations = conn.execute(_TABLES_SQL).fetchall()
             edges = conn.execute(_PARTITIONS_SQL).fetchall()
             leaves = [oid for oid, _schema, _name, relkind, *_ in relations if relkind == "r"]
@@ -749,9 +761,28 @@ def _read(conn: psycopg.Connection, statement_timeout_ms: int, lock_timeout_ms: 
                     database=database, tables=_figures(relations, edges, sizes), search_path=search_path)
 
 
-def _existing(conn: psycopg.Connection, schemas: tuple[str, ...]) -> tuple[str, ...]:
-    """``schemas`` less those that do not exist, as PostgreSQL skips them. Not current_schemas(): that
-    also skips the schemas this role may not use, which the role running migrate may well use."""
+def read_search_path(source: Any) -> tuple[str, ...]:
+    """The effective search_path of a session (a ``psycopg.Connection`` or a Django connection, as it
+    was opened: role and database settings, connection options, a ``SET ROLE``): the schemas of its
+    ``search_path`` setting that exist, in order, ``$user`` standing for the current role. Read in a
+    read-only transaction (a savepoint inside a caller's), which is rolled back."""
+    import psycopg
+
+    conn = source if isinstance(source, psycopg.Connection) else _django_raw_connection(source)
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute("SET TRANSACTION READ ONLY")
+            conn.execute(f"SET LOCAL statement_timeout = {DEFAULT_STATEMENT_TIMEOUT_MS}")
+            return _session_search_path(conn)
+    except psycopg.Error as exc:
+        raise StatsError(f"cannot read the search_path: {' '.join(str(exc).split())}") from None
+
+
+def _session_search_path(conn: psycopg.Connection) -> tuple[str, ...]:
+    # Not current_schemas(): it also leaves out the schemas this role may not use, and the role that
+    # runs migrate may well use them. PostgreSQL skips only the ones that do not exist.
+    setting, user = conn.execute("SELECT current_setting('search_path'), current_user").fetchone()
+    schemas = parse_search_path(setting, user)
     if not schemas:
         return ()
     present = {name for (name,) in conn.execute("SELECT nspname FROM pg_catalog.pg_namespace").fetchall()}

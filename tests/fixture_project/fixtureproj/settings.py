@@ -14,6 +14,10 @@ DATABASES = {
         "PORT": os.environ.get("FIXTURE_DB_PORT", "5432"),
     }
 }
+if os.environ.get("FIXTURE_DB_OPTIONS"):  # e.g. {"options": "-c search_path=app,public"}
+    import json
+
+    DATABASES["default"]["OPTIONS"] = json.loads(os.environ["FIXTURE_DB_OPTIONS"])
 if os.environ.get("FIXTURE_MIGRATION_GUARD"):
     import json
 
