@@ -11,6 +11,7 @@ import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connections
 from django.db.migrations.exceptions import InconsistentMigrationHistory
@@ -34,6 +35,7 @@ from migration_guard.report import DatabaseInfo, Report
 from migration_guard.rules import rule_ids
 from migration_guard.rules.mg009_session_holding_conflicting_lock import RULE as PREFLIGHT_RULE
 from migration_guard.rules.mg009_session_holding_conflicting_lock import check_sessions
+from migration_guard.tenants import TenantLayout, detect_layout, read_tenant_schemas, tenants_from_snapshot
 from migration_guard.stats import (
     Snapshot,
     StatsError,
@@ -167,12 +169,17 @@ def _lint_database(alias: str, options: GateOptions, config: Config, snapshot: S
     production = not by_files and not options.embedded
     # Collect mode renders against the database as it is now: its catalog (and sizes) can be read
     # on a second session while this one loads the migrations.
-    prefetch = None if scratch else _Prefetch(alias, stats=snapshot is None and production and not options.each)
+    try:
+        layout = detect_layout(connection)
+    except Exception as exc:  # LookupError (TENANT_MODEL), FieldDoesNotExist (MULTI_TYPE_DATABASE_FIELD)
+        raise GateError(f"the schema-per-tenant settings of database '{alias}' cannot be read: {exc}") from None
+    prefetch = None if scratch else _Prefetch(alias, stats=snapshot is None and production and not options.each,
+                                              layout=layout)
     # Scratch mode: the throwaway database is created on a second session meanwhile.
     creation = ScratchCreation(connection) if scratch else None
     try:
         return _lint_database_with(connection, prefetch, options, config, snapshot, scratch=creation,
-                                   by_files=by_files, production=production)
+                                   by_files=by_files, production=production, layout=layout)
     finally:
         if prefetch is not None:
             prefetch.close()
@@ -182,7 +189,7 @@ def _lint_database(alias: str, options: GateOptions, config: Config, snapshot: S
 
 def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOptions, config: Config,
                         snapshot: Snapshot | None, *, scratch: ScratchCreation | None, by_files: bool,
-                        production: bool):
+                        production: bool, layout: TenantLayout | None):
     alias = connection.alias
     try:
         connection.ensure_connection()
@@ -229,6 +236,10 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
     sizes = TableSizes(snapshot=snapshot, assume_rows=config.assume_rows, search_path=search_path)
 
     notes = []
+    if layout is not None:
+        layout, tenant_notes = _tenants(layout, connection, prefetch, snapshot, production)
+        notes.append(layout.describe())
+        notes.extend(tenant_notes)
     if not plan.lint:
         notes.append("no migrations to lint")
     catalogs: list[Catalog] = []
@@ -240,12 +251,21 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
         if scratch:
             with scratch_database(connection, scratch) as name:
                 notes.append(f"rendered by applying the migrations to the throwaway database {name} (dropped)")
-                rendered = list(render_plan(executor, plan, execute=True, before_first=read_catalog))
+                placement = _placement(layout, connection, execute=True) if layout else None
+                rendered = list(render_plan(executor, plan, execute=True, before_first=read_catalog,
+                                            placement=placement))
         else:
-            rendered = list(render_plan(executor, plan, execute=False, before_first=read_catalog))
+            placement = _placement(layout, connection, execute=False) if layout else None
+            rendered = list(render_plan(executor, plan, execute=False, before_first=read_catalog,
+                                        placement=placement))
     except DatabaseError as exc:
         hint = " (the scratch database needs a role with CREATEDB)" if scratch else ""
         raise GateError(f"rendering failed on database '{alias}'{hint}: {exc}") from None
+    finally:
+        if layout is not None:
+            connection.set_schema_to_public()
+    if layout is not None:
+        rendered = [replace(r, runs=layout.runs(r.app_label)) for r in rendered]
 
     # What the database already has before the first linted migration (column types, validated
     # NOT NULL checks, foreign keys, indexes), so that e.g. SET NOT NULL after an earlier deploy's
@@ -261,6 +281,69 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
     # A name that did not resolve (or resolved in several schemas) is counted as large: say why, once.
     notes.extend(dict.fromkeys(f.size.note for r in results for f in r.findings if f.size and f.size.note))
     return results, DatabaseInfo(alias, pg_version, pg_source, sizes_source, search_path, path_source), notes
+
+
+def _tenants(layout: TenantLayout, connection, prefetch: _Prefetch | None, snapshot: Snapshot | None,
+             production: bool) -> tuple[TenantLayout, list[str]]:
+    """The layout with its tenant schemas: read from the tenant table of the target database, else
+    every schema of the snapshot but public."""
+    if production:
+        try:
+            if prefetch is not None:
+                tenants, notes = prefetch.tenants()
+            else:
+                connection.ensure_connection()
+                tenants, notes = read_tenant_schemas(connection.connection, layout)
+        except (DatabaseError, psycopg.Error) as exc:
+            raise GateError(f"cannot read the tenants of database '{connection.alias}' from "
+                            f"{layout.public}.{layout.tenant_table}: {' '.join(str(exc).split())}") from None
+        return layout.with_tenants(tenants, f"the rows of {layout.tenant_table}"), notes
+    if snapshot is not None:
+        return layout.with_tenants(tenants_from_snapshot(snapshot, layout), "every schema of the snapshot "
+                                   f"but {', '.join((layout.public, *layout.extra))}"), []
+    return layout.with_tenants((), "none known without a database or a snapshot"), []
+
+
+# The tenant schema of a scratch database: the tenant apps' migrations run there, the shared ones in public.
+_SCRATCH_TENANT = "migration_guard_tenant"
+
+
+def _placement(layout: TenantLayout, connection, *, execute: bool):
+    """Where each migration runs on ``connection``, as ``migrate_schemas`` runs it: in public for a
+    shared app, in a tenant schema for a tenant app (the first tenant having it when rendering against
+    the target; a schema of the scratch database when applying there), in both for an app in both."""
+    created = []
+
+    def public():
+        connection.set_schema_to_public()
+
+    def tenant(schema: str, tenant_type: str | None):
+        def switch():
+            if execute and not created:
+                with connection.cursor() as cursor:
+                    cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{_SCRATCH_TENANT}"')
+                created.append(True)
+            if tenant_type is not None:
+                connection.set_schema(schema, tenant_type=tenant_type)
+            else:
+                connection.set_schema(schema)
+        return switch
+
+    def place(migration):
+        label = migration.app_label
+        targets = [public] if layout.runs_in_public(label) else []
+        if execute:
+            types = [t for t, apps in layout.tenant_apps.items() if label in apps]
+            if types:
+                targets.append(tenant(_SCRATCH_TENANT, types[0]))
+        else:
+            tenants = layout.tenant_schemas_of(label)
+            if tenants:
+                targets.append(tenant(tenants[0].name, tenants[0].type))
+        # An app in neither list: the router skips its operations everywhere; rendered in public.
+        return targets or [public]
+
+    return place
 
 
 def _search_path(config: Config, snapshot: Snapshot | None, prefetch: _Prefetch | None, connection,
@@ -378,13 +461,13 @@ class _Prefetch:
     Django connection of the same alias, so it starts as the main one does (time zone, role,
     OPTIONS), gets the same timeouts, reads only, and is closed as soon as it is done."""
 
-    def __init__(self, alias: str, *, stats: bool):
+    def __init__(self, alias: str, *, stats: bool, layout: TenantLayout | None = None):
         self._results: dict[str, object] = {}
-        self._thread = threading.Thread(target=self._run, args=(alias, stats), daemon=True,
+        self._thread = threading.Thread(target=self._run, args=(alias, stats, layout), daemon=True,
                                         name="migration-guard-prefetch")
         self._thread.start()
 
-    def _run(self, alias: str, stats: bool) -> None:
+    def _run(self, alias: str, stats: bool, layout: TenantLayout | None) -> None:
         wrapper = connections.create_connection(alias)  # this thread's own, never the shared one
         try:
             wrapper.ensure_connection()
@@ -394,9 +477,20 @@ class _Prefetch:
             if stats:
                 self._results["stats"] = _attempt(read_database_stats, wrapper)
             self._results["search_path"] = _attempt(read_search_path, wrapper)
+            if layout is not None:
+                self._results["tenants"] = _attempt(lambda w: read_tenant_schemas(w.connection, layout), wrapper)
+                tenants = self._results["tenants"]
+                if not isinstance(tenants, Exception) and tenants[0]:
+                    # The catalog as a tenant migration sees it: its tenant's tables, then public's.
+                    first = tenants[0][0]
+                    if first.type is not None:
+                        wrapper.set_schema(first.name, tenant_type=first.type)
+                    else:
+                        wrapper.set_schema(first.name)
+                    wrapper.cursor().close()  # the tenants backend sets search_path for a new cursor
             self._results["catalog"] = _attempt(_read_catalog, wrapper)
         except Exception as exc:  # the connection itself: every read fails with it
-            for name in ("stats", "search_path", "catalog"):
+            for name in ("stats", "search_path", "tenants", "catalog"):
                 self._results.setdefault(name, exc)
         finally:
             with contextlib.suppress(Exception):
@@ -416,6 +510,10 @@ class _Prefetch:
     def search_path(self) -> tuple[str, ...]:
         """The session's effective search_path (raises what reading it raised)."""
         return self._get("search_path")
+
+    def tenants(self):
+        """The tenant schemas read, and notes (raises what reading them raised)."""
+        return self._get("tenants")
 
     def catalog(self) -> Catalog:
         """The catalog read (raises what reading it raised)."""

@@ -26,7 +26,7 @@ import inspect
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from django.core.exceptions import FieldDoesNotExist
@@ -78,6 +78,7 @@ def render_plan(
     *,
     execute: bool,
     before_first: Callable[[object], None] | None = None,
+    placement: Callable[[object], Sequence[Callable[[], None]]] | None = None,
 ) -> Iterator[RenderedMigration]:
     """Render every migration of ``plan.lint``, in order.
 
@@ -86,6 +87,9 @@ def render_plan(
     (see :func:`scratch_database`); the whole plan is applied to it.
     ``before_first(connection)`` is called when the database is at the state just before the
     first linted migration (to read its catalog).
+    ``placement(migration)``: where a migration runs on the connection, for schema-per-tenant
+    projects: functions that each point the connection at one schema. The migration is rendered in
+    the last; in execute mode it is first applied in the others (an app both shared and per tenant).
     """
     connection = executor.connection
     graph = executor.loader.graph
@@ -118,6 +122,19 @@ def render_plan(
                 if node in lint:
                     yield _unrendered(migration, f"not rendered: {failed} failed before it")
                 continue
+            if placement is not None:
+                *elsewhere, here = placement(migration)
+                for place in elsewhere if execute else ():
+                    place()
+                    try:  # the same migration's own copy elsewhere: the state moves on only once
+                        _apply_quietly(connection, migration, clone_state(state))
+                    except Exception as exc:
+                        failed = f"{migration.app_label}.{migration.name} ({type(exc).__name__}: {exc})"
+                here()
+                if failed is not None:
+                    if node in lint:
+                        yield _unrendered(migration, f"not rendered: {failed} failed")
+                    continue
             if before_first is not None and (node in lint or not execute):
                 before_first(connection)
                 before_first = None

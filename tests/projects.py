@@ -34,8 +34,8 @@ class Run:
 class Project:
     """The fixture project copied to ``root``, with its database on the test server."""
 
-    def __init__(self, root: Path, server, dbname: str):
-        shutil.copytree(FIXTURE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    def __init__(self, root: Path, server, dbname: str, source: Path = FIXTURE):
+        shutil.copytree(source, root, ignore=shutil.ignore_patterns("__pycache__"))
         self.root = root
         self.server = server
         self.dbname = dbname
@@ -50,9 +50,9 @@ class Project:
             "PYTHONDONTWRITEBYTECODE": "1",
         }
 
-    def add_migration(self, name: str, source: str) -> Path:
-        """Write ``inventory/migrations/<name>.py``."""
-        path = self.root / "inventory" / "migrations" / f"{name}.py"
+    def add_migration(self, name: str, source: str, app: str = "inventory") -> Path:
+        """Write ``<app>/migrations/<name>.py``."""
+        path = self.root / app / "migrations" / f"{name}.py"
         path.write_text(source)
         return path
 

@@ -31,6 +31,13 @@ def two_schemas(project):
     return project
 
 
+def _deploy_role(project) -> str:
+    """A login role (roles are server-wide: one per test database) whose search_path is app, public."""
+    role = f"deploy_{project.dbname}"
+    project.sql(f"CREATE ROLE {role} LOGIN SUPERUSER; ALTER ROLE {role} SET search_path = app, public")
+    return role
+
+
 def _index_finding(run):
     assert run.code in (0, 1), run.err
     [finding] = _finding(run, "MG002")
@@ -44,14 +51,14 @@ def test_the_naive_match_is_small(two_schemas):
 
 
 def test_a_role_search_path_makes_the_name_mean_the_large_table(two_schemas):
-    two_schemas.sql("CREATE ROLE deploy LOGIN SUPERUSER; ALTER ROLE deploy SET search_path = app, public")
-    run = two_schemas.lint("inventory", "0002", "--format", "json", env={"FIXTURE_DB_USER": "deploy"})
+    role = _deploy_role(two_schemas)
+    run = two_schemas.lint("inventory", "0002", "--format", "json", env={"FIXTURE_DB_USER": role})
     assert run.code == 1, run.out + run.err
     finding = _index_finding(run)
     assert (finding["rows"], finding["schema"], finding["blocking"]) == (LARGE, "app", True)
     [database] = run.json()["databases"]
     assert (database["search_path"], database["search_path_source"]) == (["app", "public"], "the session's")
-    text = two_schemas.lint("inventory", "0002", env={"FIXTURE_DB_USER": "deploy"}).out
+    text = two_schemas.lint("inventory", "0002", env={"FIXTURE_DB_USER": role}).out
     assert "table   inventory_item (3,000 rows" in text and ") in schema app\n" in text
     assert "search_path: app, public (the session's)" in text
 
@@ -72,12 +79,13 @@ def test_the_search_path_in_django_options(two_schemas):
 
 def test_assume_role_makes_user_the_assumed_role(two_schemas):
     # Django's OPTIONS["assume_role"] runs SET ROLE: "$user" then stands for that role, whose schema
-    # is app (and whose own ALTER ROLE settings do not apply: only the login role's do).
-    two_schemas.sql("CREATE ROLE app SUPERUSER")
+    # is the one of its name (and whose own ALTER ROLE settings do not apply: only the login role's do).
+    role = f"owner_{two_schemas.dbname}"
+    two_schemas.sql(f"CREATE ROLE {role} SUPERUSER; ALTER SCHEMA app RENAME TO {role}")
     run = two_schemas.lint("inventory", "0002", "--format", "json",
-                           env={"FIXTURE_DB_OPTIONS": json.dumps({"assume_role": "app"})})
+                           env={"FIXTURE_DB_OPTIONS": json.dumps({"assume_role": role})})
     assert run.code == 1, run.out + run.err
-    assert _index_finding(run)["schema"] == "app"
+    assert _index_finding(run)["schema"] == role
 
 
 def test_the_configuration_names_migrates_search_path(two_schemas):
@@ -92,9 +100,9 @@ def test_the_configuration_names_migrates_search_path(two_schemas):
 
 
 def test_a_snapshot_keeps_the_dumping_sessions_search_path(two_schemas, tmp_path):
-    two_schemas.sql("CREATE ROLE deploy LOGIN SUPERUSER; ALTER ROLE deploy SET search_path = app, public")
+    role = _deploy_role(two_schemas)
     path = tmp_path / "prod-stats.json"
-    dsn = two_schemas.dsn.replace("user=postgres", "user=deploy")
+    dsn = two_schemas.dsn.replace("user=postgres", f"user={role}")
     dump = two_schemas.cli("stats", "dump", "--dsn", dsn, "--output", str(path))
     assert dump.code == 0, dump.err
     document = json.loads(path.read_text())
@@ -142,8 +150,8 @@ def test_explain_resolves_the_same_way(two_schemas, tmp_path):
     sql.write_text("CREATE INDEX item_name_idx ON inventory_item (name);\n")
     assert _explain(two_schemas, "--dsn", two_schemas.dsn, str(sql)) == (SMALL, "public")
     assert _explain(two_schemas, "--dsn", two_schemas.dsn, "--search-path", "app, public", str(sql)) == (LARGE, "app")
-    two_schemas.sql("CREATE ROLE deploy LOGIN SUPERUSER; ALTER ROLE deploy SET search_path = app, public")
-    assert _explain(two_schemas, "--dsn", two_schemas.dsn.replace("user=postgres", "user=deploy"), str(sql)) == (
+    role = _deploy_role(two_schemas)
+    assert _explain(two_schemas, "--dsn", two_schemas.dsn.replace("user=postgres", f"user={role}"), str(sql)) == (
         LARGE, "app")
     snapshot = tmp_path / "s.json"
     assert two_schemas.cli("stats", "dump", "--dsn", two_schemas.dsn, "-o", str(snapshot)).code == 0

@@ -1,0 +1,104 @@
+"""Schema-per-tenant projects (django-tenants, from PyPI): a tenant app's migration runs once in every
+tenant schema, so the table that decides the outage is the largest tenant's copy; a shared app's runs
+in public. On a real server, with three tenant schemas of different sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.projects import Project
+from tests.test_lint_migrations import SMALL_THRESHOLD, _finding
+
+TENANTS_PROJECT = Path(__file__).parent / "tenants_project"
+
+ADD_INDEX = '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("shop", "0001_initial")]
+    operations = [migrations.AddIndex("order", models.Index(fields=["created"], name="order_created_idx"))]
+'''
+
+SHARED_INDEX = '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("customers", "0001_initial")]
+    operations = [migrations.AddIndex("client", models.Index(fields=["name"], name="client_name_idx"))]
+'''
+
+
+@pytest.fixture
+def tenants(tmp_path, pg_server, fresh_db):
+    """The django-tenants project migrated with migrate_schemas: public and tenant schemas t1, t2, t3;
+    ``fill({"t1": rows, ...})`` puts rows in each tenant's shop_order."""
+    project = Project(tmp_path / "tenants", pg_server, fresh_db, source=TENANTS_PROJECT)
+    project.config(SMALL_THRESHOLD)
+    run = project.manage("migrate_schemas", "--shared")
+    assert run.code == 0, run.err
+    project.sql("INSERT INTO customers_client (schema_name, name) VALUES "
+                "('t1', 'One'), ('t2', 'Two'), ('t3', 'Three'); CREATE SCHEMA t1; CREATE SCHEMA t2; CREATE SCHEMA t3")
+    run = project.manage("migrate_schemas", "--tenant")
+    assert run.code == 0, run.err
+
+    def fill(rows: dict[str, int]) -> None:
+        for schema, count in rows.items():
+            project.sql(f"INSERT INTO {schema}.shop_order (customer_name, total, created) "
+                        f"SELECT 'c' || g, g, now() FROM generate_series(1, {count}) g; ANALYZE {schema}.shop_order")
+
+    project.fill = fill
+    return project
+
+
+def test_a_tenant_migration_is_as_large_as_its_largest_tenant(tenants):
+    tenants.fill({"t1": 10, "t2": 3000, "t3": 200})
+    tenants.add_migration("0002_order_created_idx", ADD_INDEX, app="shop")
+    run = tenants.lint("--format", "json")
+    assert run.code == 1, run.out + run.err
+    [finding] = _finding(run, "MG002")
+    assert (finding["rows"], finding["schema"], finding["runs"], finding["blocking"]) == (3000, "t2", 3, True)
+    report = run.json()
+    assert report["migrations"][0]["statements"][0]["sql"].startswith('CREATE INDEX "order_created_idx" ON "shop_order"')
+    assert any("django-tenants: shared apps' migrations run in public, tenant apps' in each of 3 tenant schemas"
+               in note for note in report["notes"])
+    text = tenants.lint().out
+    assert "table   shop_order (3,000 rows" in text
+    assert "in schema t2, the largest copy (the statement runs 3 times, in one schema after the other)" in text
+
+
+def test_passes_when_every_tenant_is_small(tenants):
+    tenants.fill({"t1": 10, "t2": 900, "t3": 200})
+    tenants.add_migration("0002_order_created_idx", ADD_INDEX, app="shop")
+    run = tenants.lint("--format", "json")
+    assert run.code == 0, run.out + run.err
+    [finding] = _finding(run, "MG002")
+    assert (finding["rows"], finding["schema"], finding["severity"]) == (900, "t2", "warning")
+
+
+def test_a_shared_migration_runs_in_public_only(tenants):
+    tenants.fill({"t2": 3000})
+    tenants.sql("INSERT INTO customers_client (schema_name, name) SELECT 'x' || g, 'x' FROM generate_series(1, 20) g;"
+                "ANALYZE customers_client")
+    tenants.add_migration("0002_client_name_idx", SHARED_INDEX, app="customers")
+    run = tenants.lint("--format", "json")
+    assert run.code == 0, run.out + run.err  # 23 clients: small
+    [finding] = _finding(run, "MG002")
+    assert (finding["rows"], finding["schema"], finding["runs"]) == (23, "public", 1)
+
+
+def test_the_ci_check_takes_the_tenants_from_a_snapshot(tenants, tmp_path):
+    tenants.fill({"t1": 10, "t2": 200, "t3": 3000})
+    snapshot = tmp_path / "prod-stats.json"
+    assert tenants.cli("stats", "dump", "--dsn", tenants.dsn, "-o", str(snapshot)).code == 0
+    path = tenants.add_migration("0002_order_created_idx", ADD_INDEX, app="shop")
+    # Rendered by applying the migrations to a throwaway database, as migrate_schemas would: the shop
+    # migrations in a tenant schema there (in public the router skips them, and nothing would render).
+    run = tenants.lint("--files", str(path), "--stats", str(snapshot), "--format", "json")
+    assert run.code == 1, run.out + run.err
+    [finding] = _finding(run, "MG002")
+    assert (finding["rows"], finding["schema"], finding["runs"]) == (3000, "t3", 3)
+    assert any("every schema of the snapshot but public" in note for note in run.json()["notes"])
