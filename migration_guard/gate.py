@@ -276,7 +276,7 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
     if prefetch is not None:
         prefetch.close()  # its session must be gone before pre-flight reads pg_locks
     if not scratch and PREFLIGHT_RULE.id not in config.disable:
-        results = _preflight(connection, results, config)
+        results = _preflight(connection, results, config, sizes, {r.label: r.runs for r in rendered})
     results = [replace(r, database=alias) for r in results]
     # A name that did not resolve (or resolved in several schemas) is counted as large: say why, once.
     notes.extend(dict.fromkeys(f.size.note for r in results for f in r.findings if f.size and f.size.note))
@@ -364,11 +364,13 @@ def _search_path(config: Config, snapshot: Snapshot | None, prefetch: _Prefetch 
     return None, "not known"
 
 
-def _preflight(connection, results: list[MigrationResult], config: Config) -> list[MigrationResult]:
-    """Add MG009 findings: sessions holding locks the pending migrations would queue behind."""
+def _preflight(connection, results: list[MigrationResult], config: Config, sizes: TableSizes,
+               runs: dict) -> list[MigrationResult]:
+    """Add MG009 findings: sessions holding locks the pending migrations would queue behind, on every
+    copy of a table the migrations reach (the schema the search_path resolves it to; every tenant's)."""
     created = {a.table for r in results for s in r.statements for a in s.effects.actions
                if a.kind is ActionKind.CREATE_TABLE and a.table}
-    planned = planned_locks(results, created)
+    planned = planned_locks(results, created, sizes=sizes, runs=runs)
     try:
         sessions = read_sessions(connection, {lock.relation for lock in planned})
     except DatabaseError as exc:

@@ -4,20 +4,21 @@ instant DDL into an outage). Reads ``pg_locks`` and ``pg_stat_activity`` only; j
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from migration_guard.locks.modes import LockMode
+from migration_guard.model import Runs
 from migration_guard.pipeline import MigrationResult
 from migration_guard.rules.mg009_session_holding_conflicting_lock import PlannedLock, Session
-from migration_guard.stats import table_key
+from migration_guard.stats import TableSizes, split_name
 
-__all__ = ["planned_locks", "read_sessions"]
+__all__ = ["planned_locks", "read_sessions", "relation_name"]
 
 _SESSIONS_SQL = """
 SELECT a.pid, a.usename, a.application_name, a.state,
        EXTRACT(EPOCH FROM now() - a.xact_start)::float8,
        coalesce(a.query, ''),
-       CASE WHEN n.nspname = ANY (current_schemas(false)) THEN c.relname ELSE n.nspname || '.' || c.relname END,
+       n.nspname, c.relname,
        l.mode, l.granted
   FROM pg_locks l
   JOIN pg_class c ON c.oid = l.relation
@@ -29,23 +30,39 @@ SELECT a.pid, a.usename, a.application_name, a.state,
 """
 
 
-def planned_locks(results: Iterable[MigrationResult], created: Iterable[str] = ()) -> list[PlannedLock]:
-    """Every lock on an existing table the linted migrations will take, statement by statement."""
-    new = {table_key(t) for t in created}
+def relation_name(schema: str | None, name: str) -> str:
+    """How pre-flight names a table: ``name`` in ``public`` (or when its schema is not known), else
+    ``schema.name``."""
+    return name if schema in (None, "public") else f"{schema}.{name}"
+
+
+def planned_locks(results: Iterable[MigrationResult], created: Iterable[str] = (), *,
+                  sizes: TableSizes | None = None, runs: Mapping[str, Runs | None] | None = None) -> list[PlannedLock]:
+    """Every lock on an existing table the linted migrations will take, statement by statement, on
+    every copy the statement reaches: the schema the search_path resolves each name to, in every
+    schema the migration runs in (``runs``, by migration label)."""
+    created = list(created)
+    sizes = sizes or TableSizes()
     planned = []
     for result in results:
+        current = sizes.running((runs or {}).get(result.label)).with_created(created)
         for index, statement in enumerate(result.statements):
             for lock in statement.effects.locks:
-                if lock.relkind == "table" and table_key(lock.relation) not in new:
-                    planned.append(PlannedLock(table_key(lock.relation), lock.mode, result.label, index,
-                                               statement.parsed.fingerprint, statement.settings.get("lock_timeout")))
+                if lock.relkind != "table":
+                    continue
+                for copy in current.copies(lock.relation):
+                    if copy.source == "new in this plan":
+                        continue
+                    planned.append(PlannedLock(relation_name(copy.schema, split_name(lock.relation)[1]), lock.mode,
+                                               result.label, index, statement.parsed.fingerprint,
+                                               statement.settings.get("lock_timeout")))
     return planned
 
 
 def read_sessions(connection, tables: set[str]) -> list[Session]:
-    """Other sessions' table locks on ``tables`` (Django connection), read in a READ ONLY
-    transaction with short timeouts. pg_stat_activity shows other roles' queries only to
-    members of pg_read_all_stats (see the README's role SQL)."""
+    """Other sessions' table locks on ``tables`` (as :func:`relation_name` names them; Django
+    connection), read in a READ ONLY transaction with short timeouts. pg_stat_activity shows other
+    roles' queries only to members of pg_read_all_stats (see the README's role SQL)."""
     from django.db import transaction
 
     if not tables:
@@ -58,13 +75,14 @@ def read_sessions(connection, tables: set[str]) -> list[Session]:
             cursor.execute(_SESSIONS_SQL)
             rows = cursor.fetchall()
         transaction.set_rollback(True, using=connection.alias)
-    for pid, user, application, state, age, query, relation, mode, granted in rows:
-        if table_key(relation) not in tables:
+    for pid, user, application, state, age, query, schema, table, mode, granted in rows:
+        relation = relation_name(schema, table)
+        if relation not in tables:
             continue
         try:
             lock_mode = LockMode.from_pg_name(mode)
         except ValueError:
             continue
         sessions.append(Session(pid, user, application or None, state, age, query or "<not visible to this role>",
-                                table_key(relation), lock_mode, granted))
+                                relation, lock_mode, granted))
     return sessions

@@ -438,16 +438,21 @@ class TableSizes:
         """The size of ``table`` (as written in the SQL), where the figure came from, the schema it
         resolved to and how many times the statement runs; when it runs in several schemas, the
         largest copy's."""
+        runs = self.current_runs
+        return replace(max(self.copies(table), key=_bigness), runs=runs.count if runs is not None else 1)
+
+    def copies(self, table: str) -> tuple[TableSize, ...]:
+        """Every copy of ``table`` (as written in the SQL) the statement reaches, each with its
+        schema (``None``: the name did not resolve) and size: one, unless it runs in several schemas."""
         schema, name = split_name(table)
         runs = self.current_runs
-        count = runs.count if runs is not None else 1
         if schema is not None:
             found = self._figure(schema, name)
             if found is None and (None, name) in self.created and schema == "public":
                 found = TableSize(0, 0, source=_NEW)  # created unqualified, search_path not known
-            return replace(found or self._no_figure(schema), schema=schema, runs=count)
+            return (replace(found or self._no_figure(schema), schema=schema),)
         if runs is None:
-            return self._without_path(name)
+            return (self._without_path(name),)
         copies: list[TableSize] = []
         missing = 0
         known = self.snapshot.by_name.get(name, {}) if self.snapshot is not None else {}
@@ -460,7 +465,7 @@ class TableSizes:
                 missing += 1
         if missing or not runs.schemas:
             copies.append(self._along(runs.tail, name, runs))
-        return replace(max(copies, key=_bigness), runs=count)
+        return tuple(copies)
 
     def is_new(self, table: str) -> bool:
         """Whether ``table`` (every copy the statement reaches) was created earlier in the plan."""

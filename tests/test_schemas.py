@@ -161,3 +161,26 @@ def test_explain_resolves_the_same_way(two_schemas, tmp_path):
     assert "[3,000 rows" in text and "in schema app]" in text
     bad = two_schemas.cli("explain", "--search-path", '"$user", public', str(sql))
     assert bad.code == 2 and "$user" in bad.err
+
+
+def test_preflight_looks_at_the_table_the_name_resolves_to(two_schemas):
+    import psycopg
+
+    role = _deploy_role(two_schemas)
+    two_schemas.config(SMALL_THRESHOLD + "preflight_max_age_seconds = 0\n")
+    env = {"FIXTURE_DB_USER": role}
+    idle = psycopg.connect(two_schemas.dsn, application_name="public-report")
+    try:
+        idle.execute("BEGIN")
+        idle.execute("UPDATE public.inventory_item SET quantity = 0 WHERE id = 1")  # not the table migrate touches
+        assert _finding(two_schemas.lint("inventory", "0002", "--format", "json", env=env), "MG009") == []
+    finally:
+        idle.close()
+    idle = psycopg.connect(two_schemas.dsn, application_name="app-report")
+    try:
+        idle.execute("BEGIN")
+        idle.execute("UPDATE app.inventory_item SET quantity = 0 WHERE id = 1")
+        [finding] = _finding(two_schemas.lint("inventory", "0002", "--format", "json", env=env), "MG009")
+    finally:
+        idle.close()
+    assert finding["table"] == "app.inventory_item" and "app-report" in finding["message"]

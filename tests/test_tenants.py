@@ -102,3 +102,21 @@ def test_the_ci_check_takes_the_tenants_from_a_snapshot(tenants, tmp_path):
     [finding] = _finding(run, "MG002")
     assert (finding["rows"], finding["schema"], finding["runs"]) == (3000, "t3", 3)
     assert any("every schema of the snapshot but public" in note for note in run.json()["notes"])
+
+
+def test_preflight_sees_a_session_holding_a_tenants_copy(tenants):
+    import psycopg
+
+    tenants.fill({"t1": 10, "t2": 20, "t3": 30})
+    tenants.config(SMALL_THRESHOLD + "preflight_max_age_seconds = 0\n")
+    tenants.add_migration("0002_order_created_idx", ADD_INDEX, app="shop")
+    idle = psycopg.connect(tenants.dsn, application_name="tenant-report")
+    try:
+        idle.execute("BEGIN")
+        idle.execute("UPDATE t3.shop_order SET total = 0 WHERE id = 1")  # ROW EXCLUSIVE, idle in transaction
+        run = tenants.lint("--format", "json")
+    finally:
+        idle.close()
+    assert run.code == 1, run.out + run.err
+    [finding] = _finding(run, "MG009")
+    assert finding["table"] == "t3.shop_order" and "tenant-report" in finding["message"]
