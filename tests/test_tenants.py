@@ -90,17 +90,45 @@ def test_a_shared_migration_runs_in_public_only(tenants):
     assert (finding["rows"], finding["schema"], finding["runs"]) == (23, "public", 1)
 
 
-def test_the_ci_check_takes_the_tenants_from_a_snapshot(tenants, tmp_path):
-    tenants.fill({"t1": 10, "t2": 200, "t3": 3000})
-    snapshot = tmp_path / "prod-stats.json"
-    assert tenants.cli("stats", "dump", "--dsn", tenants.dsn, "-o", str(snapshot)).code == 0
-    path = tenants.add_migration("0002_order_created_idx", ADD_INDEX, app="shop")
-    # Rendered by applying the migrations to a throwaway database, as migrate_schemas would: the shop
-    # migrations in a tenant schema there (in public the router skips them, and nothing would render).
-    run = tenants.lint("--files", str(path), "--stats", str(snapshot), "--format", "json")
+TAGS_INDEX = '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("tags", "0001_initial")]
+    operations = [migrations.AddIndex("tag", models.Index(fields=["name"], name="tag_name_idx"))]
+'''
+
+
+def _tags(project, rows: dict[str, int]) -> None:
+    for schema, count in rows.items():
+        project.sql(f"INSERT INTO {schema}.tags_tag (name) SELECT 'tag ' || g FROM generate_series(1, {count}) g;"
+                    f"ANALYZE {schema}.tags_tag")
+
+
+def test_an_app_both_shared_and_per_tenant_runs_in_public_and_every_tenant(tenants):
+    _tags(tenants, {"public": 5000, "t1": 1, "t2": 2, "t3": 3})
+    tenants.add_migration("0002_tag_name_idx", TAGS_INDEX, app="tags")
+    run = tenants.lint("--format", "json")
     assert run.code == 1, run.out + run.err
     [finding] = _finding(run, "MG002")
-    assert (finding["rows"], finding["schema"], finding["runs"]) == (3000, "t3", 3)
+    assert (finding["rows"], finding["schema"], finding["runs"]) == (5000, "public", 4)
+
+
+def test_the_ci_check_takes_the_tenants_from_a_snapshot(tenants, tmp_path):
+    tenants.fill({"t1": 10, "t2": 200, "t3": 3000})
+    _tags(tenants, {"public": 1, "t1": 1, "t2": 2000, "t3": 3})
+    snapshot = tmp_path / "prod-stats.json"
+    assert tenants.cli("stats", "dump", "--dsn", tenants.dsn, "-o", str(snapshot)).code == 0
+    shop = tenants.add_migration("0002_order_created_idx", ADD_INDEX, app="shop")
+    tags = tenants.add_migration("0002_tag_name_idx", TAGS_INDEX, app="tags")
+    # Rendered by applying the migrations to a throwaway database, as migrate_schemas would: the shop
+    # migrations in a tenant schema there (in public the router skips them, and nothing would render),
+    # the tags migrations in public and in that tenant schema.
+    run = tenants.lint("--files", str(shop), str(tags), "--stats", str(snapshot), "--format", "json")
+    assert run.code == 1, run.out + run.err
+    found = {f["migration"]: (f["rows"], f["schema"], f["runs"]) for f in _finding(run, "MG002")}
+    assert found == {"shop.0002_order_created_idx": (3000, "t3", 3), "tags.0002_tag_name_idx": (2000, "t2", 4)}
     assert any("every schema of the snapshot but public" in note for note in run.json()["notes"])
 
 
@@ -120,3 +148,21 @@ def test_preflight_sees_a_session_holding_a_tenants_copy(tenants):
     assert run.code == 1, run.out + run.err
     [finding] = _finding(run, "MG009")
     assert finding["table"] == "t3.shop_order" and "tenant-report" in finding["message"]
+
+
+def test_multi_type_tenants_run_the_apps_of_their_type():
+    from migration_guard.tenants import TenantLayout, TenantSchema
+
+    layout = TenantLayout(
+        package="django-tenants", tenant_table="customers_client", type_column="type", extra=("extensions",),
+        public_apps=frozenset({"customers"}),
+        tenant_apps={"shop": frozenset({"orders", "common"}), "school": frozenset({"lessons", "common"})},
+        tenants=(TenantSchema("a", "shop"), TenantSchema("b", "school"), TenantSchema("c", "shop"),
+                 TenantSchema("d", "gone")),  # a type the settings no longer name: every type's apps
+    )
+    assert layout.runs("orders").schemas == ("a", "c", "d")
+    assert layout.runs("lessons").schemas == ("b", "d")
+    assert layout.runs("common").schemas == ("a", "b", "c", "d")
+    assert layout.runs("customers").schemas == ("public",)
+    assert layout.runs("orders").tail == ("public", "extensions")
+    assert layout.runs("unlisted").schemas == ()  # migrated nowhere: the router skips it everywhere
