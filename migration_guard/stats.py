@@ -438,34 +438,46 @@ class TableSizes:
         """The size of ``table`` (as written in the SQL), where the figure came from, the schema it
         resolved to and how many times the statement runs; when it runs in several schemas, the
         largest copy's."""
-        runs = self.current_runs
-        return replace(max(self.copies(table), key=_bigness), runs=runs.count if runs is not None else 1)
+        cache = self.__dict__.setdefault("_of", {})  # rules ask for the same tables again and again
+        size = cache.get(table)
+        if size is None:
+            runs = self.current_runs
+            schema, found = max(self._copies(table), key=lambda copy: _bigness(copy[1]))
+            size = replace(found, schema=schema, runs=runs.count if runs is not None else 1)
+            cache[table] = size
+        return size
 
     def copies(self, table: str) -> tuple[TableSize, ...]:
         """Every copy of ``table`` (as written in the SQL) the statement reaches, each with its
         schema (``None``: the name did not resolve) and size: one, unless it runs in several schemas."""
+        return tuple(replace(size, schema=schema) for schema, size in self._copies(table))
+
+    def _copies(self, table: str) -> list[tuple[str | None, TableSize]]:
         schema, name = split_name(table)
         runs = self.current_runs
         if schema is not None:
             found = self._figure(schema, name)
             if found is None and (None, name) in self.created and schema == "public":
                 found = TableSize(0, 0, source=_NEW)  # created unqualified, search_path not known
-            return (replace(found or self._no_figure(schema), schema=schema),)
+            return [(schema, found or self._no_figure(schema))]
         if runs is None:
-            return (self._without_path(name),)
-        copies: list[TableSize] = []
+            size = self._without_path(name)
+            return [(size.schema, size)]
+        copies: list[tuple[str | None, TableSize]] = []
         missing = 0
         known = self.snapshot.by_name.get(name, {}) if self.snapshot is not None else {}
-        for first in runs.schemas:
+        new = TableSize(0, 0, source=_NEW)
+        for first in runs.schemas:  # a schema-per-tenant project may have thousands
             if (first, name) in self.created:
-                copies.append(TableSize(0, 0, source=_NEW, schema=first))
+                copies.append((first, new))
             elif first in known:
-                copies.append(replace(known[first], schema=first))
+                copies.append((first, known[first]))
             else:
                 missing += 1
         if missing or not runs.schemas:
-            copies.append(self._along(runs.tail, name, runs))
-        return tuple(copies)
+            size = self._along(runs.tail, name, runs)
+            copies.append((size.schema, size))
+        return copies
 
     def is_new(self, table: str) -> bool:
         """Whether ``table`` (every copy the statement reaches) was created earlier in the plan."""
@@ -480,6 +492,7 @@ class TableSizes:
         # Keys only the new names: replace() would key every created table again.
         copy = replace(self, created=frozenset())
         object.__setattr__(copy, "created", self.created | added)
+        copy.__dict__.pop("_of", None)
         return copy
 
     # -- resolution ------------------------------------------------------------------------------
@@ -794,28 +807,39 @@ def _session_search_path(conn: psycopg.Connection) -> tuple[str, ...]:
     return tuple(schema for schema in schemas if schema in present)
 
 
+# Tables per size query: pg_total_relation_size opens every table, index and TOAST table, about 0.6 ms
+# a table on a loaded server, and each query must end well within the statement_timeout. A database
+# with a schema per tenant may have tens of thousands of tables.
+_SIZES_PER_QUERY = 2000
+
+
 def _read_sizes(conn: psycopg.Connection, oids: list[int]) -> dict[int, tuple[int | None, int | None]]:
     """``oid -> (heap bytes, total bytes)``; ``(None, None)`` for a table whose lock did not come in time.
 
-    One query for all tables first; if any table is locked (or the query is too slow), one query
-    per table, each in its own savepoint so one locked table costs only its own figure.
+    One query for every ``_SIZES_PER_QUERY`` tables; if one of them is locked (or the query is too
+    slow), one query per table of that batch, each in its own savepoint so one locked table costs only
+    its own figure.
     """
     from psycopg import errors as pg_errors
 
-    try:
-        with conn.transaction():
-            return {oid: (heap, total) for oid, heap, total in conn.execute(_SIZES_SQL, [_oid_array(oids)])}
-    except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled):
-        pass
     sizes: dict[int, tuple[int | None, int | None]] = {}
-    for oid in oids:
+    for start in range(0, len(oids), _SIZES_PER_QUERY):
+        batch = oids[start:start + _SIZES_PER_QUERY]
         try:
-            # Rolled back rather than released: that drops this table's ACCESS SHARE at once.
-            with conn.transaction(force_rollback=True):
-                (_, heap, total), = conn.execute(_SIZES_SQL, [_oid_array([oid])]).fetchall()
+            with conn.transaction():
+                sizes.update({oid: (heap, total)
+                              for oid, heap, total in conn.execute(_SIZES_SQL, [_oid_array(batch)])})
+            continue
         except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled):
-            heap = total = None
-        sizes[oid] = (heap, total)
+            pass
+        for oid in batch:
+            try:
+                # Rolled back rather than released: that drops this table's ACCESS SHARE at once.
+                with conn.transaction(force_rollback=True):
+                    (_, heap, total), = conn.execute(_SIZES_SQL, [_oid_array([oid])]).fetchall()
+            except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled):
+                heap = total = None
+            sizes[oid] = (heap, total)
     return sizes
 
 
