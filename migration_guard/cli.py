@@ -51,7 +51,9 @@ def stats_dump(dsn: str, output: str) -> None:
     """Read every table's size from a database (read-only, short timeouts) and write a snapshot.
 
     Run it against production, commit or upload the file, and pass it to the CI check with
-    ``--stats FILE``.
+    ``--stats FILE``. Tables are keyed schema.name; the snapshot records the session's effective
+    search_path, which decides which table an unqualified name means: connect as the role migrate
+    uses, with its options (e.g. ``options=-csearch_path=app,public`` in the DSN).
     """
     try:
         snapshot = read_database_stats(dsn)
