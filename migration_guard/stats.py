@@ -88,7 +88,6 @@ __all__ = [
     "read_database_stats",
     "read_search_path",
     "split_name",
-    "table_key",
     "write_snapshot",
 ]
 
@@ -285,20 +284,6 @@ def _json_type(value: Any) -> str:
 
 
 # -- looking sizes up --------------------------------------------------------------------------
-
-
-def table_key(name: str) -> str:
-    """The key a table is stored under: ``x`` for ``x``, ``"x"``, ``public.x``; ``s.x`` for ``s.x``.
-
-    Quoted parts are unquoted and kept case-sensitive, as PostgreSQL does; unquoted parts are taken
-    as written, since the SQL parser has already folded them to lower case.
-    """
-    parts = _split_identifier(name)
-    if len(parts) >= 3:  # database.schema.table: the database is the one being read
-        parts = parts[-2:]
-    if len(parts) == 2 and parts[0] != "public":
-        return f"{parts[0]}.{parts[1]}"
-    return parts[-1]
 
 
 def _split_identifier(name: str) -> list[str]:

@@ -146,10 +146,15 @@ def read_tenant_schemas(conn, layout: TenantLayout) -> tuple[tuple[TenantSchema,
         columns=sql.SQL(", ").join(sql.SQL("t.") + c for c in columns),
         public=sql.Identifier(layout.public), table=sql.Identifier(layout.tenant_table),
         public_name=sql.Literal(layout.public))
-    with conn.transaction(force_rollback=True):
-        conn.execute("SET TRANSACTION READ ONLY")
-        conn.execute("SET LOCAL statement_timeout = 5000")
-        rows = conn.execute(query).fetchall()
+    from psycopg import errors
+
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute("SET TRANSACTION READ ONLY")
+            conn.execute("SET LOCAL statement_timeout = 5000")
+            rows = conn.execute(query).fetchall()
+    except errors.UndefinedTable:  # the first deploy: the shared migration creating it is pending
+        return (), [f"{layout.public}.{layout.tenant_table} does not exist yet: no tenant schemas"]
     tenants, missing = [], []
     for row in rows:
         name, tenant_type, exists = row[0], (row[1] if layout.type_column else None), row[-1]

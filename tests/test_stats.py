@@ -29,7 +29,6 @@ from migration_guard.stats import (
     qualified_name,
     read_database_stats,
     split_name,
-    table_key,
     write_snapshot,
 )
 
@@ -505,21 +504,6 @@ def test_stats_error_is_a_value_error():
 # -- lookups -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("written, key", [
-    ("shop_order", "shop_order"),
-    ('"shop_order"', "shop_order"),
-    ("public.shop_order", "shop_order"),
-    ('"public"."shop_order"', "shop_order"),
-    ("shopdb.public.shop_order", "shop_order"),
-    ("billing.Invoice", "billing.Invoice"),
-    ('billing."Invoice"', "billing.Invoice"),
-    ('"Odd""Name"', 'Odd"Name'),
-    ('"has.dot"', "has.dot"),
-])
-def test_table_key(written, key):
-    assert table_key(written) == key
-
-
 def test_sizes_from_a_snapshot():
     sizes = TableSizes(SNAPSHOT)
     assert sizes.of("shop_order") == TableSize(2_000_000, 123_456_789, "database", schema="public")
@@ -651,6 +635,8 @@ def test_parse_search_path(setting, user, schemas):
     ('"My App"."T"', ("My App", "T")),
     ("db.app.t", ("app", "t")),
     ('"has.dot"', (None, "has.dot")),
+    ('"Odd""Name"', (None, 'Odd"Name')),
+    ('"public"."shop_order"', ("public", "shop_order")),
 ])
 def test_split_name(written, parts):
     assert split_name(written) == parts

@@ -166,3 +166,13 @@ def test_multi_type_tenants_run_the_apps_of_their_type():
     assert layout.runs("customers").schemas == ("public",)
     assert layout.runs("orders").tail == ("public", "extensions")
     assert layout.runs("unlisted").schemas == ()  # migrated nowhere: the router skips it everywhere
+
+
+def test_the_first_deploy_has_no_tenant_table_yet(tmp_path, pg_server, fresh_db):
+    # Nothing is migrated: the tenant table itself is created by a pending shared migration.
+    project = Project(tmp_path / "tenants", pg_server, fresh_db, source=TENANTS_PROJECT)
+    run = project.lint("--format", "json")
+    assert run.code in (0, 1), run.err
+    notes = run.json()["notes"]
+    assert "public.customers_client does not exist yet: no tenant schemas" in notes
+    assert "shop.0001_initial" in [m["migration"] for m in run.json()["migrations"]]
