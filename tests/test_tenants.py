@@ -4,6 +4,7 @@ in public. On a real server, with three tenant schemas of different sizes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,11 @@ def test_a_tenant_migration_is_as_large_as_its_largest_tenant(tenants):
     text = tenants.lint().out
     assert "table   shop_order (3,000 rows" in text
     assert "in schema t2, the largest copy (the statement runs 3 times, in one schema after the other)" in text
+    sarif = tenants.root / "report.sarif"
+    markdown = tenants.lint("--output", "markdown:-", "--output", f"sarif:{sarif}").out
+    assert "in schema t2, the largest copy" in markdown
+    properties = json.loads(sarif.read_text())["runs"][0]["results"][0]["properties"]
+    assert (properties["schema"], properties["runs"]) == ("t2", 3)
 
 
 def test_passes_when_every_tenant_is_small(tenants):

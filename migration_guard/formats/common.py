@@ -8,7 +8,7 @@ from pathlib import Path
 
 from migration_guard.model import Finding
 from migration_guard.pipeline import MigrationResult
-from migration_guard.stats import format_size
+from migration_guard.stats import format_schema, format_size
 
 __all__ = ["approve_command", "details", "find_source_root", "label_of", "relative_path", "statement_of"]
 
@@ -58,7 +58,9 @@ def details(finding: Finding) -> list[tuple[str, str]]:
     """The facts shown under a finding's message: table and size, lock and what it blocks, time."""
     rows = []
     if finding.table:
-        rows.append(("table", finding.table + (f" ({format_size(finding.size)})" if finding.size else "")))
+        where = format_schema(finding.size) if finding.size else ""
+        rows.append(("table", finding.table + (f" ({format_size(finding.size)})" if finding.size else "")
+                     + (f" {where}" if where else "")))
     if finding.lock:
         rows.append(("lock", f"{finding.lock.label} ({finding.lock.pg_name}): blocks {finding.lock.blocks}"))
     if finding.duration:

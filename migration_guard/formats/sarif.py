@@ -106,6 +106,8 @@ def _result(result: MigrationResult, finding: Finding, rule_index: int | None, r
             "table": finding.table,
             "rows": finding.size.rows if finding.size else None,
             "bytes": finding.size.total_bytes if finding.size else None,
+            "schema": finding.size.schema if finding.size else None,
+            "runs": finding.size.runs if finding.size else None,
             "lock": finding.lock.pg_name if finding.lock else None,
             "duration": finding.duration,
         },
