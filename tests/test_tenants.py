@@ -4,9 +4,12 @@ in public. On a real server, with three tenant schemas of different sizes."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.projects import Project
@@ -33,18 +36,34 @@ class Migration(migrations.Migration):
 '''
 
 
-@pytest.fixture
-def tenants(tmp_path, pg_server, fresh_db):
-    """The django-tenants project migrated with migrate_schemas: public and tenant schemas t1, t2, t3;
-    ``fill({"t1": rows, ...})`` puts rows in each tenant's shop_order."""
-    project = Project(tmp_path / "tenants", pg_server, fresh_db, source=TENANTS_PROJECT)
-    project.config(SMALL_THRESHOLD)
+@pytest.fixture(scope="module")
+def migrated(pg_server, tmp_path_factory):
+    """A database of the django-tenants project migrated with migrate_schemas: public and tenant schemas
+    t1, t2, t3 (made once: each test gets a copy)."""
+    name = f"tenants_{os.getpid()}"
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    project = Project(tmp_path_factory.mktemp("tenants") / "project", pg_server, name, source=TENANTS_PROJECT)
     run = project.manage("migrate_schemas", "--shared")
     assert run.code == 0, run.err
     project.sql("INSERT INTO customers_client (schema_name, name) VALUES "
                 "('t1', 'One'), ('t2', 'Two'), ('t3', 'Three'); CREATE SCHEMA t1; CREATE SCHEMA t2; CREATE SCHEMA t3")
     run = project.manage("migrate_schemas", "--tenant")
     assert run.code == 0, run.err
+    yield name
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def tenants(tmp_path, pg_server, migrated):
+    """A copy of the migrated tenants database, and the project on it; ``fill({"t1": rows, ...})`` puts
+    rows in each tenant's shop_order."""
+    name = f"{migrated}_{next(_copies)}"
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated}"')
+    project = Project(tmp_path / "tenants", pg_server, name, source=TENANTS_PROJECT)
+    project.config(SMALL_THRESHOLD)
 
     def fill(rows: dict[str, int]) -> None:
         for schema, count in rows.items():
@@ -52,7 +71,12 @@ def tenants(tmp_path, pg_server, fresh_db):
                         f"SELECT 'c' || g, g, now() FROM generate_series(1, {count}) g; ANALYZE {schema}.shop_order")
 
     project.fill = fill
-    return project
+    yield project
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+_copies = itertools.count()
 
 
 def test_a_tenant_migration_is_as_large_as_its_largest_tenant(tenants):
@@ -139,8 +163,6 @@ def test_the_ci_check_takes_the_tenants_from_a_snapshot(tenants, tmp_path):
 
 
 def test_preflight_sees_a_session_holding_a_tenants_copy(tenants):
-    import psycopg
-
     tenants.fill({"t1": 10, "t2": 20, "t3": 30})
     tenants.config(SMALL_THRESHOLD + "preflight_max_age_seconds = 0\n")
     tenants.add_migration("0002_order_created_idx", ADD_INDEX, app="shop")
