@@ -192,6 +192,7 @@ class ActionKind(enum.Enum):
     DROP_INDEX = "drop_index"
     RENAME_INDEX = "rename_index"
     DML = "dml"  # UPDATE / DELETE / INSERT ... SELECT: backfills
+    CALL = "call"  # a function or procedure the model cannot see into (SELECT f(), CALL, DO)
     SET_SETTING = "set_setting"  # SET lock_timeout / statement_timeout / ...
     TRANSACTION = "transaction"  # BEGIN / COMMIT / ROLLBACK
     OTHER = "other"  # a modelled statement with nothing a rule reasons about
@@ -211,7 +212,10 @@ class Action:
         references (table or None), expression (SQL text, for checks)
       VALIDATE_CONSTRAINT / DROP_CONSTRAINT: name
       CREATE_INDEX / DROP_INDEX: name, concurrently, unique, columns (tuple)
-      DML: verb ("update", "delete", "insert"), where (bool: has a WHERE clause)
+      DML: verb ("update", "delete", "insert"), where (bool: has a WHERE clause), bounded (bool: a key
+        range or a LIMIT bounds the rows it writes), source (tables an INSERT ... SELECT reads), key (the
+        table's primary key column, or "id"), alias (the table's alias in the statement)
+      CALL: function (name, or "DO")
       SET_SETTING: name, value
       TRANSACTION: verb ("begin", "commit", "rollback")
     """

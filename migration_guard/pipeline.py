@@ -22,6 +22,7 @@ from migration_guard.model import (
 )
 from migration_guard.parse import parse_statement
 from migration_guard.rules import ALL_RULES, MigrationContext, Rule, StatementContext
+from migration_guard.rules.base import claim_key
 from migration_guard.stats import TableSizes
 
 __all__ = ["MigrationResult", "StatementResult", "analyse_migrations", "analyse_statements"]
@@ -169,6 +170,9 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
     results = []
     held: dict[object, list[tuple[RelationLock, int]]] = {}
     explicit_transaction: int | None = None  # index of a BEGIN in raw SQL
+    touched: set[tuple[str | None, str]] = set()  # tables locked by earlier statements of this walk (invalid indexes: once each)
+    specific = [rule for rule in rules if not rule.backstop]
+    backstops = [rule for rule in rules if rule.backstop]
     local: dict[str, str | None] = {}  # SET LOCAL: until the transaction ends (here: with this walk at most)
     for index, item in enumerate(parsed):
         in_force = {**state.session_settings, **local}
@@ -176,6 +180,7 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
         if statement.column_types:
             state.catalog = state.catalog.with_column_types(dict(statement.column_types), consume=True)
         effects = _effects(item, pg_version, state.catalog)
+        invalid = _first_touch_invalid(effects, state.catalog, touched)
         state.catalog = advance(state.catalog, effects, consume=True)  # the walk drops the old one
         created = state.catalog.created_tables
         if created is not state.created_seen and created != state.created_seen:  # same set: no compare
@@ -207,11 +212,16 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
             pg_version=pg_version,
             config=config,
             settings=in_force,
+            in_transaction_block=statement.in_transaction or explicit_transaction is not None,
+            invalid_indexes=invalid,
         )
         kinds = {action.kind for action in effects.actions}
-        findings = tuple(f for rule in rules
+        findings = tuple(f for rule in specific
                          if rule.check and (rule.actions is None or not rule.actions.isdisjoint(kinds))
                          for f in rule.check(context))
+        if backstops:
+            context = replace(context, claimed=frozenset(claim_key(f.table) for f in findings if f.table))
+            findings += tuple(f for rule in backstops if rule.check for f in rule.check(context))
         results.append(StatementResult(parsed=item, effects=effects, findings=findings, settings=in_force))
 
         if key is not None:
@@ -237,6 +247,19 @@ _ZERO = re.compile(r"\s*[+-]?0*\.?0*\s*(us|ms|s|min|h|d)?\s*")
 
 def _unqualified_public(name: str) -> str:
     return name[len("public."):] if name.startswith("public.") else name
+
+
+def _first_touch_invalid(effects: Effects, catalog: Catalog, touched: set) -> tuple[tuple[str, str], ...]:
+    """(index, table) of the INVALID indexes on tables this statement locks before any earlier one of the walk."""
+    if not catalog.invalid_indexes:
+        return ()
+    found = []
+    for lock in effects.locks:
+        if lock.relkind not in ("table", "partitioned table") or claim_key(lock.relation) in touched:
+            continue
+        touched.add(claim_key(lock.relation))
+        found += [(index, lock.relation) for index in catalog.invalid_indexes_on(lock.relation)]
+    return tuple(found)
 
 
 def _effects(item: ParsedStatement, pg_version: int, catalog: Catalog) -> Effects:

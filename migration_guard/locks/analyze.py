@@ -33,12 +33,14 @@ from typing import Any
 
 from pglast import ast
 from pglast.enums import (
+    A_Expr_Kind,
     AlterTableType,
     BoolExprType,
     ConstrType,
     DropBehavior,
     NullTestType,
     ObjectType,
+    SubLinkType,
     TransactionStmtKind,
     VariableSetKind,
 )
@@ -48,7 +50,13 @@ from pglast.visitors import Visitor
 from migration_guard.locks.catalog import Catalog, ForeignKey
 from migration_guard.locks.facts import Fact, fact
 from migration_guard.locks.modes import LockMode
-from migration_guard.locks.pgcatalog import BINARY_COERCIBLE, NON_VOLATILE_FUNCTIONS, VOLATILE_FUNCTIONS
+from migration_guard.locks.pgcatalog import (
+    BINARY_COERCIBLE,
+    BUILTIN_TYPES,
+    NON_VOLATILE_FUNCTIONS,
+    PLAIN_EXTENSION_TYPES,
+    VOLATILE_FUNCTIONS,
+)
 from migration_guard.model import Action, ActionKind, Effects, RelationLock
 
 __all__ = ["analyse", "not_null_columns"]
@@ -278,7 +286,15 @@ def _dispatch(node: Any, ctx: _Context) -> None:
               | ast.CreateFunctionStmt() | ast.CreateSchemaStmt() | ast.AlterDefaultPrivilegesStmt()
               | ast.CreateRoleStmt() | ast.DefineStmt()):
             f = ctx.fact("catalog_object")
-            ctx.act(ActionKind.OTHER, None, f, f"{_statement_label(node)} creates a catalog object and locks no table")
+            ctx.act(ActionKind.OTHER, None, f, f"{_statement_label(node)} creates a catalog object and locks no table",
+                    **_new_type(node))
+        case ast.CallStmt():
+            name = _dotted(node.funccall.funcname)
+            ctx.act(ActionKind.CALL, None, ctx.fact("call"), f"CALL {name}() runs a procedure the lock model cannot see "
+                    "into: it may take any lock and run DDL", function=name, mode=None)
+        case ast.DoStmt():
+            ctx.act(ActionKind.CALL, None, ctx.fact("call"), "DO runs an anonymous code block the lock model cannot "
+                    "see into: it may take any lock and run DDL", function="DO", mode=None)
         case ast.DropStmt(removeType=ObjectType.OBJECT_FUNCTION | ObjectType.OBJECT_PROCEDURE
                           | ObjectType.OBJECT_SCHEMA | ObjectType.OBJECT_ROUTINE, behavior=DropBehavior.DROP_RESTRICT):
             f = ctx.fact("catalog_object")
@@ -335,6 +351,21 @@ def _statement_label(node: Any) -> str:
 
     words = re.sub(r"(?<!^)(?=[A-Z])", " ", type(node).__name__.removesuffix("Stmt")).upper()
     return words.replace("CREATE ENUM", "CREATE TYPE ... AS ENUM").replace("COMPOSITE TYPE", "CREATE TYPE")
+
+
+def _new_type(node: Any) -> dict[str, Any]:
+    """``user_type`` / ``constrained`` details for a statement creating a type (the catalog learns it)."""
+    match node:
+        case ast.CreateDomainStmt():
+            constrained = any(c.contype in (_CT.CONSTR_CHECK, _CT.CONSTR_NOTNULL) for c in node.constraints or ())
+            return {"user_type": _dotted(node.domainname), "constrained": constrained}
+        case ast.CreateEnumStmt():
+            return {"user_type": _dotted(node.typeName), "constrained": False}
+        case ast.CompositeTypeStmt():
+            return {"user_type": _name(node.typevar), "constrained": False}
+        case ast.DefineStmt(kind=ObjectType.OBJECT_TYPE, defnames=names):
+            return {"user_type": _dotted(names), "constrained": False}
+    return {}
 
 
 def _outside_transaction_only(node: Any) -> bool:
@@ -467,7 +498,7 @@ def _create_table(node: ast.CreateStmt, ctx: _Context) -> None:
 
 def _foreign_key(table: str, columns: tuple[str, ...], con: ast.Constraint) -> ForeignKey:
     return ForeignKey(table=table, columns=columns, referenced=_name(con.pktable), name=con.conname,
-                      referenced_columns=tuple(a.sval for a in con.pk_attrs or ()))
+                      referenced_columns=tuple(a.sval for a in con.pk_attrs or ()), deferred=bool(con.initdeferred))
 
 
 def _drop_tables(node: ast.DropStmt, ctx: _Context) -> None:
@@ -608,6 +639,7 @@ def _add_column(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
     volatile, volatile_fn = _volatility(default) if default is not None else (False, None)
     virtual = generated is not None and generated.generated_kind == "v" and ctx.holds("add_column.generated_virtual")
     references = _name(fk.pktable) if fk is not None else None
+    domain = _constrained_domain(col.typeName, ctx.catalog)
 
     # What happens to existing rows decides the fact: a rewrite dominates a scan.
     q_col = f"{_q(table)}.{_q(column)}"
@@ -631,6 +663,14 @@ def _add_column(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
         else:
             reason = (f"the default calls {volatile_fn}(), which is not a built-in known to be non-volatile, so it is "
                       f"assumed volatile and PostgreSQL rewrites every row of {_q(table)}")
+    elif domain == "known":
+        f = ctx.fact("add_column.domain_constraint")
+        reason = (f"{q_col} is of the domain {_q(type_text)}, which has constraints: every existing row is checked "
+                  f"against it, so PostgreSQL rewrites every row of {_q(table)}")
+    elif domain == "assumed":
+        f = ctx.fact("add_column.unknown_type")
+        reason = (f"the type {_q(type_text)} of {q_col} is not a built-in and not known without the database's "
+                  f"catalog: if it is a domain with a CHECK or NOT NULL, PostgreSQL rewrites every row of {_q(table)}")
     elif check is not None:
         f = ctx.fact("add_column.check")
         reason = (f"the inline CHECK on {q_col} is verified against every existing row of {_q(table)} under ACCESS "
@@ -653,6 +693,7 @@ def _add_column(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
         reason = f"adding {q_col} {what} only changes the catalog, under a brief ACCESS EXCLUSIVE on {_q(table)}"
     ctx.lock(table, f.mode)
     builds = False
+    kind = None
     if unique is not None:
         builds = ctx.fact("add_column.unique").builds_index
         kind = "PRIMARY KEY" if unique.contype is _CT.CONSTR_PRIMARY else "UNIQUE"
@@ -672,10 +713,31 @@ def _add_column(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
         volatile_default=bool(volatile or serial), not_null=bool(not_null), identity=identity is not None,
         serial=serial, generated_stored=generated is not None and not virtual, check=check is not None,
         references=references, constraint_name=fk.conname if fk is not None else None,
+        deferred=bool(fk is not None and fk.initdeferred), unique=kind,
+        unique_name=unique.conname if unique is not None else None,
+        fails_with_rows=f.key == "add_column.not_null_no_default",
     )
 
 
 _SERIAL_TYPES = frozenset({"serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"})
+
+
+def _constrained_domain(type_name: ast.TypeName, catalog: Catalog) -> str | None:
+    """``"known"`` when the type is a domain with constraints, ``"assumed"`` when it may be one (a type neither
+    built in nor known, with no database catalog to tell), else ``None``."""
+    if type_name.arrayBounds:
+        return None  # an array of a domain is not itself a domain
+    names = [n.sval for n in type_name.names]
+    if names[0] == "pg_catalog" and len(names) > 1:
+        return None
+    constrained = catalog.types.get(".".join(names).removeprefix("public."))
+    bare = names[-1].lower()
+    plain = len(names) == 1 and (bare in BUILTIN_TYPES or bare in PLAIN_EXTENSION_TYPES or bare in _TYPE_ALIASES)
+    if constrained:
+        return "known"
+    if constrained is None and not plain and not catalog.from_database:
+        return "assumed"
+    return None
 
 
 class _Functions(_Search):
@@ -711,8 +773,14 @@ def _drop_column(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
     if others:
         reason += f", also on {', '.join(map(_q, others))} because its foreign key is dropped"
     reason += ", and code still selecting the column fails"
+    views = ctx.catalog.views_using_column(table, column) if cmd.behavior is DropBehavior.DROP_CASCADE else ()
+    if views:
+        v = ctx.fact("drop_column.views")
+        for view in views:
+            ctx.lock(view, v.other_mode, ctx.catalog.relkind(view) or "view")
+        reason += f"; CASCADE drops {', '.join(map(_q, views))}, which read it, under ACCESS EXCLUSIVE"
     ctx.act(ActionKind.DROP_COLUMN, table, f, reason, column=column, other_tables=others,
-            cascade=cmd.behavior is DropBehavior.DROP_CASCADE)
+            cascade=cmd.behavior is DropBehavior.DROP_CASCADE, views=views)
 
 
 def _referenced_columns(fk: ForeignKey, catalog: Catalog | None = None) -> tuple[str, ...]:
@@ -901,6 +969,10 @@ def _alter_column_type(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> Non
             rebuilt = ctx.catalog.indexes_on(table, column)
             on = f"{', '.join(map(_q, rebuilt))}" if rebuilt else "any index on the column (none is known)"
             reason += f"; the collation {_q(collation)} rebuilds {on}"
+    checked = () if f.rewrites else _checks_using(ctx.catalog, table, column)
+    if checked:
+        reason += (f"; the validated CHECK {', '.join(map(_q, checked))} is checked again against every row of "
+                   f"{_q(table)}, a full scan under ACCESS EXCLUSIVE")
     ctx.lock(table, f.mode)
     # Foreign keys on this column, at either end, are dropped and re-created.
     fk_fact = ctx.fact("alter_column_type.foreign_key")
@@ -915,6 +987,7 @@ def _alter_column_type(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> Non
             reason += " and checking them again"
     ctx.act(ActionKind.ALTER_COLUMN_TYPE, table, f, reason, column=column, new_type=new_text, old_type=old_text,
             builds_index=bool(rebuilt) and ctx.fact("alter_column_type.collation").builds_index, collation=collation,
+            scans=bool(checked) and ctx.fact("alter_column_type.check").scans, checks=checked,
             using=_sql(using) if using is not None else None, other_tables=others,
             references=outgoing[0].referenced if outgoing and f.rewrites else None)
     if f.rewrites:
@@ -924,6 +997,43 @@ def _alter_column_type(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> Non
                     f"the foreign key from {_q(fk.table)} to the rewritten {q_col} is checked again, reading every "
                     f"row of {_q(fk.table)} under ACCESS EXCLUSIVE", mode=fk_fact.other_mode, scans=True,
                     rewrites=False, references=table, cause="foreign_key_recheck")
+
+
+def _checks_using(catalog: Catalog, table: str, column: str) -> tuple[str, ...]:
+    """The validated CHECK constraints of ``table`` whose expression reads ``column``."""
+    key = table.removeprefix("public.")
+    return tuple(sorted(name for (owner, name), (expression, validated) in catalog.checks.items()
+                        if owner == key and validated and column in _expression_columns(expression)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _expression_columns(expression: str) -> frozenset[str]:
+    """The column names an SQL expression (a CHECK's, as text) reads; every name when it does not parse."""
+    from pglast import parse_sql
+
+    class _Columns(_Search):
+        def __init__(self) -> None:
+            super().__init__()
+            self.names: set[str] = set()
+
+        def visit_ColumnRef(self, ancestors, node) -> None:
+            if isinstance(node.fields[-1], ast.String):
+                self.names.add(node.fields[-1].sval)
+
+    try:
+        found = _Columns()
+        found(parse_sql(f"SELECT {expression}")[0].stmt)
+    except Exception:
+        return _EVERY_COLUMN
+    return frozenset(found.names)
+
+
+class _Every(frozenset):
+    def __contains__(self, item) -> bool:
+        return True
+
+
+_EVERY_COLUMN = _Every()
 
 
 def _is_plain_cast(using: Any, column: str, type_name: ast.TypeName) -> bool:
@@ -1032,7 +1142,7 @@ def _add_constraint(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None:
         contype=contype, name=name, not_valid=not_valid, using_index=con.indexname, columns=columns,
         references=references, expression=expression, not_enforced=not_enforced, reads=referenced_partitions,
         not_null_columns=not_null_columns(con.raw_expr) if contype == "check" else (),
-        deferrable=bool(con.deferrable),
+        deferrable=bool(con.deferrable), deferred=bool(con.initdeferred),
     )
 
 
@@ -1387,10 +1497,13 @@ def _create_index(node: ast.IndexStmt, ctx: _Context) -> None:
         p.name if p.name else _sql(p.expr) for p in node.indexParams or ()
     )
     exists = bool(node.if_not_exists and name and ctx.catalog.index_table(name))
+    invalid = bool(name and ctx.catalog.is_invalid_index(name))
     kind = "unique index" if node.unique else "index"
     label = f"{kind} {_q(name)}" if name else kind
     if exists:
         reason = f"{_q(name)} already exists, so IF NOT EXISTS builds nothing (the lock on {_q(table)} is still taken)"
+        if invalid:
+            reason += "; that index is INVALID (a failed concurrent build left it) and stays so"
     elif concurrently:
         reason = (f"building {label} CONCURRENTLY on {_q(table)} takes SHARE UPDATE EXCLUSIVE, so reads and writes "
                   f"continue; it cannot run inside a transaction")
@@ -1400,7 +1513,8 @@ def _create_index(node: ast.IndexStmt, ctx: _Context) -> None:
     detail = dict(name=name, concurrently=concurrently, unique=bool(node.unique), columns=columns,
                   method=node.accessMethod, partial=node.whereClause is not None,
                   include=tuple(p.name for p in node.indexIncludingParams or ()),
-                  if_not_exists=bool(node.if_not_exists))
+                  if_not_exists=bool(node.if_not_exists), existing_invalid=invalid,
+                  name_taken=bool(name and not node.if_not_exists and ctx.catalog.index_table(name)))
     if partitioned and not exists:
         p = ctx.fact("create_index.partitioned" if node.relation.inh else "create_index.only")
         if not node.relation.inh:
@@ -1432,11 +1546,19 @@ def _drop_indexes(node: ast.DropStmt, ctx: _Context) -> None:
         ctx.lock(index, f.mode, "index")
         ctx.lock(table, f.other_mode)
         on = _q(table) if table else "its table (not known here)"
+        partitions = ctx.catalog.descendants(table) if table and ctx.catalog.relkind(table) == "partitioned table" \
+            else ()
         if concurrently:
             reason = (f"dropping {_q(index)} CONCURRENTLY takes SHARE UPDATE EXCLUSIVE on {on}, so reads and writes "
                       f"continue; it cannot run inside a transaction")
         else:
             reason = f"dropping {_q(index)} takes ACCESS EXCLUSIVE on it and on {on}, briefly"
+            if partitions:
+                p = ctx.fact("drop_index.partitioned")
+                for partition in partitions:
+                    ctx.lock(partition, p.other_mode, ctx.catalog.relkind(partition) or "table")
+                reason += (f"; it is a partitioned index, so the index of every partition is dropped too, under "
+                           f"ACCESS EXCLUSIVE on {', '.join(map(_q, partitions))}")
         ctx.act(ActionKind.DROP_INDEX, table, f, reason, mode=f.other_mode, name=index, concurrently=concurrently,
                 unique=None, columns=())
 
@@ -1486,10 +1608,26 @@ def _alter_index(node: ast.AlterTableStmt, ctx: _Context) -> None:
 def _alter_view(node: ast.AlterTableStmt, ctx: _Context) -> None:
     view = _name(node.relation)
     kind = "materialized view" if node.objtype is ObjectType.OBJECT_MATVIEW else "view"
-    f = ctx.fact("alter_view")
-    ctx.lock(view, f.mode, kind)
-    ctx.act(ActionKind.OTHER, view, f, f"ALTER {kind.upper()} {_q(view)} takes ACCESS EXCLUSIVE on it: every query "
-            "using it waits", relkind=kind)
+    for cmd in node.cmds:
+        if kind == "materialized view" and cmd.subtype is _AT.AT_SetAccessMethod:
+            method = (cmd.name or "heap").lower()
+            f = ctx.fact("set_access_method.same" if method == "heap" else "set_access_method")
+            why = "a materialized view uses heap unless created otherwise, so nothing changes" if method == "heap" \
+                else f"moving to {method} copies every row of it into new storage and rebuilds its indexes"
+            ctx.lock(view, f.mode, kind)
+            ctx.act(ActionKind.OTHER, view, f, f"SET ACCESS METHOD {method} on {_q(view)}: {why}", relkind=kind,
+                    method=method)
+        elif kind == "materialized view" and cmd.subtype is _AT.AT_SetTableSpace:
+            f = ctx.fact("set_tablespace")
+            ctx.lock(view, f.mode, kind)
+            ctx.act(ActionKind.OTHER, view, f, f"SET TABLESPACE {_q(cmd.name)} copies every block of {_q(view)} under "
+                    "ACCESS EXCLUSIVE, blocking reads of it for the whole copy", relkind=kind, tablespace=cmd.name,
+                    copies=True)
+        else:
+            f = ctx.fact("alter_view")
+            ctx.lock(view, f.mode, kind)
+            ctx.act(ActionKind.OTHER, view, f, f"ALTER {kind.upper()} {_q(view)} takes ACCESS EXCLUSIVE on it: every "
+                    "query using it waits", relkind=kind)
 
 
 # -- CREATE TABLE ... PARTITION OF / INHERITS ----------------------------------------------------
@@ -1510,6 +1648,12 @@ def _create_child(table: str, node: ast.CreateStmt, ctx: _Context) -> tuple[str,
                 ctx.lock(default, d.other_mode)
                 ctx.act(ActionKind.OTHER, default, d, f"the DEFAULT partition {_q(default)} is locked ACCESS EXCLUSIVE "
                         "and read in full for rows that would belong to the new partition", mode=d.other_mode)
+            elif not node.partbound.is_default and not ctx.catalog.from_database and not ctx.catalog.is_created(parent):
+                # Whether the parent has a DEFAULT partition is not known: assume it has (fail closed).
+                d = ctx.fact("create_table.partition_of.default")
+                ctx.act(ActionKind.OTHER, parent, d, f"whether {_q(parent)} has a DEFAULT partition is not known without "
+                        "the database's catalog: if it has one, it is locked ACCESS EXCLUSIVE and read in full for "
+                        "rows that would belong to the new partition", mode=d.other_mode, assumed_default=True)
     else:
         f = ctx.fact("create_table.inherits")
         for parent in parents:
@@ -1693,7 +1837,8 @@ def _alter_domain(node: ast.AlterDomainStmt, ctx: _Context) -> None:
     adding_check = node.subtype == "C" and isinstance(node.def_, ast.Constraint)
     if adding_check and node.def_.skip_validation:
         f = ctx.fact("alter_domain.not_valid")
-        ctx.act(ActionKind.OTHER, None, f, f"adding a NOT VALID constraint to the domain {_q(domain)} checks no row")
+        ctx.act(ActionKind.OTHER, None, f, f"adding a NOT VALID constraint to the domain {_q(domain)} checks no row",
+                user_type=domain, constrained=True)
         return
     if not (adding_check or node.subtype == "O"):
         raise LookupError(f"ALTER DOMAIN subcommand {node.subtype!r} is not modelled")
@@ -1707,7 +1852,10 @@ def _alter_domain(node: ast.AlterDomainStmt, ctx: _Context) -> None:
                 f"{_q(column)} under SHARE, blocking writes", column=column)
     if not ctx.catalog.columns_of_type(domain):
         ctx.act(ActionKind.OTHER, None, f, f"ALTER DOMAIN {_q(domain)} {what}: no column of the database uses the "
-                "domain, so no table is locked or read", mode=None, scans=False)
+                "domain, so no table is locked or read", mode=None, scans=False, user_type=domain, constrained=True)
+    else:
+        ctx.act(ActionKind.OTHER, None, f, f"the domain {_q(domain)} now has a constraint", mode=None, scans=False,
+                user_type=domain, constrained=True)
 
 
 # -- comments, privileges, sequences ----------------------------------------------------------------
@@ -1778,8 +1926,9 @@ def _truncate(node: ast.TruncateStmt, ctx: _Context) -> None:
         ctx.lock(table, f.mode)
         why = "" if table in first else (" (a partition of a truncated table)" if ctx.catalog.parent_of(table) in tables
                                          else " (it references a truncated table: CASCADE)")
-        ctx.act(ActionKind.OTHER, table, f, f"TRUNCATE empties {_q(table)}{why} under ACCESS EXCLUSIVE, instantly, "
-                "blocking reads and writes until the transaction ends",
+        ctx.act(ActionKind.OTHER, table, f, f"TRUNCATE replaces the storage of {_q(table)}{why} with new, empty files "
+                "under ACCESS EXCLUSIVE: instant (no row is read), but it blocks reads and writes until the "
+                "transaction ends, and a transaction that started earlier then sees the table empty",
                 truncates=ctx.catalog.relkind(table) != "partitioned table",
                 restart_identity=bool(node.restart_seqs))
 
@@ -1897,8 +2046,22 @@ def _select(node: ast.SelectStmt, ctx: _Context) -> None:
         ctx.lock(sequence, setval.mode, "sequence")
         ctx.act(ActionKind.OTHER, None, setval, f"setval()/nextval() on {_q(sequence)} takes ROW EXCLUSIVE on the "
                 f"sequence only", sequence=sequence)
-    if not calls.sequences:
+    opaque = _opaque_functions(node)
+    for name in opaque:
+        ctx.act(ActionKind.CALL, None, ctx.fact("call"), f"SELECT calls {name}(), which is not a known built-in: the "
+                "lock model cannot see what it does (it may take any lock and run DDL)", function=name, mode=None)
+    if not calls.sequences and not opaque:
         ctx.act(ActionKind.OTHER, None, read, "SELECT only reads, under ACCESS SHARE")
+
+
+def _opaque_functions(node: Any) -> tuple[str, ...]:
+    """Functions ``node`` calls that are not known built-ins (user code: it may do anything)."""
+    finder = _Functions()
+    finder(node)
+    return tuple(dict.fromkeys(
+        name if schema in (None, "pg_catalog") else f"{schema}.{name}" for schema, name in finder.names
+        if schema not in (None, "pg_catalog") or (name not in NON_VOLATILE_FUNCTIONS and name not in VOLATILE_FUNCTIONS)
+    ))
 
 
 def _dml(node: ast.UpdateStmt | ast.DeleteStmt | ast.InsertStmt | ast.MergeStmt, ctx: _Context) -> None:
@@ -1915,19 +2078,154 @@ def _dml(node: ast.UpdateStmt | ast.DeleteStmt | ast.InsertStmt | ast.MergeStmt,
             ctx.lock(table, read.mode)
     f = ctx.fact("dml")
     ctx.lock(target, f.mode)
-    where = getattr(node, "whereClause", None) is not None
-    # Not flagged as a scan: how the rows are found is the planner's choice, and the lock (ROW
-    # EXCLUSIVE) lets reads and writes of other rows go on; the row locks are what hurts.
+    where_clause = getattr(node, "whereClause", None)
+    where = where_clause is not None
+    names = {target, node.relation.relname} | ({node.relation.alias.aliasname} if node.relation.alias else set())
+    keys = _key_columns(ctx.catalog, target)
+    detail: dict[str, Any] = dict(verb=verb, where=where, key=_primary_key(ctx.catalog, target),
+                                  alias=node.relation.alias.aliasname if node.relation.alias else None)
+    if verb in ("update", "delete"):
+        detail["bounded"] = where and _bounds(where_clause, names, keys)
+    elif verb == "insert" and node.selectStmt is not None:
+        detail["source"], detail["bounded"] = _insert_source(node.selectStmt, ctx.catalog, target)
+    # A scan when nothing bounds the rows: the lock (ROW EXCLUSIVE) lets reads and writes of other rows go
+    # on, but the statement reads every row, and the row locks of the rows it changes are what hurts.
+    unbounded = verb in ("update", "delete") and not detail["bounded"]
+    partitioned = ctx.catalog.relkind(target) == "partitioned table"
     rows = "the rows it changes" if where else "every row"
     reason = (f"{verb.upper()} on {_q(target)} takes ROW EXCLUSIVE and locks {rows} until the transaction "
               f"ends, so other writers of those rows wait")
-    ctx.act(ActionKind.DML, target, f, reason, verb=verb, where=where)
+    if unbounded:
+        reason += "; " + ("no WHERE clause" if not where else "its WHERE does not bound it to a range of keys") + \
+            f", so it reads every row of {_q(target)}"
+    scan = ctx.fact("dml.scan") if unbounded and not partitioned else f
+    ctx.act(ActionKind.DML, target, scan, reason, mode=f.mode, **detail)
+    _foreign_key_checks(node, target, verb, ctx)
     if verb != "insert" and node.relation.inh:
         # the planner opens every partition it cannot prune; without a WHERE on the key, all of them
+        child_fact = ctx.fact("dml.scan") if unbounded else f
         for child in ctx.catalog.descendants(target):
             ctx.lock(child, f.mode)
-            ctx.act(ActionKind.DML, child, f, f"{verb.upper()} on the partitioned {_q(target)} also takes ROW EXCLUSIVE "
-                    f"on its partition {_q(child)}", verb=verb, where=where, partition_of=target)
+            ctx.act(ActionKind.DML, child, child_fact if ctx.catalog.relkind(child) != "partitioned table" else f,
+                    f"{verb.upper()} on the partitioned {_q(target)} also takes ROW EXCLUSIVE on its partition "
+                    f"{_q(child)}" + (", reading every row of it" if unbounded else ""), mode=f.mode,
+                    partition_of=target, **detail)
+
+
+def _foreign_key_checks(node: Any, target: str, verb: str, ctx: _Context) -> None:
+    """ROW SHARE on the tables that the foreign keys of the columns written reference (immediate keys: the check
+    runs with the statement; a deferred key's runs at commit)."""
+    if verb == "insert":
+        written = {t.name for t in node.cols or ()} or None  # None: every column
+    elif verb == "update":
+        written = {t.name for t in node.targetList or () if isinstance(t, ast.ResTarget)}
+    else:
+        return
+    f = ctx.fact("dml.foreign_key")
+    checked = tuple(dict.fromkeys(fk.referenced for fk in ctx.catalog.foreign_keys_from(target)
+                                  if not fk.deferred and (written is None or set(fk.columns) & written)))
+    for referenced in checked:
+        ctx.lock(referenced, f.other_mode)
+    if checked:
+        ctx.act(ActionKind.OTHER, None, f, f"the foreign keys of the columns written check each row against "
+                f"{', '.join(map(_q, checked))}, taking ROW SHARE there", mode=None, checks=checked)
+
+
+def _key_columns(catalog: Catalog, table: str) -> frozenset[str]:
+    """Columns that identify one row of ``table``: single-column primary keys and unique constraints, and ``id``."""
+    key = table.removeprefix("public.")
+    return frozenset({"id"} | {columns[0] for (owner, _name), columns in catalog.unique_constraints.items()
+                               if owner == key and len(columns) == 1})
+
+
+def _primary_key(catalog: Catalog, table: str) -> str:
+    """The primary key column of ``table`` when the catalog knows it (a single column), else Django's ``id``."""
+    key = table.removeprefix("public.")
+    for (owner, name), columns in sorted(catalog.unique_constraints.items()):
+        if owner == key and name.endswith("_pkey") and len(columns) == 1:
+            return columns[0]
+    return "id"
+
+
+def _insert_source(select: Any, catalog: Catalog, target: str) -> tuple[tuple[str, ...], bool]:
+    """(tables an INSERT ... SELECT reads, whether a LIMIT or a key range bounds how many rows it copies)."""
+    if not isinstance(select, ast.SelectStmt) or select.valuesLists:
+        return (), True
+    tables = [t for t in _relations_read(select) if t != target] or _relations_read(select)
+    if not tables or select.limitCount is not None:
+        return tuple(tables), True
+    names = {alias for rel in _range_vars(select) for alias in (_name(rel), rel.relname,
+                                                                  rel.alias.aliasname if rel.alias else None) if alias}
+    keys = frozenset().union(*(_key_columns(catalog, t) for t in tables))
+    return tuple(tables), select.whereClause is not None and _bounds(select.whereClause, names, keys)
+
+
+def _range_vars(node: Any) -> list[ast.RangeVar]:
+    found: list[ast.RangeVar] = []
+
+    class _Collect(_Search):
+        def visit_RangeVar(self, ancestors, rel) -> None:
+            found.append(rel)
+
+    _Collect()(node)
+    return found
+
+
+_SIDE = {">": "lower", ">=": "lower", "<": "upper", "<=": "upper"}
+_FLIPPED = {">": "<", ">=": "<=", "<": ">", "<=": ">="}
+
+
+def _bounds(expr: Any, names: set[str], keys: frozenset[str]) -> bool:
+    """Whether a WHERE ``expr`` limits the rows of a table (called any of ``names``) to a few keys or a key range:
+    ``id = 5``, ``id IN (...)``, ``id = ANY(...)``, ``id BETWEEN a AND b``, ``id >= a AND id < b``, ``id IN
+    (SELECT ... LIMIT n)``, or an OR of such. ``keys`` are the columns that identify a row."""
+    match expr:
+        case ast.BoolExpr(boolop=BoolExprType.AND_EXPR, args=args):
+            if any(_bounds(arg, names, keys) for arg in args):
+                return True
+            sides: dict[str, set[str]] = {}
+            for arg in args:
+                compared = _key_compared(arg, names, keys)
+                if compared is not None:
+                    column, op = compared
+                    sides.setdefault(column, set()).add(_SIDE.get(op, ""))
+            return any({"lower", "upper"} <= found for found in sides.values())
+        case ast.BoolExpr(boolop=BoolExprType.OR_EXPR, args=args):
+            return all(_bounds(arg, names, keys) for arg in args)
+        case ast.A_Expr(kind=A_Expr_Kind.AEXPR_OP, name=(ast.String(sval="="),)):
+            compared = _key_compared(expr, names, keys)
+            return compared is not None
+        case ast.A_Expr(kind=A_Expr_Kind.AEXPR_IN | A_Expr_Kind.AEXPR_OP_ANY, name=(ast.String(sval="="),),
+                        lexpr=column):
+            return _is_key(column, names, keys)
+        case ast.A_Expr(kind=A_Expr_Kind.AEXPR_BETWEEN | A_Expr_Kind.AEXPR_BETWEEN_SYM, lexpr=column):
+            return _is_key(column, names, keys)
+        case ast.SubLink(subLinkType=SubLinkType.ANY_SUBLINK, testexpr=column, subselect=ast.SelectStmt() as sub):
+            return sub.limitCount is not None and _is_key(column, names, keys)
+    return False
+
+
+def _key_compared(expr: Any, names: set[str], keys: frozenset[str]) -> tuple[str, str] | None:
+    """``(key column, operator)`` for ``key <op> value`` (or ``value <op> key``, flipped) where the value is not a
+    column of some table (``o.id = todo.id`` bounds nothing)."""
+    if not isinstance(expr, ast.A_Expr) or expr.kind is not A_Expr_Kind.AEXPR_OP or len(expr.name) != 1:
+        return None
+    op = expr.name[0].sval
+    if op not in _FLIPPED and op != "=":
+        return None
+    if _is_key(expr.lexpr, names, keys) and not isinstance(expr.rexpr, ast.ColumnRef):
+        return expr.lexpr.fields[-1].sval, op
+    if _is_key(expr.rexpr, names, keys) and not isinstance(expr.lexpr, ast.ColumnRef):
+        return expr.rexpr.fields[-1].sval, _FLIPPED.get(op, op)
+    return None
+
+
+def _is_key(expr: Any, names: set[str], keys: frozenset[str]) -> bool:
+    """Whether ``expr`` is a key column of the table (unqualified, or qualified by one of its ``names``)."""
+    if not isinstance(expr, ast.ColumnRef) or not isinstance(expr.fields[-1], ast.String):
+        return False
+    fields = [f.sval for f in expr.fields if isinstance(f, ast.String)]
+    return fields[-1] in keys and (len(fields) == 1 or fields[-2] in names)
 
 
 # -- session statements ------------------------------------------------------------------------

@@ -17,7 +17,11 @@ and the analyser reads it to decide what it cannot see in one statement alone:
   the default one (ALTER TABLE on a parent recurses to them; attaching a partition scans the default);
 - ``unique_constraints``: primary key and unique constraints (dropping one with CASCADE drops the
   foreign keys that reference it, locking their tables);
-- ``view_tables``: the relations each view reads (LOCK TABLE on a view locks them too).
+- ``view_tables``: the relations each view reads (LOCK TABLE on a view locks them too);
+- ``view_columns``: the columns each view reads (DROP COLUMN ... CASCADE drops the views using it);
+- ``invalid_indexes``: indexes a failed CREATE INDEX CONCURRENTLY left INVALID;
+- ``types``: user-defined types and whether each is a domain with constraints (a column of such a
+  domain is checked row by row when added, so ADD COLUMN rewrites the table).
 
 Table names are kept as written in the SQL; lookups treat ``public.x`` and ``x`` as the same table.
 """
@@ -52,6 +56,7 @@ class ForeignKey:
     referenced: str
     name: str | None = None
     referenced_columns: tuple[str, ...] = ()  # empty: the referenced table's primary key
+    deferred: bool = False  # INITIALLY DEFERRED: checked at commit, not by the statement that writes
 
 
 class _ForeignKeys:
@@ -156,6 +161,11 @@ class Catalog:
     # (table, constraint name) -> (CHECK expression as SQL, validated) (ATTACH PARTITION skips its scan
     # when one proves the partition bound)
     checks: Mapping[tuple[str, str], tuple[str, bool]] = field(default_factory=lambda: _frozen({}))
+    # view -> ((table, column), ...) it reads
+    view_columns: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=lambda: _frozen({}))
+    invalid_indexes: frozenset[str] = frozenset()
+    # user-defined type -> whether it is a domain with constraints (CHECK or NOT NULL)
+    types: Mapping[str, bool] = field(default_factory=lambda: _frozen({}))
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -246,7 +256,44 @@ class Catalog:
         merged.update({_key(v): tuple(t) for v, t in views.items()})
         return replace(self, view_tables=_frozen(merged))
 
+    def with_view_columns(self, views: Mapping[str, Iterable[tuple[str, str]]]) -> Catalog:
+        """This catalog plus ``{view: ((table, column), ...)}``, the columns each view reads."""
+        merged = dict(self.view_columns)
+        merged.update({_key(v): tuple((_key(t), c) for t, c in cols) for v, cols in views.items()})
+        return replace(self, view_columns=_frozen(merged))
+
+    def with_invalid_indexes(self, indexes: Iterable[str]) -> Catalog:
+        """This catalog plus indexes that are INVALID (``pg_index.indisvalid`` false)."""
+        return replace(self, invalid_indexes=self.invalid_indexes | {_key(i) for i in indexes})
+
+    def with_types(self, types: Mapping[str, bool]) -> Catalog:
+        """This catalog plus ``{user-defined type: whether it is a domain with constraints}``."""
+        merged = dict(self.types)
+        merged.update({_key(t): bool(c) for t, c in types.items()})
+        return replace(self, types=_frozen(merged))
+
     # -- questions ------------------------------------------------------------------------------
+    @property
+    def from_database(self) -> bool:
+        """Whether the catalog was read from a database (it then knows every relation and type there)."""
+        return bool(self.relkinds)
+
+    def is_invalid_index(self, index: str) -> bool:
+        """Whether ``index`` exists and is INVALID."""
+        return _key(index) in self.invalid_indexes and _key(index) in self.indexes
+
+    def invalid_indexes_on(self, table: str) -> tuple[str, ...]:
+        """The INVALID indexes of ``table``."""
+        return tuple(sorted(i for i in self.invalid_indexes if _key(self.indexes.get(i, "")) == _key(table)))
+
+    def views_using_column(self, table: str, column: str) -> tuple[str, ...]:
+        """Views (and materialized views) that read ``table.column``, and the views that read those, in order."""
+        found = [v for v, cols in sorted(self.view_columns.items()) if (_key(table), column) in cols]
+        for view in found:
+            found.extend(v for v, rels in sorted(self.view_tables.items())
+                         if _key(view) in {_key(r) for r in rels} and v not in found)
+        return tuple(found)
+
     def relkind(self, relation: str) -> str | None:
         """What ``relation`` is ("table", "partitioned table", "view", ...), if known."""
         return self.relkinds.get(_key(relation))
@@ -368,6 +415,7 @@ class Catalog:
             frozenset(self.relkinds.items()), frozenset(self.children.items()),
             frozenset(self.default_partitions.items()), frozenset(self.unique_constraints.items()),
             frozenset(self.view_tables.items()), frozenset(self.checks.items()),
+            frozenset(self.view_columns.items()), self.invalid_indexes, frozenset(self.types.items()),
         )
 
 
@@ -400,6 +448,8 @@ _THAW = {
     "uniques": ("unique_constraints", dict),
     "views": ("view_tables", dict),
     "check_exprs": ("checks", dict),
+    "invalid": ("invalid_indexes", set),
+    "user_types": ("types", dict),
 }
 # _Mutable attribute -> the set of (table, column, constraint name) it groups by (table, constraint name),
 # so that VALIDATE / DROP CONSTRAINT find their entries without a scan
@@ -476,6 +526,9 @@ class _Mutable:
             unique_constraints=part("uniques", MappingProxyType),
             view_tables=part("views", MappingProxyType),
             checks=part("check_exprs", MappingProxyType),
+            view_columns=catalog.view_columns,
+            invalid_indexes=part("invalid", frozenset),
+            types=part("user_types", MappingProxyType),
         )
         object.__setattr__(frozen, "_normalised", True)
         if "fks" in touched:
@@ -534,6 +587,8 @@ class _Mutable:
     def _drop_index(self, index: str) -> None:
         self.indexes.pop(index, None)
         self.index_columns.pop(index, None)
+        if index in self._current("invalid"):
+            self.invalid.discard(index)
 
     def apply(self, action) -> None:
         kind, table, column, detail = action.kind, _key(action.table), action.column, action.detail
@@ -567,7 +622,8 @@ class _Mutable:
             if detail.get("not_null"):
                 self.not_null.add((table, column))
             if detail.get("references"):
-                self.fks.add(ForeignKey(table, (column,), detail["references"], detail.get("constraint_name")))
+                self.fks.add(ForeignKey(table, (column,), detail["references"], detail.get("constraint_name"),
+                                        deferred=bool(detail.get("deferred"))))
         elif kind is ActionKind.DROP_COLUMN:
             self.types.pop((table, column), None)
             self.not_null.discard((table, column))
@@ -602,6 +658,10 @@ class _Mutable:
             self.check_exprs.pop((table, name), None)
             self.uniques.pop((table, name), None)
         elif kind is ActionKind.CREATE_INDEX and detail.get("name"):
+            if detail.get("if_not_exists") and _key(detail["name"]) in self.indexes:
+                return  # builds nothing: the index there stays as it is (INVALID ones too)
+            if _key(detail["name"]) in self._current("invalid"):
+                self.invalid.discard(_key(detail["name"]))
             self.indexes[_key(detail["name"])] = table
             self.index_columns[_key(detail["name"])] = tuple(detail.get("columns", ()))
         elif kind is ActionKind.DROP_INDEX and detail.get("name"):
@@ -612,8 +672,13 @@ class _Mutable:
             if owner:
                 self.indexes[_key(detail["new_name"])] = owner
                 self.index_columns[_key(detail["new_name"])] = columns
+            if _key(detail["name"]) in self._current("invalid"):
+                self.invalid.discard(_key(detail["name"]))
+                self.invalid.add(_key(detail["new_name"]))
         elif kind is ActionKind.SET_SETTING and str(detail.get("name", "")).lower() == "timezone":
             self.timezone = detail.get("value")
+        elif kind is ActionKind.OTHER and detail.get("user_type"):
+            self.user_types[_key(detail["user_type"])] = bool(detail.get("constrained"))
 
     def _add_constraint(self, table: str, detail: Mapping) -> None:
         contype, name = detail.get("contype"), detail.get("name") or ""
@@ -625,7 +690,8 @@ class _Mutable:
             entries = {(table, column, name) for column in detail.get("not_null_columns", ())}
             self._add_named("pending" if detail.get("not_valid") else "checks", entries)
         elif contype == "foreign_key" and detail.get("references"):
-            self.fks.add(ForeignKey(table, tuple(detail.get("columns", ())), detail["references"], name or None))
+            self.fks.add(ForeignKey(table, tuple(detail.get("columns", ())), detail["references"], name or None,
+                                    deferred=bool(detail.get("deferred"))))
         elif contype in ("primary_key", "not_null") and not detail.get("not_valid"):
             self.not_null.update((table, c) for c in detail.get("columns", ()))
         if contype in ("unique", "primary_key", "exclusion") and name and not detail.get("using_index"):
@@ -659,7 +725,8 @@ class _Mutable:
         self.not_null = {((new if t == old else t), c) for t, c in self.not_null}
         self.fks.replace({
             number: ForeignKey(new if _key(fk.table) == old else fk.table, fk.columns,
-                               new if _key(fk.referenced) == old else fk.referenced, fk.name, fk.referenced_columns)
+                               new if _key(fk.referenced) == old else fk.referenced, fk.name, fk.referenced_columns,
+                               fk.deferred)
             for number, fk in self.fks.touching(old).items()
         })
         self.indexes = {i: (new if _key(t) == old else t) for i, t in self.indexes.items()}
@@ -675,7 +742,7 @@ class _Mutable:
         self.not_null = {(t, renamed(t, c)) for t, c in self.not_null}
         self.fks.replace({
             number: ForeignKey(fk.table, tuple(renamed(_key(fk.table), c) for c in fk.columns), fk.referenced, fk.name,
-                               tuple(renamed(_key(fk.referenced), c) for c in fk.referenced_columns))
+                               tuple(renamed(_key(fk.referenced), c) for c in fk.referenced_columns), fk.deferred)
             for number, fk in self.fks.touching(table).items()
         })
         self.index_columns = {

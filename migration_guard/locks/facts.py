@@ -112,12 +112,23 @@ FACTS: tuple[Fact, ...] = (
     Fact("add_column.unique", AE, "an inline UNIQUE or PRIMARY KEY builds an index while holding "
          "ACCESS EXCLUSIVE", _MEASURED, builds_index=True, claim=7),
     Fact("add_column.not_null_no_default", AE, "a NOT NULL column without a default is checked "
-         "against every existing row (and fails if there is one)", _ALTER, scans=True),
+         "against every existing row, and the statement fails if there is one",
+         _ALTER + "; " + _MEASURED, scans=True),
+    Fact("add_column.domain_constraint", AE, "a column whose type is a domain with a CHECK or NOT NULL "
+         "constraint is checked against the domain for every existing row, so PostgreSQL rewrites the table",
+         _DOC + "sql-createdomain.html; " + _MEASURED, rewrites=True,
+         corrects="not in the notes: ADD COLUMN of a constrained domain type rewrites the table even "
+         "without a default"),
+    Fact("add_column.unknown_type", AE, "a type that is neither built in nor known from the database's "
+         "catalog may be a domain with constraints, which rewrites the table", "fail closed (DESIGN.md)",
+         rewrites=True),
     Fact("drop_column", AE, "dropping a column only marks it dropped in the catalog",
          _ALTER + "; " + _MEASURED, claim=12),
     Fact("drop_column.foreign_key", AE, "dropping a column that holds a foreign key drops the "
          "constraint, which takes ACCESS EXCLUSIVE on the referenced table", _MEASURED,
          other_mode=AE, claim=21),
+    Fact("drop_column.views", AE, "DROP COLUMN ... CASCADE drops the views and materialized views that read "
+         "the column, under ACCESS EXCLUSIVE on each", _ALTER + "; " + _MEASURED, other_mode=AE),
     Fact("rename_column", AE, "renaming a column takes ACCESS EXCLUSIVE", _ALTER + "; " + _MEASURED, claim=11),
     Fact("set_default", AE, "SET DEFAULT only changes the catalog", _ALTER + "; " + _MEASURED, claim=13),
     Fact("drop_default", AE, "DROP DEFAULT only changes the catalog", _ALTER + "; " + _MEASURED, claim=13),
@@ -143,6 +154,10 @@ FACTS: tuple[Fact, ...] = (
          corrects="not in the notes: a COLLATE-only type change rewrites no row but rebuilds the column's indexes"),
     Fact("set_statistics", SUE, "SET STATISTICS only changes the catalog, under SHARE UPDATE EXCLUSIVE",
          _ALTER + "; " + _MEASURED, claim=14),
+    Fact("alter_column_type.check", AE, "a type change that rewrites nothing still checks every row against "
+         "the validated CHECK constraints on the column", _ALTER + "; " + _MEASURED, scans=True,
+         corrects="refines claim 3: a binary-coercible (or unchanged) type scans the table when a validated "
+         "CHECK constraint uses the column"),
     Fact("alter_column_type.foreign_key", AE, "changing the type of a column in a foreign key "
          "re-creates the constraint, which takes ACCESS EXCLUSIVE on the table at the other end; "
          "when the column is rewritten the constraint is checked again over both tables",
@@ -197,6 +212,9 @@ FACTS: tuple[Fact, ...] = (
          _DOC + "sql-createindex.html; " + _MEASURED, builds_index=True, claim=8),
     Fact("drop_index", AE, "DROP INDEX takes ACCESS EXCLUSIVE on the index and its table",
          _DOC + "sql-dropindex.html; " + _MEASURED, other_mode=AE, claim=9),
+    Fact("drop_index.partitioned", AE, "dropping a partitioned index drops the index of every partition, "
+         "taking ACCESS EXCLUSIVE on every partition too", _DOC + "sql-dropindex.html; " + _MEASURED,
+         other_mode=AE, corrects="refines claim 9: on a partitioned table every partition is locked"),
     Fact("drop_index.concurrently", AE, "DROP INDEX CONCURRENTLY takes SHARE UPDATE EXCLUSIVE on the "
          "table and, once no query uses the index, ACCESS EXCLUSIVE on the index alone",
          _DOC + "sql-dropindex.html; " + _MEASURED, other_mode=SUE, claim=9,
@@ -231,8 +249,8 @@ FACTS: tuple[Fact, ...] = (
          _ALTER + "; " + _MEASURED, claim=14),
     Fact("set_logged", AE, "SET LOGGED / SET UNLOGGED copies every row to new storage and rebuilds the indexes",
          _ALTER + "; " + _MEASURED, rewrites=True, claim=15),
-    Fact("set_access_method", AE, "SET ACCESS METHOD to another access method rewrites the table",
-         _ALTER, rewrites=True, since=15),
+    Fact("set_access_method", AE, "SET ACCESS METHOD to another access method rewrites the table (or "
+         "materialized view)", _ALTER + "; " + _MEASURED, rewrites=True, since=15),
     Fact("set_access_method.same", AE, "SET ACCESS METHOD heap on a heap table changes nothing",
          _ALTER + "; " + _MEASURED, since=15),
     Fact("set_tablespace", AE, "SET TABLESPACE copies the table's files block by block to the new tablespace "
@@ -382,8 +400,8 @@ FACTS: tuple[Fact, ...] = (
          "takes none)", _DOC + "sql-grant.html; " + _MEASURED, since=18,
          corrects="not in the notes: from PostgreSQL 18 GRANT/REVOKE on a named relation takes ACCESS SHARE on it"),
     # -- TRUNCATE and LOCK ---------------------------------------------------------------------------
-    Fact("truncate", AE, "TRUNCATE gives the table new, empty storage under ACCESS EXCLUSIVE (instant; no row is "
-         "read)", _DOC + "sql-truncate.html; " + _MEASURED, claim=18),
+    Fact("truncate", AE, "TRUNCATE replaces the table's storage with new, empty files under ACCESS EXCLUSIVE "
+         "(instant; no row is read; not MVCC-safe: a transaction that started before sees the table empty)", _DOC + "sql-truncate.html; " + _MEASURED, claim=18),
     Fact("truncate.cascade", AE, "TRUNCATE ... CASCADE also empties every table with a foreign key to it, under "
          "ACCESS EXCLUSIVE", _DOC + "sql-truncate.html; " + _MEASURED, other_mode=AE, claim=18),
     Fact("lock_table", None, "LOCK TABLE takes the mode it names (ACCESS EXCLUSIVE by default) on each table, on "
@@ -397,6 +415,15 @@ FACTS: tuple[Fact, ...] = (
     Fact("dml", RE, "UPDATE, DELETE and INSERT take ROW EXCLUSIVE, plus a row lock on every row "
          "they change, held until the transaction ends", _DOC + "explicit-locking.html; " + _MEASURED,
          claim=19),
+    Fact("dml.scan", RE, "an UPDATE or DELETE whose WHERE does not bound it by key reads every row of its "
+         "table (and locks every row it changes)", _DOC + "sql-update.html; " + _MEASURED, scans=True, claim=19),
+    Fact("dml.foreign_key", RE, "writing a foreign-key column checks the referenced row, taking ROW SHARE on the "
+         "referenced table (at the statement for an immediate key, at commit for a deferred one)",
+         _DOC + "explicit-locking.html; " + _MEASURED, other_mode=RS,
+         corrects="not in the notes: INSERT, and UPDATE of a foreign-key column, take ROW SHARE on the "
+         "referenced table"),
+    Fact("call", None, "SELECT of a function that is not a known built-in, CALL and DO run code the model cannot "
+         "see; it may take any lock and run DDL", "fail closed (DESIGN.md)"),
     Fact("dml.read", AS, "tables an UPDATE/DELETE/INSERT only reads get ACCESS SHARE",
          _DOC + "explicit-locking.html; " + _MEASURED),
     Fact("select", AS, "SELECT takes ACCESS SHARE on the tables it reads", _DOC + "explicit-locking.html"),

@@ -1,7 +1,7 @@
 """Seed a :class:`~migration_guard.locks.catalog.Catalog` from a live database (an edge: it does I/O).
 
 Reads only the catalogs (``pg_class``, ``pg_attribute``, ``pg_constraint``, ``pg_index``,
-``pg_inherits``, ``pg_partitioned_table``, ``pg_depend``/``pg_rewrite``) and the session's
+``pg_inherits``, ``pg_partitioned_table``, ``pg_depend``/``pg_rewrite``, ``pg_type``) and the session's
 ``TimeZone``; run it in a read-only transaction against production if you like. Tables are named
 as unqualified SQL would name them: schema-qualified only when their schema is not on the
 search_path.
@@ -34,7 +34,8 @@ SELECT {_NAME}, con.conname, con.contype::text, con.convalidated, pg_get_constra
                     ELSE rn.nspname || '.' || r.relname END
           FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace WHERE r.oid = con.confrelid),
        ARRAY(SELECT attname FROM pg_attribute WHERE attrelid = con.confrelid AND attnum = ANY (con.confkey)
-             ORDER BY array_position(con.confkey, attnum))
+             ORDER BY array_position(con.confkey, attnum)),
+       con.condeferred
   FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE con.contype IN ('c', 'f', 'p', 'u') AND {_USER_SCHEMAS}
 """
@@ -64,6 +65,27 @@ SELECT DISTINCT {_NAME}, {_PARENT.format(oid="d.refobjid")}
  WHERE c.relkind IN ('v', 'm') AND {_USER_SCHEMAS}
 """
 
+# Which columns each view reads: a DROP COLUMN ... CASCADE drops the views that read the column.
+_VIEW_COLUMNS_SQL = f"""
+SELECT DISTINCT {_NAME}, {_PARENT.format(oid="d.refobjid")}, a.attname
+  FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+       AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class AND d.refobjsubid > 0
+  JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+ WHERE c.relkind IN ('v', 'm') AND {_USER_SCHEMAS}
+"""
+
+# User-defined types (enums, domains, composites, extension types) and whether each is a domain
+# with constraints: adding a column of such a domain checks every row (a rewrite).
+_TYPES_SQL = """
+SELECT CASE WHEN n.nspname = ANY (current_schemas(false)) THEN t.typname ELSE n.nspname || '.' || t.typname END,
+       t.typtype = 'd' AND (t.typnotnull OR EXISTS (SELECT 1 FROM pg_constraint k WHERE k.contypid = t.oid))
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+   AND t.typtype IN ('b', 'c', 'd', 'e', 'r', 'm') AND t.typelem = 0
+   AND NOT EXISTS (SELECT 1 FROM pg_class k WHERE k.oid = t.typrelid AND k.relkind <> 'c')
+"""
+
 _RELKIND_NAMES = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view", "S": "sequence",
                   "f": "foreign table"}
 
@@ -71,7 +93,8 @@ _RELKIND_NAMES = {"r": "table", "p": "partitioned table", "v": "view", "m": "mat
 _INDEXES_SQL = f"""
 SELECT CASE WHEN n.nspname = ANY (current_schemas(false)) THEN i.relname
             ELSE n.nspname || '.' || i.relname END, {_NAME},
-       ARRAY(SELECT attname FROM pg_attribute WHERE attrelid = x.indrelid AND attnum = ANY (x.indkey::int2[]))
+       ARRAY(SELECT attname FROM pg_attribute WHERE attrelid = x.indrelid AND attnum = ANY (x.indkey::int2[])),
+       x.indisvalid
   FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE {_USER_SCHEMAS}
@@ -91,14 +114,14 @@ def catalog_from_database(conn) -> Catalog:
     fks: list[ForeignKey] = []
     uniques: dict[tuple[str, str], tuple[str, ...]] = {}
     checks_sql: dict[tuple[str, str], tuple[str, bool]] = {}
-    for table, name, contype, validated, definition, columns, referenced, ref_columns in conn.execute(
+    for table, name, contype, validated, definition, columns, referenced, ref_columns, deferred in conn.execute(
         _CONSTRAINTS_SQL
     ).fetchall():
         if contype in ("p", "u"):
             uniques[(table, name)] = tuple(columns)
             continue
         if contype == "f":
-            fks.append(ForeignKey(table, tuple(columns), referenced, name, tuple(ref_columns)))
+            fks.append(ForeignKey(table, tuple(columns), referenced, name, tuple(ref_columns), deferred=deferred))
             continue
         if contype == "c" and definition.startswith("CHECK "):
             checks_sql[(table, name)] = (definition.removeprefix("CHECK ").removesuffix(" NOT VALID")
@@ -106,13 +129,17 @@ def catalog_from_database(conn) -> Catalog:
         for column in _proven_not_null(definition):
             (checks if validated else pending).append((table, column, name))
     rows = conn.execute(_INDEXES_SQL).fetchall()
-    indexes = {index: table for index, table, _columns in rows}
-    index_columns = {index: tuple(columns) for index, _table, columns in rows}
+    indexes = {index: table for index, table, _columns, _valid in rows}
+    index_columns = {index: tuple(columns) for index, _table, columns, _valid in rows}
+    invalid = [index for index, _table, _columns, valid in rows if not valid]
     timezone = conn.execute("SHOW TimeZone").fetchone()[0]
     relkinds = {name: _RELKIND_NAMES[kind] for name, kind in conn.execute(_RELATIONS_SQL).fetchall()}
     views: dict[str, list[str]] = {}
     for view, table in conn.execute(_VIEW_TABLES_SQL).fetchall():
         views.setdefault(view, []).append(table)
+    view_columns: dict[str, list[tuple[str, str]]] = {}
+    for view, table, column in conn.execute(_VIEW_COLUMNS_SQL).fetchall():
+        view_columns.setdefault(view, []).append((table, column))
     catalog = (
         Catalog.empty()
         .with_column_types(types)
@@ -126,6 +153,9 @@ def catalog_from_database(conn) -> Catalog:
         .with_unique_constraints(uniques)
         .with_checks(checks_sql)
         .with_view_tables({v: sorted(t) for v, t in views.items()})
+        .with_view_columns({v: sorted(c) for v, c in view_columns.items()})
+        .with_invalid_indexes(invalid)
+        .with_types(dict(conn.execute(_TYPES_SQL).fetchall()))
     )
     for parent, child, is_default in conn.execute(_CHILDREN_SQL).fetchall():
         catalog = catalog.with_children(parent, (child,), default=child if is_default else None)

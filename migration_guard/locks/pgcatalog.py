@@ -7,13 +7,15 @@ any volatile overload counts as volatile) by::
      WHERE pronamespace = 'pg_catalog'::regnamespace AND prokind IN ('f', 'w', 'a');
     SELECT s.typname, t.typname FROM pg_cast c JOIN pg_type s ON s.oid = c.castsource
       JOIN pg_type t ON t.oid = c.casttarget WHERE c.castmethod = 'b';   -- pg_catalog types only
+    SELECT typname FROM pg_type WHERE typnamespace = 'pg_catalog'::regnamespace AND typcategory <> 'A'
+       AND typtype IN ('b', 'r', 'm', 'e', 'd') AND typrelid = 0;      -- PostgreSQL 18
 
 Regenerate when a new major version is supported; the data only ever grows.
 """
 
 from __future__ import annotations
 
-__all__ = ["BINARY_COERCIBLE", "NON_VOLATILE_FUNCTIONS", "VOLATILE_FUNCTIONS"]
+__all__ = ["BINARY_COERCIBLE", "BUILTIN_TYPES", "NON_VOLATILE_FUNCTIONS", "PLAIN_EXTENSION_TYPES", "VOLATILE_FUNCTIONS"]
 
 # Built-in functions with a volatile overload: a column DEFAULT calling one is evaluated per row,
 # so ADD COLUMN must rewrite the table.
@@ -539,3 +541,23 @@ BINARY_COERCIBLE: frozenset[tuple[str, str]] = frozenset(
         ('xml', 'varchar'),
     }
 )
+
+
+# Built-in data types (no domain among them): adding a column of one of these checks no row.
+BUILTIN_TYPES: frozenset[str] = frozenset(
+    """
+aclitem bit bool box bpchar bytea char cid cidr circle date datemultirange daterange float4 float8
+gtsvector inet int2 int4 int4multirange int4range int8 int8multirange int8range interval json jsonb
+jsonpath line lseg macaddr macaddr8 money name numeric nummultirange numrange oid path
+pg_brin_bloom_summary pg_brin_minmax_multi_summary pg_dependencies pg_lsn pg_mcv_list pg_ndistinct
+pg_node_tree pg_snapshot point polygon refcursor regclass regcollation regconfig regdictionary
+regnamespace regoper regoperator regproc regprocedure regrole regtype text tid time timestamp
+timestamptz timetz tsmultirange tsquery tsrange tstzmultirange tstzrange tsvector txid_snapshot uuid
+varbit varchar xid xid8 xml
+serial serial4 serial2 serial8 bigserial smallserial
+""".split()
+)
+
+# Types of contrib extensions Django projects use that are base types, never domains with constraints.
+PLAIN_EXTENSION_TYPES: frozenset[str] = frozenset({"hstore", "citext", "ltree", "cube", "geometry", "geography",
+                                                   "vector", "halfvec", "isbn", "ean13"})

@@ -14,10 +14,16 @@ from migration_guard.rules import (
     mg008_lock_held_during_long_work,
     mg009_session_holding_conflicting_lock,
     mg010_blocking_lock_during_long_work,
+    mg011_bulk_write_in_one_statement,
+    mg012_add_not_null_column_without_default,
+    mg013_concurrently_in_transaction,
+    mg014_create_index_over_invalid_index,
+    mg015_invalid_index_on_table,
     mg901_unrenderable_migration,
     mg902_unparsable_statement,
     mg903_unmodelled_statement,
     mg904_render_state_mismatch,
+    mg905_opaque_function_call,
 )
 from migration_guard.rules.base import MigrationContext, Rule, StatementContext
 
@@ -34,10 +40,16 @@ ALL_RULES: tuple[Rule, ...] = (
     mg008_lock_held_during_long_work.RULE,
     mg009_session_holding_conflicting_lock.RULE,
     mg010_blocking_lock_during_long_work.RULE,
+    mg011_bulk_write_in_one_statement.RULE,
+    mg012_add_not_null_column_without_default.RULE,
+    mg013_concurrently_in_transaction.RULE,
+    mg014_create_index_over_invalid_index.RULE,
+    mg015_invalid_index_on_table.RULE,
     mg901_unrenderable_migration.RULE,
     mg902_unparsable_statement.RULE,
     mg903_unmodelled_statement.RULE,
     mg904_render_state_mismatch.RULE,
+    mg905_opaque_function_call.RULE,
 )
 
 _BY_ID = {rule.id: rule for rule in ALL_RULES}

@@ -19,12 +19,13 @@ from migration_guard.model import (
     StatementKind,
     TableSize,
 )
-from migration_guard.stats import TableSizes, is_large
+from migration_guard.stats import TableSizes, is_large, split_name
 
 __all__ = [
     "MigrationContext",
     "Rule",
     "StatementContext",
+    "claim_key",
     "estimate_duration",
 ]
 
@@ -48,6 +49,12 @@ class StatementContext:
     pg_version: int
     config: Config
     settings: dict = field(default_factory=dict, hash=False, compare=False)  # SET lock_timeout ...
+    # Tables the specific rules already reported for this statement (what a backstop rule leaves alone), as
+    # claim_key gives them.
+    claimed: frozenset[tuple[str | None, str]] = frozenset()
+    in_transaction_block: bool = False  # runs inside a transaction (the migration's, or a BEGIN of raw SQL)
+    # (index, table) of INVALID indexes on the tables this statement is the first of its migration to lock
+    invalid_indexes: tuple[tuple[str, str], ...] = ()
 
     @property
     def sql(self) -> str:
@@ -63,6 +70,10 @@ class StatementContext:
     def is_python(self) -> bool:
         """Whether the statement stands for opaque RunPython work."""
         return self.parsed.statement.kind is StatementKind.RUN_PYTHON
+
+    def is_claimed(self, table: str) -> bool:
+        """Whether a specific rule already reported ``table`` for this statement."""
+        return claim_key(table) in self.claimed
 
     def is_new(self, table: str | None) -> bool:
         """Whether ``table`` was created earlier in this plan (so locking it hurts nobody)."""
@@ -133,6 +144,16 @@ class Rule:
     # The action kinds ``check`` looks at, if it looks at no others: the walk calls it only for a
     # statement with one of them (most statements of a long script have none).
     actions: frozenset[ActionKind] | None = None
+    # A backstop runs after every other rule of the statement and sees the tables they reported
+    # (``StatementContext.claimed``): it speaks only where they did not.
+    backstop: bool = False
+
+
+def claim_key(table: str) -> tuple[str | None, str]:
+    """How two spellings of one table in one statement compare (``x``, ``"x"``, ``public.x``): ``(schema,
+    name)``, with ``public`` as no schema."""
+    schema, name = split_name(table)
+    return (None if schema == "public" else schema, name)
 
 
 def estimate_duration(size: TableSize, work: str) -> str | None:

@@ -9,7 +9,8 @@ from migration_guard.rules.recipes import q, run_sql, split_note
 DOC = """\
 ## What it does
 Finds `ADD CONSTRAINT ... FOREIGN KEY` without `NOT VALID` on a table that already exists
-(Django's `AddField`/`AlterField` of a `ForeignKey`, `AddConstraint`).
+(Django's `AddField`/`AlterField` of a `ForeignKey`, `AddConstraint`), and `ADD COLUMN ...
+REFERENCES` with a default, which checks every existing row the same way.
 
 ## Why is this bad?
 Adding the constraint takes SHARE ROW EXCLUSIVE on the table *and on the table it references*,
@@ -39,6 +40,10 @@ For a new `ForeignKey` field, wrap the database side in `SeparateDatabaseAndStat
 
 def check(ctx: StatementContext):
     for action in ctx.effects.actions:
+        if (action.kind is ActionKind.ADD_COLUMN and action.detail.get("references") and action.scans
+                and not action.rewrites and not ctx.is_new(action.table)):
+            yield _new_column(ctx, action)
+            continue
         if action.kind is not ActionKind.ADD_CONSTRAINT or action.detail.get("contype") != "foreign_key":
             continue
         if action.detail.get("not_valid") or ctx.is_new(action.table):
@@ -54,6 +59,32 @@ def check(ctx: StatementContext):
             f'"{table}" and "{referenced}".',
             recipe=_recipe(ctx, table, name),
         )
+
+
+def _new_column(ctx: StatementContext, action):
+    table, column, referenced = action.table, action.column or "?", action.detail["references"]
+    bare = table.strip('"').split(".")[-1]
+    name = action.detail.get("constraint_name") or f"{bare}_{column}_fk"[:63]
+    default = action.detail.get("default") or "..."
+    return ctx.finding(
+        RULE,
+        table=table,
+        lock=action.mode,
+        work="scan",
+        message=f'Adding column "{column}" with a default and a foreign key to "{referenced}" checks every row of '
+        f'"{table}" while blocking reads and writes of "{table}" and writes of "{referenced}".',
+        recipe="\n".join([
+            split_note("migration 1: the column with its default, without the foreign key (instant)"),
+            run_sql(f"ALTER TABLE {q(table)} ADD COLUMN {q(column)} {action.detail.get('type') or '<type>'} "
+                    f"DEFAULT {default}", f"ALTER TABLE {q(table)} DROP COLUMN {q(column)}", indent=""),
+            split_note("migration 2: the foreign key NOT VALID (no scan; brief lock)"),
+            run_sql(f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} FOREIGN KEY ({q(column)}) REFERENCES "
+                    f"{q(referenced)} NOT VALID", f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}", indent=""),
+            split_note("migration 3: validate; reads and writes continue"),
+            run_sql(f"ALTER TABLE {q(table)} VALIDATE CONSTRAINT {q(name)}", None, indent=""),
+            "# keep Django's state in step: SeparateDatabaseAndState(state_operations=[your AddField], ...)",
+        ]),
+    )
 
 
 def _recipe(ctx: StatementContext, table: str, name: str) -> str:
@@ -81,5 +112,5 @@ RULE = Rule(
     summary="FOREIGN KEY without NOT VALID scans the table while blocking writes to it and the referenced table",
     doc=DOC,
     check=check,
-    actions=frozenset({ActionKind.ADD_CONSTRAINT}),
+    actions=frozenset({ActionKind.ADD_CONSTRAINT, ActionKind.ADD_COLUMN}),
 )

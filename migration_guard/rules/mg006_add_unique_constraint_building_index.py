@@ -9,7 +9,8 @@ from migration_guard.rules.recipes import q, run_sql, split_note
 DOC = """\
 ## What it does
 Finds `ADD CONSTRAINT ... UNIQUE` / `PRIMARY KEY` (Django's `AddConstraint(UniqueConstraint)`,
-`unique=True`, `unique_together`) on an existing table when it is not `USING INDEX`.
+`unique=True`, `unique_together`) on an existing table when it is not `USING INDEX`, and `ADD COLUMN
+... UNIQUE` (Django's `AddField(..., unique=True)`).
 
 ## Why is this bad?
 The constraint builds its unique index while holding ACCESS EXCLUSIVE: reads and writes wait for
@@ -38,6 +39,9 @@ migrations.SeparateDatabaseAndState(
 
 def check(ctx: StatementContext):
     for action in ctx.effects.actions:
+        if action.kind is ActionKind.ADD_COLUMN and action.builds_index and not ctx.is_new(action.table):
+            yield _new_column(ctx, action)
+            continue
         contype = action.detail.get("contype")
         if action.kind is not ActionKind.ADD_CONSTRAINT or contype not in {"unique", "primary_key"}:
             continue
@@ -54,6 +58,26 @@ def check(ctx: StatementContext):
             f"{action.mode.label if action.mode else 'ACCESS EXCLUSIVE'}, blocking reads and writes.",
             recipe=_recipe(table, name, contype, action.detail.get("columns") or ()),
         )
+
+
+def _new_column(ctx: StatementContext, action):
+    table, column = action.table, action.column or "?"
+    kind = action.detail.get("unique") or "UNIQUE"
+    bare = table.strip('"').split(".")[-1]
+    name = action.detail.get("unique_name") or f"{bare}_{column}_uniq"[:63]
+    return ctx.finding(
+        RULE,
+        table=table,
+        lock=action.mode,
+        work="index",
+        message=f'Adding column "{column}" with {kind} builds its index on "{table}" under '
+        f"{action.mode.label if action.mode else 'ACCESS EXCLUSIVE'}, blocking reads and writes.",
+        recipe="\n".join([
+            split_note(f"migration 1: the column without {kind} (instant): unique=False on the field"),
+            _recipe(table, name, "primary_key" if kind == "PRIMARY KEY" else "unique", (column,)),
+            "# then unique=True in the model; keep Django's state in step with SeparateDatabaseAndState",
+        ]),
+    )
 
 
 def _recipe(table: str, name: str, contype: str, columns) -> str:
@@ -76,5 +100,5 @@ RULE = Rule(
     summary="UNIQUE or PRIMARY KEY without USING INDEX builds an index while blocking reads and writes",
     doc=DOC,
     check=check,
-    actions=frozenset({ActionKind.ADD_CONSTRAINT}),
+    actions=frozenset({ActionKind.ADD_CONSTRAINT, ActionKind.ADD_COLUMN}),
 )

@@ -1,6 +1,6 @@
-"""MG010 blocking-lock-during-long-work: a statement that rewrites, scans or rebuilds indexes of an
-existing table while itself holding a lock that blocks its reads or writes (VACUUM FULL, CLUSTER,
-SET TABLESPACE, REINDEX, REFRESH MATERIALIZED VIEW, ...), where no more specific rule speaks."""
+"""MG010 blocking-lock-during-long-work: the backstop. Any statement that rewrites, scans or builds an
+index on an existing table while itself holding a lock that blocks its reads or writes, whatever its
+form, on every table where no more specific rule (MG001-MG007, ...) already spoke."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ from migration_guard.rules.recipes import run_sql, split_note
 
 DOC = """\
 ## What it does
-Finds statements whose own lock blocks reads or writes of an existing table while they read
-every row of it, copy it or rebuild its indexes: `VACUUM FULL`, `CLUSTER`, `ALTER TABLE ... SET
-TABLESPACE / SET LOGGED / SET UNLOGGED / SET EXPRESSION`, `REINDEX` without `CONCURRENTLY`,
+Finds every statement whose own lock blocks reads or writes of an existing table while it reads
+every row of it, copies it or builds an index on it, whatever the statement looks like: the lock
+model's effects decide, not the statement's form. It speaks for a table only where no more
+specific rule (MG001-MG007, MG012) already did, so each problem is reported once, with the best
+message and recipe there is. Among what it catches: `VACUUM FULL`, `CLUSTER`, `ALTER TABLE ... SET
+TABLESPACE / SET LOGGED / SET UNLOGGED / SET ACCESS METHOD / SET EXPRESSION`, `REINDEX` and
 `REFRESH MATERIALIZED VIEW` without `CONCURRENTLY`, `ALTER DOMAIN ... ADD CONSTRAINT`, `ATTACH
-PARTITION` without a CHECK constraint that proves the bound, a new partition next to a DEFAULT
-one. (Adding columns, indexes, constraints and type changes have rules of their own, MG001-MG007.)
+PARTITION` without a CHECK constraint that proves the bound, a new partition next to a DEFAULT one,
+`ADD CONSTRAINT ... EXCLUDE`, `ADD PRIMARY KEY USING INDEX` on a nullable column, a type change
+that adds a collation to an indexed column or re-checks a CHECK constraint.
 
 ## Why is this bad?
 The lock is held for the whole copy or scan: on a large table, every query that needs what the
@@ -39,36 +43,39 @@ ALTER DOMAIN d ADD CONSTRAINT c CHECK (...) NOT VALID; -- then VALIDATE CONSTRAI
 ```
 """
 
-# Actions MG001-MG007 judge (their own rules give the specific recipe).
-_COVERED = {ActionKind.ADD_COLUMN, ActionKind.CREATE_INDEX, ActionKind.SET_NOT_NULL, ActionKind.ADD_CONSTRAINT,
-            ActionKind.ALTER_COLUMN_TYPE, ActionKind.VALIDATE_CONSTRAINT, ActionKind.DML, ActionKind.UNKNOWN}
-
-
 def check(ctx: StatementContext):
     strongest = max((lock.mode for lock in ctx.effects.locks), default=None)
     seen: set[str] = set()
     for action in ctx.effects.actions:
-        if action.kind in _COVERED or not (action.rewrites or action.scans or action.builds_index):
-            continue
         table = action.table
-        mode = action.mode or strongest  # a lock on an index (ALTER INDEX ... SET TABLESPACE)
-        if table is None or table in seen or ctx.is_new(table) or mode is None or not mode.blocks_traffic:
+        if not (action.rewrites or action.scans or action.builds_index) or table is None or table in seen:
+            continue
+        if ctx.is_new(table) or ctx.is_claimed(table):
+            continue
+        # The lock held during the work: the strongest this statement takes on the table (a statement holds
+        # every lock to its end), or, for work on an index alone (ALTER INDEX ... SET TABLESPACE), that lock.
+        own = [mode for mode in (action.mode, ctx.effects.lock_on(table)) if mode is not None]
+        mode = max(own) if own else strongest
+        if mode is None or not mode.blocks_traffic:
             continue
         seen.add(table)
         work = "rewrite" if action.rewrites else "index" if action.builds_index else "scan"
-        doing = {"rewrite": "copies every row of", "index": "rebuilds indexes of", "scan": "reads every row of"}[work]
+        reindex = isinstance(ctx.parsed.node, ast.ReindexStmt)
+        doing = {"rewrite": "copies every row of", "index": "rebuilds indexes of" if reindex else "builds an index on",
+                 "scan": "reads every row of"}[work]
+        maybe = "may read every row of" if action.detail.get("assumed_default") else doing
         yield ctx.finding(
             RULE,
             table=table,
             lock=mode,
             work=work,
-            message=f'This statement {doing} "{table}" while holding {mode.label}, which blocks {mode.blocks} '
-            "until it ends.",
-            recipe=_recipe(ctx),
+            message=f'This statement {maybe} "{table}" while holding {mode.label}, which blocks {mode.blocks} '
+            f"until it ends ({action.reason}).",
+            recipe=_recipe(ctx, action),
         )
 
 
-def _recipe(ctx: StatementContext) -> str:
+def _recipe(ctx: StatementContext, action) -> str:
     node = ctx.parsed.node
     match node:
         case ast.ReindexStmt():
@@ -86,6 +93,23 @@ def _recipe(ctx: StatementContext) -> str:
             return "\n".join([split_note("before attaching: ADD CONSTRAINT ... CHECK (<the partition bound>) NOT "
                                          "VALID, VALIDATE CONSTRAINT, and create the parent's indexes on it "
                                          "CONCURRENTLY; ATTACH PARTITION then reads nothing")])
+        case ast.AlterTableStmt() if action.kind is ActionKind.ADD_CONSTRAINT and action.detail.get("contype") in (
+                "primary_key", "not_null"):
+            column = ", ".join(action.detail.get("columns") or ()) or "<column>"
+            return "\n".join([split_note(f"first prove {column} NOT NULL without blocking: ADD CONSTRAINT ... CHECK "
+                                          f"({column} IS NOT NULL) NOT VALID, then VALIDATE CONSTRAINT in a later "
+                                          "migration"),
+                               split_note("then SET NOT NULL (it skips the scan) and this statement reads nothing")])
+        case ast.AlterTableStmt() if action.kind is ActionKind.ALTER_COLUMN_TYPE and action.detail.get("collation"):
+            return "\n".join([split_note("change the collation without rebuilding the index under the lock"),
+                               "# 1. create a new index with the new collation CONCURRENTLY (atomic = False):",
+                               f"#    CREATE INDEX CONCURRENTLY ... ON {action.table} (<column> COLLATE "
+                               f"\"{action.detail['collation']}\")",
+                               "# 2. drop the old index CONCURRENTLY; 3. the AlterField then rebuilds nothing"])
+        case ast.AlterTableStmt() if action.kind is ActionKind.ALTER_COLUMN_TYPE:
+            return "\n".join([split_note("the column's CHECK constraint is checked again under ACCESS EXCLUSIVE"),
+                               "# drop the CHECK first, change the type, then add the CHECK back NOT VALID and",
+                               "# VALIDATE CONSTRAINT it in a later migration (reads and writes continue)"])
     return ("# rebuild without holding ACCESS EXCLUSIVE for the copy: pg_repack or pg_squeeze;\n"
             "# otherwise run it in a maintenance window and approve it")
 
@@ -94,7 +118,9 @@ RULE = Rule(
     id="MG010",
     slug="blocking-lock-during-long-work",
     severity=Severity.ERROR,
-    summary="a statement rewrites, scans or reindexes an existing table while its own lock blocks reads or writes",
+    summary="any statement that rewrites, scans or builds an index on an existing table while its own lock blocks "
+            "reads or writes, where no specific rule speaks",
     doc=DOC,
     check=check,
+    backstop=True,
 )

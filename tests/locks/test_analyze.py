@@ -367,9 +367,28 @@ def test_dml_is_a_backfill_under_row_exclusive():
     effects = run('UPDATE "t" SET "q" = 0 FROM "u" WHERE "t"."q" IS NULL')
     action = one(effects, ActionKind.DML)
     assert locks(effects) == {"t": LockMode.ROW_EXCLUSIVE, "u": LockMode.ACCESS_SHARE}
-    assert action.detail == {"verb": "update", "where": True} and not action.scans
-    assert one(run("INSERT INTO t SELECT * FROM u"), ActionKind.DML).detail["verb"] == "insert"
-    assert one(run("DELETE FROM t"), ActionKind.DML).detail == {"verb": "delete", "where": False}
+    # no key range bounds it: it reads every row of "t"
+    assert action.detail["verb"] == "update" and action.detail["where"] and action.scans
+    assert not action.detail["bounded"]
+    insert = one(run("INSERT INTO t SELECT * FROM u"), ActionKind.DML)
+    assert insert.detail["verb"] == "insert" and insert.detail["source"] == ("u",) and not insert.scans
+    delete = one(run("DELETE FROM t"), ActionKind.DML)
+    assert delete.detail["verb"] == "delete" and not delete.detail["where"] and delete.scans
+
+
+@pytest.mark.parametrize("where, bounded", [
+    ("id = 5", True), ("id IN (1, 2)", True), ("id = ANY('{1,2}')", True), ("id BETWEEN 1 AND 9", True),
+    ("t.id >= 1 AND t.id < 9 AND q IS NULL", True), ("9 > id AND id >= 1", True),
+    ("id IN (SELECT id FROM t WHERE q IS NULL LIMIT 100)", True), ("id = 1 OR id = 2", True),
+    ("q IS NULL", False), ("id > 5", False), ("id >= 1 AND q < 9", False), ("id NOT IN (1, 2)", False),
+    ("id IN (SELECT id FROM t WHERE q IS NULL)", False), ("id = 1 OR q IS NULL", False),
+    ("u.id = 5", False), ("t.id = u.id", False), ("q = 5", False), ("code = 'x'", True),
+])
+def test_a_key_range_bounds_an_update(where, bounded):
+    catalog = Catalog.empty().with_unique_constraints({("t", "t_code_key"): ("code",)})
+    (raw,) = parse_sql(f"UPDATE t SET q = 0 FROM u WHERE {where}")
+    action = one(analyse(raw.stmt, pg_version=16, catalog=catalog), ActionKind.DML)
+    assert action.detail["bounded"] is bounded and action.scans is not bounded
 
 
 def test_sequences():
@@ -439,8 +458,21 @@ def test_modelled_maintenance_says_when_it_cannot_run_in_a_transaction(sql, outs
 
 
 def test_a_statement_naming_no_table_is_still_unknown():
-    effects = run("DO $$ BEGIN PERFORM 1; END $$")
+    effects = run("CHECKPOINT")
     assert not effects.known and effects.actions[0].kind is ActionKind.UNKNOWN
+
+
+@pytest.mark.parametrize("sql", ["SELECT my_function()", "SELECT public.now()", "SELECT 1 FROM t WHERE f(t.a)",
+                                 "CALL archive_orders()", "DO $$ BEGIN PERFORM 1; END $$"])
+def test_code_the_model_cannot_see_into_is_a_call(sql):
+    effects = run(sql)
+    assert effects.known and one(effects, ActionKind.CALL).detail["function"]
+
+
+@pytest.mark.parametrize("sql", ["SELECT set_config('lock_timeout', '2s', true)", "SELECT count(*) FROM t",
+                                 "SELECT pg_catalog.now()", "SELECT setval('s', 5)", "SELECT 1"])
+def test_built_in_functions_are_no_call(sql):
+    assert not [a for a in run(sql).actions if a.kind is ActionKind.CALL]
 
 
 def test_analyse_never_raises():

@@ -1,0 +1,128 @@
+"""MG011 bulk-write-in-one-statement: one UPDATE / DELETE / INSERT ... SELECT over a whole large table."""
+
+from __future__ import annotations
+
+from pglast import ast, parse_sql
+from pglast.enums import BoolExprType
+from pglast.stream import RawStream
+
+from migration_guard.model import ActionKind, Severity
+from migration_guard.rules.base import Rule, StatementContext
+from migration_guard.rules.recipes import q, split_note
+
+DOC = """\
+## What it does
+Finds a single `UPDATE` or `DELETE` on an existing table whose `WHERE` does not bound it to a range
+of keys (`id BETWEEN a AND b`, `id >= a AND id < b`, `id IN (...)`, `id IN (SELECT ... LIMIT n)`),
+and an `INSERT ... SELECT` that copies a whole existing table (no `LIMIT`, no key range), in a
+`RunSQL`, in raw SQL, or run by `RunPython` (recorded with `--scratch`).
+
+## Why is this bad?
+One statement is one transaction: it locks every row it changes until it commits, so any other
+writer of those rows waits for the whole statement, and in an atomic migration every lock taken
+earlier is held as long too. It writes the whole table to the WAL at once (replicas fall behind,
+the disk fills) and leaves as many dead rows for VACUUM. A failure at the last row undoes all of it.
+
+## Example
+```sql
+UPDATE "shop_order" SET "tax_cents" = 0 WHERE "tax_cents" IS NULL;
+```
+
+## Use instead
+```python
+def backfill(apps, schema_editor):
+    Order = apps.get_model("shop", "order")
+    high = Order.objects.aggregate(m=models.Max("pk"))["m"] or 0
+    with schema_editor.connection.cursor() as cursor:
+        for start in range(0, high + 1, 10_000):  # each batch commits on its own
+            cursor.execute('UPDATE "shop_order" SET "tax_cents" = 0 WHERE "tax_cents" IS NULL '
+                           'AND "id" >= %s AND "id" < %s', [start, start + 10_000])
+
+class Migration(migrations.Migration):
+    atomic = False  # no transaction around the batches
+    operations = [migrations.RunPython(backfill, migrations.RunPython.noop)]
+```
+"""
+
+_BATCH = 10_000
+
+
+def check(ctx: StatementContext):
+    for action in ctx.effects.actions:
+        if action.kind is not ActionKind.DML or action.detail.get("partition_of"):
+            continue
+        verb = action.detail.get("verb")
+        if verb in ("update", "delete") and not action.detail.get("bounded"):
+            table = action.table
+            if ctx.is_new(table):
+                continue
+            what = "" if not action.detail.get("where") else " that its WHERE matches (no key range bounds it)"
+            message = (f'{verb.upper()} writes every row of "{table}"{what} in one transaction, locking each row it '
+                       "changes until it commits.")
+        elif verb == "insert" and action.detail.get("source") and not action.detail.get("bounded"):
+            existing = [t for t in action.detail["source"] if not ctx.is_new(t)]
+            if not existing:
+                continue
+            table = next((t for t in existing if ctx.is_large(t)), existing[0])
+            message = (f'INSERT ... SELECT copies every row of "{table}" into "{action.table}" in one transaction, '
+                       "holding its locks until it commits.")
+        else:
+            continue
+        yield ctx.finding(RULE, table=table, lock=action.mode, work="scan", message=message,
+                          recipe=_recipe(ctx, action, table))
+        return  # one finding per statement (a partitioned table's partitions are the same statement)
+
+
+def _recipe(ctx: StatementContext, action, source: str) -> str:
+    app = ctx.label.split(".")[0] if "." in ctx.label and "/" not in ctx.label else "<app_label>"
+    bare = source.strip('"').split(".")[-1]
+    model = bare.removeprefix(f"{app}_") if bare.startswith(f"{app}_") else bare.split("_", 1)[-1]
+    key = (action.detail.get("key") or "id") if source == action.table else "id"
+    sql, column = _batched(ctx.sql, source, key)
+    return "\n".join([
+        split_note("a migration of its own, with atomic = False: each batch commits on its own"),
+        "from django.db import migrations, models",
+        "",
+        "",
+        "def backfill(apps, schema_editor):",
+        f'    model = apps.get_model("{app}", "{model}")  # the model of {source}',
+        '    high = model.objects.aggregate(m=models.Max("pk"))["m"] or 0',
+        "    with schema_editor.connection.cursor() as cursor:",
+        f"        for start in range(0, high + 1, {_BATCH:_}):",
+        f"            # your statement, one range of {column} at a time:",
+        f"            cursor.execute({sql!r}, [start, start + {_BATCH:_}])",
+        "",
+        "",
+        "class Migration(migrations.Migration):",
+        "    atomic = False",
+        "    operations = [migrations.RunPython(backfill, migrations.RunPython.noop)]",
+    ])
+
+
+def _batched(sql: str, table: str, key: str) -> tuple[str, str]:
+    """(``sql`` with ``key >= %s AND key < %s`` of ``table`` added to its WHERE (an INSERT's: its SELECT's),
+    for ``cursor.execute`` (``%`` doubled); the key column as the statement names it)."""
+    node = parse_sql(sql)[0].stmt
+    target = node.selectStmt if isinstance(node, ast.InsertStmt) else node
+    relations = [node.relation] if target is node else [r for r in target.fromClause or () if isinstance(r, ast.RangeVar)]
+    named = next((r for r in relations if table in (r.relname, f"{r.schemaname}.{r.relname}")), None)
+    qualifier = (named.alias.aliasname if named is not None and named.alias else table)
+    column = f"{q(qualifier)}.{q(key)}"
+    bound = parse_sql(f"SELECT 1 WHERE {column} >= $1 AND {column} < $2")[0].stmt.whereClause
+    if target.whereClause is None:
+        target.whereClause = bound
+    else:
+        target.whereClause = ast.BoolExpr(boolop=BoolExprType.AND_EXPR, args=(target.whereClause, *bound.args))
+    text = RawStream()(node).replace("%", "%%")
+    return text.replace("$1", "%s").replace("$2", "%s"), column
+
+
+RULE = Rule(
+    id="MG011",
+    slug="bulk-write-in-one-statement",
+    severity=Severity.ERROR,
+    summary="one UPDATE, DELETE or INSERT ... SELECT writes a whole large table in one transaction",
+    doc=DOC,
+    check=check,
+    actions=frozenset({ActionKind.DML}),
+)
