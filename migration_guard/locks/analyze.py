@@ -1586,6 +1586,9 @@ def _alter_index(node: ast.AlterTableStmt, ctx: _Context) -> None:
             ctx.act(ActionKind.OTHER, table, f, f"changing options of the index {_q(index)} takes SHARE UPDATE EXCLUSIVE "
                     "on the index only; its table is not locked", mode=None, index=index)
         elif cmd.subtype is _AT.AT_SetTableSpace:
+            if table is None:
+                raise LookupError(f"the table of the index {index} is not known (no database catalog), so whose "
+                                  "queries wait for the copy cannot be judged")
             f = ctx.fact("alter_index_tablespace")
             ctx.lock(index, f.mode, "index")
             ctx.act(ActionKind.OTHER, table, f, f"moving the index {_q(index)} copies it under ACCESS EXCLUSIVE on the "
@@ -2088,16 +2091,18 @@ def _dml(node: ast.UpdateStmt | ast.DeleteStmt | ast.InsertStmt | ast.MergeStmt,
         detail["bounded"] = where and _bounds(where_clause, names, keys)
     elif verb == "insert" and node.selectStmt is not None:
         detail["source"], detail["bounded"] = _insert_source(node.selectStmt, ctx.catalog, target)
-    # A scan when nothing bounds the rows: the lock (ROW EXCLUSIVE) lets reads and writes of other rows go
-    # on, but the statement reads every row, and the row locks of the rows it changes are what hurts.
-    unbounded = verb in ("update", "delete") and not detail["bounded"]
+    # Without a WHERE it reads every row: a scan (the lock, ROW EXCLUSIVE, lets reads and writes of other rows
+    # go on; the row locks of the rows it changes are what hurts). With one, how the rows are found is the
+    # planner's choice (an index, a join), so no scan is claimed, bounded or not.
+    unbounded = verb in ("update", "delete") and not where
     partitioned = ctx.catalog.relkind(target) == "partitioned table"
     rows = "the rows it changes" if where else "every row"
     reason = (f"{verb.upper()} on {_q(target)} takes ROW EXCLUSIVE and locks {rows} until the transaction "
               f"ends, so other writers of those rows wait")
     if unbounded:
-        reason += "; " + ("no WHERE clause" if not where else "its WHERE does not bound it to a range of keys") + \
-            f", so it reads every row of {_q(target)}"
+        reason += f"; with no WHERE clause it reads every row of {_q(target)}"
+    elif verb in ("update", "delete") and not detail["bounded"]:
+        reason += "; its WHERE does not bound it to a range of keys"
     scan = ctx.fact("dml.scan") if unbounded and not partitioned else f
     ctx.act(ActionKind.DML, target, scan, reason, mode=f.mode, **detail)
     _foreign_key_checks(node, target, verb, ctx)

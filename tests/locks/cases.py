@@ -66,6 +66,13 @@ class Case:
     # CONCURRENTLY drops the old index under ACCESS EXCLUSIVE right after waiting for every
     # transaction, and no event trigger reports it): the server may show a weaker mode there.
     racy: tuple[str, ...] = ()
+    # The server refuses the statement with this error (it fails at deploy): no effects to compare, but the
+    # gate must block it.
+    fails: str = ""
+    # Runs code the model cannot see into (a function): no effects to compare, but the gate must block it.
+    opaque: bool = False
+    # Run after the setup and expected to fail, leaving an INVALID index behind (the CONCURRENTLY family).
+    invalid_index: str = ""
 
     def runs_on(self, version: int) -> bool:
         """Whether the case applies to PostgreSQL ``version``."""
@@ -598,4 +605,62 @@ CASES += [
     _c("set_local_lock_timeout", "SET LOCAL lock_timeout = '1s'"),
     _c("set_config", "SELECT set_config('lock_timeout', '2s', true)"),
     _c("set_timezone", "SET TIME ZONE 'UTC'"),
+]
+
+# -- the forms the issue "fail closed for real" found passing, and the lock-model gaps it named --------
+
+IMMEDIATE_FK = DROP_FK + ("ALTER TABLE shop_order ADD CONSTRAINT shop_order_customer_id_fk FOREIGN KEY (customer_id) "
+                          "REFERENCES shop_customer (id);")
+HEAP2 = ("DROP ACCESS METHOD IF EXISTS mg_heap2 CASCADE; "
+         "CREATE ACCESS METHOD mg_heap2 TYPE TABLE HANDLER heap_tableam_handler;")
+DDL_FUNCTION = """
+CREATE FUNCTION mg_add_number() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN ALTER TABLE shop_order ADD COLUMN number serial; END $$;
+CREATE PROCEDURE mg_index_total() LANGUAGE plpgsql AS $$
+BEGIN CREATE INDEX shop_order_total_idx ON shop_order (total); END $$;
+"""
+
+CASES += [
+    _c("add_column_not_null_no_default_empty", "ALTER TABLE shop_empty ADD COLUMN c integer NOT NULL",
+       "CREATE TABLE shop_empty (id bigint PRIMARY KEY);"),
+    _c("add_column_not_null_no_default", "ALTER TABLE shop_order ADD COLUMN c integer NOT NULL",
+       fails="contains null values"),
+    _c("add_column_domain_check", "ALTER TABLE shop_order ADD COLUMN z shop_posint",
+       "CREATE DOMAIN shop_posint AS integer CHECK (VALUE > 0);"),
+    _c("add_column_domain_not_null", "ALTER TABLE shop_order ADD COLUMN z shop_one",
+       "CREATE DOMAIN shop_one AS integer NOT NULL DEFAULT 1;"),
+    _c("add_column_domain_plain", "ALTER TABLE shop_order ADD COLUMN z shop_int", "CREATE DOMAIN shop_int AS integer;"),
+    _c("type_unchanged_with_check", "ALTER TABLE shop_order ALTER COLUMN qty TYPE integer",
+       "ALTER TABLE shop_order ADD CONSTRAINT qty_gte_0 CHECK (qty >= 0);"),
+    _c("type_varchar_grow_with_check", "ALTER TABLE shop_order ALTER COLUMN note TYPE varchar(40)",
+       "ALTER TABLE shop_order ADD CONSTRAINT note_not_blank CHECK (note <> '');"),
+    _c("type_varchar_grow_with_check_not_valid", "ALTER TABLE shop_order ALTER COLUMN note TYPE varchar(40)",
+       "ALTER TABLE shop_order ADD CONSTRAINT note_not_blank CHECK (note <> '') NOT VALID;"),
+    _c("type_varchar_grow_other_check", "ALTER TABLE shop_order ALTER COLUMN note TYPE varchar(40)",
+       "ALTER TABLE shop_order ADD CONSTRAINT total_gte_0 CHECK (total >= 0);"),
+    _c("set_access_method_other", "ALTER TABLE shop_order SET ACCESS METHOD mg_heap2", HEAP2, since=15),
+    _c("matview_set_access_method", "ALTER MATERIALIZED VIEW shop_order_mv SET ACCESS METHOD mg_heap2",
+       VIEWS + HEAP2, since=15),
+    _c("matview_set_access_method_same", "ALTER MATERIALIZED VIEW shop_order_mv SET ACCESS METHOD heap", VIEWS,
+       since=15),
+    _c("matview_set_tablespace", "ALTER MATERIALIZED VIEW shop_order_mv SET TABLESPACE mg_space", VIEWS),
+    _c("select_ddl_function", "SELECT mg_add_number()", DDL_FUNCTION, opaque=True),
+    _c("call_ddl_procedure", "CALL mg_index_total()", DDL_FUNCTION, opaque=True),
+    _c("do_ddl_block", "DO $$ BEGIN ALTER TABLE shop_order ADD CONSTRAINT total_gte_0 CHECK (total >= 0); END $$",
+       opaque=True),
+    # -- lock-model gaps --------------------------------------------------------------------------------
+    _c("partitioned_drop_index", "DROP INDEX ev_created_idx", PARTS),
+    _c("insert_immediate_fk", "INSERT INTO shop_order (customer_id, total) VALUES (1, 5)", IMMEDIATE_FK),
+    _c("update_immediate_fk_column", "UPDATE shop_order SET customer_id = 3 WHERE id = 1", IMMEDIATE_FK),
+    _c("update_other_column_immediate_fk", "UPDATE shop_order SET qty = 3 WHERE id = 1", IMMEDIATE_FK),
+    _c("insert_deferred_fk", "INSERT INTO shop_order (customer_id, total) VALUES (1, 5)"),
+    _c("drop_column_used_by_views", 'ALTER TABLE "shop_order" DROP COLUMN "total" CASCADE', VIEWS),
+    _c("drop_column_unused_by_views", 'ALTER TABLE "shop_order" DROP COLUMN "note" CASCADE', VIEWS),
+    _c("update_all_rows", "UPDATE shop_order SET qty = 0"),
+    _c("update_key_range", "UPDATE shop_order SET qty = 0 WHERE id BETWEEN 1 AND 100"),
+    _c("delete_all_rows", "DELETE FROM shop_tag"),
+    # -- invalid indexes (a failed CREATE UNIQUE INDEX CONCURRENTLY leaves one) -----------------------------
+    _c("create_index_if_not_exists_over_invalid", "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS shop_tag_name_uniq "
+       "ON shop_tag (name)", "INSERT INTO shop_tag (name, n) VALUES ('dup', 1), ('dup', 2);", invalid_index=(
+           "CREATE UNIQUE INDEX CONCURRENTLY shop_tag_name_uniq ON shop_tag (name)")),
 ]

