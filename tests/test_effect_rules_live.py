@@ -65,3 +65,14 @@ def test_create_index_concurrently_in_an_atomic_migration_blocks_in_collect_mode
     assert run.code == 1, run.out + run.err
     [finding] = _findings(run, "MG013")
     assert finding["blocking"] and "transaction block" in finding["message"]
+
+
+def test_the_sql_runpython_runs_is_judged_with_scratch(project):
+    project.migrate("0003")
+    project.config("[tool.migration_guard]\nthreshold_rows = 1000\n")
+    project.fill_items(3000)
+    run = project.lint("--scratch", "--format", "json")
+    assert run.code == 1, run.out + run.err
+    [bulk] = _findings(run, "MG011")  # fill_notes: Item.objects.filter(note__isnull=True).update(note="")
+    assert bulk["blocking"] and bulk["table"] == "inventory_item" and bulk["rows"] == 3000
+    assert "atomic = False" in bulk["recipe"] and 'inventory_item.id >= %s' in bulk["recipe"]

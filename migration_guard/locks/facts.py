@@ -415,8 +415,8 @@ FACTS: tuple[Fact, ...] = (
     Fact("dml", RE, "UPDATE, DELETE and INSERT take ROW EXCLUSIVE, plus a row lock on every row "
          "they change, held until the transaction ends", _DOC + "explicit-locking.html; " + _MEASURED,
          claim=19),
-    Fact("dml.scan", RE, "an UPDATE or DELETE whose WHERE does not bound it by key reads every row of its "
-         "table (and locks every row it changes)", _DOC + "sql-update.html; " + _MEASURED, scans=True, claim=19),
+    Fact("dml.scan", RE, "an UPDATE or DELETE without a WHERE reads every row of its table (and locks every "
+         "row it changes)", _DOC + "sql-update.html; " + _MEASURED, scans=True, claim=19),
     Fact("dml.foreign_key", RE, "writing a foreign-key column checks the referenced row, taking ROW SHARE on the "
          "referenced table (at the statement for an immediate key, at commit for a deferred one)",
          _DOC + "explicit-locking.html; " + _MEASURED, other_mode=RS,

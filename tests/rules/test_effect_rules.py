@@ -78,6 +78,9 @@ def test_concurrently_in_an_atomic_migration_blocks():
     ("UPDATE shop_order SET note = ''", "shop_order"),
     ("DELETE FROM shop_order WHERE total < 0", "shop_order"),
     ("INSERT INTO shop_customer (name) SELECT note FROM shop_order", "shop_order"),
+    # what an unbatched RunPython runs: QuerySet.filter(...).update(...) (recorded with --scratch)
+    ('UPDATE "shop_order" SET "tax_cents" = (("shop_order"."total_cents" * 20) / 120) WHERE "shop_order"."tax_cents" '
+     "IS NULL", "shop_order"),
 ])
 def test_bulk_write_blocks_on_a_large_table(sql, table):
     [finding] = lint(sql)
@@ -93,6 +96,10 @@ def test_bulk_write_blocks_on_a_large_table(sql, table):
     "INSERT INTO shop_customer (name) SELECT note FROM shop_order WHERE id BETWEEN 1 AND 10000",
     "INSERT INTO shop_customer (name) VALUES ('x')",
     "UPDATE shop_order SET note = '' WHERE id = 5",
+    # what the sample project's batched RunPython runs (recorded with --scratch)
+    'UPDATE "shop_order" SET "net_cents" = (("shop_order"."total_cents" * 100) / 120) WHERE ("shop_order"."id" >= 1 '
+    'AND "shop_order"."id" < 10001 AND "shop_order"."net_cents" IS NULL)',
+    'UPDATE "shop_order" SET "note" = \'\' WHERE "shop_order"."id" IN (1, 2, 3)',
 ])
 def test_batched_writes_pass(sql):
     assert rules(sql) == []
