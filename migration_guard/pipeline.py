@@ -220,7 +220,9 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
                          if rule.check and (rule.actions is None or not rule.actions.isdisjoint(kinds))
                          for f in rule.check(context))
         if backstops:
-            context = replace(context, claimed=frozenset(claim_key(f.table) for f in findings if f.table))
+            claiming = {rule.id for rule in specific if rule.claims}
+            context = replace(context, claimed=frozenset(claim_key(f.table) for f in findings
+                                                         if f.table and f.rule in claiming))
             findings += tuple(f for rule in backstops if rule.check for f in rule.check(context))
         results.append(StatementResult(parsed=item, effects=effects, findings=findings, settings=in_force))
 

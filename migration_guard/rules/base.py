@@ -147,6 +147,9 @@ class Rule:
     # A backstop runs after every other rule of the statement and sees the tables they reported
     # (``StatementContext.claimed``): it speaks only where they did not.
     backstop: bool = False
+    # Whether a finding speaks for the statement's own work on its table (so the backstop leaves that table
+    # alone); False for rules about something else (a transaction block, an index already there).
+    claims: bool = True
 
 
 def claim_key(table: str) -> tuple[str | None, str]:

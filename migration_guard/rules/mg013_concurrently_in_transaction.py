@@ -66,4 +66,5 @@ RULE = Rule(
     summary="CREATE/DROP/REINDEX ... CONCURRENTLY (or VACUUM) inside a transaction block fails at deploy",
     doc=DOC,
     check=check,
+    claims=False,
 )

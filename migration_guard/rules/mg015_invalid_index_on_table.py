@@ -54,4 +54,5 @@ RULE = Rule(
     summary="an INVALID index (left by a failed concurrent build) on a table a pending migration locks",
     doc=DOC,
     check=check,
+    claims=False,
 )
