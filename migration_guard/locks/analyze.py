@@ -2094,26 +2094,26 @@ def _dml(node: ast.UpdateStmt | ast.DeleteStmt | ast.InsertStmt | ast.MergeStmt,
     # Without a WHERE it reads every row: a scan (the lock, ROW EXCLUSIVE, lets reads and writes of other rows
     # go on; the row locks of the rows it changes are what hurts). With one, how the rows are found is the
     # planner's choice (an index, a join), so no scan is claimed, bounded or not.
-    unbounded = verb in ("update", "delete") and not where
+    reads_all = verb in ("update", "delete") and not where
     partitioned = ctx.catalog.relkind(target) == "partitioned table"
     rows = "the rows it changes" if where else "every row"
     reason = (f"{verb.upper()} on {_q(target)} takes ROW EXCLUSIVE and locks {rows} until the transaction "
               f"ends, so other writers of those rows wait")
-    if unbounded:
+    if reads_all:
         reason += f"; with no WHERE clause it reads every row of {_q(target)}"
     elif verb in ("update", "delete") and not detail["bounded"]:
         reason += "; its WHERE does not bound it to a range of keys"
-    scan = ctx.fact("dml.scan") if unbounded and not partitioned else f
+    scan = ctx.fact("dml.scan") if reads_all and not partitioned else f
     ctx.act(ActionKind.DML, target, scan, reason, mode=f.mode, **detail)
     _foreign_key_checks(node, target, verb, ctx)
     if verb != "insert" and node.relation.inh:
         # the planner opens every partition it cannot prune; without a WHERE on the key, all of them
-        child_fact = ctx.fact("dml.scan") if unbounded else f
+        child_fact = ctx.fact("dml.scan") if reads_all else f
         for child in ctx.catalog.descendants(target):
             ctx.lock(child, f.mode)
             ctx.act(ActionKind.DML, child, child_fact if ctx.catalog.relkind(child) != "partitioned table" else f,
                     f"{verb.upper()} on the partitioned {_q(target)} also takes ROW EXCLUSIVE on its partition "
-                    f"{_q(child)}" + (", reading every row of it" if unbounded else ""), mode=f.mode,
+                    f"{_q(child)}" + (", reading every row of it" if reads_all else ""), mode=f.mode,
                     partition_of=target, **detail)
 
 

