@@ -170,9 +170,10 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
     results = []
     held: dict[object, list[tuple[RelationLock, int]]] = {}
     explicit_transaction: int | None = None  # index of a BEGIN in raw SQL
-    touched: set[tuple[str | None, str]] = set()  # tables locked by earlier statements of this walk (invalid indexes: once each)
+    touched: set[tuple[str | None, str]] = set()  # tables locked earlier in this walk (invalid indexes: once)
     specific = [rule for rule in rules if not rule.backstop]
     backstops = [rule for rule in rules if rule.backstop]
+    claiming = {rule.id for rule in specific if rule.claims}
     local: dict[str, str | None] = {}  # SET LOCAL: until the transaction ends (here: with this walk at most)
     for index, item in enumerate(parsed):
         in_force = {**state.session_settings, **local}
@@ -220,9 +221,9 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
                          if rule.check and (rule.actions is None or not rule.actions.isdisjoint(kinds))
                          for f in rule.check(context))
         if backstops:
-            claiming = {rule.id for rule in specific if rule.claims}
-            context = replace(context, claimed=frozenset(claim_key(f.table) for f in findings
-                                                         if f.table and f.rule in claiming))
+            if findings:
+                context = replace(context, claimed=frozenset(claim_key(f.table) for f in findings
+                                                             if f.table and f.rule in claiming))
             findings += tuple(f for rule in backstops if rule.check for f in rule.check(context))
         results.append(StatementResult(parsed=item, effects=effects, findings=findings, settings=in_force))
 

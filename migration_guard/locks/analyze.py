@@ -2003,14 +2003,16 @@ def _sequence_owner(catalog: Catalog, sequence: str) -> str | None:
 # -- SELECT / DML ------------------------------------------------------------------------------
 
 
-class _SequenceCalls(_Search):
-    """Sequences changed by setval()/nextval() in an expression."""
+class _SequenceCalls(_Functions):
+    """Sequences changed by setval()/nextval() in an expression (and, as :class:`_Functions`, every function
+    it calls)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.sequences: list[str] = []
 
     def visit_FuncCall(self, ancestors, node) -> None:
+        super().visit_FuncCall(ancestors, node)
         name = node.funcname[-1].sval.lower()
         if name not in ("setval", "nextval") or not node.args:
             return
@@ -2049,7 +2051,7 @@ def _select(node: ast.SelectStmt, ctx: _Context) -> None:
         ctx.lock(sequence, setval.mode, "sequence")
         ctx.act(ActionKind.OTHER, None, setval, f"setval()/nextval() on {_q(sequence)} takes ROW EXCLUSIVE on the "
                 f"sequence only", sequence=sequence)
-    opaque = _opaque_functions(node)
+    opaque = _opaque_functions(calls.names)
     for name in opaque:
         ctx.act(ActionKind.CALL, None, ctx.fact("call"), f"SELECT calls {name}(), which is not a known built-in: the "
                 "lock model cannot see what it does (it may take any lock and run DDL)", function=name, mode=None)
@@ -2057,12 +2059,11 @@ def _select(node: ast.SelectStmt, ctx: _Context) -> None:
         ctx.act(ActionKind.OTHER, None, read, "SELECT only reads, under ACCESS SHARE")
 
 
-def _opaque_functions(node: Any) -> tuple[str, ...]:
-    """Functions ``node`` calls that are not known built-ins (user code: it may do anything)."""
-    finder = _Functions()
-    finder(node)
+def _opaque_functions(names: list[tuple[str | None, str]]) -> tuple[str, ...]:
+    """Of the functions called, ``(schema, name)``, those that are not known built-ins (user code: it may do
+    anything)."""
     return tuple(dict.fromkeys(
-        name if schema in (None, "pg_catalog") else f"{schema}.{name}" for schema, name in finder.names
+        name if schema in (None, "pg_catalog") else f"{schema}.{name}" for schema, name in names
         if schema not in (None, "pg_catalog") or (name not in NON_VOLATILE_FUNCTIONS and name not in VOLATILE_FUNCTIONS)
     ))
 
@@ -2156,7 +2157,8 @@ def _insert_source(select: Any, catalog: Catalog, target: str) -> tuple[tuple[st
     """(tables an INSERT ... SELECT reads, whether a LIMIT or a key range bounds how many rows it copies)."""
     if not isinstance(select, ast.SelectStmt) or select.valuesLists:
         return (), True
-    tables = [t for t in _relations_read(select) if t != target] or _relations_read(select)
+    read = _relations_read(select)
+    tables = [t for t in read if t != target] or read
     if not tables or select.limitCount is not None:
         return tuple(tables), True
     names = {alias for rel in _range_vars(select) for alias in (_name(rel), rel.relname,

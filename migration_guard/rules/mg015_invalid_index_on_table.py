@@ -9,7 +9,7 @@ from migration_guard.rules.recipes import q, run_sql, split_note
 DOC = """\
 ## What it does
 On a live database, reports each INVALID index (`pg_index.indisvalid` false) on a table that a
-pending migration locks, once, at the first statement that locks the table.
+pending migration locks, once per migration, at its first statement that locks the table.
 
 ## Why is this bad?
 An INVALID index is what a failed `CREATE INDEX CONCURRENTLY` (or `REINDEX CONCURRENTLY`) leaves
@@ -29,6 +29,8 @@ migrations.RunSQL('DROP INDEX CONCURRENTLY IF EXISTS "shop_order_number_uniq"', 
 
 
 def check(ctx: StatementContext):
+    if not ctx.invalid_indexes:
+        return
     mentioned = {a.detail.get("name") for a in ctx.effects.actions
                  if a.kind in (ActionKind.CREATE_INDEX, ActionKind.DROP_INDEX)}
     for index, table in ctx.invalid_indexes:
