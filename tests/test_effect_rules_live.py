@@ -18,6 +18,17 @@ class Migration(migrations.Migration):
         reverse_sql=migrations.RunSQL.noop)]
 '''
 
+ADD_INDEX_CONCURRENTLY = '''
+from django.contrib.postgres.operations import AddIndexConcurrently
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    atomic = False
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [AddIndexConcurrently("item", models.Index(fields=["name"], name="inventory_item_name_uniq"))]
+'''
+
 CIC_ATOMIC = '''
 from django.db import migrations
 
@@ -47,6 +58,13 @@ def test_an_invalid_index_left_by_a_failed_concurrent_build_is_found(project):
     assert again["blocking"] and "INVALID" in again["message"] and "inventory_item_name_uniq" in again["message"]
     assert 'DROP INDEX CONCURRENTLY IF EXISTS "inventory_item_name_uniq"' in again["recipe"]
     assert not _findings(run, "MG015")  # the only statement on the table is about that index (MG014 says it)
+
+    # AddIndexConcurrently renders CREATE INDEX CONCURRENTLY without IF NOT EXISTS: it would fail at deploy
+    project.add_migration("0005_item_name_uniq", ADD_INDEX_CONCURRENTLY)
+    run = project.lint("--format", "json")
+    assert run.code == 1, run.out + run.err
+    [again] = _findings(run, "MG014")
+    assert again["blocking"] and "fails at deploy" in again["message"]
 
     # a migration that only locks the table is told about the invalid index (a warning)
     project.add_migration("0005_item_name_uniq", CIC_IF_NOT_EXISTS.replace(
