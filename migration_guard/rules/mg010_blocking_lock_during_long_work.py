@@ -43,6 +43,7 @@ ALTER DOMAIN d ADD CONSTRAINT c CHECK (...) NOT VALID; -- then VALIDATE CONSTRAI
 ```
 """
 
+
 def check(ctx: StatementContext):
     strongest = max((lock.mode for lock in ctx.effects.locks), default=None)
     seen: set[str] = set()
