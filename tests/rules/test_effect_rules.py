@@ -157,3 +157,18 @@ def test_a_finding_about_something_else_does_not_silence_the_backstop():
     # MG015 warns about the invalid index of shop_order; the EXCLUDE's index build there still blocks
     assert _with_invalid("ALTER TABLE shop_order ADD CONSTRAINT x EXCLUDE USING btree (total WITH =)") == [
         ("MG015", "warning"), ("MG010", "warning")]  # every table has 1 row here: a warning, not silence
+
+
+def test_a_column_of_a_constrained_domain_rewrites_the_table():
+    domain = "CREATE DOMAIN shop_posint AS integer CHECK (VALUE > 0);\n"
+    assert rules(domain + "ALTER TABLE shop_order ADD COLUMN p shop_posint") == [("MG001", "error")]
+    assert rules("CREATE DOMAIN shop_int AS integer;\nALTER TABLE shop_order ADD COLUMN p shop_int") == []
+    assert rules("CREATE TYPE shop_mood AS ENUM ('ok');\nALTER TABLE shop_order ADD COLUMN m shop_mood") == []
+    assert rules("ALTER TABLE shop_order ADD COLUMN h hstore") == []  # an extension's base type
+    # a type nobody knows (no database catalog): it may be such a domain, so fail closed
+    [finding] = lint("ALTER TABLE shop_order ADD COLUMN p shop_posint")
+    assert finding.rule == "MG001" and "not known without the database's catalog" in finding.message
+    known = Catalog.empty().with_relations({"shop_order": "table"}).with_types({"shop_posint": False})
+    result = analyse_statements(parse_sql_text("ALTER TABLE shop_order ADD COLUMN p shop_posint", "t.sql"),
+                                source="t.sql", sizes=TableSizes(), pg_version=16, config=Config(), catalog=known)
+    assert result.findings == ()
