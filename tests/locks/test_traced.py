@@ -43,7 +43,8 @@ from migration_guard.locks.introspect import catalog_from_database
 from migration_guard.model import Effects, Finding
 from migration_guard.parse import parse_sql_text
 from migration_guard.pipeline import analyse_statements
-from migration_guard.stats import TableSizes, table_key
+from migration_guard.rules.base import claim_key
+from migration_guard.stats import TableSizes
 from migration_guard.trace import Trace, TraceError, trace
 from migration_guard.tracing import differences
 from tests.locks.cases import BASE, CASES, Case
@@ -141,7 +142,7 @@ def dangerous_tables(measured: Trace) -> set[str]:
                 table = owner[table]
             blocked.add(table)
     work = set(measured.rewritten) | set(measured.index_built) | set(measured.scanned)
-    return {table_key(t) for t in work & blocked}
+    return {claim_key(t) for t in work & blocked}
 
 
 def gate(case: Case, version: int, catalog: Catalog, rows: int | None = None) -> list[Finding]:
@@ -162,10 +163,10 @@ def assert_verdict(case: Case, measured: Trace, effects: Effects, version: int, 
         assert sorted({f.rule for f in blocking}) == ([expected] if expected else []), \
             [(f.rule, f.message) for f in blocking]
         return
-    named = {table_key(f.table) for f in blocking if f.table}
+    named = {claim_key(f.table) for f in blocking if f.table}
     statement_wide = any(f.table is None for f in blocking)
     # a table read only to check a foreign key against is covered by the finding on the table checked
-    checked_from = {table_key(t): table_key(a.table) for a in effects.actions if a.table and (a.scans or a.rewrites)
+    checked_from = {claim_key(t): claim_key(a.table) for a in effects.actions if a.table and (a.scans or a.rewrites)
                     for t in (a.detail.get("references"), *a.detail.get("reads", ())) if t}
     missing = {t for t in dangerous if t not in named and not statement_wide and checked_from.get(t) not in named}
     assert not missing, f"no blocking finding on {sorted(missing)}: {[(f.rule, f.table) for f in blocking]}"
