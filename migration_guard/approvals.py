@@ -22,12 +22,14 @@ max_rows = 5000000         # optional: no longer applies once the table is bigge
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from migration_guard.config import read_toml
+from migration_guard.config import MAX_BIGINT, read_toml
 from migration_guard.model import Finding, Severity
 
 __all__ = ["Approval", "ApprovalOutcome", "ApprovalsError", "append_approval", "apply_approvals", "load_approvals"]
@@ -103,8 +105,9 @@ def _approval(entry: object, number: int, path: Path) -> Approval:
         if value is not None and (not isinstance(value, dt.date) or isinstance(value, dt.datetime)):
             raise ApprovalsError(f"{where}: '{key}' must be a date such as 2026-12-31 (unquoted)")
     max_rows = entry.get("max_rows")
-    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 0):
-        raise ApprovalsError(f"{where}: 'max_rows' must be a whole number of rows")
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int)
+                                 or not 0 <= max_rows <= MAX_BIGINT):
+        raise ApprovalsError(f"{where}: 'max_rows' must be a whole number of rows (at most {MAX_BIGINT:,})")
     return Approval(
         migration=entry["migration"].strip(),
         rule=entry["rule"].strip().upper(),
@@ -184,7 +187,11 @@ def _usable(approval: Approval, finding: Finding, today: dt.date) -> tuple[str, 
 
 def append_approval(path: Path, approval: Approval) -> None:
     """Add an entry to the approvals file (created with a header if missing); the file is read
-    back afterwards so a broken file is never left behind silently."""
+    back afterwards so a broken file is never left behind silently. A symbolic link is refused,
+    even a dangling one: it could point anywhere, outside the repository too."""
+    if path.is_symlink():
+        raise ApprovalsError(f"{path} is a symbolic link: give the approvals file itself (--file), "
+                             "not a link to it")
     existing = path.read_text(encoding="utf-8") if path.exists() else _HEADER
     if path.exists():
         load_approvals(path)  # refuse to append to a file that is already broken
@@ -199,5 +206,12 @@ def append_approval(path: Path, approval: Approval) -> None:
         lines.append(f"max_rows = {approval.max_rows}")
     text = existing.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    try:  # O_NOFOLLOW: a link made since the check above is refused too
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ApprovalsError(f"{path} is a symbolic link: give the approvals file itself (--file)") from None
+        raise
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(text)
     load_approvals(path)

@@ -25,12 +25,39 @@ __all__ = ["main"]
 EXIT_CANNOT_RUN = 2
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, code: int = EXIT_CANNOT_RUN) -> NoReturn:
     click.echo(f"migration-guard: error: {message}", err=True)
-    sys.exit(EXIT_CANNOT_RUN)
+    sys.exit(code)
 
 
-@click.group()
+class _Group(click.Group):
+    """Every subcommand ends with its own exit code or 2 (130 on Ctrl-C) and one line on stderr:
+    never a traceback, never click's "Aborted!" with exit 1 (which would read as "blocked")."""
+
+    def invoke(self, ctx):
+        from migration_guard import interrupt
+
+        with interrupt.handle_signals():
+            try:
+                return super().invoke(ctx)
+            except (click.exceptions.Exit, click.ClickException, click.Abort):
+                raise
+            except SystemExit as exc:
+                if exc.code in (None, 0, 1, 2):  # the commands' own exits
+                    raise
+                _fail(interrupt.unexpected_error(exc))
+            except KeyboardInterrupt as exc:
+                _fail(f"{exc if isinstance(exc, interrupt.Stopped) else 'interrupted'}; nothing was left behind",
+                      interrupt.exit_code(exc))
+            except RecursionError:
+                _fail("the input is nested too deeply to analyse")
+            except MemoryError:
+                _fail("the input is too large to analyse in the memory available")
+            except Exception as exc:
+                _fail(interrupt.unexpected_error(exc))
+
+
+@click.group(cls=_Group)
 @click.version_option(package_name="migration-guard", prog_name="migration-guard")
 def main() -> None:
     """A migration safety gate for zero-downtime deploys of Django on PostgreSQL."""
@@ -206,7 +233,9 @@ def explain_command(files, pg_version, dsn, stats_file, assume_rows, search_path
 
     from migration_guard.config import Config, ConfigError, search_path_value
     from migration_guard.explain import catalog_from_dsn, explain_json, explain_text, parse_script
+    from migration_guard.parse import SqlInputError
     from migration_guard.pipeline import analyse_statements
+    from migration_guard.redact import mask_sql
     from migration_guard.stats import TableSizes
 
     if search_path is not None:
@@ -226,11 +255,16 @@ def explain_command(files, pg_version, dsn, stats_file, assume_rows, search_path
     if dsn:
         import psycopg
 
+        from migration_guard.redact import dsn_problem
+
         try:
             catalog = catalog_from_dsn(dsn, search_path)
         except psycopg.Error as exc:
-            _fail(f"cannot read the catalog of --dsn: {str(exc).strip().splitlines()[0]}")
+            _fail(f"cannot read the catalog of --dsn: {dsn_problem(exc, dsn)}")
     version = pg_version or (snapshot.pg_version if snapshot else None) or 16
+    if version not in range(14, 19):
+        _fail(f"{'the snapshot' if stats_file else 'the --dsn server'} is of PostgreSQL {version}; migration-guard "
+              "models 14 to 18: give --pg-version N")
     sizes = TableSizes(snapshot=snapshot, assume_rows=assume_rows, search_path=search_path)
     results = []
     # A script's parse trees are many small objects that live to the end and hold no cycles: the
@@ -247,7 +281,10 @@ def explain_command(files, pg_version, dsn, stats_file, assume_rows, search_path
             except UnicodeDecodeError as exc:
                 _fail(f"{name} is not UTF-8 text ({exc.reason} at byte {exc.start})")
             source = "<stdin>" if name == "-" else name
-            parsed = parse_script(text, source)
+            try:
+                parsed = parse_script(mask_sql(text), source)  # reports never show a password
+            except SqlInputError as exc:
+                _fail(str(exc))
             results.append(analyse_statements(parsed, source=source, sizes=sizes, pg_version=version,
                                               config=Config(), catalog=catalog))
         if output_format == "json":
@@ -283,11 +320,15 @@ def trace_command(files, setup_file, dsn, pg_bin, output_format) -> None:
     locks each one really took (pg_locks), rewrites and scans next to what the lock model predicted.
     Exit 1 when any statement differs from the model."""
     from migration_guard.explain import parse_script
+    from migration_guard.parse import SqlInputError
     from migration_guard.tracing import ScratchError, scratch_database, trace_statements, traced_json, traced_text
 
     parsed = []
     for name in files or ("-",):
-        parsed += parse_script(_read_sql(name), "<stdin>" if name == "-" else name)
+        try:
+            parsed += parse_script(_read_sql(name), "<stdin>" if name == "-" else name)
+        except SqlInputError as exc:
+            _fail(str(exc))
     setup = _read_sql(setup_file) if setup_file else None
     try:
         with scratch_database(dsn, pg_bin=pg_bin) as scratch:

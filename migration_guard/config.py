@@ -37,6 +37,12 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
+# PostgreSQL counts rows and bytes in bigints: a larger figure is a typo, not a threshold.
+MAX_BIGINT = 2**63 - 1
+# No table is larger than an exabyte: a size with more digits is a typo, not a threshold.
+_MAX_SIZE_DIGITS = 20
+
+
 class ConfigError(ValueError):
     """The configuration is invalid; the message names where and what to fix."""
 
@@ -78,7 +84,10 @@ def load_config(pyproject: Path | None = None, setting: Any = None, *, known_rul
     config = Config()
     if pyproject is not None:
         data = read_toml(pyproject, ConfigError, "fix the file")
-        section = data.get("tool", {}).get("migration_guard")
+        tool = data.get("tool", {})
+        if not isinstance(tool, dict):
+            raise ConfigError(f"{pyproject}: 'tool' must be a table ([tool.migration_guard]), got {type(tool).__name__}")
+        section = tool.get("migration_guard")
         if section is not None:
             config = _apply(config, section, f"{pyproject} [tool.migration_guard]", pyproject.parent, known_rules)
     if setting is not None:
@@ -93,8 +102,12 @@ def read_toml(path: Path, error: type[Exception], fix: str) -> dict:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise error(f"{path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); {fix}") from None
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{path}: not valid TOML ({exc}); {fix}") from None
+    except (ValueError, RecursionError) as exc:  # a number of thousands of digits, arrays nested thousands deep
+        raise error(f"{path}: not valid TOML ({type(exc).__name__}: {str(exc)[:200]}); {fix}") from None
 
 
 def _apply(config: Config, values: Any, where: str, base: Path, known_rules: frozenset[str]) -> Config:
@@ -108,7 +121,7 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
         elif key_name == "threshold_bytes":
             changes[key_name] = None if value is None else parse_bytes(value, f"{where}: {key}")
         elif key_name == "approvals_file":
-            if not isinstance(value, str) or not value:
+            if not isinstance(value, str) or not value or "\0" in value:
                 raise ConfigError(f"{where}: {key} must be a file path (string)")
             changes[key_name] = (base / value) if not Path(value).is_absolute() else Path(value)
         elif key_name == "pg_version":
@@ -128,16 +141,17 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
                 raise ConfigError(f"{where}: {key} must map rule ids to \"error\", \"warning\" or \"info\"")
             severities = dict(config.severity)
             for rule, level in value.items():
+                rule_id = _rule_id(rule, where, key, known_rules)
                 try:
-                    severities[_rule_id(rule, where, key, known_rules)] = Severity(str(level).lower())
+                    severities[rule_id] = Severity(level.lower() if isinstance(level, str) else None)
                 except ValueError:
                     raise ConfigError(
-                        f"{where}: {key}.{rule} = {level!r}: use \"error\", \"warning\" or \"info\""
+                        f"{where}: {key}.{_shown(rule)} = {_shown(level)}: use \"error\", \"warning\" or \"info\""
                     ) from None
             changes[key_name] = severities
         else:
             raise ConfigError(
-                f"{where}: unknown setting {key!r}; known: threshold_rows, threshold_bytes, approvals_file, "
+                f"{where}: unknown setting {_shown(key)}; known: threshold_rows, threshold_bytes, approvals_file, "
                 "pg_version, assume_rows, disable, severity, preflight_max_age_seconds, stats_max_age_days, search_path"
             )
     return replace(config, **changes, source=where)
@@ -146,7 +160,7 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
 def pg_version_value(value: Any, where: str) -> int:
     """A supported PostgreSQL major version, or ConfigError."""
     if isinstance(value, bool) or not isinstance(value, int) or value not in SUPPORTED_PG_VERSIONS:
-        raise ConfigError(f"{where}: {value!r} is not a supported PostgreSQL major version (14 to 18)")
+        raise ConfigError(f"{where}: {_shown(value)} is not a supported PostgreSQL major version (14 to 18)")
     return value
 
 
@@ -171,22 +185,39 @@ def search_path_value(value: Any, where: str) -> tuple[str, ...]:
 def parse_bytes(value: Any, where: str) -> int:
     """``123``, ``"500MB"``, ``"10 GiB"`` -> bytes."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if value > MAX_BIGINT:
+            raise ConfigError(f"{where}: {_shown(value)} is too large for a size")
         return value
     match = _SIZE.match(str(value)) if isinstance(value, str) else None
     if not match:
-        raise ConfigError(f"{where}: {value!r} is not a size; write bytes or e.g. \"500MB\", \"10GiB\"")
+        raise ConfigError(f"{where}: {_shown(value)} is not a size; write bytes or e.g. \"500MB\", \"10GiB\"")
     number, unit = match.groups()
-    return int(float(number) * _UNITS[(unit or "").upper()])
+    whole, _, fraction = number.partition(".")
+    if len(whole) > _MAX_SIZE_DIGITS:  # float() would overflow, int() of it fail
+        raise ConfigError(f"{where}: {_shown(value)} is too large for a size")
+    scale = _UNITS[(unit or "").upper()]
+    size = int(whole) * scale + int(fraction or "0") * scale // 10 ** len(fraction)
+    if size > MAX_BIGINT:
+        raise ConfigError(f"{where}: {_shown(value)} is too large for a size")
+    return size
 
 
 def _non_negative_int(value: Any, where: str, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{where}: {key} must be a whole number, got {value!r}")
+        raise ConfigError(f"{where}: {key} must be a whole number, got {_shown(value)}")
+    if value > MAX_BIGINT:
+        raise ConfigError(f"{where}: {key} is larger than any table can be (at most {MAX_BIGINT:,})")
     return value
 
 
+def _shown(value: Any) -> str:
+    """``repr`` of a value for a message, cut short (a huge number or string would flood it)."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 256 else "a huge number"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _rule_id(value: Any, where: str, key: str, known_rules: frozenset[str]) -> str:
-    rule = str(value).upper()
-    if known_rules and rule not in known_rules:
-        raise ConfigError(f"{where}: {key}: no rule {value!r}; `migration-guard rules` lists them")
+    rule = value.upper() if isinstance(value, str) else None
+    if rule is None or (known_rules and rule not in known_rules):
+        raise ConfigError(f"{where}: {key}: no rule {_shown(value)}; `migration-guard rules` lists them")
     return rule

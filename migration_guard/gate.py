@@ -23,7 +23,9 @@ from migration_guard.approvals import (
     apply_approvals,
     load_approvals,
 )
-from migration_guard.config import Config, ConfigError, find_pyproject, load_config
+from migration_guard import interrupt
+from migration_guard.config import SUPPORTED_PG_VERSIONS, Config, ConfigError, find_pyproject, load_config
+from migration_guard.guard import READ_ONLY, SCRATCH, Guard, StatementRefused
 from migration_guard.locks import Catalog
 from migration_guard.locks.introspect import catalog_from_database
 from migration_guard.model import ActionKind
@@ -167,19 +169,24 @@ def _lint_database(alias: str, options: GateOptions, config: Config, snapshot: S
     # With --since, --files or --embedded the database is CI's (or a laptop's) own: its sizes and
     # version say nothing about production.
     production = not by_files and not options.embedded
-    # Collect mode renders against the database as it is now: its catalog (and sizes) can be read
-    # on a second session while this one loads the migrations.
     try:
         layout = detect_layout(connection)
     except Exception as exc:  # LookupError (TENANT_MODEL), FieldDoesNotExist (MULTI_TYPE_DATABASE_FIELD)
         raise GateError(f"the schema-per-tenant settings of database '{alias}' cannot be read: {exc}") from None
-    prefetch = None if scratch else _Prefetch(alias, stats=snapshot is None and production and not options.each,
-                                              layout=layout)
-    # Scratch mode: the throwaway database is created on a second session meanwhile.
+    # Scratch mode: the throwaway database is created on a second session meanwhile (with the
+    # connection's own settings: the read-only ones below would forbid CREATE DATABASE).
     creation = ScratchCreation(connection) if scratch else None
+    prefetch = None
     try:
-        return _lint_database_with(connection, prefetch, options, config, snapshot, scratch=creation,
-                                   by_files=by_files, production=production, layout=layout)
+        with _guarded(connection) as (guard, writable_options):
+            # Collect mode renders against the database as it is now: its catalog (and sizes) can be
+            # read on a second session while this one loads the migrations.
+            if not scratch:
+                prefetch = _Prefetch(alias, stats=snapshot is None and production and not options.each,
+                                     layout=layout, privileges=production)
+            return _lint_database_with(connection, prefetch, options, config, snapshot, scratch=creation,
+                                       by_files=by_files, production=production, layout=layout, guard=guard,
+                                       writable_options=writable_options)
     finally:
         if prefetch is not None:
             prefetch.close()
@@ -187,24 +194,59 @@ def _lint_database(alias: str, options: GateOptions, config: Config, snapshot: S
             creation.discard()
 
 
+# The target session is read-only from its first statement, before any migration module is
+# imported, with every query bounded: settings sent when the session starts (libpq "options").
+_READ_ONLY_OPTIONS = (f"-c default_transaction_read_only=on -c statement_timeout={_SESSION_STATEMENT_TIMEOUT} "
+                      f"-c lock_timeout={_SESSION_LOCK_TIMEOUT}")
+
+
+@contextlib.contextmanager
+def _guarded(connection):
+    """For the run: ``connection``'s sessions start read-only (connection options), and a
+    :class:`~migration_guard.guard.Guard` checks every statement sent on it and, read-only, on
+    every other alias's connection (migration code may use them). Yields the guard and the
+    connection's own OPTIONS (for the scratch database, which must be writable)."""
+    original = connection.settings_dict.get("OPTIONS") or {}
+    options = dict(original)
+    options["options"] = f"{options.get('options', '')} {_READ_ONLY_OPTIONS}".strip()
+    guard = Guard(READ_ONLY)
+    others = guard.companion(READ_ONLY)  # another alias stays read-only, even in scratch mode
+    connection.close()
+    connection.settings_dict["OPTIONS"] = options
+    try:
+        with contextlib.ExitStack() as stack:
+            for alias in connections:
+                other = connections[alias]
+                stack.enter_context(other.execute_wrapper(guard if other is connection else others))
+            yield guard, original
+    finally:
+        connection.close()
+        connection.settings_dict["OPTIONS"] = original
+
+
 def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOptions, config: Config,
                         snapshot: Snapshot | None, *, scratch: ScratchCreation | None, by_files: bool,
-                        production: bool, layout: TenantLayout | None):
+                        production: bool, layout: TenantLayout | None, guard: Guard, writable_options: dict):
     alias = connection.alias
     try:
-        connection.ensure_connection()
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET statement_timeout = '{_SESSION_STATEMENT_TIMEOUT}'")
-            cursor.execute(f"SET lock_timeout = '{_SESSION_LOCK_TIMEOUT}'")
+        _connect_read_only(connection, guard)
         with bulk_load():
             executor = MigrationExecutor(connection)
         executor.loader.check_consistent_history(connection)
     except InconsistentMigrationHistory as exc:
         raise GateError(f"the migration history of database '{alias}' is inconsistent: {exc}") from None
+    except StatementRefused as exc:
+        raise GateError(f"the migrations could not be loaded: {_load_problem(exc)}") from None
     except DatabaseError as exc:
         raise GateError(_connection_problem(connection, exc)) from None
-    except Exception as exc:  # a migration file that does not import, a missing dependency, ...
+    except BaseException as exc:  # a migration file that does not import, or calls sys.exit() when it does
+        if interrupt.requested() is not None:
+            raise
         raise GateError(f"the migrations could not be loaded: {_load_problem(exc)}") from None
+    loading = guard.take(None)
+    if loading:  # refused while a module loaded, and the module caught the exception
+        raise GateError(f"a migration module sent {loading[0].sql!r} while it was imported, which the gate "
+                        f"refused ({loading[0].reason}); the gate never writes: fix the module")
 
     try:
         since_files = changed_files_since(options.since) if options.since else None
@@ -236,6 +278,8 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
     sizes = TableSizes(snapshot=snapshot, assume_rows=config.assume_rows, search_path=search_path)
 
     notes = []
+    if prefetch is not None and production:
+        notes.extend(prefetch.privileges_note(alias))
     if layout is not None:
         layout, tenant_notes = _tenants(layout, connection, prefetch, snapshot, production)
         notes.append(layout.describe())
@@ -249,15 +293,22 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
 
     try:
         if scratch:
-            with scratch_database(connection, scratch) as name:
+            with scratch_database(connection, scratch, options=writable_options) as name:
                 notes.append(f"rendered by applying the migrations to the throwaway database {name} (dropped)")
+                if scratch.dropped_leftovers:
+                    notes.append(f"dropped {len(scratch.dropped_leftovers)} scratch database(s) that earlier "
+                                 f"runs left behind: {', '.join(scratch.dropped_leftovers)}")
                 placement = _placement(layout, connection, execute=True) if layout else None
-                rendered = list(render_plan(executor, plan, execute=True, before_first=read_catalog,
-                                            placement=placement))
+                guard.mode = SCRATCH
+                try:
+                    rendered = list(render_plan(executor, plan, execute=True, before_first=read_catalog,
+                                                placement=placement, guard=guard))
+                finally:
+                    guard.mode = READ_ONLY
         else:
             placement = _placement(layout, connection, execute=False) if layout else None
             rendered = list(render_plan(executor, plan, execute=False, before_first=read_catalog,
-                                        placement=placement))
+                                        placement=placement, guard=guard))
     except DatabaseError as exc:
         hint = " (the scratch database needs a role with CREATEDB)" if scratch else ""
         raise GateError(f"rendering failed on database '{alias}'{hint}: {exc}") from None
@@ -276,7 +327,8 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
     if prefetch is not None:
         prefetch.close()  # its session must be gone before pre-flight reads pg_locks
     if not scratch and PREFLIGHT_RULE.id not in config.disable:
-        results = _preflight(connection, results, config, sizes, {r.label: r.runs for r in rendered})
+        with guard.trusted():  # the gate's own read-only transaction; no migration code runs any more
+            results = _preflight(connection, results, config, sizes, {r.label: r.runs for r in rendered})
     results = [replace(r, database=alias) for r in results]
     # A name that did not resolve (or resolved in several schemas) is counted as large: say why, once.
     notes.extend(dict.fromkeys(f.size.note for r in results for f in r.findings if f.size and f.size.note))
@@ -463,13 +515,13 @@ class _Prefetch:
     Django connection of the same alias, so it starts as the main one does (time zone, role,
     OPTIONS), gets the same timeouts, reads only, and is closed as soon as it is done."""
 
-    def __init__(self, alias: str, *, stats: bool, layout: TenantLayout | None = None):
+    def __init__(self, alias: str, *, stats: bool, layout: TenantLayout | None = None, privileges: bool = False):
         self._results: dict[str, object] = {}
-        self._thread = threading.Thread(target=self._run, args=(alias, stats, layout), daemon=True,
+        self._thread = threading.Thread(target=self._run, args=(alias, stats, layout, privileges), daemon=True,
                                         name="migration-guard-prefetch")
         self._thread.start()
 
-    def _run(self, alias: str, stats: bool, layout: TenantLayout | None) -> None:
+    def _run(self, alias: str, stats: bool, layout: TenantLayout | None, privileges: bool) -> None:
         wrapper = connections.create_connection(alias)  # this thread's own, never the shared one
         try:
             wrapper.ensure_connection()
@@ -491,8 +543,10 @@ class _Prefetch:
                         wrapper.set_schema(first.name)
                     wrapper.cursor().close()  # the tenants backend sets search_path for a new cursor
             self._results["catalog"] = _attempt(_read_catalog, wrapper)
+            if privileges:
+                self._results["privileges"] = _attempt(_write_privileges, wrapper)
         except Exception as exc:  # the connection itself: every read fails with it
-            for name in ("stats", "search_path", "tenants", "catalog"):
+            for name in ("stats", "search_path", "tenants", "catalog", "privileges"):
                 self._results.setdefault(name, exc)
         finally:
             with contextlib.suppress(Exception):
@@ -521,9 +575,75 @@ class _Prefetch:
         """The catalog read (raises what reading it raised)."""
         return self._get("catalog")
 
+    def privileges_note(self, alias: str) -> list[str]:
+        """Whether the role could write, for the report's start (release-gate mode)."""
+        self._thread.join()
+        found = self._results.get("privileges")
+        if found is None or isinstance(found, Exception):
+            return [f"could not read the role's privileges on database '{alias}': only a read-only role stops "
+                    "migration code that opens its own connection"]
+        role, can = found
+        if not can:
+            return [f'the role "{role}" has no write privilege on database \'{alias}\': nothing can write there '
+                    "through the gate, not even migration code that opens its own connection"]
+        return [f'the role "{role}" can write to database \'{alias}\' ({", ".join(can)}): the gate refuses writes '
+                "on its own sessions, but only a read-only role stops migration code that opens its own connection"]
+
     def close(self) -> None:
         """Wait for the second session to end (pre-flight must not see it in pg_locks)."""
         self._thread.join()
+
+
+_PRIVILEGES_SQL = """
+SELECT current_user, r.rolsuper, r.rolcreaterole, r.rolcreatedb,
+       has_database_privilege(current_database(), 'CREATE'),
+       (SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND n.nspname NOT LIKE 'pg\\_%'
+          AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')),
+       (SELECT count(*) FROM pg_catalog.pg_namespace n
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+          AND has_schema_privilege(n.oid, 'CREATE'))
+FROM pg_catalog.pg_roles r WHERE r.rolname = current_user
+"""
+
+
+def _write_privileges(connection) -> tuple[str, list[str]]:
+    """(role, the ways it could write): superuser, CREATEROLE, CREATEDB, CREATE on the database,
+    writes on tables, CREATE in schemas."""
+    raw = connection.connection
+    with raw.transaction(force_rollback=True):
+        raw.execute("SET TRANSACTION READ ONLY")
+        role, superuser, createrole, createdb, create_db, tables, schemas = raw.execute(_PRIVILEGES_SQL).fetchone()
+    can = [label for flag, label in ((superuser, "superuser"), (createrole, "CREATEROLE"), (createdb, "CREATEDB"),
+                                     (create_db, "CREATE on the database")) if flag]
+    if tables:
+        can.append(f"INSERT/UPDATE/DELETE/TRUNCATE on {tables:,} table(s)")
+    if schemas:
+        can.append(f"CREATE in {schemas:,} schema(s)")
+    return role, can
+
+
+def _connect_read_only(connection, guard: Guard) -> None:
+    """Open the target session read-only. A pooler that refuses start-up options (PgBouncer without
+    ``ignore_startup_parameters = options``) gets the same settings as the first statements instead,
+    still before any migration module is imported."""
+    try:
+        connection.ensure_connection()
+        return
+    except DatabaseError as exc:
+        if "startup parameter" not in str(exc) and "options" not in str(exc):
+            raise
+    options = dict(connection.settings_dict["OPTIONS"])
+    options["options"] = options["options"].replace(_READ_ONLY_OPTIONS, "").strip()
+    if not options["options"]:
+        del options["options"]
+    connection.settings_dict["OPTIONS"] = options
+    connection.ensure_connection()
+    with guard.trusted(), connection.cursor() as cursor:
+        cursor.execute("SET default_transaction_read_only = on")
+        cursor.execute(f"SET statement_timeout = '{_SESSION_STATEMENT_TIMEOUT}'")
+        cursor.execute(f"SET lock_timeout = '{_SESSION_LOCK_TIMEOUT}'")
 
 
 def _attempt(read, connection):
@@ -540,15 +660,22 @@ def _pg_version(options: GateOptions, snapshot: Snapshot | None, config: Config,
     if options.pg_version is not None:
         return options.pg_version, "--pg-version"
     if server is not None and production:
-        return server, "the server's own version"
+        return _supported(server), "the server's own version"
     if snapshot is not None and snapshot.pg_version:
         return snapshot.pg_version, "from the snapshot"
     if config.pg_version is not None:
         return config.pg_version, "from the configuration"
     if server is not None:
         which = "the embedded server's" if options.embedded else "the CI server's"
-        return server, f"{which} own version; production's may differ: set --pg-version"
+        return _supported(server), f"{which} own version; production's may differ: set --pg-version"
     return DEFAULT_PG_VERSION, "assumed; set --pg-version"
+
+
+def _supported(server: int) -> int:
+    if server not in SUPPORTED_PG_VERSIONS:
+        raise GateError(f"the server runs PostgreSQL {server}; migration_guard models 14 to 18: give "
+                        "--pg-version N to model one of them")
+    return server
 
 
 def _with_findings(results: list[MigrationResult], findings) -> list[MigrationResult]:
@@ -562,12 +689,14 @@ def _with_findings(results: list[MigrationResult], findings) -> list[MigrationRe
     return updated
 
 
-def _load_problem(exc: Exception) -> str:
+def _load_problem(exc: BaseException) -> str:
     """Where loading failed (file and line) and why, for a migration that does not import."""
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"{exc.filename}:{exc.lineno}: {type(exc).__name__}: {exc.msg}; fix the file and run again"
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/migrations/" in f.filename]
     where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+    if isinstance(exc, SystemExit):
+        return f"{where}it called sys.exit({exc.code!r}) while it was imported; remove the call and run again"
     return f"{where}{type(exc).__name__}: {exc}; fix it and run again"
 
 

@@ -70,6 +70,9 @@ class Statement:
     # Column types known before this statement runs, from the migration's project state:
     # ((table, column), db_type) pairs. Lets the lock model tell a binary-coercible type change.
     column_types: tuple[tuple[tuple[str, str], str], ...] = ()
+    # The SQL as it ran, when ``sql`` is not it: ``sql`` is what reports show (parameters as $1,
+    # credentials masked); this one, with the values, is only ever run again (trace), never shown.
+    executed: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,9 @@ class RenderedMigration:
     # Where its statements run, when not once on the database's search_path (schema-per-tenant: in
     # public and/or in every tenant schema).
     runs: Runs | None = None
+    # Statements its code sent that the gate refused to send (migration_guard.guard.Refusal):
+    # a write on the target database, or a cluster-wide statement on the scratch one.
+    refused: tuple = ()
 
     @property
     def label(self) -> str:
@@ -155,6 +161,8 @@ class ParsedStatement:
     statement: Statement
     node: Any = None  # pglast.ast.Node: the RawStmt's ``stmt``
     error: str | None = None  # parser error message
+    # Why the statement was not analysed although it may be valid SQL (too large, nested too deeply).
+    limit: str | None = None
     # hash of the canonical (deparsed) SQL; binds approvals. May be given as a function computing it.
     fingerprint: str = _Deferred()
 
@@ -320,6 +328,9 @@ class Finding:
     # of the statement, for approvals; may be given as a function computing it (explain never reads it)
     fingerprint: str = _Deferred()
     approval: str | None = None  # set by the approvals stage: why it no longer blocks
+    # Other statements of the migration (indexes) the finding is about too (MG008: the statements
+    # whose locks are held while this one works): its fingerprint covers them all.
+    related: tuple[int, ...] = ()
 
     @property
     def blocking(self) -> bool:

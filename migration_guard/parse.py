@@ -15,7 +15,23 @@ from pglast.stream import RawStream
 from migration_guard import astjson
 from migration_guard.model import ParsedStatement, Statement, StatementKind
 
-__all__ = ["parse_statement", "parse_sql_text", "statement_fingerprint"]
+__all__ = ["MAX_STATEMENT_BYTES", "SqlInputError", "parse_statement", "parse_sql_text", "statement_fingerprint"]
+
+# A statement larger than this is not analysed (a finding says so, MG912): parsing and analysing
+# one of 10 MB took minutes and over a gigabyte. A migration's DDL is a few kilobytes; data in bulk
+# belongs in COPY or a RunPython, not in one statement.
+MAX_STATEMENT_BYTES = 1_000_000
+_TOO_DEEP = ("nested too deeply to analyse (hundreds of levels of operators or subqueries); split it, or "
+             "approve it after checking its locks with migration-guard trace")
+
+
+class SqlInputError(ValueError):
+    """A SQL file the gate cannot read as PostgreSQL would (a NUL byte): the message names the line."""
+
+
+def _too_large(size: int) -> str:
+    return (f"{size:,} bytes, more than the {MAX_STATEMENT_BYTES:,} the gate analyses in one statement; split "
+            "it, or load data with COPY or RunPython")
 
 
 def _parse(text: str) -> tuple:
@@ -38,10 +54,18 @@ def parse_statement(statement: Statement) -> list[ParsedStatement]:
     comment-only one gives none."""
     if statement.kind is not StatementKind.SQL:
         return [ParsedStatement(statement=statement, fingerprint=_digest(statement.sql))]
+    if "\0" in statement.sql:
+        return [ParsedStatement(statement=statement, error="it holds a NUL byte, which PostgreSQL refuses in SQL text",
+                                fingerprint=_digest(statement.sql))]
+    size = len(statement.sql.encode())
+    if size > MAX_STATEMENT_BYTES:
+        return [_limited(statement, _too_large(size))]
     try:
         raws = _parse(statement.sql)
     except ParseError as exc:
         return [ParsedStatement(statement=statement, error=str(exc), fingerprint=_digest(_normalise(statement.sql)))]
+    except RecursionError:
+        return [_limited(statement, _TOO_DEEP)]
     if len(raws) == 1:
         return [ParsedStatement(statement=statement, node=raws[0].stmt,
                                 fingerprint=partial(statement_fingerprint, raws[0]))]
@@ -59,10 +83,17 @@ def parse_statement(statement: Statement) -> list[ParsedStatement]:
 def parse_sql_text(text: str, source: str) -> list[ParsedStatement]:
     """Split and parse a whole SQL file (psql script, Alembic/Flyway migration); each statement
     knows its line. Statements that do not parse are returned with their error, and the rest of the
-    file is still analysed."""
+    file is still analysed. A NUL byte is an error (:class:`SqlInputError`): PostgreSQL's parser
+    stops at it, psql would run the rest of the file."""
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise SqlInputError(f"{source}:{line}: a NUL byte; the gate cannot read past it, psql would run what "
+                            "follows: remove it")
+    if len(text) > MAX_STATEMENT_BYTES:  # parsed statement by statement: one huge one is left out alone
+        return [parsed for piece, line in _split(text) for parsed in _parse_piece(piece, source, line)]
     try:
         raws = _parse(text)
-    except ParseError:
+    except (ParseError, RecursionError):
         return [parsed for piece, line in _split(text) for parsed in _parse_piece(piece, source, line)]
     encoded = text.encode()
     results = []
@@ -86,17 +117,29 @@ def statement_fingerprint(raw) -> str:
     comments, different as soon as any identifier or constant changes (approvals bind to it)."""
     try:
         canonical = RawStream()(raw)
-    except Exception:  # a node pglast cannot print back: fall back to normalised text
-        canonical = _normalise(str(raw))
+    except Exception:  # a node pglast cannot print back (or nested too deeply): its text
+        try:
+            canonical = _normalise(str(raw))
+        except RecursionError:
+            canonical = f"{type(raw).__name__} at {getattr(raw, 'stmt_location', None)}"
     return _digest(canonical)
+
+
+def _limited(statement: Statement, reason: str) -> ParsedStatement:
+    return ParsedStatement(statement=statement, limit=reason, fingerprint=_digest(_normalise(statement.sql)))
 
 
 def _parse_piece(piece: str, source: str, line: int) -> list[ParsedStatement]:
     statement = Statement(sql=piece, migration=source, line=line, transaction=None, in_transaction=False)
+    size = len(piece.encode())
+    if size > MAX_STATEMENT_BYTES:
+        return [_limited(statement, _too_large(size))]
     try:
         raws = _parse(piece)
     except ParseError as exc:
         return [ParsedStatement(statement=statement, error=str(exc), fingerprint=_digest(_normalise(piece)))]
+    except RecursionError:
+        return [_limited(statement, _TOO_DEEP)]
     return [ParsedStatement(statement=statement, node=raw.stmt, fingerprint=partial(statement_fingerprint, raw))
             for raw in raws]
 

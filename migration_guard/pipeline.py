@@ -5,9 +5,11 @@ No I/O, no Django."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from migration_guard.config import Config
 from migration_guard.locks import Catalog, advance, analyse
@@ -121,7 +123,7 @@ def analyse_migrations(
                 atomic=migration.atomic,
                 how=migration.how,
                 statements=statements,
-                findings=tuple(migration_findings) + tuple(f for s in statements for f in s.findings),
+                findings=tuple(migration_findings) + _bound(statements),
                 error=migration.error,
             )
         )
@@ -161,8 +163,25 @@ def analyse_statements(
         atomic=False,
         how="sql file",
         statements=statements,
-        findings=tuple(f for s in statements for f in s.findings),
+        findings=_bound(statements),
     )
+
+
+def _bound(statements: tuple[StatementResult, ...]) -> tuple[Finding, ...]:
+    """The statements' findings, each one about several statements (``Finding.related``) with a
+    fingerprint over all of them: an approval of it goes stale when any of them changes."""
+    findings = []
+    for result in statements:
+        for finding in result.findings:
+            if finding.related:
+                parts = [result.parsed] + [statements[i].parsed for i in finding.related if i < len(statements)]
+                finding = replace(finding, fingerprint=partial(_combined_fingerprint, parts))
+            findings.append(finding)
+    return tuple(findings)
+
+
+def _combined_fingerprint(parts: list[ParsedStatement]) -> str:
+    return hashlib.sha256("|".join(p.fingerprint for p in parts).encode()).hexdigest()[:16]
 
 
 def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_version: int, config: Config,
@@ -270,7 +289,11 @@ def _effects(item: ParsedStatement, pg_version: int, catalog: Catalog) -> Effect
         return Effects()  # opaque: rules judge it by what it holds and how long it may run
     if item.node is None:
         return Effects(known=False)
-    return analyse(item.node, pg_version=pg_version, catalog=catalog)
+    try:
+        return analyse(item.node, pg_version=pg_version, catalog=catalog)
+    except RecursionError:  # a tree too deep for the lock model: unknown, and said so (MG912)
+        object.__setattr__(item, "limit", "nested too deeply for the lock model to analyse")
+        return Effects(known=False)
 
 
 def _transaction_verb(effects: Effects) -> str | None:

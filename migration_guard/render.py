@@ -24,8 +24,11 @@ import gc
 import hashlib
 import inspect
 import os
+import re
 import secrets
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -36,7 +39,10 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.operations.special import RunPython
 from django.db.migrations.state import ModelState, ProjectState
 
+from migration_guard import interrupt
+from migration_guard.guard import Guard
 from migration_guard.partial_state import render_models
+from migration_guard.redact import mask_sql
 from migration_guard.model import Operation, RenderedMigration, Statement, StatementKind
 from migration_guard.plan import Plan, migration_path
 from migration_guard.state_cache import applied_state
@@ -52,6 +58,7 @@ _INTROSPECTION_METHODS = (
     "get_sequences",
     "get_table_description",
 )
+_PLACEHOLDER = re.compile(r"%%|%\(\w+\)s|%s")
 # Timeouts for the read-only render transaction: catalog reads only, they should be instant.
 _RENDER_STATEMENT_TIMEOUT_MS = 30_000
 _RENDER_LOCK_TIMEOUT_MS = 5_000
@@ -79,6 +86,7 @@ def render_plan(
     execute: bool,
     before_first: Callable[[object], None] | None = None,
     placement: Callable[[object], Sequence[Callable[[], None]]] | None = None,
+    guard: Guard | None = None,
 ) -> Iterator[RenderedMigration]:
     """Render every migration of ``plan.lint``, in order.
 
@@ -90,6 +98,8 @@ def render_plan(
     ``placement(migration)``: where a migration runs on the connection, for schema-per-tenant
     projects: functions that each point the connection at one schema. The migration is rendered in
     the last; in execute mode it is first applied in the others (an app both shared and per tenant).
+    ``guard``, the :class:`~migration_guard.guard.Guard` on the connection, learns which migration's
+    code runs; what it refused goes on that migration.
     """
     connection = executor.connection
     graph = executor.loader.graph
@@ -113,11 +123,13 @@ def render_plan(
     with contextlib.ExitStack() as stack:
         stack.enter_context(_statements_recorded())
         if not execute:
-            stack.enter_context(_read_only_session(connection))
+            stack.enter_context(_read_only_session(connection, guard))
             stack.enter_context(_introspection_spy(connection))
         failed: str | None = None
         for node in todo:
             migration = graph.nodes[node]
+            if guard is not None:
+                guard.migration = f"{migration.app_label}.{migration.name}"
             if failed is not None:
                 if node in lint:
                     yield _unrendered(migration, f"not rendered: {failed} failed before it")
@@ -128,8 +140,8 @@ def render_plan(
                     place()
                     try:  # the same migration's own copy elsewhere: the state moves on only once
                         _apply_quietly(connection, migration, clone_state(state))
-                    except Exception as exc:
-                        failed = f"{migration.app_label}.{migration.name} ({type(exc).__name__}: {exc})"
+                    except BaseException as exc:
+                        failed = f"{migration.app_label}.{migration.name} ({describe_exception(exc)})"
                 here()
                 if failed is not None:
                     if node in lint:
@@ -141,16 +153,32 @@ def render_plan(
             if node not in lint and execute:
                 try:
                     state = _apply_quietly(connection, migration, state)
-                except Exception as exc:  # the migration's own error, reported on what follows
-                    failed = f"{migration.app_label}.{migration.name} ({type(exc).__name__}: {exc})"
+                except BaseException as exc:  # the migration's own error, reported on what follows
+                    failed = f"{migration.app_label}.{migration.name} ({describe_exception(exc)})"
                 continue
             # Collect mode renders unselected pending migrations too: later ones see their effects.
             rendered, state, error = _render_migration(connection, migration, state, execute)
+            if guard is not None:
+                rendered = replace(rendered, refused=guard.take(rendered.label))
             if node not in lint:
                 rendered = replace(rendered, linted=False)
             yield rendered
             if error:
                 failed = f"{migration.app_label}.{migration.name}"
+
+
+def describe_exception(exc: BaseException) -> str:
+    """What a migration's code raised, in words. Re-raises a signal's :class:`Stopped` (and
+    anything else while a signal asks the run to stop): that ends the run, never a finding."""
+    if interrupt.requested() is not None or isinstance(exc, GeneratorExit):
+        raise exc
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r}), which the gate does not let end the run"
+    if isinstance(exc, KeyboardInterrupt):
+        return "it raised KeyboardInterrupt (no signal was received)"
+    if isinstance(exc, RecursionError):
+        return "RecursionError: nested too deeply"
+    return f"{type(exc).__name__}: {mask_sql(str(exc))}".strip()
 
 
 def _apply_quietly(connection, migration, state):
@@ -174,7 +202,8 @@ class _Recording:
     # The operation each ``editor.execute`` call in progress runs for (deferred SQL: the one that deferred it).
     owners: list[Operation | None] = field(default_factory=list)
 
-    def add(self, sql: str, *, kind: StatementKind = StatementKind.SQL, owner: Operation | None = None) -> None:
+    def add(self, sql: str, *, kind: StatementKind = StatementKind.SQL, owner: Operation | None = None,
+            executed: str | None = None) -> None:
         operation = owner if self.in_deferred else self.current
         in_transaction = self.atomic or (not self.in_deferred and self.current_atomic)
         if self.atomic:
@@ -183,9 +212,11 @@ class _Recording:
             number = operation.index + 1
         else:
             number = None
+        shown = mask_sql(sql)
         self.statements.append(
             Statement(
-                sql=sql,
+                sql=shown,
+                executed=executed if executed is not None else (sql if shown != sql else None),
                 migration=self.label,
                 operation=operation,
                 in_transaction=in_transaction,
@@ -225,8 +256,10 @@ def _render_migration(connection, migration, state, execute: bool):
                                        recording, execute)
             recording.in_deferred = True
             # The schema editor runs deferred SQL (FK constraints, indexes) on exit.
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}".strip()
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt too: migration code is untrusted
+        error = describe_exception(exc)
+    if interrupt.requested() is not None:  # the code swallowed the signal's exception
+        raise interrupt.Stopped(interrupt.requested())
     introspected = frozenset(spy) if spy is not None else frozenset()
     statements = recording.statements
     if not execute and error is None:
@@ -372,19 +405,28 @@ def _as_collected(statements: list[Statement], collected: list[str]) -> list[Sta
 
 @contextlib.contextmanager
 def _capture_queries(connection, recording: _Recording):
-    """Record the SQL that Python code (RunPython) runs, except reads and catalog queries."""
+    """Record the SQL that Python code (RunPython) runs, except reads and catalog queries: the text
+    with its placeholders as ``$1, $2, ...``, never the parameters (values read from the
+    environment, secrets among them, would end up in reports)."""
     seen: set[str] = set()
 
     def wrapper(execute, sql, params, many, context):
-        text = connection.ops.compose_sql(sql, params) if params and not many else sql
+        text = _numbered_placeholders(str(sql)) if params is not None else str(sql)
         head = text.lstrip().split(None, 1)[0].upper() if text.strip() else ""
         if head not in {"SELECT", "SHOW", "SAVEPOINT", "RELEASE", "ROLLBACK"} and text not in seen:
             seen.add(text)
-            recording.add(text)
+            recording.add(text, executed=connection.ops.compose_sql(sql, params) if params and not many else None)
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(wrapper):
         yield
+
+
+def _numbered_placeholders(sql: str) -> str:
+    """``%s`` and ``%(name)s`` -> ``$1``, ``$2``, ... (a parameter PostgreSQL's parser reads),
+    ``%%`` -> ``%``."""
+    numbers = iter(range(1, sql.count("%") + 2))
+    return _PLACEHOLDER.sub(lambda m: "%" if m.group(0) == "%%" else f"${next(numbers)}", sql)
 
 
 def _column_types(operation, app_label, old_state, connection) -> tuple:
@@ -457,14 +499,14 @@ def _unrendered(migration, reason: str) -> RenderedMigration:
 
 
 @contextlib.contextmanager
-def _read_only_session(connection):
+def _read_only_session(connection, guard: Guard | None = None):
     """Make every transaction of this connection READ ONLY, with short timeouts, for as long as
     rendering lasts; closing the connection afterwards drops the session settings.
 
     A session setting rather than one wrapping transaction: non-atomic migrations must render
     outside any transaction block (AddIndexConcurrently refuses to run inside one)."""
     connection.ensure_connection()
-    with connection.cursor() as cursor:
+    with guard.trusted() if guard is not None else contextlib.nullcontext(), connection.cursor() as cursor:
         cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         cursor.execute(f"SET statement_timeout = {_RENDER_STATEMENT_TIMEOUT_MS}")
         cursor.execute(f"SET lock_timeout = {_RENDER_LOCK_TIMEOUT_MS}")
@@ -500,14 +542,74 @@ def _introspection_spy(connection):
         del connection._migration_guard_introspected
 
 
+# migration_guard_scratch_<host>_<pid>_<unix time>_<random>: enough for a later run to prove that
+# a database it finds is a leftover (see _drop_leftovers). At most 59 characters (PostgreSQL: 63).
+SCRATCH_PREFIX = "migration_guard_scratch_"
+_SCRATCH_NAME = re.compile(r"^migration_guard_scratch_([0-9a-f]{6})_([0-9]+)_([0-9]+)_[0-9a-f]{8}$")
+# A leftover of another machine's run is dropped only when it is older than this: a run creates
+# its database while the migration files load and connects to it only then.
+_FOREIGN_LEFTOVER_AGE_S = 3600
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def _is_leftover(name: str, now: float) -> bool:
+    """Whether a scratch database's name proves its run is over: made on this machine by a process
+    that is gone, or on another machine over an hour ago."""
+    match = _SCRATCH_NAME.match(name)
+    if match is None:
+        return False
+    host, pid, created = match.group(1), int(match.group(2)), int(match.group(3))
+    if host == _host_tag():
+        return pid != os.getpid() and not _pid_alive(pid)
+    return now - created > _FOREIGN_LEFTOVER_AGE_S
+
+
+def _drop_leftovers(cursor) -> list[str]:
+    """Drop the scratch databases earlier runs left behind (SIGKILL, a lost connection): only
+    those whose name proves it (see :func:`_is_leftover`), owned by this role, that no session
+    is connected to. Without FORCE: a database someone connects to meanwhile stays."""
+    cursor.execute(
+        "SELECT d.datname FROM pg_catalog.pg_database d "
+        "WHERE d.datname LIKE 'migration\\_guard\\_scratch\\_%' "
+        "AND d.datdba = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) "
+        "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.datname = d.datname)"
+    )
+    now = time.time()
+    dropped = []
+    for (name,) in cursor.fetchall():
+        if not _is_leftover(name, now):
+            continue
+        try:
+            cursor.execute(f'DROP DATABASE "{name}"')
+        except Exception:  # connected to meanwhile, or no longer there
+            continue
+        dropped.append(name)
+    return dropped
+
+
 class ScratchCreation:
     """``CREATE DATABASE`` of a scratch database, started on a session of its own in a thread:
     about 0.2 s of server time that runs while the caller loads the migrations. Hand it to
     :func:`scratch_database`, which waits for it (and drops the database); :meth:`discard` drops
-    it when it is not used after all."""
+    it when it is not used after all. The same session first drops the scratch databases that
+    earlier runs left behind (:func:`_drop_leftovers`)."""
 
     def __init__(self, connection):
-        self.name = f"migration_guard_scratch_{os.getpid()}_{secrets.token_hex(4)}"
+        self.name = (f"{SCRATCH_PREFIX}{_host_tag()}_{os.getpid()}_{int(time.time())}_{secrets.token_hex(4)}")
+        self.dropped_leftovers: list[str] = []
         # The thread's own connection, with a copy of the settings as they are now (--embedded has
         # pointed them at its server; scratch_database will change NAME)
         self._wrapper = type(connection)(dict(connection.settings_dict), connection.alias)
@@ -519,6 +621,8 @@ class ScratchCreation:
     def _create(self) -> None:
         try:
             with self._wrapper._nodb_cursor() as cursor:
+                with contextlib.suppress(Exception):  # cleaning up after others never stops this run
+                    self.dropped_leftovers = _drop_leftovers(cursor)
                 cursor.execute(f'CREATE DATABASE "{self.name}"')
         except Exception as exc:  # raised by wait(), in the caller's thread
             self._error = exc
@@ -545,19 +649,27 @@ class ScratchCreation:
 
 
 @contextlib.contextmanager
-def scratch_database(connection, created: ScratchCreation | None = None):
+def scratch_database(connection, created: ScratchCreation | None = None, *, options: dict | None = None):
     """Point ``connection`` (keeping its alias, so routers still apply) at a new empty database on
     the same server (``created``'s, when given, else one created now); drop it afterwards. Needs the
-    CREATEDB privilege."""
+    CREATEDB privilege. ``options``: the connection OPTIONS to use there (the target's own, without
+    the read-only ones the gate adds to it)."""
     original = connection.settings_dict["NAME"]
+    original_options = connection.settings_dict.get("OPTIONS")
     created = created or ScratchCreation(connection)
     connection.close()
     name = created.wait()
     connection.settings_dict["NAME"] = name
+    if options is not None:
+        connection.settings_dict["OPTIONS"] = options
     try:
         yield name
     finally:
         connection.close()
         connection.settings_dict["NAME"] = original
-        with connection._nodb_cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        try:
+            with connection._nodb_cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            if options is not None:
+                connection.settings_dict["OPTIONS"] = original_options

@@ -24,6 +24,7 @@ import io
 import json
 import os
 import pickle
+import stat
 import sys
 import sysconfig
 import tempfile
@@ -212,8 +213,11 @@ def _store(path: Path, key: str, state: ProjectState) -> None:
 
 
 def _write_private(path: Path, payload: bytes) -> None:
-    """Write ``path`` atomically in a folder only this user can write to (mkstemp: mode 0600)."""
+    """Write ``path`` atomically in a folder only this user can write to (mkstemp: mode 0600);
+    never through a symbolic link (the folder's or the entry's: it could point anywhere)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent.is_symlink() or path.is_symlink() or not _private_folder(path.parent):
+        raise OSError(f"{path}: a symbolic link or a folder others can write to; not written")
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
@@ -226,13 +230,18 @@ def _write_private(path: Path, payload: bytes) -> None:
 
 
 def _private(path: Path) -> bool:
-    """Whether only this user could have written ``path`` and its folder: a pickle runs code when
-    loaded, so a cache anyone else can write to is never read."""
-    for item in (path.parent, path):
-        info = item.stat()
-        if info.st_uid != os.getuid() or info.st_mode & 0o022:
-            return False
-    return True
+    """Whether only this user could have written ``path`` and its folder, neither of them a
+    symbolic link: a pickle runs code when loaded, so a cache anyone else can write to, or one
+    that leads elsewhere, is never read."""
+    if not _private_folder(path.parent):
+        return False
+    info = path.lstat()
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022
+
+
+def _private_folder(folder: Path) -> bool:
+    info = folder.lstat()
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 def _load(path: Path, key: str) -> ProjectState | None:

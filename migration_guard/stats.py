@@ -67,6 +67,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from migration_guard.config import MAX_BIGINT, SUPPORTED_PG_VERSIONS
 from migration_guard.model import Runs, TableSize
 
 if TYPE_CHECKING:  # psycopg is imported where a database is read: explain and report need none
@@ -198,39 +199,48 @@ def load_snapshot(path: str | os.PathLike) -> Snapshot:
     except (OSError, UnicodeDecodeError) as exc:
         raise fail(f"cannot be read ({exc})") from None
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise fail(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except _DuplicateKey as exc:
+        raise fail(f"the key {exc.args[0]!r} appears twice in one object (which figure is meant?)") from None
+    except RecursionError:
+        raise fail("JSON nested too deeply (a snapshot is two levels deep)") from None
+    except ValueError as exc:  # a number of thousands of digits
+        raise fail(f"invalid JSON ({' '.join(str(exc).split())[:200]})") from None
 
     if not isinstance(document, dict):
         raise fail(f"expected a JSON object at the top level, found {_json_type(document)}")
     version = document.get("schema_version")
     if not _is_int(version) or version not in _READABLE_VERSIONS:
-        raise fail(f"schema_version is {json.dumps(version)}, this migration-guard reads "
+        raise fail(f"schema_version is {_shown(version)}, this migration-guard reads "
                    f"{' and '.join(map(str, _READABLE_VERSIONS))}")
     expected = {"schema_version", "pg_version", "server_version_num", "taken_at", "database", "tables"}
     _check_keys(document, expected | ({"search_path"} if version >= 2 else set()), "the top level", fail)
     pg_version = document["pg_version"]
     if not _is_int(pg_version) or pg_version < 1:
         raise fail("pg_version must be a positive integer (the major version, e.g. 16), "
-                   f"found {json.dumps(pg_version)}")
+                   f"found {_shown(pg_version)}")
+    if pg_version not in SUPPORTED_PG_VERSIONS:
+        raise fail(f"pg_version is {pg_version}: migration-guard models PostgreSQL 14 to 18 (give --pg-version N "
+                   "to model one of them without this snapshot)")
     server_version_num = document["server_version_num"]
     if server_version_num is not None:
-        if not _is_int(server_version_num) or server_version_num < 1:
+        if not _is_int(server_version_num) or not 1 <= server_version_num <= MAX_BIGINT:
             raise fail("server_version_num must be a positive integer or null, "
-                       f"found {json.dumps(server_version_num)}")
+                       f"found {_shown(server_version_num)}")
         if server_version_num // 10000 != pg_version:
             raise fail(f"pg_version {pg_version} does not match server_version_num {server_version_num}")
     taken_at = document["taken_at"]
     if not isinstance(taken_at, str):
-        raise fail(f"taken_at must be a string, found {json.dumps(taken_at)}")
+        raise fail(f"taken_at must be a string, found {_shown(taken_at)}")
     database = document["database"]
     if database is not None and not isinstance(database, str):
-        raise fail(f"database must be a string or null, found {json.dumps(database)}")
+        raise fail(f"database must be a string or null, found {_shown(database)}")
     search_path = document.get("search_path")
     if search_path is not None and (not isinstance(search_path, list)
                                     or not all(isinstance(schema, str) and schema for schema in search_path)):
-        raise fail(f"search_path must be an array of schema names or null, found {json.dumps(search_path)}")
+        raise fail(f"search_path must be an array of schema names or null, found {_shown(search_path)}")
     entries = document["tables"]
     if not isinstance(entries, dict):
         raise fail(f"tables must be a JSON object, found {_json_type(entries)}")
@@ -242,25 +252,55 @@ def load_snapshot(path: str | os.PathLike) -> Snapshot:
         if version >= 2:
             parts = _split_identifier(name)
             if len(parts) != 2 or not all(parts):
-                raise fail(f"table {name!r} must be keyed schema.name (quote a part that has a dot: "
+                raise fail(f"table {_named(name)} must be keyed schema.name (quote a part that has a dot: "
                            'schema."a.b")')
             qualified = (parts[0], parts[1])
         else:
             qualified = _v1_key(name)
         if qualified in tables:
-            raise fail(f"table {name!r} appears twice")
+            raise fail(f"table {_named(name)} appears twice")
         if not isinstance(entry, dict):
-            raise fail(f"table {name!r} must be a JSON object, found {_json_type(entry)}")
-        _check_keys(entry, {"rows", "total_bytes"}, f"table {name!r}", fail)
+            raise fail(f"table {_named(name)} must be a JSON object, found {_json_type(entry)}")
+        _check_keys(entry, {"rows", "total_bytes"}, f"table {_named(name)}", fail)
         figures = {}
         for key in ("rows", "total_bytes"):
             value = entry[key]
-            if value is not None and (not _is_int(value) or value < 0):
-                raise fail(f"table {name!r} has {key} {json.dumps(value)}, expected a non-negative integer or null")
+            if value is not None and (not _is_int(value) or not 0 <= value <= MAX_BIGINT):
+                raise fail(f"table {_named(name)} has {key} {_shown(value)}, expected a non-negative integer or null "
+                           f"(at most {MAX_BIGINT:,})")
             figures[key] = value
         tables[qualified] = TableSize(figures["rows"], figures["total_bytes"], source="snapshot")
     return Snapshot(pg_version, server_version_num, taken_at, database, tables,
                     search_path=None if search_path is None else tuple(search_path))
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object, refusing a key given twice (json's default keeps the last one silently)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return result
+
+
+def _shown(value: Any) -> str:
+    """A JSON value for a message, cut short (a huge number or string would flood it)."""
+    if _is_int(value) and value.bit_length() > 64:
+        return "a number too large for any table"
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _named(name: str) -> str:
+    text = repr(name)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_keys(obj: dict, expected: set[str], where: str, fail) -> None:

@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from migration_guard.guard import SCRATCH, Guard, check_statement
 from migration_guard.locks import analyse
 from migration_guard.locks.introspect import catalog_from_database
 from migration_guard.locks.modes import LockMode
 from migration_guard.model import ActionKind, Effects, ParsedStatement
+from migration_guard.redact import dsn_problem, mask_sql
 from migration_guard.trace import Trace, TraceError, trace
 
 __all__ = ["ScratchError", "TracedStatement", "differences", "scratch_database", "trace_migrations",
@@ -156,7 +158,7 @@ def scratch_database(dsn: str | None = None, *, pg_bin: str | None = None) -> It
                 conn.execute(f'CREATE DATABASE "{name}"')
         except psycopg.Error as exc:
             raise ScratchError(f"cannot create a scratch database on that server (the role needs CREATEDB): "
-                               f"{str(exc).strip().splitlines()[0]}") from None
+                               f"{dsn_problem(exc, dsn)}") from None
         try:
             yield make_conninfo(dsn, dbname=name)
         finally:
@@ -196,13 +198,17 @@ def _trace_one(item: ParsedStatement, conn: psycopg.Connection, dsn: str, versio
     effects = analyse(item.node, pg_version=version, catalog=catalog)
     if any(a.kind is ActionKind.TRANSACTION for a in effects.actions):
         return TracedStatement(item, effects, skipped="transaction control: each statement is traced on its own")
+    sql = item.statement.executed or item.statement.sql
+    outside = check_statement(sql, SCRATCH)
+    if outside is not None:
+        return TracedStatement(item, effects, skipped=f"not run: {outside}", failed=True)
     try:
-        measured = trace(dsn, item.statement.sql)
+        measured = trace(dsn, sql)
     except TraceError as exc:
         return TracedStatement(item, effects, skipped=str(exc), failed=True)
     if measured.in_transaction:  # rolled back after measuring: apply it for the statements after it
         try:
-            conn.execute(item.statement.sql)
+            conn.execute(sql)
         except psycopg.Error as exc:
             return TracedStatement(item, effects, measured, skipped=f"could not be applied: {exc}", failed=True)
     found = differences(effects, measured) if effects.known else ["not modelled: the model assumes ACCESS EXCLUSIVE "
@@ -218,7 +224,7 @@ def traced_json(results: Sequence[TracedStatement], pg_version: int) -> str:
     statements = []
     for index, item in enumerate(results):
         statement = item.parsed.statement
-        entry: dict = {"index": index, "file": statement.migration, "sql": statement.sql, "line": statement.line,
+        entry: dict = {"index": index, "file": statement.migration, "sql": mask_sql(statement.sql), "line": statement.line,
                        "skipped": item.skipped, "failed": item.failed, "matches": item.matches,
                        "differences": list(item.differences)}
         if item.effects is not None:
@@ -246,7 +252,7 @@ def traced_text(results: Sequence[TracedStatement], pg_version: int) -> str:
     out = [f"traced on PostgreSQL {pg_version} (a scratch database, dropped afterwards)"]
     for item in results:
         statement = item.parsed.statement
-        sql = " ".join(statement.sql.split())
+        sql = " ".join(mask_sql(statement.sql).split())
         out.append("")
         line = statement.line or (statement.operation.line if statement.operation else None)
         where = f"{statement.migration}:{line}" if line else statement.migration
@@ -313,8 +319,10 @@ def trace_migrations(database: str = "default", *, app_label: str | None = None,
         copied.append(copy)
 
     try:
-        with django_scratch(connection):
-            rendered = [m for m in render_plan(executor, plan, execute=True, before_first=copy_state) if m.linted]
+        guard = Guard(SCRATCH)  # nothing the migrations run reaches outside the scratch database
+        with django_scratch(connection), connection.execute_wrapper(guard):
+            rendered = [m for m in render_plan(executor, plan, execute=True, before_first=copy_state, guard=guard)
+                        if m.linted]
         if not copied:  # nothing to trace
             return [], connection.pg_version // 10000
         settings = connection.settings_dict

@@ -24,6 +24,9 @@ from migration_guard.rules import (
     mg903_unmodelled_statement,
     mg904_render_state_mismatch,
     mg905_opaque_function_call,
+    mg910_write_during_lint,
+    mg911_cluster_wide_statement,
+    mg912_statement_beyond_limits,
 )
 from migration_guard.rules.base import MigrationContext, Rule, StatementContext
 
@@ -50,6 +53,9 @@ ALL_RULES: tuple[Rule, ...] = (
     mg903_unmodelled_statement.RULE,
     mg904_render_state_mismatch.RULE,
     mg905_opaque_function_call.RULE,
+    mg910_write_during_lint.RULE,
+    mg911_cluster_wide_statement.RULE,
+    mg912_statement_beyond_limits.RULE,
 )
 
 _BY_ID = {rule.id: rule for rule in ALL_RULES}

@@ -57,6 +57,8 @@ def check(ctx: StatementContext):
         ]),
         sized=False,
     )
+    # Approving it approves those locks: any change to a statement that takes one makes it stale.
+    finding = replace(finding, related=tuple(sorted({i for _, i in held})))
     if ctx.is_python and not any(ctx.is_large(entry.relation) for entry, _ in held):
         # RunPython of unknown length behind a lock on small tables only: probably short.
         finding = replace(finding, severity=Severity.WARNING)

@@ -27,7 +27,7 @@ the model can learn it.
 
 
 def check(ctx: StatementContext):
-    if ctx.effects.known or ctx.parsed.error is not None or ctx.is_python:
+    if ctx.effects.known or ctx.parsed.error is not None or ctx.parsed.limit is not None or ctx.is_python:
         return
     tables = [a.table for a in ctx.effects.actions if a.kind is ActionKind.UNKNOWN and a.table]
     existing = [t for t in tables if not ctx.is_new(t)]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from migration_guard import interrupt
 from migration_guard.config import ConfigError, pg_version_value
 from migration_guard.formats import FORMATS, STDOUT, Output, OutputError, find_source_root, parse_output
 from migration_guard.gate import GateError, GateOptions, run_gate
@@ -83,6 +84,22 @@ class Command(BaseCommand):
                                  "stdout gets only what --format or a FORMAT:- asks for. Files are overwritten.")
 
     def handle(self, *args, **options):
+        """Run the gate; whatever happens inside it ends as a report (exit 0 or 1) or one line on
+        stderr (exit 2, or 130 on Ctrl-C): never a traceback, never exit 0 by accident."""
+        with interrupt.handle_signals():
+            try:
+                code = self._handle(options)
+            except CommandError:
+                raise
+            except KeyboardInterrupt as exc:  # a signal: the scratch database was dropped on the way out
+                raise CommandError(f"{exc if isinstance(exc, interrupt.Stopped) else 'interrupted'}; "
+                                   "nothing was left behind", returncode=interrupt.exit_code(exc)) from None
+            except BaseException as exc:  # SystemExit from code the gate ran, or a bug in the gate
+                raise CommandError(interrupt.unexpected_error(exc), returncode=2) from None
+        if code:
+            sys.exit(code)
+
+    def _handle(self, options) -> int:
         if options["trace"]:
             return self._trace(options)
         outputs = _outputs(options)  # checked before any work: a bad destination exits 2 at once
@@ -128,10 +145,9 @@ class Command(BaseCommand):
         except (GateError, ConfigError) as exc:
             raise CommandError(str(exc), returncode=2) from None
         self._write(report, outputs, options)
-        if report.exit_code:
-            sys.exit(report.exit_code)
+        return report.exit_code
 
-    def _trace(self, options) -> None:
+    def _trace(self, options) -> int:
         """``--trace``: the measured truth for the migrations, not the lint report."""
         from django.db import DatabaseError
 
@@ -145,8 +161,7 @@ class Command(BaseCommand):
             raise CommandError(f"--trace needs a scratch database (CREATEDB): {exc}", returncode=2) from None
         render = traced_json if options["format"] == "json" else traced_text
         self.stdout.write(render(results, version), ending="")
-        if not all(r.matches and not r.failed for r in results):
-            sys.exit(1)
+        return 0 if all(r.matches and not r.failed for r in results) else 1
 
     def _write(self, report, outputs: list[Output], options) -> None:
         """Render the report once per destination; a file that cannot be written exits 2."""
