@@ -115,7 +115,7 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
         raise ConfigError(f"{where}: must be a table (dict) of settings, got {type(values).__name__}")
     changes: dict[str, Any] = {}
     for key, value in values.items():
-        key_name = str(key).lower().replace("-", "_")
+        key_name = key.lower().replace("-", "_") if isinstance(key, str) else None
         if key_name == "threshold_rows":
             changes[key_name] = _non_negative_int(value, where, key)
         elif key_name == "threshold_bytes":

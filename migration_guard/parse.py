@@ -161,17 +161,18 @@ def _split(text: str) -> list[tuple[str, int]]:
 
 def _statement_ranges(text: str) -> list[tuple[int, int]]:
     """Character ranges of the statements of ``text``, cut at the scanner's top-level semicolons
-    (pglast's tokens count characters, not bytes)."""
-    ranges, start = [], 0
+    (libpg_query's own splitter: a Python loop over the tokens took 15 s for a 10 MB statement)."""
     try:
-        tokens = pglast.parser.scan(text)
+        pieces = pglast.parser.split(text, with_parser=False)
     except ParseError:
         return [(0, len(text))]
-    for token in tokens:
-        if token.name == "ASCII_59":  # ';'
-            ranges.append((start, token.end + 1))
-            start = token.end + 1
-    ranges.append((start, len(text)))
+    ranges, position = [], 0
+    for piece in pieces:
+        start = text.find(piece, position)
+        if start < 0:  # never seen: the pieces are slices of the text
+            return [(0, len(text))]
+        position = start + len(piece)
+        ranges.append((start, position))
     return ranges
 
 

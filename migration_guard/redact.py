@@ -19,6 +19,7 @@ __all__ = ["MASK", "dsn_problem", "mask_sql", "redact_dsn"]
 MASK = "***"
 _CREDENTIAL = re.compile(r"pass(word|wd|phrase)?|secret|token|api_?key|access_?key|private_?key|credential"
                          r"|auth|pwd|conninfo|connstr", re.IGNORECASE)
+_CREDENTIAL_WORDS = ("pass", "secret", "token", "key", "credential", "auth", "pwd", "conninfo", "connstr")
 # key=value: a quoted value (backslash escapes) or a bare word; URL: user:password@ and ?password=.
 _KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)", re.IGNORECASE)
 _URL_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://[^:/@?#\s]*:)([^@]*)(@)", re.IGNORECASE)
@@ -87,7 +88,8 @@ def dsn_problem(exc: BaseException, dsn: str) -> str:
 def mask_sql(sql: str) -> str:
     """``sql`` with credentials in string literals masked (see the module docstring); the text is
     returned unchanged when nothing looks like one (the common case costs a regex search)."""
-    if not _CREDENTIAL.search(sql) and "password" not in sql.lower():
+    lowered = sql.lower()
+    if not any(word in lowered for word in _CREDENTIAL_WORDS):  # substring search: a regex took 12 s on 12 MB
         return sql
     try:
         from pglast.parser import scan
