@@ -10,7 +10,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$(ls -d /root/.pyenv/versions/3.12*/bi
 DJANGO ?= django>=5.2,<5.3
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-django6 test-pg-versions lint clean bench bench-each
+.PHONY: venv demo test test-django6 test-pg-versions lint clean bench bench-each pg-regress
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,20 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) sample_migrations/demo.py
 
-test: venv
+test: venv pg-regress
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+# PostgreSQL's own regression SQL, as pglast's sdist carries it (libpg_query's test copy; the wheel
+# does not): tests/test_fuzz.py runs it through explain. Fetched once per pglast version, ~5 MB.
+PG_REGRESS ?= .cache/pg-regress
+PGLAST_VERSION = $(shell $(PY) -c 'import importlib.metadata as m; print(m.version("pglast"))' 2>/dev/null)
+pg-regress: venv
+	@test -f $(PG_REGRESS)/.pglast-$(PGLAST_VERSION) || { \
+	  rm -rf $(PG_REGRESS) && mkdir -p $(PG_REGRESS) && \
+	  $(PY) -m pip download --quiet --no-deps --no-binary pglast 'pglast==$(PGLAST_VERSION)' -d $(PG_REGRESS) && \
+	  tar xzf $(PG_REGRESS)/pglast-$(PGLAST_VERSION).tar.gz -C $(PG_REGRESS) --strip-components=5 \
+	    pglast-$(PGLAST_VERSION)/libpg_query/test/sql/postgres_regress && \
+	  rm $(PG_REGRESS)/pglast-$(PGLAST_VERSION).tar.gz && touch $(PG_REGRESS)/.pglast-$(PGLAST_VERSION); }
 
 # The same suite on the newest Django 6 and Python 3.12 (CI runs both).
 test-django6:
@@ -70,4 +82,4 @@ test-pg-versions: venv $(foreach v,$(PG_VERSIONS),$(PGBIN)/$(v)/.installed)
 	done
 
 clean:
-	rm -rf .venv .venv-django6 .pytest_cache $(PGBIN)
+	rm -rf .venv .venv-django6 .pytest_cache $(PGBIN) .cache

@@ -128,9 +128,12 @@ def _is_secret_position(sql: str, previous: list) -> bool:
 
 
 def _masked_literal(literal: str) -> str:
+    """``'***'`` in place of a literal, keeping its line breaks (later lines keep their numbers)."""
     prefix = re.match(r"^[A-Za-z&]*", literal).group(0)  # E'', U&'', B'', X''
-    return f"{prefix}'{MASK}'" if prefix in ("E", "e", "") else literal[:len(prefix)] + "''"
+    breaks = "\n" * literal.count("\n")
+    return f"{prefix}'{MASK}{breaks}'" if prefix in ("E", "e", "") else f"{literal[:len(prefix)]}'{breaks}'"
 
 
 def _mask_unscannable(sql: str) -> str:
-    return re.sub(r"('(?:[^']|'')*'?)", lambda m: f"'{MASK}'" if _CREDENTIAL.search(sql) else m.group(0), sql)
+    """Text the scanner rejects (an unterminated quote): every quoted literal is masked."""
+    return re.sub(r"'(?:[^']|'')*'?", lambda m: _masked_literal(m.group(0)), sql)
