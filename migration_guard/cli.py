@@ -6,6 +6,7 @@ Data goes to stdout, messages to stderr. Exit codes: 0 success, 1 something bloc
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import NoReturn
 
@@ -274,12 +275,7 @@ def explain_command(files, pg_version, dsn, stats_file, assume_rows, search_path
     gc.disable()
     try:
         for name in files or ("-",):
-            try:
-                text = sys.stdin.read() if name == "-" else open(name, encoding="utf-8").read()
-            except OSError as exc:
-                _fail(f"cannot read {name}: {exc.strerror or exc}")
-            except UnicodeDecodeError as exc:
-                _fail(f"{name} is not UTF-8 text ({exc.reason} at byte {exc.start})")
+            text = _read_sql(name)
             source = "<stdin>" if name == "-" else name
             try:
                 parsed = parse_script(mask_sql(text), source)  # reports never show a password
@@ -345,13 +341,24 @@ def trace_command(files, setup_file, dsn, pg_bin, output_format) -> None:
         sys.exit(1)
 
 
+# A SQL file larger than this is refused (exit 2) before it is read: one statement of 10 MB is
+# analysed in about a second (and reported as too large), a file of many of them in proportion.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
 def _read_sql(name: str) -> str:
+    """A SQL file's text (``-``: stdin); exit 2 naming it when it cannot be read as UTF-8 or is too large."""
     try:
-        return sys.stdin.read() if name == "-" else open(name, encoding="utf-8").read()
+        handle = sys.stdin if name == "-" else open(name, encoding="utf-8")
+        with handle if name != "-" else contextlib.nullcontext(handle):
+            text = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         _fail(f"cannot read {name}: {exc.strerror or exc}")
     except UnicodeDecodeError as exc:
         _fail(f"{name} is not UTF-8 text ({exc.reason} at byte {exc.start})")
+    if len(text) > MAX_FILE_BYTES:
+        _fail(f"{name} is larger than {MAX_FILE_BYTES // 2**20} MB: split it into files of a deploy step each")
+    return text
 
 
 # -- lock-table -----------------------------------------------------------------------------------

@@ -58,8 +58,11 @@ def parse_statement(statement: Statement) -> list[ParsedStatement]:
         return [ParsedStatement(statement=statement, error="it holds a NUL byte, which PostgreSQL refuses in SQL text",
                                 fingerprint=_digest(statement.sql))]
     size = len(statement.sql.encode())
-    if size > MAX_STATEMENT_BYTES:
-        return [_limited(statement, _too_large(size))]
+    if size > MAX_STATEMENT_BYTES:  # statement by statement: only a huge one is left out
+        pieces = [piece for piece, _ in _split(statement.sql)]
+        if len(pieces) == 1:
+            return [_limited(statement, _too_large(size))]
+        return [parsed for piece in pieces for parsed in parse_statement(replace(statement, sql=piece))]
     try:
         raws = _parse(statement.sql)
     except ParseError as exc:

@@ -272,3 +272,24 @@ def test_the_state_cache_never_writes_through_a_symbolic_link(tmp_path):
     with pytest.raises(OSError):
         state_cache._write_private(dangling, b"payload")
     assert os.listdir(real) == ["entry.pickle"] and not (tmp_path / "outside.pickle").exists()
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from migration_guard import cli
+
+    monkeypatch.setattr(cli, "MAX_FILE_BYTES", 1000)
+    script = tmp_path / "big.sql"
+    script.write_text("SELECT 1;\n" * 200)
+    result = _cli("explain", str(script))
+    assert result.exit_code == 2 and "larger than" in result.output
+
+
+def test_a_huge_run_sql_leaves_out_only_its_huge_statement():
+    from migration_guard.model import Statement
+    from migration_guard.parse import parse_statement
+
+    bulk = "INSERT INTO shop_order (id) VALUES " + ",".join(f"({i})" for i in range(200_000))
+    sql = f"ALTER TABLE shop_order ADD COLUMN x int; {bulk}; CREATE INDEX i ON shop_order (x);"
+    parsed = parse_statement(Statement(sql=sql, migration="shop.0002_bulk"))
+    assert [type(p.node).__name__ for p in parsed] == ["AlterTableStmt", "NoneType", "IndexStmt"]
+    assert parsed[1].limit and "bytes" in parsed[1].limit
