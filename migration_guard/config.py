@@ -212,7 +212,10 @@ def _non_negative_int(value: Any, where: str, key: str) -> int:
 
 def _shown(value: Any) -> str:
     """``repr`` of a value for a message, cut short (a huge number or string would flood it)."""
-    text = repr(value) if not isinstance(value, int) or value.bit_length() < 256 else "a huge number"
+    try:
+        text = repr(value) if not isinstance(value, int) or value.bit_length() < 256 else "a huge number"
+    except (ValueError, RecursionError):  # a number of thousands of digits inside a list
+        return f"a {type(value).__name__} holding a huge number"
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -294,7 +294,10 @@ def _shown(value: Any) -> str:
     """A JSON value for a message, cut short (a huge number or string would flood it)."""
     if _is_int(value) and value.bit_length() > 64:
         return "a number too large for any table"
-    text = json.dumps(value)
+    try:
+        text = json.dumps(value)
+    except (ValueError, RecursionError):
+        return _json_type(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from migration_guard.guard import SCRATCH, Guard, check_statement
+from migration_guard.guard import READ_ONLY, SCRATCH, Guard, StatementRefused, check_statement
 from migration_guard.locks import analyse
 from migration_guard.locks.introspect import catalog_from_database
 from migration_guard.locks.modes import LockMode
@@ -306,8 +306,17 @@ def trace_migrations(database: str = "default", *, app_label: str | None = None,
     from migration_guard.render import scratch_database as django_scratch
 
     connection = connections[database]
-    executor = MigrationExecutor(connection)
+    guard = Guard(READ_ONLY)  # the migration files load on the real database: nothing may write there
+    try:
+        with connection.execute_wrapper(guard):
+            executor = MigrationExecutor(connection)
+    except StatementRefused:
+        pass  # the refusal is recorded
+    if guard.refused:  # also when the module caught the exception
+        raise ScratchError(f"a migration module sent {guard.refused[0].sql!r} while it was imported, which was "
+                           f"refused ({guard.refused[0].reason}): fix the module")
     plan = build_plan(executor, app_label=app_label, migration_name=migration_name, include_applied=True)
+    guard.mode = SCRATCH  # nothing the migrations run reaches outside the scratch database
     copy = _SCRATCH_PREFIX + uuid.uuid4().hex[:12]
     copied: list[str] = []
 
@@ -319,7 +328,6 @@ def trace_migrations(database: str = "default", *, app_label: str | None = None,
         copied.append(copy)
 
     try:
-        guard = Guard(SCRATCH)  # nothing the migrations run reaches outside the scratch database
         with django_scratch(connection), connection.execute_wrapper(guard):
             rendered = [m for m in render_plan(executor, plan, execute=True, before_first=copy_state, guard=guard)
                         if m.linted]

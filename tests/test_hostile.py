@@ -105,6 +105,17 @@ def test_import_time_write_is_refused_and_nothing_persists(project):
     assert not _exists(project, "pwned_at_import")
 
 
+def test_trace_loads_the_migrations_read_only_too(project):
+    project.migrate("0004")
+    project.add_migration("0005_import_write", _migration(
+        "try:\n    connection.cursor().execute('CREATE TABLE pwned_at_import (id int)')\nexcept Exception:\n    pass",
+        BLOCKING))
+    run = project.lint("--trace")
+    _no_traceback(run)
+    assert run.code == 2 and "CREATE TABLE pwned_at_import" in run.err
+    assert not _exists(project, "pwned_at_import")
+
+
 def test_import_time_code_that_swallows_the_refusal_still_stops_the_run(project):
     project.migrate("0004")
     project.add_migration("0005_import_write", _migration(
