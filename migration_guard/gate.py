@@ -32,6 +32,7 @@ from migration_guard.model import ActionKind
 from migration_guard.pipeline import MigrationResult, analyse_migrations
 from migration_guard.plan import PlanError, build_plan, changed_files_since
 from migration_guard.preflight import planned_locks, read_sessions
+from migration_guard.redact import redact_dsn
 from migration_guard.render import ScratchCreation, bulk_load, render_plan, scratch_database
 from migration_guard.report import DatabaseInfo, Report
 from migration_guard.rules import rule_ids
@@ -702,8 +703,10 @@ def _load_problem(exc: BaseException) -> str:
 
 def _connection_problem(connection, exc: Exception) -> str:
     params = connection.settings_dict
-    where = f"{params.get('NAME')} on {params.get('HOST') or 'localhost'}:{params.get('PORT') or 5432}"
+    where = f"{redact_dsn(str(params.get('NAME')))} on {params.get('HOST') or 'localhost'}:{params.get('PORT') or 5432}"
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if params.get("PASSWORD"):
+        first_line = first_line.replace(str(params["PASSWORD"]), "***")
     return (
         f"cannot read database '{connection.alias}' ({where}): {first_line}. "
         "Check DATABASES and that the server is reachable, or lint without production access: "

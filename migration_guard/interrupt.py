@@ -83,6 +83,8 @@ def unexpected_error(exc: BaseException) -> str:
                 "was checked: find the call (a migration, a custom field, a settings module) and remove it")
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-    message = " ".join(str(exc).split())[:300]
+    from migration_guard.redact import mask_sql
+
+    message = mask_sql(" ".join(str(exc).split()))[:300]
     return (f"the gate stopped on an unexpected error{where}: {type(exc).__name__}: {message}; nothing was "
             "checked (please report it, with the command you ran)")

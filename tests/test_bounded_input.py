@@ -295,3 +295,14 @@ def test_a_huge_run_sql_leaves_out_only_its_huge_statement():
     parsed = parse_statement(Statement(sql=sql, migration="shop.0002_bulk"))
     assert [type(p.node).__name__ for p in parsed] == ["AlterTableStmt", "NoneType", "IndexStmt"]
     assert parsed[1].limit and "bytes" in parsed[1].limit
+
+
+def test_a_large_file_that_does_not_parse_loses_no_statement(tmp_path):
+    values = ",".join(f"({i})" for i in range(200_000))
+    script = tmp_path / "big.sql"
+    script.write_text(f"SELEC 1;\nINSERT INTO shop_order (id) VALUES {values};\nCREATE INDEX i ON shop_order (a);\n")
+    result = _cli("explain", "--format", "json", str(script))
+    assert result.exit_code == 1
+    statements = json.loads(result.output)["statements"]
+    assert [s["line"] for s in statements] == [1, 2, 3]
+    assert [[f["rule"] for f in s["findings"]] for s in statements] == [["MG902"], ["MG912"], ["MG002"]]
