@@ -9,7 +9,8 @@ Two modes:
 - ``read_only`` (the release gate's database, and every other alias in any mode): only reads go
   through: ``SELECT`` (no ``INTO``, no ``FOR UPDATE``/``SHARE``, no data-modifying ``WITH``, no
   function with effects outside the query such as ``set_config`` or ``pg_terminate_backend``),
-  ``SHOW``, and the savepoints of ``transaction.atomic``. ``SET``, ``RESET``, ``COMMIT``, DDL
+  ``SHOW``, ``SET search_path`` (backends such as django-tenants set it for every cursor) and the
+  savepoints of ``transaction.atomic``. Other ``SET``s, ``RESET``, ``COMMIT``, DDL
   and DML are refused; the gate's own settings pass through :meth:`Guard.trusted`. This is one
   of two layers: the session is also read-only from its start (``default_transaction_read_only``).
 - ``scratch`` (the throwaway database of ``--scratch``): everything runs except what would reach
@@ -75,6 +76,8 @@ _CLUSTER_BODY = re.compile(
     r"|\b(" + "|".join(sorted(_OUTSIDE_FUNCTIONS)) + r")\s*\(",
     re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"%%|%\(\w+\)s|%s")
+# Session settings a read may depend on and that enable no write: database backends set them.
+_HARMLESS_SETTINGS = frozenset({"search_path"})
 
 
 class StatementRefused(Exception):
@@ -196,6 +199,8 @@ def _read_only_reason(node) -> str | None:
             return None  # transaction.atomic's savepoints
         return "it ends or starts a transaction (the gate's session stays read-only)"
     if isinstance(node, ast.VariableSetStmt):
+        if (node.name or "").lower() in _HARMLESS_SETTINGS:
+            return None  # which schemas names resolve in (django-tenants sets it for every cursor)
         return "it changes a session setting (only the gate sets its own: read-only, timeouts)"
     if not isinstance(node, ast.SelectStmt):
         return f"it is not a read ({type(node).__name__}): the gate never writes to this database"
