@@ -12,12 +12,12 @@ from migration_guard.pipeline import MigrationResult
 from migration_guard.rules.mg009_session_holding_conflicting_lock import PlannedLock, Session
 from migration_guard.stats import TableSizes, split_name
 
-__all__ = ["planned_locks", "read_sessions", "relation_name"]
+__all__ = ["planned_locks", "read_sessions", "relation_name", "yields_to_lock_requests"]
 
 _SESSIONS_SQL = """
 SELECT a.pid, a.usename, a.application_name, a.state,
        EXTRACT(EPOCH FROM now() - a.xact_start)::float8,
-       coalesce(a.query, ''),
+       coalesce(a.query, ''), a.backend_type,
        n.nspname, c.relname,
        l.mode, l.granted
   FROM pg_locks l
@@ -59,6 +59,18 @@ def planned_locks(results: Iterable[MigrationResult], created: Iterable[str] = (
     return planned
 
 
+def yields_to_lock_requests(backend_type: str | None, query: str | None) -> bool:
+    """Whether a session gives its lock up when a migration asks for a conflicting one: an autovacuum
+    worker is cancelled by the server after ``deadlock_timeout`` (1 s by default), unless it runs to
+    prevent transaction ID wraparound (PostgreSQL documentation, "The Autovacuum Daemon"; the same
+    on 14-18). Such a worker shows ``(to prevent wraparound)`` in its query; when the query is not
+    visible to the gate's role, the worker is kept (it may be one that does not yield)."""
+    if backend_type != "autovacuum worker":
+        return False
+    text = query or ""
+    return text.startswith("autovacuum:") and "to prevent wraparound" not in text
+
+
 def read_sessions(connection, tables: set[str]) -> list[Session]:
     """Other sessions' table locks on ``tables`` (as :func:`relation_name` names them; Django
     connection), read in a READ ONLY transaction with short timeouts. pg_stat_activity shows other
@@ -75,9 +87,9 @@ def read_sessions(connection, tables: set[str]) -> list[Session]:
             cursor.execute(_SESSIONS_SQL)
             rows = cursor.fetchall()
         transaction.set_rollback(True, using=connection.alias)
-    for pid, user, application, state, age, query, schema, table, mode, granted in rows:
+    for pid, user, application, state, age, query, backend_type, schema, table, mode, granted in rows:
         relation = relation_name(schema, table)
-        if relation not in tables:
+        if relation not in tables or yields_to_lock_requests(backend_type, query):
             continue
         try:
             lock_mode = LockMode.from_pg_name(mode)
