@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the lock model imports this module; import LockMode from locks.modes
@@ -18,14 +19,19 @@ if TYPE_CHECKING:  # the lock model imports this module; import LockMode from lo
 __all__ = [
     "Action",
     "ActionKind",
+    "Deploy",
     "Effects",
+    "FieldFacts",
     "Finding",
+    "ModelChange",
+    "ModelFacts",
     "Operation",
     "ParsedStatement",
     "RelationLock",
     "RenderedMigration",
     "Runs",
     "Severity",
+    "StateFacts",
     "Statement",
     "StatementKind",
     "TableSize",
@@ -44,6 +50,206 @@ class Operation:
     description: str  # ``operation.describe()``
     line: int | None  # line of the operation in the migration file, when it could be found
     model_name: str | None = None  # the operation's ``model_name``/``name`` model, for recipes
+    # What it does at the Django level, one entry per model it changes (SeparateDatabaseAndState:
+    # one per inner operation, with its scope); () for operations with no model (RunSQL, RunPython).
+    changes: tuple[ModelChange, ...] = ()
+
+
+# -- Django facts ------------------------------------------------------------------------------
+# What an operation does at the Django level, and what the project's models look like, as plain
+# frozen data: computed once by render (the edge that holds Django's ProjectState), read by rules
+# and recipes, which never import Django. Every value is a str, int, bool, None or a tuple of them,
+# so all of it pickles and compares.
+
+
+@dataclass(frozen=True)
+class FieldFacts:
+    """One field of one model of a project state.
+
+    ``path``/``args``/``kwargs`` are the field's ``deconstruct()``, each argument written as Python
+    source by Django's migration serializer (as ``makemigrations`` would write it), so a recipe can
+    print the user's own field: ``facts.source()`` is ``models.CharField(max_length=200)``, and
+    ``facts.source(null="True")`` the same field made nullable. The other attributes are what the
+    database sees of it, for rules.
+    """
+
+    name: str  # the attribute name, e.g. "customer"
+    path: str  # deconstruct()'s import path, e.g. "django.db.models.ForeignKey"
+    args: tuple[str, ...] = ()  # positional arguments, as Python source
+    kwargs: tuple[tuple[str, str], ...] = ()  # (name, Python source), in deconstruct()'s order
+    imports: tuple[str, ...] = ()  # the import lines that source needs, e.g. "from django.db import models"
+    column: str | None = None  # its column, e.g. "customer_id"; None: no column (ManyToManyField, ...)
+    db_type: str | None = None  # the column's type on the target database, e.g. "varchar(200)"; None: unknown
+    null: bool = False
+    has_default: bool = False  # a Python-side default: Django writes it when the code gives no value
+    db_default: str | None = None  # Django 5's db_default, as Python source; None: none
+    max_length: int | None = None
+    primary_key: bool = False
+    generated: bool = False  # a GeneratedField: the database computes it; the code never writes it
+    related_model: str | None = None  # "app_label.modelname" of a relation's target
+    m2m_table: str | None = None  # the table of a ManyToManyField (auto-created or its ``through``'s)
+
+    def kwarg(self, name: str) -> str | None:
+        """A keyword argument's source, or None when the field does not set it."""
+        for key, value in self.kwargs:
+            if key == name:
+                return value
+        return None
+
+    def source(self, **changes: str | None) -> str:
+        """The field as Python source, with keyword arguments changed (source text) or removed (None)."""
+        kwargs = dict(self.kwargs)
+        for key, value in changes.items():
+            if value is None:
+                kwargs.pop(key, None)
+            else:
+                kwargs[key] = value
+        module, _, name = self.path.rpartition(".")
+        callable_name = f"models.{name}" if module == "django.db.models" else self.path
+        arguments = [*self.args, *(f"{key}={value}" for key, value in kwargs.items())]
+        return f"{callable_name}({', '.join(arguments)})"
+
+    @property
+    def written_on_insert(self) -> bool:
+        """Whether an INSERT that does not name the column still gets a value: a database default,
+        or nothing to store (NULL allowed, or the database computes it)."""
+        return self.null or self.db_default is not None or self.generated
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """One model of a project state: its table and its fields."""
+
+    app_label: str
+    name: str  # the class name, e.g. "Order"
+    db_table: str
+    fields: tuple[FieldFacts, ...] = ()
+    managed: bool = True
+
+    @property
+    def model_name(self) -> str:
+        """The lower-case name migrations use, e.g. ``"order"``."""
+        return self.name.lower()
+
+    @property
+    def label(self) -> str:
+        """``app_label.Name``."""
+        return f"{self.app_label}.{self.name}"
+
+    def field(self, name: str) -> FieldFacts | None:
+        """The field with this attribute name."""
+        for item in self.fields:
+            if item.name == name:
+                return item
+        return None
+
+    def column(self, column: str) -> FieldFacts | None:
+        """The field stored in this column."""
+        for item in self.fields:
+            if item.column == column:
+                return item
+        return None
+
+
+@dataclass(frozen=True)
+class ModelChange:
+    """What one Django operation does to one model (or one of its fields), at the Django level.
+
+    ``before``/``after`` are the model in the project state just before and just after the operation
+    (None: it did not exist / no longer exists): their ``db_table`` gives the old and new table, their
+    fields the old and new field (``field_before``/``field_after``) with its deconstruction and column.
+    ``scope`` says what the change reaches: ``"both"`` (the code's models and the database, as a
+    plain operation does), ``"state"`` (the models only: ``SeparateDatabaseAndState.state_operations``,
+    ``RunSQL(state_operations=...)``) or ``"database"`` (``database_operations``: the code does not
+    see it).
+    """
+
+    operation: str  # the Django operation's class name, e.g. "AddField"
+    scope: str  # "both", "state" or "database"
+    app_label: str
+    model: str  # the model's lower-case name after the operation (its old one when deleted)
+    before: ModelFacts | None = None
+    after: ModelFacts | None = None
+    field: str | None = None  # the field's name after the operation (RenameField: the new name)
+    old_field: str | None = None  # its name before (RenameField: the old name; else as ``field``)
+
+    @property
+    def field_before(self) -> FieldFacts | None:
+        """The field as it was before the operation."""
+        if self.before is None or self.old_field is None:
+            return None
+        return self.before.field(self.old_field)
+
+    @property
+    def field_after(self) -> FieldFacts | None:
+        """The field as it is after the operation."""
+        if self.after is None or self.field is None:
+            return None
+        return self.after.field(self.field)
+
+
+@dataclass(frozen=True)
+class StateFacts:
+    """Models of one project state, looked up by table.
+
+    ``models`` need not be every model of the state: a migration carries the ones whose table (or
+    many-to-many table) its SQL names, which are all a statement's actions can reach."""
+
+    models: tuple[ModelFacts, ...] = ()
+
+    @cached_property
+    def _by_table(self) -> dict[str, tuple[ModelFacts, FieldFacts | None]]:
+        tables: dict[str, tuple[ModelFacts, FieldFacts | None]] = {}
+        for model in self.models:
+            for item in model.fields:
+                if item.m2m_table:
+                    tables.setdefault(item.m2m_table, (model, item))
+        for model in self.models:
+            tables[model.db_table] = (model, None)
+        return tables
+
+    def table(self, table: str | None) -> tuple[ModelFacts, FieldFacts | None] | None:
+        """Who uses ``table`` (a name as the lock model reports it: ``t``, ``"t"`` or ``public.t``):
+        (its model, None), or (the model, its ManyToManyField) for a many-to-many table; None: no model."""
+        if not table:
+            return None
+        found = self._by_table.get(table)
+        if found is None and ("." in table or '"' in table):
+            found = self._by_table.get(_bare_table(table))
+        return found
+
+    def column(self, table: str | None, column: str | None) -> tuple[ModelFacts, FieldFacts] | None:
+        """(model, field) of the column ``column`` of the model table ``table``; None: no such field."""
+        used = self.table(table)
+        if used is None or used[1] is not None or column is None:
+            return None
+        model = used[0]
+        item = model.column(column)
+        return (model, item) if item is not None else None
+
+
+def _bare_table(name: str) -> str:
+    """``public.t`` / ``"t"`` -> ``t``; another schema's table keeps its schema."""
+    parts = [part.strip('"') for part in name.split(".")]
+    if len(parts) >= 2 and parts[-2] != "public":
+        return ".".join(parts[-2:])
+    return parts[-1]
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """The code around a migration during a rolling deploy, for the backward-compatibility rules.
+
+    ``running`` is the project state of the migrations that count as applied (see ``basis``): the
+    models of the code that runs now, and the schema the database has before the deploy. ``release``
+    is the state once the linted migrations are applied: the models of the code being deployed
+    (computed when the deploy order is ``code_first``, which runs that code against the old schema;
+    else None). Both hold the models whose tables the migration's SQL names.
+    """
+
+    running: StateFacts
+    basis: str  # what counts as applied, e.g. "the 12 migrations applied on database \"default\""
+    release: StateFacts | None = None
 
 
 class StatementKind(enum.Enum):
@@ -73,6 +279,8 @@ class Statement:
     # The SQL as it ran, when ``sql`` is not it: ``sql`` is what reports show (parameters as $1,
     # credentials masked); this one, with the values, is only ever run again (trace), never shown.
     executed: str | None = field(default=None, repr=False, compare=False)
+    # The code around the migration during a deploy (None: raw SQL, where no code is known).
+    deploy: Deploy | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +330,10 @@ class RenderedMigration:
     # Statements its code sent that the gate refused to send (migration_guard.guard.Refusal):
     # a write on the target database, or a cluster-wide statement on the scratch one.
     refused: tuple = ()
+    # Every operation of the migration, in order, with what it does at the Django level; operations
+    # that produce no SQL (state-only ones) are here too.
+    operations: tuple[Operation, ...] = ()
+    deploy: Deploy | None = None  # the same object its statements carry
 
     @property
     def label(self) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.db.migrations.executor import MigrationExecutor
 
-__all__ = ["Plan", "PlanError", "build_plan", "changed_files_since", "migration_path"]
+__all__ = ["Plan", "PlanError", "build_plan", "changed_files_since", "migration_path", "migrations_before"]
 
 Node = tuple[str, str]
 
@@ -182,3 +182,17 @@ def _with_ancestors(graph, wanted: set[Node]) -> set[Node]:
         needed.add(node)
         stack.extend(parent.key for parent in graph.node_map[node].parents)
     return needed
+
+
+def migrations_before(graph, lint: Sequence[Node]) -> frozenset[Node]:
+    """Every migration that neither is in ``lint`` nor depends on one of them, directly or not: what a
+    database that does not have the linted migrations yet can have (``--since``: the base ref's)."""
+    after: set[Node] = set()
+    stack = list(lint)
+    while stack:
+        node = stack.pop()
+        if node in after:
+            continue
+        after.add(node)
+        stack.extend(child.key for child in graph.node_map[node].children)
+    return frozenset(node for node in graph.nodes if node not in after)

@@ -36,16 +36,17 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models, transaction
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.migrations.executor import MigrationExecutor
-from django.db.migrations.operations.special import RunPython
+from django.db.migrations.operations.special import RunPython, RunSQL, SeparateDatabaseAndState
 from django.db.migrations.state import ModelState, ProjectState
 
 from migration_guard import interrupt
 from migration_guard.guard import Guard
 from migration_guard.partial_state import render_models
 from migration_guard.redact import mask_sql
-from migration_guard.model import Operation, RenderedMigration, Statement, StatementKind
+from migration_guard.model import Deploy, ModelChange, Operation, RenderedMigration, Statement, StatementKind
 from migration_guard.plan import Plan, migration_path
-from migration_guard.state_cache import applied_state
+from migration_guard.project_facts import FactsBuilder, StateView, named_identifiers
+from migration_guard.state_cache import applied_state, state_of, unrendered_replay
 
 __all__ = ["ScratchCreation", "bulk_load", "clone_state", "render_plan", "scratch_database"]
 
@@ -87,6 +88,9 @@ def render_plan(
     before_first: Callable[[object], None] | None = None,
     placement: Callable[[object], Sequence[Callable[[], None]]] | None = None,
     guard: Guard | None = None,
+    running: frozenset[tuple[str, str]] | None = None,
+    basis: str | None = None,
+    release: bool = False,
 ) -> Iterator[RenderedMigration]:
     """Render every migration of ``plan.lint``, in order.
 
@@ -100,6 +104,11 @@ def render_plan(
     the last; in execute mode it is first applied in the others (an app both shared and per tenant).
     ``guard``, the :class:`~migration_guard.guard.Guard` on the connection, learns which migration's
     code runs; what it refused goes on that migration.
+
+    Each linted migration (and each of its statements) carries a :class:`Deploy`: the models of
+    ``running``, the migrations that count as applied (the code running during the deploy; None: the
+    ones before the first linted migration), described by ``basis``; with ``release``, also the
+    models once the plan is applied (the code being deployed).
     """
     connection = executor.connection
     graph = executor.loader.graph
@@ -113,6 +122,11 @@ def render_plan(
         todo = tuple(node for node in plan.full if node not in plan.applied)
     if lint:
         todo = todo[: max(todo.index(node) for node in plan.lint) + 1]
+    facts = FactsBuilder(connection)
+    running_view = _running_view(executor, facts, state, running, collect_applied=not execute and running == plan.applied)
+    if running_view is None:
+        basis = None  # the state just before the first linted migration, described there
+    release_view = _release_view(executor, facts, state, todo, execute) if release else None
     # Render the models once up front, as migrate does; later operations update them. Collect mode
     # renders only the ones the pending migrations need (see partial_state); execute mode all.
     if execute:
@@ -150,6 +164,9 @@ def render_plan(
             if before_first is not None and (node in lint or not execute):
                 before_first(connection)
                 before_first = None
+            if running_view is None and node in lint:
+                running_view = facts.view(_model_copy(state))
+                basis = basis or f"the migrations before {migration.app_label}.{migration.name}"
             if node not in lint and execute:
                 try:
                     state = _apply_quietly(connection, migration, state)
@@ -157,11 +174,13 @@ def render_plan(
                     failed = f"{migration.app_label}.{migration.name} ({describe_exception(exc)})"
                 continue
             # Collect mode renders unselected pending migrations too: later ones see their effects.
-            rendered, state, error = _render_migration(connection, migration, state, execute)
+            rendered, state, error = _render_migration(connection, migration, state, execute, facts)
             if guard is not None:
                 rendered = replace(rendered, refused=guard.take(rendered.label))
             if node not in lint:
                 rendered = replace(rendered, linted=False)
+            else:
+                rendered = _with_deploy(rendered, running_view, release_view, basis or "")
             yield rendered
             if error:
                 failed = f"{migration.app_label}.{migration.name}"
@@ -179,6 +198,45 @@ def describe_exception(exc: BaseException) -> str:
     if isinstance(exc, RecursionError):
         return "RecursionError: nested too deeply"
     return f"{type(exc).__name__}: {mask_sql(str(exc))}".strip()
+def _running_view(executor, facts: FactsBuilder, state: ProjectState, running, *, collect_applied: bool):
+    """The running code's models: the state of the ``running`` migrations (in collect mode, when
+    they are the applied ones, the state rendering starts from), or None: decided at the first linted
+    migration."""
+    if running is None:
+        return None
+    if collect_applied:
+        return facts.view(_model_copy(state))
+    try:
+        return facts.view(state_of(executor, running))
+    except Exception:  # a migration whose state change fails: rendering reports it
+        return None
+
+
+def _release_view(executor, facts: FactsBuilder, state: ProjectState, todo, execute: bool) -> StateView | None:
+    """The models once every migration of ``todo`` is applied (None when a migration's state change
+    fails: rendering reports that migration)."""
+    try:
+        if execute:
+            return facts.view(state_of(executor, set(todo)))
+        release = _model_copy(state)
+        with unrendered_replay():
+            for node in todo:
+                release = executor.loader.graph.nodes[node].mutate_state(release, preserve=False)
+        return facts.view(release)
+    except Exception:
+        return None
+
+
+def _with_deploy(rendered: RenderedMigration, running: StateView | None, release: StateView | None,
+                 basis: str) -> RenderedMigration:
+    """The migration and its statements with the models of the tables its SQL names."""
+    if running is None:
+        return rendered
+    tables = named_identifiers(statement.sql for statement in rendered.statements)
+    deploy = Deploy(running=running.facts(tables), basis=basis,
+                    release=release.facts(tables) if release is not None else None)
+    statements = tuple(replace(statement, deploy=deploy) for statement in rendered.statements)
+    return replace(rendered, statements=statements, deploy=deploy)
 
 
 def _apply_quietly(connection, migration, state):
@@ -201,6 +259,7 @@ class _Recording:
     in_deferred: bool = False
     # The operation each ``editor.execute`` call in progress runs for (deferred SQL: the one that deferred it).
     owners: list[Operation | None] = field(default_factory=list)
+    operations: list[Operation] = field(default_factory=list)
 
     def add(self, sql: str, *, kind: StatementKind = StatementKind.SQL, owner: Operation | None = None,
             executed: str | None = None) -> None:
@@ -228,7 +287,7 @@ class _Recording:
         )
 
 
-def _render_migration(connection, migration, state, execute: bool):
+def _render_migration(connection, migration, state, execute: bool, facts: FactsBuilder):
     """Render one migration. Returns (RenderedMigration, state after it, error or None)."""
     label = f"{migration.app_label}.{migration.name}"
     path = migration_path(migration)
@@ -253,7 +312,7 @@ def _render_migration(connection, migration, state, execute: bool):
                     model_name=getattr(operation, "model_name", None) or getattr(operation, "name", None),
                 )
                 state = _run_operation(connection, migration, operation, described, state, editor,
-                                       recording, execute)
+                                       recording, execute, facts)
             recording.in_deferred = True
             # The schema editor runs deferred SQL (FK constraints, indexes) on exit.
     except BaseException as exc:  # SystemExit, KeyboardInterrupt too: migration code is untrusted
@@ -273,17 +332,21 @@ def _render_migration(connection, migration, state, execute: bool):
         error=error,
         how="executed" if execute else "collect_sql",
         introspected_tables=introspected,
+        operations=tuple(recording.operations),
     )
     return rendered, state, error
 
 
-def _run_operation(connection, migration, operation, described, state, editor, recording, execute):
+def _run_operation(connection, migration, operation, described, state, editor, recording, execute, facts):
     """Run (or collect) one operation exactly as ``Migration.apply`` does, recording its SQL."""
     recording.current = described
     atomic_operation = operation.atomic or (migration.atomic and operation.atomic is not False)
     recording.current_atomic = bool(atomic_operation)
     old_state = clone_state(state)
     operation.state_forwards(migration.app_label, state)
+    described = replace(described, changes=_changes(facts, operation, migration.app_label, old_state, state))
+    recording.current = described
+    recording.operations.append(described)
     recording.column_types = _column_types(operation, migration.app_label, old_state, connection)
     if not operation.reduces_to_sql or isinstance(operation, RunPython):
         recording.add(_opaque_description(operation), kind=StatementKind.RUN_PYTHON)
@@ -298,6 +361,39 @@ def _run_operation(connection, migration, operation, described, state, editor, r
         if id(sql) not in deferred_before:
             recording.deferred_owner[id(sql)] = described
     return state
+
+
+def _changes(facts: FactsBuilder, operation, app_label: str, old_state: ProjectState,
+             new_state: ProjectState) -> tuple[ModelChange, ...]:
+    """What ``operation`` does at the Django level. ``SeparateDatabaseAndState`` and
+    ``RunSQL(state_operations=...)``: each inner operation on a copy of the state, with its scope."""
+    try:
+        if isinstance(operation, SeparateDatabaseAndState):
+            inner = [("state", operation.state_operations), ("database", operation.database_operations)]
+        elif isinstance(operation, RunSQL) and operation.state_operations:
+            inner = [("state", operation.state_operations)]
+        else:
+            change = facts.change(operation, app_label, old_state, new_state, "both")
+            return (change,) if change is not None else ()
+        found = []
+        for scope, operations in inner:
+            state = _model_copy(old_state)
+            for inner_operation in operations:
+                before = _model_copy(state)
+                inner_operation.state_forwards(app_label, state)
+                change = facts.change(inner_operation, app_label, before, state, scope)
+                if change is not None:
+                    found.append(change)
+        return tuple(found)
+    except Exception:  # untrusted operation code: what it does stays unknown (rules fail closed on it)
+        return ()
+
+
+def _model_copy(state: ProjectState) -> ProjectState:
+    """A copy of ``state``'s models (as :func:`clone_state`) without its rendered apps: for reading
+    facts and replaying state changes, never for rendering."""
+    return ProjectState(models={key: _clone_model(model) for key, model in state.models.items()},
+                        real_apps=state.real_apps)
 
 
 def clone_state(state: ProjectState) -> ProjectState:
