@@ -14,6 +14,7 @@ preflight_max_age_seconds = 60      # older transactions holding a conflicting l
 stats_max_age_days = 7              # an older --stats snapshot is reported
 search_path = ["app", "public"]     # the schemas migrate's session searches (default: read from the
                                     # database, or the --stats snapshot's)
+deploy_order = "migrate_first"      # or "code_first": which runs first in a deploy (MG020-MG027)
 ```
 """
 
@@ -28,11 +29,13 @@ from typing import Any
 from migration_guard.model import Severity
 
 __all__ = [
-    "Config", "ConfigError", "find_pyproject", "load_config", "parse_bytes", "read_toml", "search_path_value",
+    "DEPLOY_ORDERS", "Config", "ConfigError", "find_pyproject", "load_config", "parse_bytes", "read_toml",
+    "search_path_value",
 ]
 
 SUPPORTED_PG_VERSIONS = range(14, 19)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)?\s*$", re.IGNORECASE)
+DEPLOY_ORDERS = ("migrate_first", "code_first")
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -66,6 +69,10 @@ class Config:
     # The effective search_path of the session migrate runs in, when the gate cannot read it (another
     # role, a snapshot taken by another role); None: read from the database, or the snapshot's.
     search_path: tuple[str, ...] | None = None
+    # Which comes first in a deploy: "migrate_first" (migrate, then roll out the code: the old code
+    # meets the new schema) or "code_first" (roll out the code, then migrate: the new code meets the
+    # old schema). The backward-compatibility rules (MG020-MG027) check the code the order implies.
+    deploy_order: str = "migrate_first"
     source: str = "defaults"  # where it came from, for messages
 
 
@@ -132,6 +139,10 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
             changes[key_name] = None if value is None else _non_negative_int(value, where, key)
         elif key_name == "search_path":
             changes[key_name] = search_path_value(value, f"{where}: {key}")
+        elif key_name == "deploy_order":
+            if value not in DEPLOY_ORDERS:
+                raise ConfigError(f"{where}: {key} = {value!r}: use \"migrate_first\" or \"code_first\"")
+            changes[key_name] = value
         elif key_name == "disable":
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{where}: {key} must be a list of rule ids such as [\"MG008\"]")
@@ -152,7 +163,8 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
         else:
             raise ConfigError(
                 f"{where}: unknown setting {_shown(key)}; known: threshold_rows, threshold_bytes, approvals_file, "
-                "pg_version, assume_rows, disable, severity, preflight_max_age_seconds, stats_max_age_days, search_path"
+                "pg_version, assume_rows, disable, severity, preflight_max_age_seconds, stats_max_age_days, "
+                "search_path, deploy_order"
             )
     return replace(config, **changes, source=where)
 

@@ -30,7 +30,7 @@ from migration_guard.locks import Catalog
 from migration_guard.locks.introspect import catalog_from_database
 from migration_guard.model import ActionKind
 from migration_guard.pipeline import MigrationResult, analyse_migrations
-from migration_guard.plan import PlanError, build_plan, changed_files_since
+from migration_guard.plan import PlanError, build_plan, changed_files_since, migrations_before
 from migration_guard.preflight import planned_locks, read_sessions
 from migration_guard.redact import redact_dsn
 from migration_guard.render import ScratchCreation, bulk_load, render_plan, scratch_database
@@ -292,6 +292,8 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
     def read_catalog(conn) -> None:
         catalogs.append(prefetch.catalog() if prefetch is not None else _read_catalog(conn))
 
+    running, basis = _running_code(executor, plan, options, alias, by_files=by_files)
+    compat = {"running": running, "basis": basis, "release": config.deploy_order == "code_first"}
     try:
         if scratch:
             with scratch_database(connection, scratch, options=writable_options) as name:
@@ -303,13 +305,13 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
                 guard.mode = SCRATCH
                 try:
                     rendered = list(render_plan(executor, plan, execute=True, before_first=read_catalog,
-                                                placement=placement, guard=guard))
+                                                placement=placement, guard=guard, **compat))
                 finally:
                     guard.mode = READ_ONLY
         else:
             placement = _placement(layout, connection, execute=False) if layout else None
             rendered = list(render_plan(executor, plan, execute=False, before_first=read_catalog,
-                                        placement=placement, guard=guard))
+                                        placement=placement, guard=guard, **compat))
     except DatabaseError as exc:
         hint = " (the scratch database needs a role with CREATEDB)" if scratch else ""
         raise GateError(f"rendering failed on database '{alias}'{hint}: {exc}") from None
@@ -319,6 +321,8 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
     if layout is not None:
         rendered = [replace(r, runs=layout.runs(r.app_label)) for r in rendered]
 
+    if plan.lint:
+        notes.append(_compat_note(rendered, config))
     # What the database already has before the first linted migration (column types, validated
     # NOT NULL checks, foreign keys, indexes), so that e.g. SET NOT NULL after an earlier deploy's
     # VALIDATE CONSTRAINT is known not to scan.
@@ -415,6 +419,32 @@ def _search_path(config: Config, snapshot: Snapshot | None, prefetch: _Prefetch 
     if snapshot is not None and snapshot.search_path is not None:
         return snapshot.search_path, "the snapshot's"
     return None, "not known"
+
+
+def _running_code(executor, plan, options: GateOptions, alias: str, *, by_files: bool):
+    """The migrations whose models the running code has, for the backward-compatibility rules, and
+    how to say so: the ones applied on the database (collect mode, and --scratch, which lints what
+    the database has not applied); with --since/--files, every migration that neither is linted nor
+    depends on a linted one (the base ref's); with a named migration, None: the ones before it."""
+    if options.migration_name is not None:
+        return None, None
+    if by_files:
+        running = migrations_before(executor.loader.graph, plan.lint)
+        where = f"at the merge base with {options.since}" if options.since else "not among the given files"
+        return running, f"the {len(running)} migration(s) {where} (and not depending on a linted one)"
+    return plan.applied, f'the {len(plan.applied)} migration(s) applied on database "{alias}"'
+
+
+def _compat_note(rendered, config: Config) -> str:
+    """Which code the backward-compatibility rules took to be running, as a note on the report."""
+    basis = next((m.deploy.basis for m in rendered if m.linted and m.deploy is not None), None)
+    if basis is None:
+        return "backward compatibility (MG020-MG027): not checked, no migration was rendered"
+    if config.deploy_order == "code_first":
+        return (f"backward compatibility (MG020-MG027, deploy_order = code_first): the new code runs against "
+                f"the schema of {basis} before migrate")
+    return (f"backward compatibility (MG020-MG027, deploy_order = migrate_first): the running code is that of "
+            f"{basis}")
 
 
 def _preflight(connection, results: list[MigrationResult], config: Config, sizes: TableSizes,

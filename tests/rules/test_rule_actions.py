@@ -14,7 +14,10 @@ from migration_guard.rules import ALL_RULES
 from migration_guard.stats import TableSizes
 from tests.locks.cases import CASES
 
-DECLARING = [rule for rule in ALL_RULES if rule.actions is not None]
+# MG024-MG027 judge only statements of a Django migration (they need its code): raw SQL gives them
+# nothing to find; tests/rules/test_compat_rules.py holds them to the same comparison on such statements.
+DECLARING = [rule for rule in ALL_RULES if rule.actions is not None
+             and rule.id not in {"MG024", "MG025", "MG026", "MG027"}]
 
 
 def _findings(rule, sql: str):

@@ -1,0 +1,1 @@
+"""No models of its own: each harness case gives the app its migrations (MIGRATION_MODULES)."""
