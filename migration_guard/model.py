@@ -97,7 +97,8 @@ class FieldFacts:
         return None
 
     def source(self, **changes: str | None) -> str:
-        """The field as Python source, with keyword arguments changed (source text) or removed (None)."""
+        """The field as Python source, written as ``makemigrations`` writes it (keyword arguments
+        sorted), with keyword arguments changed (source text) or removed (None)."""
         kwargs = dict(self.kwargs)
         for key, value in changes.items():
             if value is None:
@@ -106,7 +107,7 @@ class FieldFacts:
                 kwargs[key] = value
         module, _, name = self.path.rpartition(".")
         callable_name = f"models.{name}" if module == "django.db.models" else self.path
-        arguments = [*self.args, *(f"{key}={value}" for key, value in kwargs.items())]
+        arguments = [*self.args, *(f"{key}={value}" for key, value in sorted(kwargs.items()))]
         return f"{callable_name}({', '.join(arguments)})"
 
     @property

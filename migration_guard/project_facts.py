@@ -63,10 +63,12 @@ class FactsBuilder:
             table = self.db_table(model_state)
             found[table] = key
             for name, field in model_state.fields.items():
-                if field.many_to_many:
-                    through = self._m2m_table(state, table, name, field)
-                    if through:
-                        found.setdefault(through, key)
+                try:
+                    through = self._m2m_table(state, table, name, field) if field.many_to_many else None
+                except Exception:  # a custom field that does not answer: no table of its own known
+                    through = None
+                if through:
+                    found.setdefault(through, key)
         return found
 
     def db_table(self, model_state) -> str:
@@ -102,8 +104,13 @@ class FactsBuilder:
         known = self._fields.get(key)
         if known is not None and known[0] is field:
             return known[1]
-        facts = self._field(state, db_table, name, field)
-        if not field.is_relation:
+        try:
+            facts = self._field(state, db_table, name, field)
+        except Exception:
+            # A custom field whose code fails here (migration code is untrusted): its column is taken to
+            # be its name, as Django's default, and its type unknown, so that rules fail closed on it.
+            return FieldFacts(name=name, path=f"{type(field).__module__}.{type(field).__qualname__}", column=name)
+        if not getattr(field, "is_relation", True):
             self._fields[key] = (field, facts)
         return facts
 

@@ -170,7 +170,7 @@ def test_rename_recipe_keeps_the_column_with_db_column():
     assert finding.message == ('Renaming column "note" of "shop_order" to "remark" breaks the running code, whose '
                                'model shop.Order still selects "note".')
     assert 'migrations.RenameField("order", "note", "remark")' in finding.recipe
-    assert """migrations.AlterField("order", "remark", models.TextField(null=True, db_column='note'))""" in finding.recipe
+    assert """migrations.AlterField("order", "remark", models.TextField(db_column='note', null=True))""" in finding.recipe
 
 
 def test_rename_model_recipe_keeps_the_table():
@@ -191,7 +191,7 @@ def test_not_null_without_db_default_when_django_drops_the_default():
     assert rules(add, changes=(change,)) == []  # with its default the old INSERTs still work
     [finding] = lint(drop_default, changes=(change,))
     assert finding.rule == "MG025" and "the running code's INSERTs" in finding.message
-    assert """models.CharField(default='new', max_length=20, db_default='new')""" in finding.recipe
+    assert """models.CharField(db_default='new', default='new', max_length=20)""" in finding.recipe
     # nullable: the old INSERTs leave it NULL; with a db_default Django keeps the default
     nullable = replace(change, after=with_fields(ORDER, replace(status, null=True)))
     assert rules(drop_default, changes=(nullable,)) == []
