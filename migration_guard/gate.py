@@ -293,7 +293,8 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
         catalogs.append(prefetch.catalog() if prefetch is not None else _read_catalog(conn))
 
     running, basis = _running_code(executor, plan, options, alias, by_files=by_files)
-    compat = {"running": running, "basis": basis, "release": config.deploy_order == "code_first"}
+    compat = {"running": running, "basis": basis, "release": config.deploy_order == "code_first",
+              "each": options.each}
     try:
         if scratch:
             with scratch_database(connection, scratch, options=writable_options) as name:
@@ -322,7 +323,7 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
         rendered = [replace(r, runs=layout.runs(r.app_label)) for r in rendered]
 
     if plan.lint:
-        notes.append(_compat_note(rendered, config))
+        notes.append(_compat_note(rendered, config, each=options.each))
     # What the database already has before the first linted migration (column types, validated
     # NOT NULL checks, foreign keys, indexes), so that e.g. SET NOT NULL after an earlier deploy's
     # VALIDATE CONSTRAINT is known not to scan.
@@ -425,8 +426,9 @@ def _running_code(executor, plan, options: GateOptions, alias: str, *, by_files:
     """The migrations whose models the running code has, for the backward-compatibility rules, and
     how to say so: the ones applied on the database (collect mode, and --scratch, which lints what
     the database has not applied); with --since/--files, every migration that neither is linted nor
-    depends on a linted one (the base ref's); with a named migration, None: the ones before it."""
-    if options.migration_name is not None:
+    depends on a linted one (the base ref's); with a named migration, None: the ones before it; with
+    --each, the ones before each migration (render says so)."""
+    if options.migration_name is not None or options.each:
         return None, None
     if by_files:
         running = migrations_before(executor.loader.graph, plan.lint)
@@ -435,9 +437,11 @@ def _running_code(executor, plan, options: GateOptions, alias: str, *, by_files:
     return plan.applied, f'the {len(plan.applied)} migration(s) applied on database "{alias}"'
 
 
-def _compat_note(rendered, config: Config) -> str:
+def _compat_note(rendered, config: Config, *, each: bool) -> str:
     """Which code the backward-compatibility rules took to be running, as a note on the report."""
     basis = next((m.deploy.basis for m in rendered if m.linted and m.deploy is not None), None)
+    if basis is not None and each:
+        basis = "the migrations before each one (--each: every migration its own deploy)"
     if basis is None:
         return "backward compatibility (MG020-MG027): not checked, no migration was rendered"
     if config.deploy_order == "code_first":

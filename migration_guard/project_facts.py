@@ -17,13 +17,14 @@ from collections.abc import Iterable
 
 from django.db.backends.utils import strip_quotes, truncate_name
 from django.db.migrations.operations.fields import FieldOperation, RenameField
-from django.db.migrations.operations.models import RenameModel
+from django.db.migrations.operations.models import IndexOperation, ModelOperation, RenameModel
+from django.db.migrations.operations.special import RunPython, RunSQL, SeparateDatabaseAndState
 from django.db.migrations.writer import MigrationWriter
 from django.db.models import NOT_PROVIDED, ForeignKey
 
 from migration_guard.model import FieldFacts, ModelChange, ModelFacts, StateFacts
 
-__all__ = ["FactsBuilder", "StateView", "named_identifiers"]
+__all__ = ["FactsBuilder", "StateView", "TableIndex", "named_identifiers"]
 
 Key = tuple[str, str]  # (app_label, model_name_lower), as ProjectState.models keys models
 
@@ -54,22 +55,20 @@ class FactsBuilder:
 
     # -- models and tables ---------------------------------------------------------------------
 
-    def tables(self, state) -> dict[str, Key]:
-        """Every table of the state's models (their own and their many-to-many tables) -> model key."""
-        found: dict[str, Key] = {}
-        for key, model_state in state.models.items():
-            if model_state.options.get("proxy"):
-                continue
-            table = self.db_table(model_state)
-            found[table] = key
-            for name, field in model_state.fields.items():
-                try:
-                    through = self._m2m_table(state, table, name, field) if field.many_to_many else None
-                except Exception:  # a custom field that does not answer: no table of its own known
-                    through = None
-                if through:
-                    found.setdefault(through, key)
-        return found
+    def model_tables(self, state, model_state) -> tuple[str | None, tuple[str, ...]]:
+        """(the model's own table, None for a proxy; the tables of its many-to-many fields)."""
+        if model_state.options.get("proxy"):
+            return None, ()
+        table = self.db_table(model_state)
+        through = []
+        for name, field in model_state.fields.items():
+            try:
+                m2m = self._m2m_table(state, table, name, field) if field.many_to_many else None
+            except Exception:  # a custom field that does not answer: no table of its own known
+                m2m = None
+            if m2m:
+                through.append(m2m)
+        return table, tuple(through)
 
     def db_table(self, model_state) -> str:
         """The model's table, as ``Options`` names it."""
@@ -208,20 +207,85 @@ class StateView:
     def __init__(self, builder: FactsBuilder, state):
         self.builder = builder
         self.state = state
-        self._tables: dict[str, Key] | None = None
+        self._index = TableIndex(builder)
         self._models: dict[Key, ModelFacts | None] = {}
 
     def facts(self, tables: Iterable[str]) -> StateFacts:
         """The models whose tables (or many-to-many tables) are among ``tables``."""
-        if self._tables is None:
-            self._tables = self.builder.tables(self.state)
         models = []
-        for key in dict.fromkeys(self._tables[table] for table in tables if table in self._tables):
+        for key in self._index.keys(self.state, tables):
             if key not in self._models:
                 self._models[key] = self.builder.model(self.state, key)
             if self._models[key] is not None:
                 models.append(self._models[key])
         return StateFacts(models=tuple(models))
+
+
+class TableIndex:
+    """Which model each table belongs to, kept up to date along a plan without reading every model at
+    every migration (``--each`` needs it before each one): after a migration, only the models its
+    operations can change are read again; an operation this cannot tell about makes it read all."""
+
+    def __init__(self, builder: FactsBuilder):
+        self.builder = builder
+        self._entries: dict[Key, tuple[str | None, tuple[str, ...]]] | None = None  # None: read all
+        self._dirty: set[Key] = set()
+        self._own: dict[str, Key] = {}
+        self._through: dict[str, Key] = {}
+
+    def changed(self, migration) -> None:
+        """Note what a migration (applied to the state since) may have changed."""
+        if self._entries is None:
+            return
+        for operation in migration.operations:
+            keys = _state_keys(operation, migration.app_label)
+            if keys is None:
+                self._entries = None
+                return
+            self._dirty |= keys
+
+    def keys(self, state, tables: Iterable[str]) -> list[Key]:
+        """The models of ``state`` that own ``tables`` (each once, in order)."""
+        if self._entries is None:
+            self._entries = {key: self.builder.model_tables(state, m) for key, m in state.models.items()}
+            self._dirty = set()
+            self._rebuild()
+        elif self._dirty:
+            for key in self._dirty:
+                model_state = state.models.get(key)
+                if model_state is None:
+                    self._entries.pop(key, None)
+                else:
+                    self._entries[key] = self.builder.model_tables(state, model_state)
+            self._dirty = set()
+            self._rebuild()
+        found = (self._own.get(table) or self._through.get(table) for table in tables)
+        return list(dict.fromkeys(key for key in found if key is not None))
+
+    def _rebuild(self) -> None:
+        self._own = {table: key for key, (table, _) in self._entries.items() if table is not None}
+        self._through = {}
+        for key, (_, through) in self._entries.items():
+            for table in through:
+                self._through.setdefault(table, key)
+
+
+def _state_keys(operation, app_label: str) -> set[Key] | None:
+    """The models whose tables an operation's state change can touch (None: cannot tell)."""
+    if isinstance(operation, RunPython):
+        return set()
+    if isinstance(operation, RunSQL | SeparateDatabaseAndState):
+        keys: set[Key] = set()
+        for inner in operation.state_operations:
+            inner_keys = _state_keys(inner, app_label)
+            if inner_keys is None:
+                return None
+            keys |= inner_keys
+        return keys
+    if not isinstance(operation, FieldOperation | ModelOperation | IndexOperation):
+        return None
+    targets = _targets(operation)
+    return {(app_label, targets[0]), (app_label, targets[1])} if targets is not None else None
 
 
 def _targets(operation) -> tuple[str, str, str | None, str | None] | None:

@@ -43,9 +43,17 @@ from migration_guard import interrupt
 from migration_guard.guard import Guard
 from migration_guard.partial_state import render_models
 from migration_guard.redact import mask_sql
-from migration_guard.model import Deploy, ModelChange, Operation, RenderedMigration, Statement, StatementKind
+from migration_guard.model import (
+    Deploy,
+    ModelChange,
+    Operation,
+    RenderedMigration,
+    StateFacts,
+    Statement,
+    StatementKind,
+)
 from migration_guard.plan import Plan, migration_path
-from migration_guard.project_facts import FactsBuilder, StateView, named_identifiers
+from migration_guard.project_facts import FactsBuilder, StateView, TableIndex, named_identifiers
 from migration_guard.state_cache import applied_state, state_of, unrendered_replay
 
 __all__ = ["ScratchCreation", "bulk_load", "clone_state", "render_plan", "scratch_database"]
@@ -91,6 +99,7 @@ def render_plan(
     running: frozenset[tuple[str, str]] | None = None,
     basis: str | None = None,
     release: bool = False,
+    each: bool = False,
 ) -> Iterator[RenderedMigration]:
     """Render every migration of ``plan.lint``, in order.
 
@@ -108,7 +117,9 @@ def render_plan(
     Each linted migration (and each of its statements) carries a :class:`Deploy`: the models of
     ``running``, the migrations that count as applied (the code running during the deploy; None: the
     ones before the first linted migration), described by ``basis``; with ``release``, also the
-    models once the plan is applied (the code being deployed).
+    models once the plan is applied (the code being deployed). With ``each`` every migration is its
+    own deploy: the running code is that of the migrations before it, the new code that of the state
+    after it.
     """
     connection = executor.connection
     graph = executor.loader.graph
@@ -126,7 +137,8 @@ def render_plan(
     running_view = _running_view(executor, facts, state, running, collect_applied=not execute and running == plan.applied)
     if running_view is None:
         basis = None  # the state just before the first linted migration, described there
-    release_view = _release_view(executor, facts, state, todo, execute) if release else None
+    index = TableIndex(facts) if each else None  # --each: the tables' models before each migration
+    release_view = _release_view(executor, facts, state, todo, execute) if release and not each else None
     # Render the models once up front, as migrate does; later operations update them. Collect mode
     # renders only the ones the pending migrations need (see partial_state); execute mode all.
     if execute:
@@ -164,7 +176,7 @@ def render_plan(
             if before_first is not None and (node in lint or not execute):
                 before_first(connection)
                 before_first = None
-            if running_view is None and node in lint:
+            if running_view is None and node in lint and not each:
                 running_view = facts.view(_model_copy(state))
                 basis = basis or f"the migrations before {migration.app_label}.{migration.name}"
             if node not in lint and execute:
@@ -172,15 +184,30 @@ def render_plan(
                     state = _apply_quietly(connection, migration, state)
                 except BaseException as exc:  # the migration's own error, reported on what follows
                     failed = f"{migration.app_label}.{migration.name} ({describe_exception(exc)})"
+                if index is not None:
+                    index.changed(migration)
                 continue
             # Collect mode renders unselected pending migrations too: later ones see their effects.
-            rendered, state, error = _render_migration(connection, migration, state, execute, facts)
+            rendered, state, error, before = _render_migration(connection, migration, state, execute, facts)
             if guard is not None:
                 rendered = replace(rendered, refused=guard.take(rendered.label))
             if node not in lint:
                 rendered = replace(rendered, linted=False)
-            else:
-                rendered = _with_deploy(rendered, running_view, release_view, basis or "")
+            elif each:
+                tables = named_identifiers(statement.sql for statement in rendered.statements)
+                running_facts = _facts_of(facts, before, index.keys(before, tables))
+                index.changed(migration)
+                rendered = _with_deploy(rendered, Deploy(
+                    running=running_facts,
+                    basis=f"the migrations before {migration.app_label}.{migration.name} (--each)",
+                    release=_facts_of(facts, state, index.keys(state, tables)) if release else None))
+            elif running_view is not None:
+                tables = named_identifiers(statement.sql for statement in rendered.statements)
+                rendered = _with_deploy(rendered, Deploy(
+                    running=running_view.facts(tables), basis=basis or "",
+                    release=release_view.facts(tables) if release_view is not None else None))
+            if index is not None and node not in lint:
+                index.changed(migration)
             yield rendered
             if error:
                 failed = f"{migration.app_label}.{migration.name}"
@@ -227,14 +254,13 @@ def _release_view(executor, facts: FactsBuilder, state: ProjectState, todo, exec
         return None
 
 
-def _with_deploy(rendered: RenderedMigration, running: StateView | None, release: StateView | None,
-                 basis: str) -> RenderedMigration:
-    """The migration and its statements with the models of the tables its SQL names."""
-    if running is None:
-        return rendered
-    tables = named_identifiers(statement.sql for statement in rendered.statements)
-    deploy = Deploy(running=running.facts(tables), basis=basis,
-                    release=release.facts(tables) if release is not None else None)
+def _facts_of(facts: FactsBuilder, state: ProjectState, keys) -> StateFacts:
+    """The models ``keys`` of ``state``."""
+    return StateFacts(models=tuple(m for m in (facts.model(state, key) for key in keys) if m is not None))
+
+
+def _with_deploy(rendered: RenderedMigration, deploy: Deploy) -> RenderedMigration:
+    """The migration and its statements carrying ``deploy``."""
     statements = tuple(replace(statement, deploy=deploy) for statement in rendered.statements)
     return replace(rendered, statements=statements, deploy=deploy)
 
@@ -260,6 +286,7 @@ class _Recording:
     # The operation each ``editor.execute`` call in progress runs for (deferred SQL: the one that deferred it).
     owners: list[Operation | None] = field(default_factory=list)
     operations: list[Operation] = field(default_factory=list)
+    before: ProjectState | None = None  # the state before the first operation (a copy)
 
     def add(self, sql: str, *, kind: StatementKind = StatementKind.SQL, owner: Operation | None = None,
             executed: str | None = None) -> None:
@@ -288,7 +315,8 @@ class _Recording:
 
 
 def _render_migration(connection, migration, state, execute: bool, facts: FactsBuilder):
-    """Render one migration. Returns (RenderedMigration, state after it, error or None)."""
+    """Render one migration. Returns (RenderedMigration, state after it, error or None, a copy of the
+    state before it)."""
     label = f"{migration.app_label}.{migration.name}"
     path = migration_path(migration)
     lines = _operation_lines(path)
@@ -334,7 +362,7 @@ def _render_migration(connection, migration, state, execute: bool, facts: FactsB
         introspected_tables=introspected,
         operations=tuple(recording.operations),
     )
-    return rendered, state, error
+    return rendered, state, error, recording.before if recording.before is not None else state
 
 
 def _run_operation(connection, migration, operation, described, state, editor, recording, execute, facts):
@@ -343,6 +371,8 @@ def _run_operation(connection, migration, operation, described, state, editor, r
     atomic_operation = operation.atomic or (migration.atomic and operation.atomic is not False)
     recording.current_atomic = bool(atomic_operation)
     old_state = clone_state(state)
+    if recording.before is None:
+        recording.before = old_state
     operation.state_forwards(migration.app_label, state)
     described = replace(described, changes=_changes(facts, operation, migration.app_label, old_state, state))
     recording.current = described

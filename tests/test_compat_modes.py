@@ -186,3 +186,54 @@ def test_explain_warns_on_drops_and_renames_it_cannot_check(tmp_path):
              for f in s["findings"]]
     assert found == [(1, "MG020", "warning", False), (2, "MG022", "warning", False), (3, "MG023", "warning", False),
                      (4, "MG021", "warning", False)]
+
+
+REMOVE_NOTE = '''
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [migrations.RemoveField("item", "note")]
+'''
+RENAME_WAREHOUSE = '''
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0005_item_note_out_of_the_model")]
+    operations = [migrations.RenameModel("Warehouse", "Depot")]
+'''
+DROP_DEPOT = '''
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0006_rename_warehouse")]
+    operations = [
+        migrations.RemoveField("item", "warehouse"),
+        migrations.RunSQL('DROP TABLE "inventory_depot"', migrations.RunSQL.noop),
+    ]
+'''
+
+
+def test_each_takes_the_migrations_before_every_one_as_the_running_code(project):
+    """--each: every migration its own deploy, onto a database with the ones before it (a whole history
+    from an empty database): release N's state-only removal makes release N+1's drop pass, a plain
+    RemoveField does not, and a table renamed by one migration is known by its new name to the next."""
+    project.add_migration("0005_item_note_out_of_the_model", STATE_ONLY_REMOVAL)
+    project.add_migration("0006_drop_item_note", DROP_NOTE)
+    run = project.lint("--scratch", "--each", "--format", "json")
+    assert _compat(run) == []  # (the lock rules block: with --each, every table counts as large)
+    assert _note(run).endswith("the migrations before each one (--each: every migration its own deploy)")
+    assert _compat(project.lint("--scratch", "--format", "json")) == []  # one deploy from nothing: no running code
+
+    (project.root / "inventory" / "migrations" / "0006_drop_item_note.py").unlink()
+    project.add_migration("0006_rename_warehouse", RENAME_WAREHOUSE)
+    project.add_migration("0007_drop_depot", DROP_DEPOT)
+    run = project.lint("--scratch", "--each", "--format", "json")
+    assert _compat(run) == [("inventory.0006_rename_warehouse", "MG023"), ("inventory.0007_drop_depot", "MG020"),
+                            ("inventory.0007_drop_depot", "MG021")]
+    project.add_migration("0005_item_note_out_of_the_model", REMOVE_NOTE)
+    run = project.lint("--scratch", "--each", "--format", "json")
+    assert _compat(run)[0] == ("inventory.0005_item_note_out_of_the_model", "MG020")
