@@ -22,6 +22,7 @@ __all__ = [
     "CODE_FIRST",
     "code_meeting_new_schema",
     "column_change",
+    "database_then_models",
     "deploy_of",
     "drop_column_steps",
     "explain_rule",
@@ -178,6 +179,17 @@ def state_ops(kind: str, *operations: str) -> str:
     """``migrations.SeparateDatabaseAndState(<kind>=[...])`` around Django operations."""
     inner = "\n".join(f"    {operation}," for operation in operations)
     return f"migrations.SeparateDatabaseAndState({kind}=[\n{inner}\n]),"
+
+
+def database_then_models(operation: str, database: str) -> str:
+    """The code-first two releases: ``operation`` for the database only (``database`` says what that
+    deploy does), then the same for the models only, when no running code needs the old schema."""
+    return "\n".join([
+        split_note(f"deploy 1: {database}; the models do not change"),
+        state_ops("database_operations", operation),
+        split_note("deploy 2: the same for the models (nothing runs in the database)"),
+        state_ops("state_operations", operation),
+    ])
 
 
 def run_sql_call(sql: str, reverse: str | None) -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext
-from migration_guard.rules.compat import CODE_FIRST, deploy_of, field_call, order, state_ops
-from migration_guard.rules.recipes import split_note
+from migration_guard.rules.compat import CODE_FIRST, database_then_models, deploy_of, field_call, order
 
 DOC = """\
 ## What it does
@@ -56,12 +55,7 @@ def check(ctx: StatementContext):
                 RULE, table=table, lock=action.mode, sized=False,
                 message=f'The new code selects "{action.column}" of "{table}" ({model.label}.{field.name}) '
                 "before migrate adds it.",
-                recipe="\n".join([
-                    split_note("deploy 1: the column only; the model does not have the field yet"),
-                    state_ops("database_operations", add),
-                    split_note("deploy 2: the field in the model (nothing runs in the database)"),
-                    state_ops("state_operations", add),
-                ]),
+                recipe=database_then_models(add, "the column only"),
             )
         elif action.kind is ActionKind.CREATE_TABLE and table and deploy.running.table(table) is None:
             used = deploy.release.table(table)
@@ -77,12 +71,7 @@ def check(ctx: StatementContext):
             yield ctx.finding(
                 RULE, table=table, lock=action.mode, sized=False,
                 message=f'The new code queries "{table}" ({what}) before migrate creates it.',
-                recipe="\n".join([
-                    split_note("deploy 1: the table only; the models do not have it yet"),
-                    state_ops("database_operations", operation),
-                    split_note("deploy 2: the same for the models (nothing runs in the database)"),
-                    state_ops("state_operations", operation),
-                ]),
+                recipe=database_then_models(operation, "the table only"),
             )
 
 

@@ -9,6 +9,7 @@ from migration_guard.rules.compat import (
     CODE_FIRST,
     code_meeting_new_schema,
     column_change,
+    database_then_models,
     deploy_of,
     field_call,
     order,
@@ -65,7 +66,9 @@ def check(ctx: StatementContext):
                     RULE, table=table, lock=action.mode, sized=False,
                     message=f'The new code may write NULL to "{action.column}" of "{table}" ({model.label}.'
                     f"{field.name} is null=True) before migrate drops its NOT NULL.",
-                    recipe=_database_then_code(model.model_name, field),
+                    recipe=database_then_models(
+                        f'migrations.AlterField("{model.model_name}", "{field.name}", {field_call(field)})',
+                        "the column accepts NULL"),
                 )
             continue
         if action.kind is ActionKind.SET_NOT_NULL:
@@ -101,17 +104,6 @@ def _code_then_constraint(ctx: StatementContext, model: str, field, table: str, 
         split_note("deploy 2: the constraint, once no running code writes NULL (large table: see MG003)"),
         run_sql_call(f"ALTER TABLE {q(table)} ALTER COLUMN {q(column)} SET NOT NULL",
                      f"ALTER TABLE {q(table)} ALTER COLUMN {q(column)} DROP NOT NULL"),
-    ])
-
-
-def _database_then_code(model: str, field) -> str:
-    """Code first: the column accepts NULL in one release, the code writes NULL in the next."""
-    alter = f'migrations.AlterField("{model}", "{field.name}", {field_call(field)})'
-    return "\n".join([
-        split_note("deploy 1: the column accepts NULL; the model is unchanged"),
-        state_ops("database_operations", alter),
-        split_note("deploy 2: the model (nothing runs in the database)"),
-        state_ops("state_operations", alter),
     ])
 
 

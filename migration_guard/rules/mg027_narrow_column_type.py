@@ -8,6 +8,7 @@ from migration_guard.rules.base import Rule, StatementContext
 from migration_guard.rules.compat import (
     CODE_FIRST,
     column_change,
+    database_then_models,
     deploy_of,
     field_call,
     holds_every_value,
@@ -75,7 +76,9 @@ def check(ctx: StatementContext):
                 message=f'The new code writes "{column}" of "{table}" as {field.db_type or "an unknown type"} '
                 f"({model.label}.{field.name}), which {too_narrow[0] or 'its old type (unknown)'} does not hold"
                 + (" until migrate changes it." if too_narrow[0] == old_type else "."),
-                recipe=_column_then_code(ctx, model.model_name, field, table, column),
+                recipe=database_then_models(
+                    f'migrations.AlterField("{model.model_name}", "{field.name}", {field_call(field)})',
+                    "the column's type"),
             )
             continue
         if running is None or holds_every_value(running[1].db_type, new_type):
@@ -98,16 +101,6 @@ def _code_then_column(ctx, model: str, field, table: str, column: str, new_type:
         split_note("deploy 2: the column's type, once no running code writes wider values"),
         run_sql_call(f"ALTER TABLE {q(table)} ALTER COLUMN {q(column)} TYPE {new_type}",
                      f"ALTER TABLE {q(table)} ALTER COLUMN {q(column)} TYPE {field.db_type}" if field.db_type else None),
-    ])
-
-
-def _column_then_code(ctx, model: str, field, table: str, column: str) -> str:
-    alter = f'migrations.AlterField("{model}", "{field.name}", {field_call(field)})'
-    return "\n".join([
-        split_note("deploy 1: the column's type; the model is unchanged"),
-        state_ops("database_operations", alter),
-        split_note("deploy 2: the model (nothing runs in the database)"),
-        state_ops("state_operations", alter),
     ])
 
 
