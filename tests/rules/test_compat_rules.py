@@ -348,3 +348,13 @@ def test_deploy_order_is_configured_and_checked(tmp_path):
     pyproject.write_text('[tool.migration_guard]\ndeploy_order = "whenever"\n')
     with pytest.raises(ConfigError, match='deploy_order = .whenever.: use "migrate_first" or "code_first"'):
         load_config(pyproject)
+
+
+def test_a_compatibility_finding_leaves_the_lock_backstop_its_say():
+    """MG020-MG027 speak of the code around the deploy, not of the statement's own work: a table they
+    report is still the backstop's (MG010) when the statement rewrites it."""
+    sql = 'ALTER TABLE "shop_order" DROP COLUMN "note", SET TABLESPACE fast'
+    deploy = Deploy(running=RUNNING, basis="test")
+    parsed = parse_statement(Statement(sql=sql, migration="shop.0002_test", deploy=deploy))
+    result = analyse_statements(parsed, source="shop.0002_test", sizes=TableSizes(), pg_version=16, config=Config())
+    assert sorted(f.rule for f in result.findings) == ["MG010", "MG020"]
