@@ -64,7 +64,8 @@ class FactsBuilder:
         for name, field in model_state.fields.items():
             try:
                 m2m = self._m2m_table(state, table, name, field) if field.many_to_many else None
-            except Exception:  # a custom field that does not answer: no table of its own known
+            except BaseException as exc:  # a custom field that does not answer: no table of its own known
+                _untrusted(exc)
                 m2m = None
             if m2m:
                 through.append(m2m)
@@ -105,9 +106,10 @@ class FactsBuilder:
             return known[1]
         try:
             facts = self._field(state, db_table, name, field)
-        except Exception:
+        except BaseException as exc:
             # A custom field whose code fails here (migration code is untrusted): its column is taken to
             # be its name, as Django's default, and its type unknown, so that rules fail closed on it.
+            _untrusted(exc)
             return FieldFacts(name=name, path=f"{type(field).__module__}.{type(field).__qualname__}", column=name)
         if not getattr(field, "is_relation", True):
             self._fields[key] = (field, facts)
@@ -144,7 +146,8 @@ class FactsBuilder:
         imports: set[str] = set()
         try:
             _, path, args, kwargs = field.deconstruct()
-        except Exception:  # a custom field's deconstruct(): the class is still known
+        except BaseException as exc:  # a custom field's deconstruct(): the class is still known
+            _untrusted(exc)
             path, args, kwargs = f"{type(field).__module__}.{type(field).__qualname__}", (), {}
         path = path or f"{type(field).__module__}.{type(field).__qualname__}"
         module = path.rpartition(".")[0]
@@ -166,7 +169,8 @@ class FactsBuilder:
                     return self._db_type(state, target, depth + 1)
                 return target.rel_db_type(self.connection)
             return field.db_type(self.connection)
-        except Exception:  # a custom field whose db_type needs a bound model: unknown
+        except BaseException as exc:  # a custom field whose db_type needs a bound model: unknown
+            _untrusted(exc)
             return None
 
     def _m2m_table(self, state, db_table: str, name: str, field) -> str | None:
@@ -311,7 +315,8 @@ def _column(name: str, field) -> str | None:
     named.name = name
     try:
         return named.get_attname_column()[1]
-    except Exception:
+    except BaseException as exc:
+        _untrusted(exc)
         return name
 
 
@@ -341,7 +346,16 @@ def _source(value, imports: set[str]) -> str:
     """A value as Python source, as ``makemigrations`` writes it (``repr`` when Django cannot)."""
     try:
         text, needed = MigrationWriter.serialize(value)
-    except Exception:
+    except BaseException as exc:
+        _untrusted(exc)
         return repr(value)
     imports.update(needed)
     return text
+
+
+def _untrusted(exc: BaseException) -> None:
+    """Code of a migration's field failed (any exception, ``sys.exit()`` too): the facts go on without
+    it, as render goes on without a failing migration, unless a signal asks the run to stop."""
+    from migration_guard.render import describe_exception  # render imports this module
+
+    describe_exception(exc)

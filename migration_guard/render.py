@@ -235,7 +235,8 @@ def _running_view(executor, facts: FactsBuilder, state: ProjectState, running, *
         return facts.view(_model_copy(state))
     try:
         return facts.view(state_of(executor, running))
-    except Exception:  # a migration whose state change fails: rendering reports it
+    except BaseException as exc:  # a migration whose state change fails: rendering reports it
+        describe_exception(exc)  # (a signal still stops the run)
         return None
 
 
@@ -250,7 +251,8 @@ def _release_view(executor, facts: FactsBuilder, state: ProjectState, todo, exec
             for node in todo:
                 release = executor.loader.graph.nodes[node].mutate_state(release, preserve=False)
         return facts.view(release)
-    except Exception:
+    except BaseException as exc:
+        describe_exception(exc)  # (a signal still stops the run)
         return None
 
 
@@ -415,7 +417,8 @@ def _changes(facts: FactsBuilder, operation, app_label: str, old_state: ProjectS
                 if change is not None:
                     found.append(change)
         return tuple(found)
-    except Exception:  # untrusted operation code: what it does stays unknown (rules fail closed on it)
+    except BaseException as exc:  # untrusted operation code: what it does stays unknown (rules fail closed on it)
+        describe_exception(exc)  # (a signal still stops the run)
         return ()
 
 

@@ -237,3 +237,42 @@ def test_each_takes_the_migrations_before_every_one_as_the_running_code(project)
     project.add_migration("0005_item_note_out_of_the_model", REMOVE_NOTE)
     run = project.lint("--scratch", "--each", "--format", "json")
     assert _compat(run)[0] == ("inventory.0005_item_note_out_of_the_model", "MG020")
+
+
+EXITING_STATE = '''
+import sys
+
+from django.db import migrations
+from django.db.migrations.operations.base import Operation
+
+
+class Exit(Operation):
+    reduces_to_sql = False
+    reversible = False
+
+    def state_forwards(self, app_label, state):
+        sys.exit(3)
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        pass
+
+    def describe(self):
+        return "exits"
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [Exit()]
+'''
+
+
+def test_migration_code_that_exits_while_the_new_codes_state_is_built_is_a_finding(project):
+    """code_first builds the new code's state before rendering (and --since the base's): sys.exit() in
+    a migration's state change there is left to rendering, which reports it (MG901), as without them."""
+    project.migrate("0004")
+    project.add_migration("0005_exit", EXITING_STATE)
+    project.config('[tool.migration_guard]\ndeploy_order = "code_first"\n')
+    run = project.lint("--format", "json")
+    assert run.code == 1, run.out + run.err
+    [finding] = [f for f in run.json()["findings"] if f["rule"] == "MG901"]
+    assert "sys.exit(3)" in finding["message"], finding

@@ -198,8 +198,14 @@ class Hostile(models.TextField):
         raise RuntimeError("hostile")
 
 
+class Exiting(models.TextField):
+    def db_type(self, connection):
+        raise SystemExit(3)
+
+
 state = ProjectState()
-state.add_model(ModelState("inventory", "Odd", [("id", models.BigAutoField(primary_key=True)), ("body", Hostile())]))
+state.add_model(ModelState("inventory", "Odd", [("id", models.BigAutoField(primary_key=True)), ("body", Hostile()),
+                                                ("ending", Exiting())]))
 facts = FactsBuilder(connection)
 odd = facts.model(state, ("inventory", "odd"))
 print(json.dumps([[f.name, f.column, f.db_type] for f in odd.fields] + [TableIndex(facts).keys(state, ["inventory_odd"])]))
@@ -208,8 +214,8 @@ print(json.dumps([[f.name, f.column, f.db_type] for f in odd.fields] + [TableInd
 
 def test_a_field_whose_code_fails_is_taken_at_its_name(project):
     """Its column is taken to be its name (Django's default) and its type unknown: a rule that finds the
-    column fails closed on it (a type it cannot compare is taken to narrow)."""
+    column fails closed on it (a type it cannot compare is taken to narrow). sys.exit() too."""
     result = project.manage("shell", "-c", _HOSTILE)
     assert result.code == 0, result.err
     assert json.loads(result.out.strip().splitlines()[-1]) == [
-        ["id", "id", "bigint"], ["body", "body", None], [["inventory", "odd"]]]
+        ["id", "id", "bigint"], ["body", "body", None], ["ending", "ending", None], [["inventory", "odd"]]]
