@@ -317,7 +317,7 @@ def trace_command(files, setup_file, dsn, pg_bin, output_format) -> None:
     Exit 1 when any statement differs from the model."""
     from migration_guard.explain import parse_script
     from migration_guard.parse import SqlInputError
-    from migration_guard.tracing import ScratchError, scratch_database, trace_statements, traced_json, traced_text
+    from migration_guard.trace_command import ScratchError, scratch_database, trace_statements, traced_json, traced_text
 
     parsed = []
     for name in files or ("-",):

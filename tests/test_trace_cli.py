@@ -13,7 +13,7 @@ import pytest
 
 from migration_guard.explain import parse_script
 from migration_guard.locks.table import BEGIN_MARKER, END_MARKER, lock_table
-from migration_guard.tracing import ScratchError, scratch_database, trace_statements
+from migration_guard.trace_command import ScratchError, scratch_database, trace_statements
 
 ROOT = Path(__file__).parents[1]
 SETUP = """

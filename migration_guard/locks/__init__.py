@@ -10,7 +10,7 @@
         catalog = advance(catalog, effects)       # pure: knows what this statement did
 
 Facts about PostgreSQL live in :mod:`migration_guard.locks.facts` (one table, with versions and
-sources); :mod:`migration_guard.trace` measures them on a real server.
+sources); :mod:`migration_guard.locks.tracer` measures them on a real server.
 :func:`migration_guard.locks.introspect.catalog_from_database` seeds a catalog from a live
 database (column types, NOT NULL columns and checks, foreign keys, indexes, TimeZone).
 """

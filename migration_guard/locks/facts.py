@@ -4,7 +4,7 @@ Each :class:`Fact` says, for one form of statement, the lock taken on the statem
 (``mode``), the lock taken on another table it reaches (``other_mode``: the referenced table of a
 foreign key, ...), and whether it rewrites, scans or builds an index; the PostgreSQL majors it
 holds for (``since``/``until``); and where it comes from. "measured" means the test suite's tracer
-(:mod:`migration_guard.trace`) observed it on a real server: ``tests/locks/test_traced.py`` runs
+(:mod:`migration_guard.locks.tracer`) observed it on a real server: ``tests/locks/test_traced.py`` runs
 every modelled form and fails when a fact here stops matching the server. ``claim`` is the number
 of the claim in the project's notes (``shared/notes/postgres-facts.md``) it settles, and
 ``corrects`` says where the measurement disagreed with that claim.

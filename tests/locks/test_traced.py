@@ -2,7 +2,7 @@
 
 Each case sets up realistic tables with rows (so scans and rewrites are observable), seeds the
 model's :class:`Catalog` from that database, runs the statement through the tracer
-(:mod:`migration_guard.trace`) and checks what the server did against :func:`analyse`:
+(:mod:`migration_guard.locks.tracer`) and checks what the server did against :func:`analyse`:
 
 - locks: every relation the model names is locked in exactly the mode it says; every other lock
   the server took is on a relation the statement created (invisible to other sessions) or on an
@@ -45,8 +45,8 @@ from migration_guard.parse import parse_sql_text
 from migration_guard.pipeline import analyse_statements
 from migration_guard.rules.base import claim_key
 from migration_guard.stats import TableSizes
-from migration_guard.trace import Trace, TraceError, trace
-from migration_guard.tracing import differences
+from migration_guard.locks.tracer import Trace, TraceError, trace
+from migration_guard.trace_command import differences
 from tests.locks.cases import BASE, CASES, Case
 
 
@@ -181,7 +181,7 @@ def assert_blocks_at_any_size(case: Case, version: int, catalog: Catalog) -> Non
 
 def assert_same(effects: Effects, measured: Trace, racy: tuple[str, ...] = ()) -> None:
     """The model's locks, rewrites, truncations, index builds and scans are what the server did
-    (:func:`migration_guard.tracing.differences` says how each is compared)."""
+    (:func:`migration_guard.trace_command.differences` says how each is compared)."""
     found = differences(effects, measured, racy)
     assert not found, "\n".join(found) + f"\nmodel: {_show(effects)}\nserver: {_show_trace(measured)}"
 

@@ -5,7 +5,7 @@ The database is always one this module creates and drops: on an embedded server 
 default), or, with a DSN, a scratch database it creates on that server (``CREATE DATABASE``
 needed). It never runs a statement in a database it did not create.
 
-Each statement is measured by :func:`migration_guard.trace.trace` (in ``BEGIN ... ROLLBACK``, or
+Each statement is measured by :func:`migration_guard.locks.tracer.trace` (in ``BEGIN ... ROLLBACK``, or
 from a second connection for the CONCURRENTLY family), then applied for real so that the next
 statement sees it. Before each one, the model's catalog is read from the scratch database, so the
 prediction knows what the earlier statements did.
@@ -28,7 +28,7 @@ from migration_guard.locks.introspect import catalog_from_database
 from migration_guard.locks.modes import LockMode
 from migration_guard.model import ActionKind, Effects, ParsedStatement
 from migration_guard.redact import dsn_problem, mask_sql
-from migration_guard.trace import Trace, TraceError, trace
+from migration_guard.locks.tracer import Trace, TraceError, trace
 
 __all__ = ["ScratchError", "TracedStatement", "differences", "scratch_database", "trace_migrations",
            "trace_statements", "traced_json", "traced_text"]
