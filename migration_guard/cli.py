@@ -317,7 +317,8 @@ def trace_command(files, setup_file, dsn, pg_bin, output_format) -> None:
     Exit 1 when any statement differs from the model."""
     from migration_guard.explain import parse_script
     from migration_guard.parse import SqlInputError
-    from migration_guard.trace_command import ScratchError, scratch_database, trace_statements, traced_json, traced_text
+    from migration_guard.scratch import ScratchError, scratch_dsn
+    from migration_guard.trace_command import trace_statements, traced_json, traced_text
 
     parsed = []
     for name in files or ("-",):
@@ -327,7 +328,7 @@ def trace_command(files, setup_file, dsn, pg_bin, output_format) -> None:
             _fail(str(exc))
     setup = _read_sql(setup_file) if setup_file else None
     try:
-        with scratch_database(dsn, pg_bin=pg_bin) as scratch:
+        with scratch_dsn(dsn, pg_bin=pg_bin) as scratch:
             import psycopg
 
             with psycopg.connect(scratch) as conn:

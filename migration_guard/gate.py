@@ -33,11 +33,12 @@ from migration_guard.pipeline import MigrationResult, analyse_migrations
 from migration_guard.plan import PlanError, build_plan, changed_files_since, migrations_before
 from migration_guard.preflight import planned_locks, read_sessions
 from migration_guard.redact import redact_dsn
-from migration_guard.render import ScratchCreation, bulk_load, render_plan, scratch_database
+from migration_guard.render import bulk_load, render_plan
 from migration_guard.report import DatabaseInfo, Report
 from migration_guard.rules import rule_ids
 from migration_guard.rules.mg009_session_holding_conflicting_lock import RULE as PREFLIGHT_RULE
 from migration_guard.rules.mg009_session_holding_conflicting_lock import check_sessions
+from migration_guard.scratch import ScratchCreation, scratch_database
 from migration_guard.tenants import TenantLayout, detect_layout, read_tenant_schemas, tenants_from_snapshot
 from migration_guard.stats import (
     Snapshot,

@@ -8,7 +8,7 @@ is exit 2 with :func:`unexpected_error`.
 Migration code runs inside the gate and may catch anything, :class:`Stopped` included: the signal
 is remembered (:func:`requested`) and the renderer stops at the next operation all the same. A
 second signal while cleaning up is ignored, so the cleanup finishes. SIGKILL cannot be caught:
-the next run drops what such a run left behind (see ``render.ScratchCreation``).
+the next run drops what such a run left behind (see :mod:`migration_guard.scratch`).
 """
 
 from __future__ import annotations

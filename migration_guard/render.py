@@ -23,12 +23,7 @@ import contextlib
 import gc
 import hashlib
 import inspect
-import os
 import re
-import secrets
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -56,7 +51,7 @@ from migration_guard.plan import Plan, migration_path
 from migration_guard.project_facts import FactsBuilder, StateView, TableIndex, named_identifiers
 from migration_guard.state_cache import applied_state, state_of, unrendered_replay
 
-__all__ = ["ScratchCreation", "bulk_load", "clone_state", "render_plan", "scratch_database"]
+__all__ = ["bulk_load", "clone_state", "render_plan"]
 
 # Introspection methods whose table argument shows which catalog entries rendering relied on.
 _INTROSPECTION_METHODS = (
@@ -105,7 +100,7 @@ def render_plan(
 
     ``execute=False``: collect mode on the executor's (target) database, never writing.
     ``execute=True``: the executor's connection must point at an empty scratch database
-    (see :func:`scratch_database`); the whole plan is applied to it.
+    (see :func:`migration_guard.scratch.scratch_database`); the whole plan is applied to it.
     ``before_first(connection)`` is called when the database is at the state just before the
     first linted migration (to read its catalog).
     ``placement(migration)``: where a migration runs on the connection, for schema-per-tenant
@@ -669,136 +664,3 @@ def _introspection_spy(connection):
         for name in originals:
             delattr(introspection, name)
         del connection._migration_guard_introspected
-
-
-# migration_guard_scratch_<host>_<pid>_<unix time>_<random>: enough for a later run to prove that
-# a database it finds is a leftover (see _drop_leftovers). At most 59 characters (PostgreSQL: 63).
-SCRATCH_PREFIX = "migration_guard_scratch_"
-_SCRATCH_NAME = re.compile(r"^migration_guard_scratch_([0-9a-f]{6})_([0-9]+)_([0-9]+)_[0-9a-f]{8}$")
-# A leftover of another machine's run is dropped only when it is older than this: a run creates
-# its database while the migration files load and connects to it only then.
-_FOREIGN_LEFTOVER_AGE_S = 3600
-
-
-def _host_tag() -> str:
-    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process: alive
-        return True
-    return True
-
-
-def _is_leftover(name: str, now: float) -> bool:
-    """Whether a scratch database's name proves its run is over: made on this machine by a process
-    that is gone, or on another machine over an hour ago."""
-    match = _SCRATCH_NAME.match(name)
-    if match is None:
-        return False
-    host, pid, created = match.group(1), int(match.group(2)), int(match.group(3))
-    if host == _host_tag():
-        return pid != os.getpid() and not _pid_alive(pid)
-    return now - created > _FOREIGN_LEFTOVER_AGE_S
-
-
-def _drop_leftovers(cursor) -> list[str]:
-    """Drop the scratch databases earlier runs left behind (SIGKILL, a lost connection): only
-    those whose name proves it (see :func:`_is_leftover`), owned by this role, that no session
-    is connected to. Without FORCE: a database someone connects to meanwhile stays."""
-    cursor.execute(
-        "SELECT d.datname FROM pg_catalog.pg_database d "
-        "WHERE d.datname LIKE 'migration\\_guard\\_scratch\\_%' "
-        "AND d.datdba = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) "
-        "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.datname = d.datname)"
-    )
-    now = time.time()
-    dropped = []
-    for (name,) in cursor.fetchall():
-        if not _is_leftover(name, now):
-            continue
-        try:
-            cursor.execute(f'DROP DATABASE "{name}"')
-        except Exception:  # connected to meanwhile, or no longer there
-            continue
-        dropped.append(name)
-    return dropped
-
-
-class ScratchCreation:
-    """``CREATE DATABASE`` of a scratch database, started on a session of its own in a thread:
-    about 0.2 s of server time that runs while the caller loads the migrations. Hand it to
-    :func:`scratch_database`, which waits for it (and drops the database); :meth:`discard` drops
-    it when it is not used after all. The same session first drops the scratch databases that
-    earlier runs left behind (:func:`_drop_leftovers`)."""
-
-    def __init__(self, connection):
-        self.name = (f"{SCRATCH_PREFIX}{_host_tag()}_{os.getpid()}_{int(time.time())}_{secrets.token_hex(4)}")
-        self.dropped_leftovers: list[str] = []
-        # The thread's own connection, with a copy of the settings as they are now (--embedded has
-        # pointed them at its server; scratch_database will change NAME)
-        self._wrapper = type(connection)(dict(connection.settings_dict), connection.alias)
-        self._error: Exception | None = None
-        self.used = False  # handed to scratch_database, which drops it
-        self._thread = threading.Thread(target=self._create, daemon=True, name="migration-guard-scratch")
-        self._thread.start()
-
-    def _create(self) -> None:
-        try:
-            with self._wrapper._nodb_cursor() as cursor:
-                with contextlib.suppress(Exception):  # cleaning up after others never stops this run
-                    self.dropped_leftovers = _drop_leftovers(cursor)
-                cursor.execute(f'CREATE DATABASE "{self.name}"')
-        except Exception as exc:  # raised by wait(), in the caller's thread
-            self._error = exc
-        finally:
-            with contextlib.suppress(Exception):
-                self._wrapper.close()
-
-    def wait(self) -> str:
-        """The database's name once it exists (raises what creating it raised)."""
-        self._thread.join()
-        self.used = True
-        if self._error is not None:
-            raise self._error
-        return self.name
-
-    def discard(self) -> None:
-        """Drop the database if it was made (the run stopped before rendering)."""
-        self._thread.join()
-        if self._error is None:
-            with contextlib.suppress(Exception), self._wrapper._nodb_cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-            with contextlib.suppress(Exception):
-                self._wrapper.close()
-
-
-@contextlib.contextmanager
-def scratch_database(connection, created: ScratchCreation | None = None, *, options: dict | None = None):
-    """Point ``connection`` (keeping its alias, so routers still apply) at a new empty database on
-    the same server (``created``'s, when given, else one created now); drop it afterwards. Needs the
-    CREATEDB privilege. ``options``: the connection OPTIONS to use there (the target's own, without
-    the read-only ones the gate adds to it)."""
-    original = connection.settings_dict["NAME"]
-    original_options = connection.settings_dict.get("OPTIONS")
-    created = created or ScratchCreation(connection)
-    connection.close()
-    name = created.wait()
-    connection.settings_dict["NAME"] = name
-    if options is not None:
-        connection.settings_dict["OPTIONS"] = options
-    try:
-        yield name
-    finally:
-        connection.close()
-        connection.settings_dict["NAME"] = original
-        try:
-            with connection._nodb_cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            if options is not None:
-                connection.settings_dict["OPTIONS"] = original_options

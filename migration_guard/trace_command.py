@@ -1,9 +1,9 @@
 """``migration-guard trace``: run SQL on a throwaway database and set what really happened next to
 what the lock model predicted, statement by statement.
 
-The database is always one this module creates and drops: on an embedded server it starts (the
-default), or, with a DSN, a scratch database it creates on that server (``CREATE DATABASE``
-needed). It never runs a statement in a database it did not create.
+The database is always a scratch database (:mod:`migration_guard.scratch` creates and drops it): on
+an embedded server started for the run (the default), or, with a DSN, on that server (``CREATE
+DATABASE`` needed). It never runs a statement in a database that is not a scratch database.
 
 Each statement is measured by :func:`migration_guard.locks.tracer.trace` (in ``BEGIN ... ROLLBACK``, or
 from a second connection for the CONCURRENTLY family), then applied for real so that the next
@@ -14,9 +14,7 @@ prediction knows what the earlier statements did.
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -26,18 +24,12 @@ from migration_guard.guard import READ_ONLY, SCRATCH, Guard, StatementRefused, c
 from migration_guard.locks import analyse
 from migration_guard.locks.introspect import catalog_from_database
 from migration_guard.locks.modes import LockMode
-from migration_guard.model import ActionKind, Effects, ParsedStatement
-from migration_guard.redact import dsn_problem, mask_sql
 from migration_guard.locks.tracer import Trace, TraceError, trace
+from migration_guard.model import ActionKind, Effects, ParsedStatement
+from migration_guard.redact import mask_sql
+from migration_guard.scratch import ScratchError, is_scratch_name, scratch_database, scratch_name
 
-__all__ = ["ScratchError", "TracedStatement", "differences", "scratch_database", "trace_migrations",
-           "trace_statements", "traced_json", "traced_text"]
-
-_SCRATCH_PREFIX = "migration_guard_trace_"
-
-
-class ScratchError(RuntimeError):
-    """No throwaway database could be had (server not reachable, no CREATEDB, no binaries)."""
+__all__ = ["TracedStatement", "differences", "trace_migrations", "trace_statements", "traced_json", "traced_text"]
 
 
 @dataclass(frozen=True)
@@ -135,47 +127,13 @@ def _owning_table(lock, server: dict) -> str | None:
     return owner
 
 
-# -- the scratch database ---------------------------------------------------------------------------
-
-
-@contextmanager
-def scratch_database(dsn: str | None = None, *, pg_bin: str | None = None) -> Iterator[str]:
-    """The DSN of a new, empty database, dropped on exit: on the server at ``dsn`` (which only needs to
-    let us CREATE DATABASE), or on an embedded server started for the occasion."""
-    server = None
-    if dsn is None:
-        from migration_guard.embedded import EmbeddedPostgres, EmbeddedPostgresError
-
-        try:
-            server = EmbeddedPostgres(pg_bin).start()
-        except EmbeddedPostgresError as exc:
-            raise ScratchError(f"cannot start an embedded PostgreSQL: {exc}") from None
-        dsn = server.dsn()
-    name = _SCRATCH_PREFIX + uuid.uuid4().hex[:12]
-    try:
-        try:
-            with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
-                conn.execute(f'CREATE DATABASE "{name}"')
-        except psycopg.Error as exc:
-            raise ScratchError(f"cannot create a scratch database on that server (the role needs CREATEDB): "
-                               f"{dsn_problem(exc, dsn)}") from None
-        try:
-            yield make_conninfo(dsn, dbname=name)
-        finally:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        if server is not None:
-            server.stop()
-
-
 def trace_statements(parsed: Sequence[ParsedStatement], scratch_dsn: str, *, setup: str | None = None,
                      pg_version: int | None = None) -> list[TracedStatement]:
     """Trace each statement on the scratch database at ``scratch_dsn``, in order, applying each one.
 
     Refuses (raises :class:`ScratchError`) a database whose name does not say this module created it.
     """
-    if not conninfo_to_dict(scratch_dsn).get("dbname", "").startswith(_SCRATCH_PREFIX):
+    if not is_scratch_name(conninfo_to_dict(scratch_dsn).get("dbname", "")):
         raise ScratchError("trace runs statements only in a scratch database it created itself")
     results: list[TracedStatement] = []
     with psycopg.connect(scratch_dsn, autocommit=True) as conn:
@@ -303,7 +261,6 @@ def trace_migrations(database: str = "default", *, app_label: str | None = None,
     from migration_guard.parse import parse_statement
     from migration_guard.plan import build_plan
     from migration_guard.render import render_plan
-    from migration_guard.render import scratch_database as django_scratch
 
     connection = connections[database]
     guard = Guard(READ_ONLY)  # the migration files load on the real database: nothing may write there
@@ -317,7 +274,7 @@ def trace_migrations(database: str = "default", *, app_label: str | None = None,
                            f"refused ({guard.refused[0].reason}): fix the module")
     plan = build_plan(executor, app_label=app_label, migration_name=migration_name, include_applied=True)
     guard.mode = SCRATCH  # nothing the migrations run reaches outside the scratch database
-    copy = _SCRATCH_PREFIX + uuid.uuid4().hex[:12]
+    copy = scratch_name()
     copied: list[str] = []
 
     def copy_state(conn) -> None:
@@ -328,7 +285,7 @@ def trace_migrations(database: str = "default", *, app_label: str | None = None,
         copied.append(copy)
 
     try:
-        with django_scratch(connection), connection.execute_wrapper(guard):
+        with scratch_database(connection), connection.execute_wrapper(guard):
             rendered = [m for m in render_plan(executor, plan, execute=True, before_first=copy_state, guard=guard)
                         if m.linted]
         if not copied:  # nothing to trace

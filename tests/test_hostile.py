@@ -292,7 +292,7 @@ def test_a_later_run_drops_what_a_killed_run_left_behind(project):
 
 
 def test_leftover_cleanup_spares_other_owners_and_connected_databases(project, pg_server):
-    from migration_guard.render import _host_tag
+    from migration_guard.scratch import _host_tag
 
     owner = f"mg_owner_{secrets.token_hex(3)}"
     dead = 2**22 + 12345  # no such pid here

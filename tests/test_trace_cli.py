@@ -4,6 +4,7 @@ scratch database that is created and dropped; psql meta-commands; the README's g
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,8 @@ import pytest
 
 from migration_guard.explain import parse_script
 from migration_guard.locks.table import BEGIN_MARKER, END_MARKER, lock_table
-from migration_guard.trace_command import ScratchError, scratch_database, trace_statements
+from migration_guard.scratch import ScratchError, scratch_dsn
+from migration_guard.trace_command import trace_statements
 
 ROOT = Path(__file__).parents[1]
 SETUP = """
@@ -47,7 +49,7 @@ def test_trace_reports_each_statement_on_a_scratch_database_and_drops_it(pg_serv
     assert retype["server"]["rewrites"] == ["shop_order"] and retype["model"]["rewrites"] == ["shop_order"]
     assert meta["skipped"].startswith("does not parse (psql meta-command \\set")
     with psycopg.connect(pg_server.dsn()) as conn:
-        left = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'migration_guard_trace_%'").fetchone()
+        left = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'migration_guard_scratch_%'").fetchone()
     assert left[0] == 0
 
 
@@ -75,14 +77,39 @@ def test_trace_cannot_run_without_createdb(pg_server):
         conn.execute("CREATE ROLE mg_nocreatedb LOGIN")
     dsn = pg_server.dsn().replace(f"user={pg_server.user}", "user=mg_nocreatedb")
     with pytest.raises(ScratchError, match="CREATEDB"):
-        with scratch_database(dsn):
+        with scratch_dsn(dsn):
             pass
     run = cli("trace", "--dsn", dsn, stdin="SELECT 1")
     assert run.returncode == 2 and "CREATEDB" in run.stderr
 
 
+def test_trace_drops_the_scratch_databases_earlier_runs_left_behind(pg_server):
+    """Trace's scratch databases are the gate's: named so that a later run can prove one is a leftover
+    (a process of this machine that is gone) and drop it; a database with no such proof stays."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from migration_guard.scratch import _host_tag, is_scratch_name
+
+    dead = 2**22 + 54321  # no such pid here
+    leftover = f"migration_guard_scratch_{_host_tag()}_{dead}_1_{secrets.token_hex(4)}"
+    unproven = f"migration_guard_scratch_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{leftover}"')
+        conn.execute(f'CREATE DATABASE "{unproven}"')
+    try:
+        with scratch_dsn(pg_server.dsn()) as dsn:
+            assert is_scratch_name(conninfo_to_dict(dsn)["dbname"])
+        with psycopg.connect(pg_server.dsn()) as conn:
+            names = {n for (n,) in conn.execute("SELECT datname FROM pg_database")}
+        assert leftover not in names and unproven in names
+    finally:
+        with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+            for name in (leftover, unproven):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
 def test_scratch_database_on_the_embedded_server_by_default():
-    with scratch_database() as dsn:
+    with scratch_dsn() as dsn:
         results = trace_statements(parse_script("CREATE TABLE t (id int); ALTER TABLE t ADD COLUMN x int;", "s.sql"),
                                    dsn)
     assert [r.matches for r in results] == [True, True]

@@ -151,7 +151,8 @@ class Command(BaseCommand):
         """``--trace``: the measured truth for the migrations, not the lint report."""
         from django.db import DatabaseError
 
-        from migration_guard.trace_command import ScratchError, trace_migrations, traced_json, traced_text
+        from migration_guard.scratch import ScratchError
+        from migration_guard.trace_command import trace_migrations, traced_json, traced_text
 
         try:
             results, version = trace_migrations((options["database"] or ["default"])[0],
