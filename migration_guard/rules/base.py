@@ -3,13 +3,14 @@ turns a table's size into a severity and a rough duration. Rules never import ea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
 from migration_guard.config import Config
 from migration_guard.locks.modes import LockMode
 from migration_guard.model import (
+    Action,
     ActionKind,
     Effects,
     Finding,
@@ -27,6 +28,7 @@ __all__ = [
     "StatementContext",
     "claim_key",
     "estimate_duration",
+    "lock_label",
 ]
 
 # Rough throughput for the duration estimate, in rows per second. Measured on PostgreSQL 18, 2 cores,
@@ -86,6 +88,19 @@ class StatementContext:
     def is_large(self, table: str) -> bool:
         """Above the threshold, or of unknown size (fail closed)."""
         return is_large(self.size(table), self.config.threshold_rows, self.config.threshold_bytes)
+
+    def actions(self, *kinds: ActionKind, on_new_tables: bool = False) -> Iterator[Action]:
+        """The statement's actions of ``kinds``, in order; unless ``on_new_tables``, only those on a table
+        that exists before the plan (locking one created earlier in the plan hurts nobody)."""
+        for action in self.effects.actions:
+            if action.kind in kinds and (on_new_tables or not self.is_new(action.table)):
+                yield action
+
+    def action_finding(self, rule: Rule, action: Action, *, message: str, recipe: str = "", work: str | None = None,
+                       sized: bool = True) -> Finding:
+        """:meth:`finding` of ``rule`` on ``action``'s table, under the lock ``action`` takes there."""
+        return self.finding(rule, table=action.table, message=message, recipe=recipe, lock=action.mode, work=work,
+                            sized=sized)
 
     def finding(
         self,
@@ -157,6 +172,11 @@ def claim_key(table: str) -> tuple[str | None, str]:
     name)``, with ``public`` as no schema."""
     schema, name = split_name(table)
     return (None if schema == "public" else schema, name)
+
+
+def lock_label(action: Action, default: str = "ACCESS EXCLUSIVE") -> str:
+    """The name of the lock ``action`` takes, for a message (``default`` when the model gives none)."""
+    return action.mode.label if action.mode else default
 
 
 def estimate_duration(size: TableSize, work: str) -> str | None:

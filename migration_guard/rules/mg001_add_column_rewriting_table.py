@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from migration_guard.model import ActionKind, Severity
-from migration_guard.rules.base import Rule, StatementContext
+from migration_guard.rules.base import Rule, StatementContext, lock_label
 from migration_guard.rules.recipes import model_ref, q, split_note
 
 DOC = """\
@@ -33,18 +33,16 @@ migrations.AddField("order", "token", models.UUIDField(null=True)),
 
 
 def check(ctx: StatementContext):
-    for action in ctx.effects.actions:
-        if action.kind is not ActionKind.ADD_COLUMN or not action.rewrites or ctx.is_new(action.table):
+    for action in ctx.actions(ActionKind.ADD_COLUMN):
+        if not action.rewrites:
             continue
         column, table = action.column or "?", action.table
-        yield ctx.finding(
+        yield ctx.action_finding(
             RULE,
-            table=table,
-            lock=action.mode,
+            action,
             work="rewrite",
-            message=f'Adding column "{column}" rewrites all of "{table}" under '
-            f"{action.mode.label if action.mode else 'ACCESS EXCLUSIVE'}, blocking reads and writes "
-            f"({_why(action)}).",
+            message=f'Adding column "{column}" rewrites all of "{table}" under {lock_label(action)}, blocking reads '
+            f"and writes ({_why(action)}).",
             recipe=_recipe(ctx, table, column),
         )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from migration_guard.model import ActionKind, Severity
-from migration_guard.rules.base import Rule, StatementContext
+from migration_guard.rules.base import Rule, StatementContext, lock_label
 from migration_guard.rules.recipes import model_ref, q, split_note
 
 DOC = """\
@@ -36,20 +36,17 @@ A concurrent build that fails leaves an INVALID index behind: drop it and run th
 
 
 def check(ctx: StatementContext):
-    for action in ctx.effects.actions:
-        if action.kind is not ActionKind.CREATE_INDEX or action.detail.get("concurrently"):
-            continue
-        if not action.builds_index or ctx.is_new(action.table):
+    for action in ctx.actions(ActionKind.CREATE_INDEX):
+        if action.detail.get("concurrently") or not action.builds_index:
             continue
         table = action.table
         name = action.detail.get("name") or "<index name>"
-        yield ctx.finding(
+        yield ctx.action_finding(
             RULE,
-            table=table,
-            lock=action.mode,
+            action,
             work="index",
-            message=f'Building index "{name}" on "{table}" without CONCURRENTLY holds '
-            f"{action.mode.label if action.mode else 'SHARE'}, which blocks writes for the whole build.",
+            message=f'Building index "{name}" on "{table}" without CONCURRENTLY holds {lock_label(action, "SHARE")}, '
+            "which blocks writes for the whole build.",
             recipe=_recipe(ctx, table, name, action.detail),
         )
 

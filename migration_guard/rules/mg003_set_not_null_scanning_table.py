@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from migration_guard.model import ActionKind, Severity
-from migration_guard.rules.base import Rule, StatementContext
+from migration_guard.rules.base import Rule, StatementContext, lock_label
 from migration_guard.rules.recipes import q, run_sql, split_note
 
 DOC = """\
@@ -36,17 +36,16 @@ migrations.RunSQL('ALTER TABLE "shop_order" VALIDATE CONSTRAINT "shop_order_note
 
 
 def check(ctx: StatementContext):
-    for action in ctx.effects.actions:
-        if action.kind is not ActionKind.SET_NOT_NULL or not action.scans or ctx.is_new(action.table):
+    for action in ctx.actions(ActionKind.SET_NOT_NULL):
+        if not action.scans:
             continue
         table, column = action.table, action.column or "?"
-        yield ctx.finding(
+        yield ctx.action_finding(
             RULE,
-            table=table,
-            lock=action.mode,
+            action,
             work="scan",
-            message=f'Setting "{column}" NOT NULL scans all of "{table}" under '
-            f"{action.mode.label if action.mode else 'ACCESS EXCLUSIVE'}, blocking reads and writes.",
+            message=f'Setting "{column}" NOT NULL scans all of "{table}" under {lock_label(action)}, blocking reads '
+            "and writes.",
             recipe=_recipe(table, column),
         )
 

@@ -39,21 +39,20 @@ For a new `ForeignKey` field, wrap the database side in `SeparateDatabaseAndStat
 
 
 def check(ctx: StatementContext):
-    for action in ctx.effects.actions:
+    for action in ctx.actions(ActionKind.ADD_COLUMN, ActionKind.ADD_CONSTRAINT):
         if (action.kind is ActionKind.ADD_COLUMN and action.detail.get("references") and action.scans
-                and not action.rewrites and not ctx.is_new(action.table)):
+                and not action.rewrites):
             yield _new_column(ctx, action)
             continue
         if action.kind is not ActionKind.ADD_CONSTRAINT or action.detail.get("contype") != "foreign_key":
             continue
-        if action.detail.get("not_valid") or ctx.is_new(action.table):
+        if action.detail.get("not_valid"):
             continue
         table, name = action.table, action.detail.get("name") or "<constraint>"
         referenced = action.detail.get("references") or "the referenced table"
-        yield ctx.finding(
+        yield ctx.action_finding(
             RULE,
-            table=table,
-            lock=action.mode,
+            action,
             work="scan",
             message=f'Adding foreign key "{name}" scans all of "{table}" while blocking writes to '
             f'"{table}" and "{referenced}".',
@@ -66,10 +65,9 @@ def _new_column(ctx: StatementContext, action):
     bare = table.strip('"').split(".")[-1]
     name = action.detail.get("constraint_name") or f"{bare}_{column}_fk"[:63]
     default = action.detail.get("default") or "..."
-    return ctx.finding(
+    return ctx.action_finding(
         RULE,
-        table=table,
-        lock=action.mode,
+        action,
         work="scan",
         message=f'Adding column "{column}" with a default and a foreign key to "{referenced}" checks every row of '
         f'"{table}" while blocking reads and writes of "{table}" and writes of "{referenced}".',

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from migration_guard.model import ActionKind, Severity
-from migration_guard.rules.base import Rule, StatementContext
+from migration_guard.rules.base import Rule, StatementContext, lock_label
 from migration_guard.rules.recipes import q, run_sql, split_note
 
 DOC = """\
@@ -38,8 +38,8 @@ migrations.RunSQL('ALTER TABLE "shop_order" VALIDATE CONSTRAINT "order_total_gte
 
 
 def check(ctx: StatementContext):
-    for action in ctx.effects.actions:
-        if ctx.is_new(action.table) or not action.scans:
+    for action in ctx.actions(ActionKind.ADD_CONSTRAINT, ActionKind.ADD_COLUMN):
+        if not action.scans:
             continue
         if action.kind is ActionKind.ADD_CONSTRAINT and action.detail.get("contype") == "check":
             if action.detail.get("not_valid"):
@@ -50,15 +50,12 @@ def check(ctx: StatementContext):
             name, what = None, f'Adding column "{action.column}" with an inline CHECK'
         else:
             continue
-        table = action.table
-        yield ctx.finding(
+        yield ctx.action_finding(
             RULE,
-            table=table,
-            lock=action.mode,
+            action,
             work="scan",
-            message=f'{what} scans all of "{table}" under '
-            f"{action.mode.label if action.mode else 'ACCESS EXCLUSIVE'}, blocking reads and writes.",
-            recipe=_recipe(table, name, action.detail.get("expression")),
+            message=f'{what} scans all of "{action.table}" under {lock_label(action)}, blocking reads and writes.',
+            recipe=_recipe(action.table, name, action.detail.get("expression")),
         )
 
 

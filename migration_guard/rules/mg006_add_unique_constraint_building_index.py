@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from migration_guard.model import ActionKind, Severity
-from migration_guard.rules.base import Rule, StatementContext
+from migration_guard.rules.base import Rule, StatementContext, lock_label
 from migration_guard.rules.recipes import q, run_sql, split_note
 
 DOC = """\
@@ -38,24 +38,23 @@ migrations.SeparateDatabaseAndState(
 
 
 def check(ctx: StatementContext):
-    for action in ctx.effects.actions:
-        if action.kind is ActionKind.ADD_COLUMN and action.builds_index and not ctx.is_new(action.table):
+    for action in ctx.actions(ActionKind.ADD_COLUMN, ActionKind.ADD_CONSTRAINT):
+        if action.kind is ActionKind.ADD_COLUMN and action.builds_index:
             yield _new_column(ctx, action)
             continue
         contype = action.detail.get("contype")
         if action.kind is not ActionKind.ADD_CONSTRAINT or contype not in {"unique", "primary_key"}:
             continue
-        if action.detail.get("using_index") or ctx.is_new(action.table):
+        if action.detail.get("using_index"):
             continue
         table, name = action.table, action.detail.get("name") or "<constraint>"
         kind = "primary key" if contype == "primary_key" else "unique constraint"
-        yield ctx.finding(
+        yield ctx.action_finding(
             RULE,
-            table=table,
-            lock=action.mode,
+            action,
             work="index",
-            message=f'Adding {kind} "{name}" builds its index on "{table}" under '
-            f"{action.mode.label if action.mode else 'ACCESS EXCLUSIVE'}, blocking reads and writes.",
+            message=f'Adding {kind} "{name}" builds its index on "{table}" under {lock_label(action)}, blocking reads '
+            "and writes.",
             recipe=_recipe(table, name, contype, action.detail.get("columns") or ()),
         )
 
@@ -65,13 +64,12 @@ def _new_column(ctx: StatementContext, action):
     kind = action.detail.get("unique") or "UNIQUE"
     bare = table.strip('"').split(".")[-1]
     name = action.detail.get("unique_name") or f"{bare}_{column}_uniq"[:63]
-    return ctx.finding(
+    return ctx.action_finding(
         RULE,
-        table=table,
-        lock=action.mode,
+        action,
         work="index",
-        message=f'Adding column "{column}" with {kind} builds its index on "{table}" under '
-        f"{action.mode.label if action.mode else 'ACCESS EXCLUSIVE'}, blocking reads and writes.",
+        message=f'Adding column "{column}" with {kind} builds its index on "{table}" under {lock_label(action)}, '
+        "blocking reads and writes.",
         recipe="\n".join([
             split_note(f"migration 1: the column without {kind} (instant): unique=False on the field"),
             _recipe(table, name, "primary_key" if kind == "PRIMARY KEY" else "unique", (column,)),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from migration_guard.model import ActionKind, Severity
-from migration_guard.rules.base import Rule, StatementContext
+from migration_guard.rules.base import Rule, StatementContext, lock_label
 from migration_guard.rules.recipes import model_ref, split_note
 
 DOC = """\
@@ -36,19 +36,18 @@ migrations.AddField("order", "quantity_new", models.BigIntegerField(null=True)),
 
 
 def check(ctx: StatementContext):
-    for action in ctx.effects.actions:
-        if action.kind is not ActionKind.ALTER_COLUMN_TYPE or not action.rewrites or ctx.is_new(action.table):
+    for action in ctx.actions(ActionKind.ALTER_COLUMN_TYPE):
+        if not action.rewrites:
             continue
         table, column = action.table, action.column or "?"
         old, new = action.detail.get("old_type"), action.detail.get("new_type") or "?"
         change = f"from {old} to {new}" if old else f"to {new} (old type unknown)"
-        yield ctx.finding(
+        yield ctx.action_finding(
             RULE,
-            table=table,
-            lock=action.mode,
+            action,
             work="rewrite",
-            message=f'Changing "{column}" {change} rewrites all of "{table}" under '
-            f"{action.mode.label if action.mode else 'ACCESS EXCLUSIVE'}, blocking reads and writes.",
+            message=f'Changing "{column}" {change} rewrites all of "{table}" under {lock_label(action)}, blocking '
+            "reads and writes.",
             recipe=_recipe(ctx, table, column),
         )
 

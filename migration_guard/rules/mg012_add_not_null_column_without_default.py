@@ -32,16 +32,13 @@ migrations.AddField("order", "currency", models.CharField(max_length=3, db_defau
 
 
 def check(ctx: StatementContext):
-    for action in ctx.effects.actions:
-        if action.kind is not ActionKind.ADD_COLUMN or not action.detail.get("fails_with_rows"):
-            continue
-        if ctx.is_new(action.table) or action.detail.get("partition_of"):
+    for action in ctx.actions(ActionKind.ADD_COLUMN):
+        if not action.detail.get("fails_with_rows") or action.detail.get("partition_of"):
             continue
         table, column = action.table, action.column or "?"
-        yield ctx.finding(
+        yield ctx.action_finding(
             RULE,
-            table=table,
-            lock=action.mode,
+            action,
             message=f'Adding column "{column}" NOT NULL without a default fails on "{table}" as soon as it has a '
             "row (every existing row would be NULL).",
             recipe="\n".join([

@@ -37,16 +37,15 @@ class Migration(migrations.Migration):
 
 
 def check(ctx: StatementContext):
-    for action in ctx.effects.actions:
-        if action.kind is not ActionKind.CREATE_INDEX or not action.detail.get("existing_invalid"):
+    for action in ctx.actions(ActionKind.CREATE_INDEX, on_new_tables=True):
+        if not action.detail.get("existing_invalid"):
             continue
         name, table = action.detail["name"], action.table
         outcome = ("succeeds without building anything and leaves it INVALID (unused by queries)"
                    if action.detail.get("if_not_exists") else 'fails at deploy ("already exists")')
-        yield ctx.finding(
+        yield ctx.action_finding(
             RULE,
-            table=table,
-            lock=action.mode,
+            action,
             message=f'Index "{name}" on "{table}" already exists and is INVALID, so this CREATE INDEX {outcome}.',
             recipe="\n".join([
                 split_note("first, in the same migration (atomic = False): drop the invalid index"),
