@@ -15,6 +15,8 @@ stats_max_age_days = 7              # an older --stats snapshot is reported
 search_path = ["app", "public"]     # the schemas migrate's session searches (default: read from the
                                     # database, or the --stats snapshot's)
 deploy_order = "migrate_first"      # or "code_first": which runs first in a deploy (MG020-MG027)
+base_cache = true                   # keep scratch databases at the base state between runs (CI)
+base_cache_max_bytes = "1GB"        # ... at most this much of them per server (oldest dropped first)
 ```
 """
 
@@ -73,6 +75,10 @@ class Config:
     # meets the new schema) or "code_first" (roll out the code, then migrate: the new code meets the
     # old schema). The backward-compatibility rules (MG020-MG027) check the code the order implies.
     deploy_order: str = "migrate_first"
+    # --scratch/--since/--files/--embedded keep the database at the base state as a template for the
+    # next run (migration_guard.base_cache), at most this many bytes of templates per server.
+    base_cache: bool = True
+    base_cache_max_bytes: int = 10**9
     source: str = "defaults"  # where it came from, for messages
 
 
@@ -143,6 +149,12 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
             if value not in DEPLOY_ORDERS:
                 raise ConfigError(f"{where}: {key} = {value!r}: use \"migrate_first\" or \"code_first\"")
             changes[key_name] = value
+        elif key_name == "base_cache":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+            changes[key_name] = value
+        elif key_name == "base_cache_max_bytes":
+            changes[key_name] = parse_bytes(value, f"{where}: {key}")
         elif key_name == "disable":
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{where}: {key} must be a list of rule ids such as [\"MG008\"]")
@@ -164,7 +176,7 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
             raise ConfigError(
                 f"{where}: unknown setting {_shown(key)}; known: threshold_rows, threshold_bytes, approvals_file, "
                 "pg_version, assume_rows, disable, severity, preflight_max_age_seconds, stats_max_age_days, "
-                "search_path, deploy_order"
+                "search_path, deploy_order, base_cache, base_cache_max_bytes"
             )
     return replace(config, **changes, source=where)
 

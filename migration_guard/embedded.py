@@ -115,8 +115,9 @@ class EmbeddedPostgres:
         }
 
     # -- life cycle ---------------------------------------------------------------------------
-    def start(self) -> EmbeddedPostgres:
-        """Create a data folder, initdb it and start the server; returns self."""
+    def start(self, data_from: Path | None = None) -> EmbeddedPostgres:
+        """Create a data folder, initdb it (or copy the stopped data folder ``data_from``, whose
+        configuration files are written anew) and start the server; returns self."""
         if not (self._source_bin / "initdb").exists():
             raise EmbeddedPostgresError(f"no initdb in {self._source_bin}: is the PostgreSQL install complete?")
         self._root = Path(tempfile.mkdtemp(prefix="migration-guard-pg-"))
@@ -133,8 +134,11 @@ class EmbeddedPostgres:
         else:
             self._run_as = {}
         data = self._root / "data"
-        self._pg(["initdb", "-D", str(data), "-U", _SUPERUSER, "--auth=trust", "--encoding=UTF8",
-                  "--no-sync", "--no-instructions"])
+        if data_from is None:
+            self._pg(["initdb", "-D", str(data), "-U", _SUPERUSER, "--auth=trust", "--encoding=UTF8",
+                      "--no-sync", "--no-instructions"])
+        else:
+            self._copy_data(Path(data_from), data)
         settings = {
             "listen_addresses": "''",
             "unix_socket_directories": f"'{self._root / 'socket'}'",
@@ -150,13 +154,35 @@ class EmbeddedPostgres:
                   "-w", "-t", "60", "start"])
         return self
 
-    def stop(self) -> None:
-        """Stop the server and delete its data folder."""
+    def _copy_data(self, source: Path, data: Path) -> None:
+        """A copy of a stopped data folder, the server user's, with only our own configuration: its
+        ``postgresql.auto.conf`` could name programs to run, so it starts empty (every setting is
+        given on the command line) and only local connections are trusted."""
+        shutil.copytree(source, data, symlinks=True)
+        for leftover in ("postmaster.pid", "postmaster.opts"):
+            (data / leftover).unlink(missing_ok=True)
+        (data / "postgresql.auto.conf").write_text("# written by migration_guard\n")
+        (data / "postgresql.conf").write_text("# written by migration_guard: settings are given on the command line\n")
+        (data / "pg_hba.conf").write_text("local all all trust\n")
+        (data / "pg_ident.conf").write_text("")
+        os.chmod(data, 0o700)
+        if self._run_as:
+            for folder, _names, files in os.walk(data):
+                os.chown(folder, self._run_as["user"], self._run_as["group"])
+                for name in files:
+                    os.lchown(os.path.join(folder, name), self._run_as["user"], self._run_as["group"])
+
+    def stop(self, keep=None) -> None:
+        """Stop the server and delete its data folder. ``keep(data)``, when given, first gets the
+        data folder, stopped cleanly, to move elsewhere (the base cache keeps it for later runs)."""
         if self._root is None:
             return
         try:
             if (self._root / "data" / "postmaster.pid").exists():
-                self._pg(["pg_ctl", "-D", str(self._root / "data"), "-m", "immediate", "-w", "stop"])
+                mode = "fast" if keep is not None else "immediate"
+                self._pg(["pg_ctl", "-D", str(self._root / "data"), "-m", mode, "-w", "stop"])
+            if keep is not None:
+                keep(self._root / "data")
         finally:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None

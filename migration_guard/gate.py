@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import threading
 import traceback
 from dataclasses import dataclass, replace
@@ -26,6 +27,7 @@ from migration_guard.approvals import (
 from migration_guard import interrupt
 from migration_guard.config import SUPPORTED_PG_VERSIONS, Config, ConfigError, find_pyproject, load_config
 from migration_guard.guard import READ_ONLY, SCRATCH, Guard, StatementRefused
+from migration_guard.base_cache import BaseCache, EmbeddedCluster, enabled, template_rows
 from migration_guard.locks import Catalog
 from migration_guard.locks.introspect import catalog_from_database
 from migration_guard.model import ActionKind
@@ -131,7 +133,7 @@ def run_gate(options: GateOptions) -> Report:
     results: list[MigrationResult] = []
     infos: list[DatabaseInfo] = []
     for alias in options.databases:
-        with _embedded_server(alias) if options.embedded else contextlib.nullcontext():
+        with _embedded_server(alias, config) if options.embedded else contextlib.nullcontext():
             alias_results, info, alias_notes = _lint_database(alias, options, config, snapshot)
         results.extend(alias_results)
         infos.append(info)
@@ -298,6 +300,9 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
               "each": options.each}
     try:
         if scratch:
+            # A kept base (not for schema-per-tenant projects: their scratch layout is not in the key)
+            cache = None if layout else BaseCache.open(executor, plan, connection, config, scratch.server_cursor)
+            start = cache.start(executor, scratch.wait()) if cache is not None else None
             with scratch_database(connection, scratch, options=writable_options) as name:
                 notes.append(f"rendered by applying the migrations to the throwaway database {name} (dropped)")
                 if scratch.dropped_leftovers:
@@ -307,9 +312,12 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
                 guard.mode = SCRATCH
                 try:
                     rendered = list(render_plan(executor, plan, execute=True, before_first=read_catalog,
-                                                placement=placement, guard=guard, **compat))
+                                                placement=placement, guard=guard, start=start,
+                                                at_base=cache.at_base if cache is not None else None, **compat))
                 finally:
                     guard.mode = READ_ONLY
+            if cache is not None:
+                notes.extend(cache.notes)
         else:
             placement = _placement(layout, connection, execute=False) if layout else None
             rendered = list(render_plan(executor, plan, execute=False, before_first=read_catalog,
@@ -503,13 +511,24 @@ def _snapshot_age_note(snapshot: Snapshot, options: GateOptions, config: Config)
 
 
 @contextlib.contextmanager
-def _embedded_server(alias: str):
+def _embedded_server(alias: str, config: Config):
     """Point ``alias`` at a throwaway PostgreSQL from the embedded wheel for the run (CI with no
-    database service)."""
+    database service). With the base cache, the server starts from a copy of the data folder kept
+    by earlier runs (their templates), and a run that changed its templates keeps its own."""
     try:
-        from migration_guard.embedded import EmbeddedPostgres, EmbeddedPostgresError
-        server = EmbeddedPostgres()
-        server.start()
+        from migration_guard.embedded import EmbeddedPostgres, EmbeddedPostgresError, default_bin_dir
+        bin_dir = default_bin_dir()
+        cluster = EmbeddedCluster.for_binaries(bin_dir) if enabled(config) else None
+        server = EmbeddedPostgres(bin_dir)
+        kept = cluster is not None and cluster.usable()
+        try:
+            server.start(data_from=cluster.data if kept else None)
+        except EmbeddedPostgresError:
+            if not kept:
+                raise
+            server.stop()
+            server.start()  # the kept folder does not start: a fresh one, and it is replaced at the end
+        before = _embedded_templates(server) if cluster is not None else None
     except ImportError:
         raise GateError("--embedded needs the embedded server: pip install 'migration-guard[embedded]'") from None
     except Exception as exc:  # EmbeddedPostgresError, missing binaries
@@ -526,10 +545,24 @@ def _embedded_server(alias: str):
         connection.close()
         connection.settings_dict.clear()
         connection.settings_dict.update(saved)
+        keep = None
+        if cluster is not None and before is not None:
+            after = _embedded_templates(server)
+            if after is not None and {t["name"] for t in after} != {t["name"] for t in before}:
+                keep = functools.partial(cluster.keep, templates=after)
         try:
-            server.stop()
-        except EmbeddedPostgresError:  # the run's result stands; the temp folder is removed anyway
+            server.stop(keep=keep)
+        except (EmbeddedPostgresError, OSError):  # the run's result stands; the temp folder is removed anyway
             pass
+
+
+def _embedded_templates(server) -> list[dict] | None:
+    """The templates in the embedded server (None: they cannot be read)."""
+    try:
+        with psycopg.connect(server.dsn(), autocommit=True) as conn, conn.cursor() as cursor:
+            return template_rows(cursor)
+    except psycopg.Error:
+        return None
 
 
 def _read_catalog(connection) -> Catalog:

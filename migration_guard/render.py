@@ -95,6 +95,8 @@ def render_plan(
     basis: str | None = None,
     release: bool = False,
     each: bool = False,
+    start: tuple[ProjectState, frozenset] | None = None,
+    at_base: Callable[[object, ProjectState], None] | None = None,
 ) -> Iterator[RenderedMigration]:
     """Render every migration of ``plan.lint``, in order.
 
@@ -115,13 +117,19 @@ def render_plan(
     models once the plan is applied (the code being deployed). With ``each`` every migration is its
     own deploy: the running code is that of the migrations before it, the new code that of the state
     after it.
+
+    Execute mode, from a copy of a kept base (:mod:`migration_guard.base_cache`): ``start`` is the
+    project state after the migrations the scratch database already has, and those migrations;
+    ``at_base(connection, state)`` is called once the database is at the state just before the
+    first linted migration, before ``before_first``.
     """
     connection = executor.connection
     graph = executor.loader.graph
     lint = set(plan.lint)
+    done = start[1] if start is not None else frozenset()
     if execute:
-        state = executor._create_project_state(with_applied_migrations=False)
-        todo = plan.full
+        state = start[0] if start is not None else executor._create_project_state(with_applied_migrations=False)
+        todo = tuple(node for node in plan.full if node not in done)
     else:
         with bulk_load():
             state = applied_state(executor)
@@ -168,6 +176,9 @@ def render_plan(
                     if node in lint:
                         yield _unrendered(migration, f"not rendered: {failed} failed")
                     continue
+            if at_base is not None and node in lint:
+                at_base(connection, state)
+                at_base = None
             if before_first is not None and (node in lint or not execute):
                 before_first(connection)
                 before_first = None

@@ -140,6 +140,11 @@ class ScratchCreation:
             raise self._error
         return self.name
 
+    def server_cursor(self):
+        """A cursor on the server's maintenance database, opened with the settings the scratch
+        database is created with (a context manager: the session ends with it)."""
+        return self._wrapper._nodb_cursor()
+
     def discard(self) -> None:
         """Drop the database if it was made (the run stopped before rendering)."""
         self._thread.join()

@@ -1,0 +1,145 @@
+"""The base cache (migration_guard/base_cache.py): a scratch database at the base state kept as a
+template, and the reports it gives, which must be those of a full build, push after push."""
+
+from __future__ import annotations
+
+import subprocess
+
+import psycopg
+import pytest
+
+from migration_guard.base_cache import Base, drop_templates, list_templates
+
+MIGRATION_0005 = '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [migrations.AlterField("item", "quantity", models.BigIntegerField(null=True))]
+'''
+
+MIGRATION_0006 = '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0005_item_quantity_big")]
+    operations = [
+        migrations.AddField("item", "colour", models.TextField(null=True)),
+        migrations.AddIndex("item", models.Index(fields=["colour"], name="item_colour_idx")),
+    ]
+'''
+
+MIGRATION_0007 = '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0006_item_colour")]
+    operations = [
+        migrations.AlterField("item", "colour", models.CharField(max_length=40, null=True)),
+        migrations.AddConstraint("item", models.CheckConstraint(condition=models.Q(quantity__gte=0),
+                                                                 name="item_quantity_positive")),
+    ]
+'''
+
+
+@pytest.fixture
+def templates(pg_server):
+    """The server's templates are the tests' own: none before, none after."""
+
+    def drop():
+        with psycopg.connect(pg_server.dsn(), autocommit=True) as conn, conn.cursor() as cursor:
+            drop_templates(cursor, [name for name, _, _ in list_templates(cursor)])
+
+    def current() -> list[tuple[str, Base | None, int]]:
+        with psycopg.connect(pg_server.dsn(), autocommit=True) as conn, conn.cursor() as cursor:
+            return list_templates(cursor)
+
+    drop()
+    yield current
+    drop()
+
+
+def _git(root, *args):
+    subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args], cwd=root, check=True,
+                   capture_output=True)
+
+
+def _repository(project):
+    """The fixture project as a git repository whose main branch has 0001-0004."""
+    _git(project.root, "init", "-q", "-b", "main")
+    _git(project.root, "add", "-A")
+    _git(project.root, "commit", "-qm", "base")
+
+
+def _lint(project, tmp_path, *args, cache=True):
+    env = {"MIGRATION_GUARD_CACHE_DIR": str(tmp_path / "cache")}
+    if not cache:
+        env["MIGRATION_GUARD_BASE_CACHE"] = "0"
+    run = project.lint(*args, "--format", "json", "--assume-rows", "10", env=env)
+    assert run.code in (0, 1), run.err
+    report = run.json()
+    notes = [n for n in report.get("notes", []) if n.startswith("base cache:")]
+    return report, notes
+
+
+def _comparable(report: dict) -> dict:
+    """The report without its notes (which name the throwaway database and the cache)."""
+    return {key: value for key, value in report.items() if key != "notes"}
+
+
+def _same_with_and_without(project, tmp_path, *args) -> list[str]:
+    cached, notes = _lint(project, tmp_path, *args)
+    full, full_notes = _lint(project, tmp_path, *args, cache=False)
+    assert full_notes == []
+    assert _comparable(cached) == _comparable(full)
+    assert cached["migrations"], "nothing was linted"
+    return notes
+
+
+def test_reports_identical_over_pushes_merges_rebases_and_edits(project, tmp_path, templates):
+    _repository(project)
+    # A pull request adds 0005: the first run builds the base (0001-0004) and keeps it.
+    _git(project.root, "checkout", "-qb", "feature")
+    project.add_migration("0005_item_quantity_big", MIGRATION_0005)
+    _git(project.root, "add", "-A")
+    _git(project.root, "commit", "-qm", "bigint quantity")
+    notes = _same_with_and_without(project, tmp_path, "--since", "main")
+    assert notes[0].startswith("base cache: no template for this base yet (4 migrations")
+    assert notes[1].startswith("base cache: kept the base (4 migrations) as template")
+    (kept,) = templates()
+    assert kept[1] is not None and len(kept[1].nodes) == 4
+    # A second push: the base is the template, copied.
+    notes = _same_with_and_without(project, tmp_path, "--since", "main")
+    assert notes == [f"base cache: the scratch database is a copy of template {kept[0]} (4 migrations)"]
+
+    # 0005 and 0006 are merged to main; the branch is rebased and adds 0007: 0001-0004 come from the
+    # template, 0005-0006 are applied, and the new base is kept.
+    _git(project.root, "checkout", "-q", "main")
+    project.add_migration("0005_item_quantity_big", MIGRATION_0005)
+    project.add_migration("0006_item_colour", MIGRATION_0006)
+    _git(project.root, "add", "-A")
+    _git(project.root, "commit", "-qm", "merge 0005, 0006")
+    _git(project.root, "checkout", "-q", "feature")
+    _git(project.root, "rebase", "-q", "main")
+    project.add_migration("0007_item_colour_char", MIGRATION_0007)
+    _git(project.root, "add", "-A")
+    _git(project.root, "commit", "-qm", "colour char")
+    notes = _same_with_and_without(project, tmp_path, "--since", "main")
+    assert notes[0] == f"base cache: the scratch database is a copy of template {kept[0]} (4 migrations; 2 more applied)"
+    assert notes[1].startswith("base cache: kept the base (6 migrations)")
+    assert len(templates()) == 2
+
+    # An edited migration of the base (a fix-up of 0003 on main): no template has that 0003, so
+    # the largest one without it (0001-0002: none) or a full build; the report is that of a full build.
+    _git(project.root, "checkout", "-q", "main")
+    path = project.root / "inventory" / "migrations" / "0003_item_name_longer.py"
+    path.write_text(path.read_text().replace("max_length=200", "max_length=300"))
+    assert "max_length=300" in path.read_text()
+    _git(project.root, "commit", "-qam", "0003: longer still")
+    _git(project.root, "checkout", "-q", "feature")
+    _git(project.root, "rebase", "-q", "main")
+    notes = _same_with_and_without(project, tmp_path, "--since", "main")
+    assert notes[0].startswith("base cache: no template for this base yet (6 migrations")
