@@ -106,10 +106,13 @@ def _median(runs: list[Measure]) -> Measure:
 
 class Bench:
     def __init__(self, server: EmbeddedPostgres, work: Path, *, cap: float, sqlmigrate_cap: float,
-                 repeat: int, below: float, python: str):
+                 repeat: int, below: float, python: str, ci: bool = True, only_ci: bool = False):
         self.server, self.work, self.cap = server, work, cap
         self.sqlmigrate_cap, self.repeat, self.below, self.python = sqlmigrate_cap, repeat, below, python
         self.databases = 0
+        self.ci = ci
+        self.only_ci = only_ci
+        self._plan_db = ""
 
     def database(self) -> str:
         self.databases += 1
@@ -185,14 +188,18 @@ class Bench:
                     self.drop(db)
             return make
 
-        step("lint_scratch", repeated(fresh("lint_migrations", "--scratch", "--format", "json",
-                                            out=self.work / f"{project.name}-scratch.json"), self.repeat, self.below))
-        step("collect_floor", repeated(fresh("collect", out=self.work / "collect.json", floor=True),
-                                       self.repeat, self.below))
-        count = (results["collect_floor"].detail or {}).get("migrations") or _count_migrations(
-            self.work / f"{project.name}-scratch.json", project)
-        step("lint_collect", repeated(fresh("lint_migrations", "--format", "json",
-                                            out=self.work / f"{project.name}-collect.json"), self.repeat, self.below))
+        if not self.only_ci:
+            step("lint_scratch", repeated(fresh("lint_migrations", "--scratch", "--format", "json",
+                                                out=self.work / f"{project.name}-scratch.json"), self.repeat,
+                                          self.below))
+            step("collect_floor", repeated(fresh("collect", out=self.work / "collect.json", floor=True),
+                                           self.repeat, self.below))
+        count = ((results["collect_floor"].detail or {}).get("migrations") if "collect_floor" in results else None) \
+            or _count_migrations(self.work / f"{project.name}-scratch.json", project)
+        if not self.only_ci:
+            step("lint_collect", repeated(fresh("lint_migrations", "--format", "json",
+                                                out=self.work / f"{project.name}-collect.json"), self.repeat,
+                                          self.below))
         faked = applied_db is None
         if faked:
             # migrate did not finish within the cap: record every migration as applied without
@@ -209,14 +216,82 @@ class Bench:
                                            out=self.work / f"{project.name}-last.json", env=env)
 
             # Without the state cache (a first run), then with it (every later run on the same history).
+            if self.only_ci:
+                return self._ci_only(project, settings, step, results, applied_db, count)
             step("lint_last_cold", repeated(lint_last(MIGRATION_GUARD_CACHE="0"), self.repeat, self.below))
             lint_last()()  # fills the cache
             step("lint_last", repeated(lint_last(), self.repeat, self.below))
             results["lint_last"].detail = {"migration": last, "faked": faked}
-            self.drop(applied_db)
+            self._plan_db = applied_db  # the pull request in CI mode has migrate --plan next to it
         step("sqlmigrate", fresh("sqlmigrate", "--cap", str(self.sqlmigrate_cap), out=self.work / "sqlmigrate.json",
                                  cap=self.sqlmigrate_cap + 120, floor=True)())
+        if self.ci and applied_db is not None:
+            self.ci_case(project, settings, step)
+        if applied_db is not None:
+            self.drop(applied_db)
         return {"migrations": count, **{name: asdict(m) for name, m in results.items()}}
+
+    def _ci_only(self, project: Path, settings: str, step, results: dict, applied_db: str, count: int) -> dict:
+        """``--only-ci``: migrate, migrate --plan and the pull request in CI mode."""
+        try:
+            self.ci_case(project, settings, step)
+        finally:
+            self.drop(applied_db)
+        if not count:
+            count = results["ci_warm"].detail["base"] + 1
+        return {"migrations": count, **{name: asdict(m) for name, m in results.items()}}
+
+    def ci_case(self, project: Path, settings: str, step) -> None:
+        """The pull request in CI mode (``--embedded``, the base cache): the last migration in migrate's
+        order linted on a throwaway server brought to its base (its ancestors), with no cache (as
+        before the cache), cold (an empty cache: the base is built and kept), warm (the base kept),
+        and after a merge of the base's last ten migrations (a template without them). The
+        migrations are named with ``--files`` (what ``--since`` selects from git, without git)."""
+        layout = self._ci_layout(project, settings)
+        last, merged = layout["last"], layout["merged"]
+        db = "unused"  # --embedded runs its own server
+        caches = iter(range(1_000_000))
+
+        def lint(cache: Path | None, *files: str, out: str = "ci"):
+            env = {"MIGRATION_GUARD_CACHE_DIR": str(cache)} if cache else {"MIGRATION_GUARD_BASE_CACHE": "0"}
+            return self.manage(project, settings, db, "lint_migrations", "--embedded", "--format", "json",
+                               "--files", *files, out=self.work / f"{project.name}-{out}.json", env=env)
+
+        def empty_cache() -> Path:
+            folder = self.work / f"base-cache-{next(caches)}"
+            shutil.rmtree(folder, ignore_errors=True)
+            return folder
+
+        def after_merge() -> Measure:
+            cache = empty_cache()
+            lint(cache, *merged, last, out="ci-before-merge")  # main without the merged ones: that base kept
+            return lint(cache, last, out="ci-merge")
+
+        step("ci_off", repeated(lambda: lint(None, last, out="ci-off"), self.repeat, self.below))
+        step("ci_cold", repeated(lambda: lint(empty_cache(), last, out="ci-cold"), self.repeat, self.below))
+        step("ci_merge", repeated(after_merge, self.repeat, self.below))
+        warm_cache = empty_cache()
+        lint(warm_cache, last)  # keeps the base
+        # Warm, side by side with migrate --plan (the floor): the ratio holds on a drifting machine.
+        pairs = [(self.manage(project, settings, self._plan_db, "migrate", "--plan"),
+                  lint(warm_cache, last, out="ci-warm")) for _ in range(self.repeat)]
+        warm = _median([pair[1] for pair in pairs])
+        warm.detail = {"ratio": statistics.median(w.wall_s / p.wall_s for p, w in pairs),
+                       "plan_s": statistics.median(p.wall_s for p, _ in pairs),
+                       "base": layout["base"], "merged": len(merged)}
+        reports = [json.loads((self.work / f"{project.name}-{name}.json").read_text())["migrations"]
+                   for name in ("ci-off", "ci-cold", "ci-merge", "ci-warm")]
+        warm.detail["same_report"] = all(report == reports[0] for report in reports)
+        step("ci_warm", warm)
+
+    def _ci_layout(self, project: Path, settings: str) -> dict:
+        """The last migration in migrate's order, how many migrations its base has, and the files of
+        the base's last ten (in migrate's order, so the rest is closed under dependencies)."""
+        out = self.work / "ci-layout.json"
+        measure = run_measured([self.python, "-c", _CI_LAYOUT], cwd=project,
+                               env=self.env(project, settings, "unused"), cap=self.cap, stdout_path=out)
+        assert measure.code == 0
+        return json.loads(out.read_text())
 
     def _unapply_last(self, project: Path, settings: str, db: str, fake: bool = False) -> str:
         """Unapply the last migration in migrate's order (a leaf); return its label."""
@@ -260,6 +335,21 @@ def _count_migrations(scratch_report: Path, project: Path) -> int:
     except (OSError, ValueError, KeyError):
         return sum(1 for path in project.glob("*/migrations/[0-9]*.py"))
 
+
+_CI_LAYOUT = """
+import json, sys
+import django
+django.setup()
+from django.db.migrations.executor import MigrationExecutor
+executor = MigrationExecutor(None)
+graph = executor.loader.graph
+order = [(m.app_label, m.name) for m, _ in executor.migration_plan(graph.leaf_nodes(), clean_start=True)]
+last = order[-1]
+ancestors = set(graph.forwards_plan(last))
+base = [node for node in order if node in ancestors and node != last]
+path = lambda node: sys.modules[type(graph.nodes[node]).__module__].__file__
+print(json.dumps({"last": path(last), "base": len(base), "merged": [path(node) for node in base[-10:]]}))
+"""
 
 _PGLAST = "import sys, pglast; pglast.parse_sql(open(sys.argv[1], encoding='utf-8').read())"
 
@@ -305,6 +395,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench-results.json")
     parser.add_argument("--readme", type=Path, help="rewrite this README's performance section")
     parser.add_argument("--keep", action="store_true", help="keep the generated projects and outputs")
+    parser.add_argument("--no-ci", action="store_true", help="skip the pull request in CI mode (base cache)")
+    parser.add_argument("--no-explain", action="store_true", help="skip the explain scripts")
+    parser.add_argument("--only-ci", action="store_true",
+                        help="only migrate, migrate --plan and the pull request in CI mode (base cache)")
     args = parser.parse_args(argv)
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -317,12 +411,13 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(server.dsn()) as conn:
             document["machine"]["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
         bench = Bench(server, work, cap=args.cap, sqlmigrate_cap=args.sqlmigrate_cap, repeat=args.repeat,
-                      below=args.repeat_below, python=sys.executable)
+                      below=args.repeat_below, python=sys.executable, ci=not args.no_ci,
+                      only_ci=args.only_ci)
         def save() -> None:  # after every project, so a stopped run keeps what it measured
             document["total_s"] = time.perf_counter() - started
             args.out.write_text(json.dumps(document, indent=2) + "\n")
 
-        for count in statements:
+        for count in [] if args.no_explain else statements:
             document["explain"].append(bench.explain(count))
             save()
         for count in sizes:

@@ -81,7 +81,7 @@ from django.conf import settings
 from django.db.migrations.state import ProjectState
 
 from migration_guard.plan import Plan, migration_path
-from migration_guard.state_cache import _file_digest, _FileDigests, _load, _store, cache_dir
+from migration_guard.state_cache import _FileDigests, _load, _module_file, _private, _store, _write_private, cache_dir
 
 __all__ = [
     "Base", "BaseCache", "EmbeddedCluster", "TEMPLATE_PREFIX", "describe_base", "drop_templates", "enabled",
@@ -177,7 +177,7 @@ def describe_base(executor, nodes: Sequence[Node], connection, server_version: s
         return None
     graph = executor.loader.graph
     files = _FileDigests(directory)
-    code = _CodeDigests()
+    code = _CodeDigests(directory, files)
     digests = []
     try:
         for node in nodes:
@@ -187,12 +187,12 @@ def describe_base(executor, nodes: Sequence[Node], connection, server_version: s
             if file_digest is None:
                 raise _Doubt(node)
             parents = sorted(parent.key for parent in graph.node_map[node].parents)
-            digest = hashlib.sha256(f"{file_digest}\n{parents!r}\n".encode())
-            code.migration(migration, digest)
-            digests.append(digest.hexdigest()[:32])
+            operations = code.of(migration, file_digest)
+            digests.append(hashlib.sha256(f"{file_digest}\n{parents!r}\n{operations}\n".encode()).hexdigest()[:32])
     except _Doubt:
         return None
     files.save()
+    code.save()
     return Base(_environment(executor, connection, server_version), tuple(nodes), tuple(digests))
 
 
@@ -226,56 +226,90 @@ _CODE = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, 
 
 
 class _CodeDigests:
-    """What a migration's operations are made of, as its writer would serialize them."""
+    """What a migration's operations are made of, as its writer would serialize them. Walking them
+    costs ~1 ms a migration, so the result is remembered (``base-code.json``, private like the
+    file digests) by the migration file's digest, with the digests of the modules it used, and
+    walked again when one of those changed."""
 
-    def __init__(self):
+    def __init__(self, directory: Path, files: _FileDigests):
+        self.files = files
+        self.path = directory / "base-code.json"
         self.modules: dict[str, str | None] = {}
+        self.known: dict[str, dict] = {}
+        self.changed = False
+        try:
+            if _private(self.path):
+                known = json.loads(self.path.read_text(encoding="utf-8"))
+                if isinstance(known, dict) and known.get("format") == FORMAT:
+                    self.known = known.get("migrations", {})
+        except (OSError, ValueError):
+            pass
 
-    def migration(self, migration, digest) -> None:
+    def of(self, migration, file_digest: str) -> str:
+        """The digest of the migration's operations (raises _Doubt when they cannot be described)."""
+        entry = self.known.get(file_digest)
+        if isinstance(entry, dict) and isinstance(entry.get("modules"), dict) and isinstance(entry.get("code"), str) \
+                and all(self._digest(name) == d for name, d in entry["modules"].items()):
+            return entry["code"]
+        digest = hashlib.sha256()
+        used: dict[str, str] = {}
         for cls in type(migration).__mro__:
-            self._module(cls.__module__, digest)
+            self._module(cls.__module__, digest, used)
         for operation in migration.operations:
-            self._walk(operation, digest, 0)
+            self._walk(operation, digest, 0, used)
+        code = digest.hexdigest()
+        self.known[file_digest] = {"modules": used, "code": code}
+        self.changed = True
+        return code
 
-    def _module(self, name: str | None, digest) -> None:
-        if not name:
-            raise _Doubt(name)
+    def save(self) -> None:
+        if self.changed:
+            with contextlib.suppress(OSError):
+                _write_private(self.path, json.dumps({"format": FORMAT, "migrations": self.known}).encode())
+
+    def _digest(self, name: str) -> str | None:
         if name not in self.modules:
-            self.modules[name] = _file_digest(name)
-        found = self.modules[name]
+            path = _module_file(name)
+            self.modules[name] = self.files.get(path) if path else path
+        return self.modules[name]
+
+    def _module(self, name: str | None, digest, used: dict) -> None:
+        found = self._digest(name) if name else None
         if found is None:
             raise _Doubt(name)
+        if found:
+            used[name] = found
         digest.update(f"{name} {found}\n".encode())
 
-    def _walk(self, value, digest, depth: int) -> None:
+    def _walk(self, value, digest, depth: int, used: dict) -> None:
         if depth > 40:
             raise _Doubt("nested too deeply")
         if isinstance(value, enum.Enum):
-            self._module(type(value).__module__, digest)
+            self._module(type(value).__module__, digest, used)
             digest.update(f"{type(value).__qualname__}.{value.name}\n".encode())
         elif isinstance(value, _LEAVES):
             digest.update(f"{type(value).__name__} {value!r}\n".encode())
         elif isinstance(value, _CODE):
-            self._module(getattr(value, "__module__", None), digest)
+            self._module(getattr(value, "__module__", None), digest, used)
             digest.update(f"{getattr(value, '__qualname__', value)!r}\n".encode())
         elif isinstance(value, functools.partial):
-            self._walk((value.func, value.args, value.keywords), digest, depth + 1)
+            self._walk((value.func, value.args, value.keywords), digest, depth + 1, used)
         elif isinstance(value, list | tuple):
             digest.update(f"{type(value).__name__}[{len(value)}\n".encode())
             for item in value:
-                self._walk(item, digest, depth + 1)
+                self._walk(item, digest, depth + 1, used)
         elif isinstance(value, set | frozenset):
             digest.update(f"set[{len(value)}\n".encode())
             for item in sorted(value, key=_canonical):
-                self._walk(item, digest, depth + 1)
+                self._walk(item, digest, depth + 1, used)
         elif isinstance(value, dict):
             digest.update(f"dict[{len(value)}\n".encode())
             for key in sorted(value, key=_canonical):
-                self._walk(key, digest, depth + 1)
-                self._walk(value[key], digest, depth + 1)
+                self._walk(key, digest, depth + 1, used)
+                self._walk(value[key], digest, depth + 1, used)
         else:
             kind = type(value)
-            self._module(kind.__module__, digest)
+            self._module(kind.__module__, digest, used)
             digest.update(f"{kind.__qualname__}(\n".encode())
             deconstruct = getattr(value, "deconstruct", None)
             if not callable(deconstruct):
@@ -283,8 +317,8 @@ class _CodeDigests:
             parts = deconstruct()  # (path, args, kwargs), a field's (name, path, args, kwargs), ...
             if not isinstance(parts, tuple) or len(parts) < 2:
                 raise _Doubt(kind)
-            self._walk(parts[-2], digest, depth + 1)
-            self._walk(parts[-1], digest, depth + 1)
+            self._walk(parts[-2], digest, depth + 1, used)
+            self._walk(parts[-1], digest, depth + 1, used)
 
 
 # -- templates on a server -------------------------------------------------------------------------

@@ -183,8 +183,9 @@ class _FileDigests:
             _write_private(self.path, json.dumps({"format": _FORMAT, "files": self.known}).encode())
 
 
-def _file_digest(module_name: str) -> str | None:
-    """sha256 of a module's file; '' for modules that need none (Django, stdlib, builtins)."""
+def _module_file(module_name: str) -> str | None:
+    """The file whose code a module's classes and functions run; '' for modules that need none
+    (Django, stdlib, builtins), None when it is not known (not imported)."""
     if module_name == "django" or module_name.startswith("django.") or module_name in sys.builtin_module_names:
         return ""
     module = sys.modules.get(module_name)
@@ -195,6 +196,14 @@ def _file_digest(module_name: str) -> str | None:
         return ""  # a namespace or built-in module: no code of its own
     if os.path.realpath(path).startswith(_STDLIB + os.sep) and "site-packages" not in path:
         return ""
+    return path
+
+
+def _file_digest(module_name: str) -> str | None:
+    """sha256 of a module's file; '' for modules that need none (Django, stdlib, builtins)."""
+    path = _module_file(module_name)
+    if not path:
+        return path
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
