@@ -121,6 +121,125 @@ def stats_show(file: str) -> None:
         click.echo(f"{name:<{widths[0]}}  {count:>{widths[1]}}  {size:>{widths[2]}}".rstrip())
 
 
+# -- cache ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def cache() -> None:
+    """The caches: the project state (collect mode) and the base databases of CI runs
+    (``--scratch``/``--since``/``--embedded``), in the cache folder or, with --dsn, on a server."""
+
+
+def _cache_folder():
+    from migration_guard.state_cache import cache_dir
+
+    folder = cache_dir()
+    if folder is None:
+        _fail("caching is off (MIGRATION_GUARD_CACHE=0)")
+    return folder
+
+
+def _server(dsn: str):
+    import psycopg
+
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        _fail(f"cannot connect to --dsn: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}")
+
+
+@cache.command("list")
+@click.option("--dsn", envvar="MIGRATION_GUARD_DSN", help="List this role's base templates on this server "
+              "(--scratch) instead of the cache folder.")
+def cache_list(dsn: str | None) -> None:
+    """What the cache holds: the base templates (name, migrations, size) and the cached project states."""
+    from migration_guard.base_cache import template_rows
+
+    if dsn:
+        with _server(dsn) as conn, conn.cursor() as cursor:
+            rows = template_rows(cursor)
+        for row in rows:
+            click.echo(_template_line(row))
+        return
+    folder = _cache_folder()
+    click.echo(f"cache folder {folder}")
+    for cluster in sorted(folder.glob("embedded-*")):
+        from migration_guard.base_cache import EmbeddedCluster
+
+        kept = EmbeddedCluster(cluster)
+        size = sum(p.stat().st_size for p in kept.data.rglob("*") if p.is_file()) if kept.data.is_dir() else 0
+        click.echo(f"{cluster.name}: embedded data folder, {format_bytes(size)}")
+        for row in kept.templates():
+            click.echo("  " + _template_line(row))
+    states = list(folder.glob("*.pickle"))
+    click.echo(f"project states: {len(states)} ({format_bytes(sum(p.stat().st_size for p in states))})")
+
+
+def _template_line(row: dict) -> str:
+    import datetime as dt
+
+    created = dt.datetime.fromtimestamp(row["created"]).isoformat(timespec="seconds") if row.get("created") else "?"
+    migrations = "unreadable manifest" if row.get("migrations") is None else f"{row['migrations']} migrations"
+    return f"{row['name']}  {migrations}  {format_bytes(row.get('bytes'))}  created {created}"
+
+
+@cache.command("prune")
+@click.option("--dsn", envvar="MIGRATION_GUARD_DSN", help="Prune this role's base templates on this server "
+              "(--scratch) instead of the cache folder.")
+@click.option("--max-bytes", default="1GB", show_default=True, help="Keep the newest templates up to this size.")
+@click.option("--all", "everything", is_flag=True, help="Remove everything: every template, the embedded data "
+              "folders and the cached project states.")
+def cache_prune(dsn: str | None, max_bytes: str, everything: bool) -> None:
+    """Drop the oldest base templates beyond --max-bytes (and any whose manifest does not read), or,
+    with --all, empty the cache. Templates being copied are left for a later prune."""
+    import functools
+    import shutil
+
+    from migration_guard.base_cache import drop_templates, list_templates, prune, template_rows
+    from migration_guard.config import ConfigError, parse_bytes
+
+    try:
+        limit = parse_bytes(max_bytes, "--max-bytes")
+    except ConfigError as exc:
+        _fail(str(exc))
+    if dsn:
+        with _server(dsn) as conn, conn.cursor() as cursor:
+            if everything:
+                dropped = drop_templates(cursor, [name for name, _, _ in list_templates(cursor)])
+            else:
+                dropped = prune(cursor, limit)
+        for name in dropped:
+            click.echo(f"dropped {name}", err=True)
+        return
+    folder = _cache_folder()
+    if everything:
+        if folder.is_dir():
+            shutil.rmtree(folder)
+        click.echo(f"removed {folder}", err=True)
+        return
+    from migration_guard.base_cache import EmbeddedCluster
+    from migration_guard.embedded import EmbeddedPostgres, EmbeddedPostgresError
+
+    for cluster_folder in sorted(folder.glob("embedded-*")):
+        cluster = EmbeddedCluster(cluster_folder)
+        if not cluster.usable():
+            continue
+        server = EmbeddedPostgres()
+        try:
+            server.start(data_from=cluster.data)
+            with _server(server.dsn()) as conn, conn.cursor() as cursor:
+                dropped = prune(cursor, limit)
+                rows = template_rows(cursor)
+            if dropped:
+                server.stop(keep=functools.partial(cluster.keep, templates=rows))
+            for name in dropped:
+                click.echo(f"dropped {name} from {cluster_folder.name}", err=True)
+        except EmbeddedPostgresError as exc:
+            _fail(f"{cluster_folder}: the kept data folder does not start ({exc}); remove it with --all")
+        finally:
+            server.stop()
+
+
 # -- rules ----------------------------------------------------------------------------------------
 
 

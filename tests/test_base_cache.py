@@ -8,7 +8,7 @@ import subprocess
 import psycopg
 import pytest
 
-from migration_guard.base_cache import Base, drop_templates, list_templates
+from migration_guard.base_cache import TEMPLATE_PREFIX, Base, drop_templates, list_templates
 
 MIGRATION_0005 = '''
 from django.db import migrations, models
@@ -143,3 +143,53 @@ def test_reports_identical_over_pushes_merges_rebases_and_edits(project, tmp_pat
     _git(project.root, "rebase", "-q", "main")
     notes = _same_with_and_without(project, tmp_path, "--since", "main")
     assert notes[0].startswith("base cache: no template for this base yet (6 migrations")
+
+
+def test_cache_list_and_prune_on_a_server(project, tmp_path, templates, pg_server):
+    _repository(project)
+    project.add_migration("0005_item_quantity_big", MIGRATION_0005)
+    _lint(project, tmp_path, "--since", "main")
+    (name, base, size) = templates()[0]
+    listed = project.cli("cache", "list", "--dsn", pg_server.dsn())
+    assert listed.code == 0, listed.err
+    assert listed.out.startswith(f"{name}  4 migrations  ")
+    kept = project.cli("cache", "prune", "--dsn", pg_server.dsn(), "--max-bytes", str(size))
+    assert kept.code == 0 and templates() != []  # fits: kept
+    pruned = project.cli("cache", "prune", "--dsn", pg_server.dsn(), "--max-bytes", str(size - 1))
+    assert pruned.code == 0 and f"dropped {name}" in pruned.err
+    assert templates() == []
+
+
+def test_a_template_is_the_role_s_own_named_by_its_manifest_and_never_changed(project, tmp_path, templates,
+                                                                             pg_server):
+    _repository(project)
+    project.add_migration("0005_item_quantity_big", MIGRATION_0005)
+    _lint(project, tmp_path, "--since", "main")
+    ((name, base, _),) = templates()
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        assert conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (name,)).fetchone() == (False,)
+        # A database of another role with the same manifest, and one of ours whose name does not match
+        # its manifest: neither is ever used.
+        conn.execute("CREATE ROLE intruder CREATEDB")
+        conn.execute(f'ALTER DATABASE "{name}" RENAME TO "{TEMPLATE_PREFIX}{"0" * 40}"')
+        conn.execute(f'CREATE DATABASE "{name}" OWNER intruder')
+        conn.execute(f"COMMENT ON DATABASE \"{name}\" IS '{base.manifest()}'")
+        try:
+            _, notes = _lint(project, tmp_path, "--since", "main")
+            assert notes[0].startswith("base cache: no template for this base yet")
+            assert notes[1] == ("base cache: the base was not kept (database "
+                                f"\"{name}\" already exists)")
+        finally:
+            conn.execute(f'DROP DATABASE "{name}"')
+            conn.execute("DROP ROLE intruder")
+    # A run never reaches into a template: the migrations linted on the copy are not in it.
+    _lint(project, tmp_path, "--since", "main")
+    ((name, _, _),) = [t for t in templates() if t[1] is not None]
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    with psycopg.connect(pg_server.dsn(name)) as conn:
+        column = conn.execute("SELECT data_type FROM information_schema.columns "
+                              "WHERE table_name = 'inventory_item' AND column_name = 'quantity'").fetchone()
+        warehouse = conn.execute("SELECT count(*) FROM information_schema.tables "
+                                 "WHERE table_name = 'inventory_warehouse'").fetchone()
+    assert warehouse == (1,) and column == ("integer",)  # the base's tables; 0005 (bigint) ran on the copy only

@@ -229,7 +229,13 @@ def test_github_action_runs_its_own_command_lines_and_keeps_the_base(project, tm
         assert annotation["title"] == "MG007 alter-column-type-rewriting"
         log = json.loads((project.root / "migration-guard.sarif").read_text())
         assert sarif_errors(log) == [] and len(log["runs"][0]["results"]) == 1
-        assert (tmp_path / "summary.md").read_text().startswith("## migration_guard: ⛔ BLOCKED")
+        summary = (tmp_path / "summary.md").read_text()
+        assert summary.startswith("## migration_guard: ⛔ BLOCKED")
+        if push == 1:
+            assert f"base cache: kept the base (4 migrations) as template migration_guard_base_{keys[0]}" in summary
+        else:  # the second push starts from the template the first one kept, named by the printed key
+            assert f"base cache: the scratch database is a copy of template migration_guard_base_{keys[0]} " \
+                   "(4 migrations)" in summary
         values["steps.lint.outputs.exit-code"] = lint_outputs["exit-code"]
         upload = next(s for s in action["runs"]["steps"] if s.get("uses", "").startswith("github/codeql"))
         assert _expressions(upload["with"]["sarif_file"], values) == "./migration-guard.sarif"
