@@ -112,9 +112,18 @@ def test_gitlab_ci_job(project):
     lint_lines = [line for line in job["script"] if "lint_migrations" in line]
     assert lint_lines
 
+    (cached,) = job["cache"]["paths"]
+    assert job["cache"]["when"] == "always"
+    assert job["variables"]["MIGRATION_GUARD_CACHE_DIR"] == f"$CI_PROJECT_DIR/{cached.rstrip('/')}"
+
     _pull_request(project)
-    run = _shell(project, "\n".join(lint_lines), {"CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main"})
+    env = {"CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main", "CI_PROJECT_DIR": str(project.root),
+           "MIGRATION_GUARD_CACHE_DIR": str(project.root / cached)}
+    run = _shell(project, "\n".join(lint_lines), env)
     assert run.returncode == 1, run.stdout + run.stderr
+    # The folder GitLab caches holds the base for the next pipeline.
+    assert "base cache: kept the base (4 migrations)" in run.stdout
+    assert list((project.root / cached).glob("embedded-*/cluster/PG_VERSION"))
     assert run.stdout.rstrip().endswith("Exit 1.")  # the text report in the job log
     suite = ET.parse(project.root / junit).getroot()
     (case,) = suite.iter("testcase")
