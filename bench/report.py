@@ -24,6 +24,11 @@ CASES = [
     ("migrate_plan", "`migrate --plan`, last one pending", None),
     ("lint_last_cold", "`lint_migrations`, last one pending (PR), first run", "migrate_plan"),
     ("lint_last", "`lint_migrations`, last one pending (PR), state cached", "migrate_plan"),
+    # The pull request in CI mode: lint_migrations --embedded --files LAST (what --since selects).
+    ("ci_off", "CI (`--embedded`), last one new, no base cache", "migrate_plan"),
+    ("ci_cold", "CI, last one new, cold (empty cache: base built and kept)", "migrate_plan"),
+    ("ci_merge", "CI, last one new, after a merge of 10 (template lacks them)", "migrate_plan"),
+    ("ci_warm", "CI, last one new, warm (template at the base)", "migrate_plan"),
 ]
 
 
@@ -73,9 +78,12 @@ def _rows(document: dict) -> list[list[str]]:
                 shown = f"{wall:.1f}" + (f" ({detail['done']} run)" if detail.get("capped") else "")
             else:
                 shown = f"{wall:.2f}"
-            per = f"{wall / n * 1000:.1f}" if wall and key not in ("migrate_plan", "lint_last", "lint_last_cold") else ""
+            per = f"{wall / n * 1000:.1f}" if wall and key in ("migrate", "lint_scratch", "sqlmigrate",
+                                                                "collect_floor", "lint_collect") else ""
             ratio = ""
-            if floor and wall and _wall(project.get(floor)):
+            if detail.get("ratio") and key == "ci_warm":  # pairs side by side with migrate --plan
+                ratio = f"{detail['ratio']:.2f}x"
+            elif floor and wall and _wall(project.get(floor)):
                 ratio = f"{wall / _wall(project[floor]):.2f}x"
             grow = ""
             if previous is not None and label.startswith("generated") and previous.get(key):
@@ -153,6 +161,22 @@ def targets(document: dict) -> list[tuple[str, bool | None]]:
             if last and plan:
                 out.append((f"{label}: lint one pending <= 1.2x migrate --plan ({how}): {last / plan:.2f}x",
                             last / plan <= 1.2))
+    for label, p in projects:
+        warm, cold, off, merge = (_wall(p.get(k)) for k in ("ci_warm", "ci_cold", "ci_off", "ci_merge"))
+        if warm and p["ci_warm"].get("detail", {}).get("ratio"):
+            detail = p["ci_warm"]["detail"]
+            out.append((f"{label}: CI warm <= 2x migrate --plan (pairs side by side): {detail['ratio']:.2f}x",
+                        detail["ratio"] <= 2))
+            if not detail.get("same_report", True):
+                out.append((f"{label}: CI reports identical with and without the cache", False))
+        if cold and off:
+            out.append((f"{label}: CI cold no slower than without the cache: {cold:.1f} s vs {off:.1f} s "
+                        f"({cold / off:.2f}x)", cold <= off * 1.05))
+        if warm and merge and off and p["ci_warm"].get("detail", {}).get("base"):
+            base = p["ci_warm"]["detail"]["base"]
+            ten = (off - warm) * 10 / base  # what applying 10 of the base's migrations costs
+            out.append((f"{label}: CI after a merge of 10 <= warm + those 10 (+ keeping the new base): "
+                        f"{merge:.1f} s vs {warm:.1f} + {ten:.1f} s", merge <= (warm + ten) * 1.5))
     sizes = document["sizes"]
     for a, b in zip(sizes, sizes[1:]):
         k = _growth((a["migrations"], _wall(a.get("lint_scratch"))), (b["migrations"], _wall(b.get("lint_scratch"))))
@@ -309,11 +333,16 @@ def merge(documents: list[dict]) -> dict:
     the last run that has it, the machine of the first, and how many runs it took."""
     merged = {**documents[0], "sizes": [], "explain": [], "realistic": None}
     for document in documents:
+        # A later run's figures join (and replace, key by key) an earlier run's of the same size.
+        earlier = {p["migrations"]: p for p in merged["sizes"]}
+        later = [{**earlier.get(p["migrations"], {}), **p} for p in document["sizes"]]
         merged["sizes"] = [p for p in merged["sizes"] if p["migrations"] not in
-                           {q["migrations"] for q in document["sizes"]}] + document["sizes"]
+                           {q["migrations"] for q in document["sizes"]}] + later
         merged["explain"] = [e for e in merged["explain"] if e["statements"] not in
                              {f["statements"] for f in document["explain"]}] + document["explain"]
-        merged["realistic"] = document.get("realistic") or merged["realistic"]
+        if document.get("realistic"):
+            merged["realistic"] = {**(merged["realistic"] or {}), **document["realistic"],
+                                   "migrations": (merged["realistic"] or document["realistic"])["migrations"]}
     merged["sizes"].sort(key=lambda p: p["migrations"])
     merged["explain"].sort(key=lambda e: e["statements"])
     merged["runs"] = len(documents)

@@ -14,10 +14,11 @@ the digest of what makes it build the same schema:
 - the migration file's sha256 (remembered by size, mtime and inode, as the state cache does);
 - its parents in the graph (what it depends on decides what exists when it runs);
 - what its operations are made of, walked as Django's migration writer walks them (``deconstruct``):
-  every value (a ``to=settings.AUTH_USER_MODEL`` or an ``if settings.X`` in the file evaluates at
-  import, and the value is what counts), and the sha256 of the file of every module outside Django
-  and the standard library whose class or function they use (a custom field's ``db_type``, a
-  ``RunPython`` function imported from elsewhere, a custom operation, a custom ``Migration`` base).
+  every value, and the sha256 of the file of every module outside Django and the standard library
+  whose class or function they use (a custom field's ``db_type``, a ``RunPython`` function imported
+  from elsewhere, a custom operation, a custom ``Migration`` base). The walk is remembered by the
+  file's digest and walked again when one of those modules changes; a value the file computes from a
+  setting at import is therefore seen only through the settings below.
 
 The environment: this cache's format; Django's version (the schema editor writes the SQL; a patch
 release may fix it); the server's PostgreSQL version; the database backend (``ENGINE``: a backend such
