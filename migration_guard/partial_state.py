@@ -15,8 +15,9 @@ So the state renders that closure, computed from the unrendered state (``Project
 for the references). Anything the closure cannot be sure of renders every model, as Django does:
 an operation class outside Django's own (a custom or third-party operation may read any model),
 and anything that fails while building the partial registry. ``RunPython`` needs no models
-here: collect mode does not run Python. Execute mode (``--scratch``) always renders every model,
-because ``RunPython`` code may ask for any model.
+here: collect mode does not run Python. Execute mode (``--scratch``) renders every model, because
+``RunPython`` code may ask for any model, except from a kept base (``base_cache``) when none of the
+migrations left to apply runs Python.
 
 ``MIGRATION_GUARD_PARTIAL_STATE=0`` turns it off (every model rendered).
 """

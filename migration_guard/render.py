@@ -143,8 +143,9 @@ def render_plan(
     index = TableIndex(facts) if each else None  # --each: the tables' models before each migration
     release_view = _release_view(executor, facts, state, todo, execute) if release and not each else None
     # Render the models once up front, as migrate does; later operations update them. Collect mode
-    # renders only the ones the pending migrations need (see partial_state); execute mode all.
-    if execute:
+    # renders only the ones the pending migrations need (see partial_state); execute mode all, but
+    # from a kept base with no Python to run (RunPython may ask for any model) what collect mode does.
+    if execute and (start is None or any(_runs_python(graph.nodes[node]) for node in todo)):
         state.apps  # noqa: B018
     else:
         render_models(state, [graph.nodes[node] for node in todo])
@@ -271,6 +272,18 @@ def _with_deploy(rendered: RenderedMigration, deploy: Deploy) -> RenderedMigrati
     """The migration and its statements carrying ``deploy``."""
     statements = tuple(replace(statement, deploy=deploy) for statement in rendered.statements)
     return replace(rendered, statements=statements, deploy=deploy)
+
+
+def _runs_python(migration) -> bool:
+    """Whether applying the migration runs Python code of the project (RunPython, also inside
+    SeparateDatabaseAndState)."""
+    stack = list(migration.operations)
+    while stack:
+        operation = stack.pop()
+        if isinstance(operation, RunPython):
+            return True
+        stack.extend(getattr(operation, "database_operations", None) or ())
+    return False
 
 
 def _apply_quietly(connection, migration, state):

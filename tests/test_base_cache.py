@@ -16,7 +16,10 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [("inventory", "0004_item_warehouse_note")]
-    operations = [migrations.AlterField("item", "quantity", models.BigIntegerField(null=True))]
+    operations = [
+        migrations.AlterField("item", "quantity", models.BigIntegerField(null=True)),
+        migrations.CreateModel("Shelf", [("id", models.BigAutoField(primary_key=True)), ("label", models.TextField())]),
+    ]
 '''
 
 MIGRATION_0006 = '''
@@ -35,9 +38,16 @@ MIGRATION_0007 = '''
 from django.db import migrations, models
 
 
+def label_shelves(apps, schema_editor):
+    # A model no operation of this migration touches: rendering only the touched ones would miss it.
+    apps.get_model("inventory", "Shelf").objects.filter(label="").update(label="?")
+
+
 class Migration(migrations.Migration):
     dependencies = [("inventory", "0006_item_colour")]
     operations = [
+        # First: Django renders every model again only before a RunPython that follows a change.
+        migrations.RunPython(label_shelves, migrations.RunPython.noop),
         migrations.AlterField("item", "colour", models.CharField(max_length=40, null=True)),
         migrations.AddConstraint("item", models.CheckConstraint(condition=models.Q(quantity__gte=0),
                                                                  name="item_quantity_positive")),
@@ -131,6 +141,10 @@ def test_reports_identical_over_pushes_merges_rebases_and_edits(project, tmp_pat
     assert notes[0] == f"base cache: the scratch database is a copy of template {kept[0]} (4 migrations; 2 more applied)"
     assert notes[1].startswith("base cache: kept the base (6 migrations)")
     assert len(templates()) == 2
+    # The next push: the base is that template; the linted migration's Python still sees every model.
+    notes = _same_with_and_without(project, tmp_path, "--since", "main")
+    assert notes[0].startswith("base cache: the scratch database is a copy of template ")
+    assert notes[0].endswith(" (6 migrations)")
 
     # An edited migration of the base (a fix-up of 0003 on main): no template has that 0003, so
     # the largest one without it (0001-0002: none) or a full build; the report is that of a full build.
