@@ -14,6 +14,11 @@ import pytest
 
 from migration_guard.embedded import EmbeddedPostgres
 
+# The base cache keeps scratch databases as templates between runs: each test's result would depend on
+# the tests before it on the same server. Off for the suite; its own tests turn it on (=1), with a
+# cache folder of their own.
+os.environ["MIGRATION_GUARD_BASE_CACHE"] = "0"
+
 
 @pytest.fixture(scope="session")
 def pg_server():

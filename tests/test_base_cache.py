@@ -85,9 +85,7 @@ def _repository(project):
 
 
 def _lint(project, tmp_path, *args, cache=True):
-    env = {"MIGRATION_GUARD_CACHE_DIR": str(tmp_path / "cache")}
-    if not cache:
-        env["MIGRATION_GUARD_BASE_CACHE"] = "0"
+    env = {"MIGRATION_GUARD_CACHE_DIR": str(tmp_path / "cache"), "MIGRATION_GUARD_BASE_CACHE": "1" if cache else "0"}
     run = project.lint(*args, "--format", "json", "--assume-rows", "10", env=env)
     assert run.code in (0, 1), run.err
     report = run.json()
