@@ -509,9 +509,9 @@ class EmbeddedCluster:
         """Whether the kept data directory exists and only this user could have written any of it
         (a data directory's configuration can run programs: anything else is never started)."""
         try:
-            if not _private_tree(self.folder, depth_only=True) or not self.data.is_dir():
+            if not all(_private_tree(folder, depth_only=True) for folder in (self.folder.parent, self.folder)):
                 return False
-            return _private_tree(self.data)
+            return self.data.is_dir() and _private_tree(self.data)
         except OSError:
             return False
 

@@ -3,6 +3,7 @@ template, and the reports it gives, which must be those of a full build, push af
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import psycopg
@@ -205,3 +206,24 @@ def test_a_template_is_the_role_s_own_named_by_its_manifest_and_never_changed(pr
         warehouse = conn.execute("SELECT count(*) FROM information_schema.tables "
                                  "WHERE table_name = 'inventory_warehouse'").fetchone()
     assert warehouse == (1,) and column == ("integer",)  # the base's tables; 0005 (bigint) ran on the copy only
+
+
+def test_embedded_keeps_its_data_folder_privately_and_turns_off(project, tmp_path):
+    _repository(project)
+    project.add_migration("0005_item_quantity_big", MIGRATION_0005)
+    _, notes = _lint(project, tmp_path, "--since", "main", "--embedded")
+    assert notes[1].startswith("base cache: kept the base (4 migrations)")
+    (cluster,) = (tmp_path / "cache").glob("embedded-*/cluster")
+    assert (cluster / "PG_VERSION").read_text().strip() == "18"
+    for path in [cluster, *cluster.rglob("*")]:  # this user's, nobody else can write to it
+        assert path.stat().st_uid == os.getuid() and not path.stat().st_mode & 0o022, path
+    _, notes = _lint(project, tmp_path, "--since", "main", "--embedded")
+    assert notes[0].startswith("base cache: the scratch database is a copy of template")
+    # A file another user could have written: the kept folder is never started, a fresh one is kept instead.
+    os.chmod(cluster / "postgresql.auto.conf", 0o666)
+    _, notes = _lint(project, tmp_path, "--since", "main", "--embedded")
+    assert notes[0].startswith("base cache: no template for this base yet")
+    assert not (cluster / "postgresql.auto.conf").stat().st_mode & 0o022  # replaced
+    # Off with one setting: the configuration's base_cache, or the environment.
+    project.config("[tool.migration_guard]\nbase_cache = false\n")
+    assert _lint(project, tmp_path, "--since", "main", "--embedded")[1] == []
