@@ -120,6 +120,12 @@ def test_reports_identical_over_pushes_merges_rebases_and_edits(project, tmp_pat
     assert notes[1].startswith("base cache: kept the base (4 migrations) as template")
     (kept,) = templates()
     assert kept[1] is not None and len(kept[1].nodes) == 4
+    # The key CI caches it under, printed before the run (no scratch database made): the template's name.
+    env = {"MIGRATION_GUARD_CACHE_DIR": str(tmp_path / "cache"), "MIGRATION_GUARD_BASE_CACHE": "1"}
+    key = project.lint("--since", "main", "--print-cache-key", env=env)
+    assert key.code == 0 and TEMPLATE_PREFIX + key.out.strip() == kept[0], key.err
+    off = project.lint("--since", "main", "--print-cache-key", env={**env, "MIGRATION_GUARD_BASE_CACHE": "0"})
+    assert off.out.strip() == "none"
     # A second push: the base is the template, copied.
     notes = _same_with_and_without(project, tmp_path, "--since", "main")
     assert notes == [f"base cache: the scratch database is a copy of template {kept[0]} (4 migrations)"]
