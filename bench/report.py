@@ -25,10 +25,12 @@ CASES = [
     ("lint_last_cold", "`lint_migrations`, last one pending (PR), first run", "migrate_plan"),
     ("lint_last", "`lint_migrations`, last one pending (PR), state cached", "migrate_plan"),
     # The pull request in CI mode: lint_migrations --embedded --files LAST (what --since selects).
-    ("ci_off", "CI (`--embedded`), last one new, no base cache", "migrate_plan"),
-    ("ci_cold", "CI, last one new, cold (empty cache: base built and kept)", "migrate_plan"),
-    ("ci_merge", "CI, last one new, after a merge of 10 (template lacks them)", "migrate_plan"),
-    ("ci_warm", "CI, last one new, warm (template at the base)", "migrate_plan"),
+    # One new migration on top of all the others; vs floor: cold beside no cache, warm beside migrate --plan
+    # (pairs run side by side, the median of their ratios).
+    ("ci_off", "CI `--embedded`, one new on top of all, no base cache", None),
+    ("ci_cold", "CI, one new on top of all, cold (base built and kept)", None),
+    ("ci_merge", "CI, one new on top of all, after a merge of 10", None),
+    ("ci_warm", "CI, one new on top of all, warm (base kept)", None),
 ]
 
 
@@ -81,7 +83,7 @@ def _rows(document: dict) -> list[list[str]]:
             per = f"{wall / n * 1000:.1f}" if wall and key in ("migrate", "lint_scratch", "sqlmigrate",
                                                                 "collect_floor", "lint_collect") else ""
             ratio = ""
-            if detail.get("ratio") and key == "ci_warm":  # pairs side by side with migrate --plan
+            if detail.get("ratio") and key in ("ci_warm", "ci_cold"):  # pairs side by side
                 ratio = f"{detail['ratio']:.2f}x"
             elif floor and wall and _wall(project.get(floor)):
                 ratio = f"{wall / _wall(project[floor]):.2f}x"
@@ -170,13 +172,15 @@ def targets(document: dict) -> list[tuple[str, bool | None]]:
             if not detail.get("same_report", True):
                 out.append((f"{label}: CI reports identical with and without the cache", False))
         if cold and off:
-            out.append((f"{label}: CI cold no slower than without the cache: {cold:.1f} s vs {off:.1f} s "
-                        f"({cold / off:.2f}x)", cold <= off * 1.05))
+            ratio = (p["ci_cold"].get("detail") or {}).get("ratio") or cold / off
+            out.append((f"{label}: CI cold no slower than without the cache (pairs side by side): {ratio:.2f}x "
+                        f"({cold:.1f} s vs {off:.1f} s)", ratio <= 1.05))
         if warm and merge and off and p["ci_warm"].get("detail", {}).get("base"):
             base = p["ci_warm"]["detail"]["base"]
-            ten = (off - warm) * 10 / base  # what applying 10 of the base's migrations costs
-            out.append((f"{label}: CI after a merge of 10 <= warm + those 10 (+ keeping the new base): "
-                        f"{merge:.1f} s vs {warm:.1f} + {ten:.1f} s", merge <= (warm + ten) * 1.5))
+            ten = max(off - warm, 0) * 10 / base  # what applying 10 of the base's migrations costs
+            # Keeping the new base costs one more copy of it: a quarter of warm is allowed for that.
+            out.append((f"{label}: CI after a merge of 10 ~ warm + those 10: {merge:.1f} s vs {warm:.1f} + "
+                        f"{ten:.1f} s", merge <= warm * 1.25 + ten))
     sizes = document["sizes"]
     for a, b in zip(sizes, sizes[1:]):
         k = _growth((a["migrations"], _wall(a.get("lint_scratch"))), (b["migrations"], _wall(b.get("lint_scratch"))))
@@ -333,21 +337,30 @@ def merge(documents: list[dict]) -> dict:
     the last run that has it, the machine of the first, and how many runs it took."""
     merged = {**documents[0], "sizes": [], "explain": [], "realistic": None}
     for document in documents:
-        # A later run's figures join (and replace, key by key) an earlier run's of the same size.
+        # A run of only the CI case (run.py --only-ci) adds its figures to an earlier run's of the
+        # same size; its own migrate and migrate --plan stay out (another machine load, another day).
         earlier = {p["migrations"]: p for p in merged["sizes"]}
-        later = [{**earlier.get(p["migrations"], {}), **p} for p in document["sizes"]]
+        if document.get("only_ci"):
+            later = [{**earlier.get(p["migrations"], {}), **_ci_only(p)} for p in document["sizes"]]
+        else:
+            later = document["sizes"]
         merged["sizes"] = [p for p in merged["sizes"] if p["migrations"] not in
                            {q["migrations"] for q in document["sizes"]}] + later
         merged["explain"] = [e for e in merged["explain"] if e["statements"] not in
                              {f["statements"] for f in document["explain"]}] + document["explain"]
-        if document.get("realistic"):
-            merged["realistic"] = {**(merged["realistic"] or {}), **document["realistic"],
-                                   "migrations": (merged["realistic"] or document["realistic"])["migrations"]}
+        if document.get("realistic") and document.get("only_ci") and merged["realistic"]:
+            merged["realistic"] = {**merged["realistic"], **_ci_only(document["realistic"])}
+        elif document.get("realistic"):
+            merged["realistic"] = document["realistic"]
     merged["sizes"].sort(key=lambda p: p["migrations"])
     merged["explain"].sort(key=lambda e: e["statements"])
     merged["runs"] = len(documents)
     merged["total_s"] = sum(d.get("total_s", 0) for d in documents)
     return merged
+
+
+def _ci_only(project: dict) -> dict:
+    return {key: value for key, value in project.items() if key.startswith("ci_") or key == "migrations"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -433,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="migration-guard-bench-"))
     os.chmod(work, 0o755)
     started = time.perf_counter()
-    document = {"machine": machine(), "sizes": [], "explain": [], "realistic": None}
+    document = {"machine": machine(), "sizes": [], "explain": [], "realistic": None, "only_ci": args.only_ci}
     with EmbeddedPostgres() as server:
         with psycopg.connect(server.dsn()) as conn:
             document["machine"]["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
