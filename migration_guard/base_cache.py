@@ -45,10 +45,11 @@ name never matches the scratch databases' (``migration_guard_scratch_*``), which
 
 **Where.** ``--scratch`` (and ``--since``/``--files`` on a configured server): on that server.
 ``--embedded``: in the embedded server, whose stopped data directory is kept between runs in the
-cache folder (``<cache>/embedded-<PostgreSQL version>/cluster``) and copied for each run; private
-like the state cache (a folder only this user can write to, every file this user's, no symbolic
-links; anything else is never used). Templates are bounded by ``base_cache_max_bytes`` (oldest
-dropped first) and listed and pruned by ``migration-guard cache list|prune``. Off with
+cache folder (``<cache>/embedded-<PostgreSQL version>-<tag>/cluster``) and copied for each run, so it
+keeps only the two newest templates (a base, and the one before a merge); private like the state
+cache (a folder only this user can write to, every file this user's, no symbolic links; anything
+else is never used). Templates are bounded by ``base_cache_max_bytes`` (oldest dropped first) and
+listed and pruned by ``migration-guard cache list|prune``. Off with
 ``MIGRATION_GUARD_BASE_CACHE=0`` or ``base_cache = false`` in the configuration
 (``MIGRATION_GUARD_CACHE=0`` turns every cache off).
 """
@@ -95,6 +96,7 @@ FORMAT = "migration_guard-base-1"
 TEMPLATE_PREFIX = "migration_guard_base_"
 _TEMPLATE_NAME = re.compile(r"^migration_guard_base_[0-9a-f]{40}$")
 _OFF = {"0", "off", "no", "false"}
+EMBEDDED_TEMPLATES = 2
 # A template's drop waits this long for a copy of it in progress, then leaves it for a later run.
 _DROP_LOCK_TIMEOUT = "1s"
 _LIST_SQL = (
@@ -356,18 +358,18 @@ def drop_templates(cursor, names: Sequence[str]) -> list[str]:
     return dropped
 
 
-def prune(cursor, max_bytes: int, *, keep: Sequence[str] = ()) -> list[str]:
+def prune(cursor, max_bytes: int, *, keep: Sequence[str] = (), max_count: int | None = None) -> list[str]:
     """Drop the oldest templates (and any whose manifest does not read) until the rest fit in
-    ``max_bytes``; never those in ``keep``."""
+    ``max_bytes`` (and number at most ``max_count``); never those in ``keep``."""
     templates = list_templates(cursor)
     broken = [name for name, base, _ in templates if base is None and name not in keep]
     valid = sorted(((base.created, name, size) for name, base, size in templates if base is not None),
                    reverse=True)
     total = 0
     excess = []
-    for _, name, size in valid:
+    for count, (_, name, size) in enumerate(valid, start=1):
         total += size
-        if total > max_bytes and name not in keep:
+        if (total > max_bytes or (max_count is not None and count > max_count)) and name not in keep:
             excess.append(name)
             total -= size
     return drop_templates(cursor, broken + excess)
@@ -381,11 +383,15 @@ class BaseCache:
     base: Base
     server_cursor: Callable[[], contextlib.AbstractContextManager]
     max_bytes: int
+    # The embedded server's data folder is copied whole for every run: only the newest templates stay
+    # (the base, and the one before a merge).
+    max_count: int | None = None
     used: Base | None = None
     notes: list[str] = field(default_factory=list)
 
     @classmethod
-    def open(cls, executor, plan: Plan, connection, config, server_cursor) -> BaseCache | None:
+    def open(cls, executor, plan: Plan, connection, config, server_cursor, *, embedded: bool = False
+             ) -> BaseCache | None:
         """The cache for this run's base (the migrations before the first linted one), or None: the
         cache is off, there is no base, or it cannot be described."""
         if not enabled(config) or not plan.lint:
@@ -397,7 +403,7 @@ class BaseCache:
         base = describe_base(executor, nodes, connection, str(version // 10000))
         if base is None:
             return None
-        return cls(base, server_cursor, config.base_cache_max_bytes)
+        return cls(base, server_cursor, config.base_cache_max_bytes, max_count=EMBEDDED_TEMPLATES if embedded else None)
 
     def start(self, executor, scratch_name: str) -> tuple[ProjectState, frozenset[Node]] | None:
         """Replace the (empty) scratch database by a copy of the best template; the project state
@@ -441,7 +447,7 @@ class BaseCache:
                 cursor.execute(f'CREATE DATABASE "{base.name}" TEMPLATE "{scratch}"')
                 cursor.execute(f'ALTER DATABASE "{base.name}" ALLOW_CONNECTIONS false')
                 cursor.execute(f"COMMENT ON DATABASE \"{base.name}\" IS '{base.manifest()}'")
-                dropped = prune(cursor, self.max_bytes, keep=[base.name])
+                dropped = prune(cursor, self.max_bytes, keep=[base.name], max_count=self.max_count)
         except Exception as exc:  # another run made it meanwhile, no space: this run goes on
             self.notes.append(f"base cache: the base was not kept ({' '.join(str(exc).split())[:200]})")
             return

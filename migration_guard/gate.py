@@ -350,7 +350,8 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
     try:
         if scratch:
             # A kept base (not for schema-per-tenant projects: their scratch layout is not in the key)
-            cache = None if layout else BaseCache.open(executor, plan, connection, config, scratch.server_cursor)
+            cache = None if layout else BaseCache.open(executor, plan, connection, config, scratch.server_cursor,
+                                                       embedded=options.embedded)
             start = cache.start(executor, scratch.wait()) if cache is not None else None
             with scratch_database(connection, scratch, options=writable_options) as name:
                 notes.append(f"rendered by applying the migrations to the throwaway database {name} (dropped)")
