@@ -42,6 +42,8 @@ a database (migrations that no dependency orders are independent for Django too)
 full build, never a guess. A template belongs to the role that made it (``datdba``), never accepts
 connections (``ALLOW_CONNECTIONS false``: nothing can change it, and it can always be copied), and its
 name never matches the scratch databases' (``migration_guard_scratch_*``), which runs clean up.
+The role's own migration code could still open a connection and change a template: templates are
+trusted as far as that role is (see the README's base cache section).
 
 **Where.** ``--scratch`` (and ``--since``/``--files`` on a configured server): on that server.
 ``--embedded``: in the embedded server, whose stopped data directory is kept between runs in the
