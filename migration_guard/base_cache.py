@@ -392,17 +392,18 @@ class BaseCache:
     notes: list[str] = field(default_factory=list)
 
     @classmethod
-    def open(cls, executor, plan: Plan, connection, config, server_cursor, *, embedded: bool = False
-             ) -> BaseCache | None:
+    def open(cls, executor, plan: Plan, connection, config, server_cursor, *, embedded: bool = False,
+             params: dict | None = None) -> BaseCache | None:
         """The cache for this run's base (the migrations before the first linted one), or None: the
-        cache is off, there is no base, or it cannot be described."""
+        cache is off, there is no base, or it cannot be described. ``params``: the connection's
+        settings as the project gives them (the gate adds read-only options to the target's)."""
         if not enabled(config) or not plan.lint:
             return None
         nodes = plan.full[:plan.first_lint_position]
         version = getattr(connection, "pg_version", None)
         if not nodes or not version:
             return None
-        base = describe_base(executor, nodes, connection, str(version // 10000))
+        base = describe_base(executor, nodes, connection, str(version // 10000), params)
         if base is None:
             return None
         return cls(base, server_cursor, config.base_cache_max_bytes, max_count=EMBEDDED_TEMPLATES if embedded else None)

@@ -168,7 +168,6 @@ def base_cache_key(options: GateOptions) -> str:
     --print-cache-key``): what a CI cache keeps the base cache under. Loads the migration files and
     plans as the run does, without a database (with --embedded, the PostgreSQL version is the
     binaries'; with --scratch the server's is read); ``none`` when there is no base or no cache."""
-    from migration_guard.base_cache import describe_base
 
     try:
         config = load_project_config(options.config_file)
@@ -180,20 +179,32 @@ def base_cache_key(options: GateOptions) -> str:
     connection = connections[alias]
     if not enabled(config):
         return "none"
-    try:
-        with bulk_load():
-            executor = MigrationExecutor(connection=None)
-        since_files = changed_files_since(options.since) if options.since else None
-        plan = build_plan(executor, app_label=options.app_label, migration_name=options.migration_name,
-                          since_files=since_files, files=options.files, include_applied=True)
-    except PlanError as exc:
-        raise GateError(str(exc)) from None
-    except Exception as exc:  # a migration file that does not import
-        raise GateError(f"the migrations could not be loaded: {_load_problem(exc)}") from None
-    nodes = plan.full[:plan.first_lint_position]
-    if not nodes:
-        return "none"
-    params = connection.settings_dict
+    # The migration modules load as in a run: every session of the project read-only, guarded.
+    with _guarded(connection) as (guard, writable_options):
+        try:
+            with bulk_load():
+                executor = MigrationExecutor(connection=None)
+            since_files = changed_files_since(options.since) if options.since else None
+            plan = build_plan(executor, app_label=options.app_label, migration_name=options.migration_name,
+                              since_files=since_files, files=options.files, include_applied=True)
+        except PlanError as exc:
+            raise GateError(str(exc)) from None
+        except BaseException as exc:  # a migration file that does not import, or calls sys.exit()
+            if interrupt.requested() is not None:
+                raise
+            raise GateError(f"the migrations could not be loaded: {_load_problem(exc)}") from None
+        nodes = plan.full[:plan.first_lint_position]
+        if not nodes:
+            return "none"
+        params = {**connection.settings_dict, "OPTIONS": writable_options}
+        return _base_key(executor, nodes, connection, params, options, guard)
+
+
+def _base_key(executor, nodes, connection, params: dict, options: GateOptions, guard: Guard) -> str:
+    """The key of the base ``nodes`` make on the server the run would use (the embedded one, or
+    ``connection``'s, whose version is read on a read-only session)."""
+    from migration_guard.base_cache import describe_base
+
     if options.embedded:
         from migration_guard.embedded import EMBEDDED_USER, EmbeddedPostgresError, default_bin_dir, server_major
 
@@ -204,7 +215,7 @@ def base_cache_key(options: GateOptions) -> str:
         params = {**params, "USER": EMBEDDED_USER, "OPTIONS": {}}
     else:
         try:
-            connection.ensure_connection()
+            _connect_read_only(connection, guard)
         except DatabaseError as exc:
             raise GateError(_connection_problem(connection, exc)) from None
         version = str(connection.pg_version // 10000)
@@ -350,8 +361,9 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
     try:
         if scratch:
             # A kept base (not for schema-per-tenant projects: their scratch layout is not in the key)
-            cache = None if layout else BaseCache.open(executor, plan, connection, config, scratch.server_cursor,
-                                                       embedded=options.embedded)
+            cache = None if layout else BaseCache.open(
+                executor, plan, connection, config, scratch.server_cursor, embedded=options.embedded,
+                params={**connection.settings_dict, "OPTIONS": writable_options})
             start = cache.start(executor, scratch.wait()) if cache is not None else None
             with scratch_database(connection, scratch, options=writable_options) as name:
                 notes.append(f"rendered by applying the migrations to the throwaway database {name} (dropped)")
