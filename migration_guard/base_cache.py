@@ -71,6 +71,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 import types
@@ -450,7 +451,11 @@ class BaseCache:
                 cursor.execute(f'CREATE DATABASE "{base.name}" TEMPLATE "{scratch}"')
                 cursor.execute(f'ALTER DATABASE "{base.name}" ALLOW_CONNECTIONS false')
                 cursor.execute(f"COMMENT ON DATABASE \"{base.name}\" IS '{base.manifest()}'")
+                kept = {name: kept for name, kept, _ in list_templates(cursor) if kept is not None}
                 dropped = prune(cursor, self.max_bytes, keep=[base.name], max_count=self.max_count)
+            for name in dropped:  # their project states go with them
+                if name in kept:
+                    _state_path(kept[name]).unlink(missing_ok=True)
         except Exception as exc:  # another run made it meanwhile, no space: this run goes on
             self.notes.append(f"base cache: the base was not kept ({' '.join(str(exc).split())[:200]})")
             return
@@ -467,8 +472,6 @@ def _closed(executor, base: Base) -> bool:
 
 
 def _state_key(base: Base) -> str:
-    import sys
-
     return hashlib.sha256(f"{base.key}\n{sys.version}".encode()).hexdigest()
 
 
