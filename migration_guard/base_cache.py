@@ -84,6 +84,8 @@ from pathlib import Path
 import django
 from django.conf import settings
 from django.db.migrations.state import ProjectState
+from django.utils import translation
+from django.utils.functional import Promise
 
 from migration_guard.plan import Plan, migration_path
 from migration_guard.state_cache import _FileDigests, _load, _module_file, _private, _store, _write_private, cache_dir
@@ -171,15 +173,16 @@ class Base:
         return all(theirs.get(node) == d for node, d in zip(self.nodes, self.digests))
 
 
-class _Doubt(Exception):
-    """Something the key cannot describe: no cache for this run."""
+class Undescribed(Exception):
+    """A migration the key cannot describe: no cache for this run (the message says which and why)."""
 
 
 def describe_base(executor, nodes: Sequence[Node], connection, server_version: str,
                   params: dict | None = None) -> Base | None:
     """The base ``nodes`` (in the order they are applied) make on ``connection``'s server (whose
-    settings are ``params``, by default its own), or None when a migration cannot be described (no
-    file, a module that cannot be read)."""
+    settings are ``params``, by default its own); None when caching is off. Raises
+    :class:`Undescribed` when a migration cannot be described (no file, a module that cannot be
+    read, a value that does not say what it is made of)."""
     directory = cache_dir()
     if directory is None:
         return None
@@ -187,18 +190,18 @@ def describe_base(executor, nodes: Sequence[Node], connection, server_version: s
     files = _FileDigests(directory)
     code = _CodeDigests(directory, files)
     digests = []
-    try:
-        for node in nodes:
-            migration = graph.nodes[node]
-            path = migration_path(migration)
-            file_digest = files.get(path) if path and path.endswith(".py") else None
-            if file_digest is None:
-                raise _Doubt(node)
-            parents = sorted(parent.key for parent in graph.node_map[node].parents)
+    for node in nodes:
+        migration = graph.nodes[node]
+        path = migration_path(migration)
+        file_digest = files.get(path) if path and path.endswith(".py") else None
+        if file_digest is None:
+            raise Undescribed(f"{node[0]}.{node[1]} has no migration file to digest")
+        parents = sorted(parent.key for parent in graph.node_map[node].parents)
+        try:
             operations = code.of(migration, file_digest)
-            digests.append(hashlib.sha256(f"{file_digest}\n{parents!r}\n{operations}\n".encode()).hexdigest()[:32])
-    except _Doubt:
-        return None
+        except Undescribed as exc:
+            raise Undescribed(f"{node[0]}.{node[1]}: {exc}") from None
+        digests.append(hashlib.sha256(f"{file_digest}\n{parents!r}\n{operations}\n".encode()).hexdigest()[:32])
     files.save()
     code.save()
     environment = _environment(executor, connection, server_version, params or connection.settings_dict)
@@ -254,7 +257,7 @@ class _CodeDigests:
             pass
 
     def of(self, migration, file_digest: str) -> str:
-        """The digest of the migration's operations (raises _Doubt when they cannot be described)."""
+        """The digest of the migration's operations (raises Undescribed when they cannot be described)."""
         entry = self.known.get(file_digest)
         if isinstance(entry, dict) and isinstance(entry.get("modules"), dict) and isinstance(entry.get("code"), str) \
                 and all(self._digest(name) == d for name, d in entry["modules"].items()):
@@ -284,15 +287,18 @@ class _CodeDigests:
     def _module(self, name: str | None, digest, used: dict) -> None:
         found = self._digest(name) if name else None
         if found is None:
-            raise _Doubt(name)
+            raise Undescribed(f"the code of module {name!r} cannot be read")
         if found:
             used[name] = found
         digest.update(f"{name} {found}\n".encode())
 
     def _walk(self, value, digest, depth: int, used: dict) -> None:
         if depth > 40:
-            raise _Doubt("nested too deeply")
-        if isinstance(value, enum.Enum):
+            raise Undescribed("its operations are nested too deeply")
+        if isinstance(value, Promise):  # gettext_lazy: its message id, whatever the language
+            with translation.override(None):
+                digest.update(f"lazy {str(value)!r}\n".encode())
+        elif isinstance(value, enum.Enum):
             self._module(type(value).__module__, digest, used)
             digest.update(f"{type(value).__qualname__}.{value.name}\n".encode())
         elif isinstance(value, _LEAVES):
@@ -320,11 +326,11 @@ class _CodeDigests:
             self._module(kind.__module__, digest, used)
             digest.update(f"{kind.__qualname__}(\n".encode())
             deconstruct = getattr(value, "deconstruct", None)
-            if not callable(deconstruct):
-                raise _Doubt(kind)  # nothing says what it is made of
+            if not callable(deconstruct):  # nothing says what it is made of
+                raise Undescribed(f"a {kind.__module__}.{kind.__qualname__} in its operations has no deconstruct()")
             parts = deconstruct()  # (path, args, kwargs), a field's (name, path, args, kwargs), ...
             if not isinstance(parts, tuple) or len(parts) < 2:
-                raise _Doubt(kind)
+                raise Undescribed(f"{kind.__module__}.{kind.__qualname__}.deconstruct() is not (..., args, kwargs)")
             self._walk(parts[-2], digest, depth + 1, used)
             self._walk(parts[-1], digest, depth + 1, used)
 
@@ -383,7 +389,7 @@ class BaseCache:
     """One run's use of the cache: find a template for the base, copy it into the scratch
     database, keep the base once it is built."""
 
-    base: Base
+    base: Base | None  # None: the base cannot be described (the notes say why)
     server_cursor: Callable[[], contextlib.AbstractContextManager]
     max_bytes: int
     # The embedded server's data folder is copied whole for every run: only the newest templates stay
@@ -404,7 +410,10 @@ class BaseCache:
         version = getattr(connection, "pg_version", None)
         if not nodes or not version:
             return None
-        base = describe_base(executor, nodes, connection, str(version // 10000), params)
+        try:
+            base = describe_base(executor, nodes, connection, str(version // 10000), params)
+        except Undescribed as exc:
+            return cls(None, server_cursor, 0, notes=[f"base cache: not used ({exc}); every migration applied"])
         if base is None:
             return None
         return cls(base, server_cursor, config.base_cache_max_bytes, max_count=EMBEDDED_TEMPLATES if embedded else None)
@@ -412,6 +421,8 @@ class BaseCache:
     def start(self, executor, scratch_name: str) -> tuple[ProjectState, frozenset[Node]] | None:
         """Replace the (empty) scratch database by a copy of the best template; the project state
         after the template's migrations and the migrations it has, or None: build in full."""
+        if self.base is None:
+            return None
         try:
             with self.server_cursor() as cursor:
                 candidates = [base for _, base, _ in list_templates(cursor) if base is not None]
@@ -439,7 +450,7 @@ class BaseCache:
 
     def at_base(self, connection, state: ProjectState) -> None:
         """The scratch database is at the base: keep a copy as a template (unless it is one)."""
-        if self.used is not None and self.used.key == self.base.key:
+        if self.base is None or (self.used is not None and self.used.key == self.base.key):
             return
         scratch = connection.settings_dict["NAME"]
         base = Base(self.base.environment, self.base.nodes, self.base.digests, time.time())

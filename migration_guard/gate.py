@@ -203,7 +203,7 @@ def base_cache_key(options: GateOptions) -> str:
 def _base_key(executor, nodes, connection, params: dict, options: GateOptions, guard: Guard) -> str:
     """The key of the base ``nodes`` make on the server the run would use (the embedded one, or
     ``connection``'s, whose version is read on a read-only session)."""
-    from migration_guard.base_cache import describe_base
+    from migration_guard.base_cache import Undescribed, describe_base
 
     if options.embedded:
         from migration_guard.embedded import EMBEDDED_USER, EmbeddedPostgresError, default_bin_dir, server_major
@@ -219,7 +219,10 @@ def _base_key(executor, nodes, connection, params: dict, options: GateOptions, g
         except DatabaseError as exc:
             raise GateError(_connection_problem(connection, exc)) from None
         version = str(connection.pg_version // 10000)
-    base = describe_base(executor, nodes, connection, version, params)
+    try:
+        base = describe_base(executor, nodes, connection, version, params)
+    except Undescribed:
+        return "none"
     return base.key[:40] if base is not None else "none"
 
 

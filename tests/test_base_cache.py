@@ -25,12 +25,13 @@ class Migration(migrations.Migration):
 
 MIGRATION_0006 = '''
 from django.db import migrations, models
+from django.utils.translation import gettext_lazy as _
 
 
 class Migration(migrations.Migration):
     dependencies = [("inventory", "0005_item_quantity_big")]
     operations = [
-        migrations.AddField("item", "colour", models.TextField(null=True)),
+        migrations.AddField("item", "colour", models.TextField(null=True, verbose_name=_("colour"))),
         migrations.AddIndex("item", models.Index(fields=["colour"], name="item_colour_idx")),
     ]
 '''
@@ -233,3 +234,30 @@ def test_embedded_keeps_its_data_folder_privately_and_turns_off(project, tmp_pat
     # Off with one setting: the configuration's base_cache, or the environment.
     project.config("[tool.migration_guard]\nbase_cache = false\n")
     assert _lint(project, tmp_path, "--since", "main", "--embedded")[1] == []
+
+
+UNDESCRIBABLE = '''
+from django.db import migrations, models
+
+
+class Odd:
+    """A validator that does not say what it is made of (no deconstruct)."""
+
+    def __call__(self, value):
+        pass
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [migrations.AddField("item", "code", models.TextField(null=True, validators=[Odd()]))]
+'''
+
+
+def test_a_base_the_key_cannot_describe_is_built_in_full_and_says_why(project, tmp_path, templates):
+    project.add_migration("0005_item_code", UNDESCRIBABLE)
+    _repository(project)
+    project.add_migration("0006_item_quantity_big", MIGRATION_0005.replace("0004_item_warehouse_note", "0005_item_code"))
+    notes = _same_with_and_without(project, tmp_path, "--since", "main")
+    assert notes == ["base cache: not used (inventory.0005_item_code: a inventory.migrations.0005_item_code.Odd in "
+                     "its operations has no deconstruct()); every migration applied"]
+    assert templates() == []
