@@ -193,6 +193,31 @@ def _expressions(text: str, values: dict[str, str]) -> str:
     return re.sub(r"\$\{\{(.*?)\}\}", value, text)
 
 
+_TOKEN = re.compile(r"\s*(?:('[^']*')|(&&|\|\||==|!=|!|\(|\))|(cancelled\(\))|([A-Za-z_][\w.-]*))")
+
+
+def _condition(step: dict, values: dict[str, str]) -> bool:
+    """A step's ``if:`` as GitHub evaluates it for this run (strings, ==, !=, !, &&, ||, brackets,
+    ``cancelled()``; a context value the test does not give is '', as an unset step output is)."""
+    text = step.get("if", "success()").strip()
+    text = text[3:-2] if text.startswith("${{") else text
+    python, position = [], 0
+    while position < len(text.rstrip()):
+        match = _TOKEN.match(text, position)
+        assert match, f"the test cannot evaluate {text[position:]!r}"
+        literal, operator, cancelled, name = match.groups()
+        if literal:
+            python.append(repr(literal[1:-1]))
+        elif operator:
+            python.append({"&&": "and", "||": "or", "!": "not"}.get(operator, operator))
+        elif cancelled:
+            python.append("False")
+        else:
+            python.append(repr(values.get(name, "")))
+        position = match.end()
+    return bool(eval(" ".join(python)))  # noqa: S307 - built from the tokens above only
+
+
 def _run_action_step(project, step: dict, values: dict, github_env: Path, tmp_path: Path) -> tuple[dict, object]:
     """A composite step's ``run`` with its ``env``, as the runner runs it: bash, the job's
     GITHUB_ENV, a GITHUB_OUTPUT file of its own; returns its outputs and the process."""
@@ -213,8 +238,9 @@ def test_github_action_runs_its_own_command_lines_and_keeps_the_base(project, tm
     assert action["runs"]["using"] == "composite"
     steps = {step.get("id") or step["name"]: step for step in action["runs"]["steps"]}
     uses = [step["uses"] for step in action["runs"]["steps"] if "uses" in step]
-    # Nothing is installed: the only actions are the cache and the SARIF upload.
-    assert [u.split("@")[0] for u in uses] == ["actions/cache", "github/codeql-action/upload-sarif"]
+    # Nothing is installed: the only actions are the cache's restore and save, and the SARIF upload.
+    assert [u.split("@")[0] for u in uses] == ["actions/cache/restore", "actions/cache/save",
+                                               "github/codeql-action/upload-sarif"]
     assert not any("pip " in step.get("run", "") for step in action["runs"]["steps"])
     _pull_request(project)
     defaults = {name: str(spec.get("default", "")) for name, spec in action["inputs"].items()}
@@ -229,10 +255,12 @@ def test_github_action_runs_its_own_command_lines_and_keeps_the_base(project, tm
         assert run.returncode == 0, run.stderr
         keys.append(key_outputs["key"])
         values.update({"steps.key.outputs.since": key_outputs["since"], "steps.key.outputs.key": key_outputs["key"]})
-        cache_step = steps["Restore the base cache"]
+        cache_step = steps["restore"]
         cache_dir = _expressions(cache_step["with"]["path"], values)
         assert f"MIGRATION_GUARD_CACHE_DIR={cache_dir}" in github_env.read_text()
         assert _expressions(cache_step["with"]["key"], values) == f"migration-guard-base-Linux-{keys[-1]}"
+        # The first push finds no entry with its key; the second is the entry the first one saved.
+        values["steps.restore.outputs.cache-hit"] = "false" if push == 1 else "true"
         lint_outputs, run = _run_action_step(project, steps["lint"], values, github_env, tmp_path)
         assert lint_outputs["exit-code"] == "1", run.stdout + run.stderr
         (annotation,) = parse_annotations(run.stdout)
@@ -247,7 +275,22 @@ def test_github_action_runs_its_own_command_lines_and_keeps_the_base(project, tm
             assert f"base cache: the scratch database is a copy of template migration_guard_base_{keys[0]} " \
                    "(4 migrations)" in summary
         values["steps.lint.outputs.exit-code"] = lint_outputs["exit-code"]
+        # The blocked run saves the folder it used (actions/cache's own post step would not: the job
+        # fails), under the key it restored with, before the verdict fails the job; only when it is new.
+        save = steps["Save the base cache"]
+        order = list(steps)
+        assert order.index("lint") < order.index("Save the base cache") < order.index("The gate's verdict")
+        assert {k: _expressions(v, values) for k, v in save["with"].items()} == \
+            {k: _expressions(v, values) for k, v in cache_step["with"].items() if k in ("path", "key")}
+        assert _condition(save, values) is (push == 1)
+        assert _condition(save, {**values, "steps.restore.outputs.cache-hit": ""}) is True  # a miss may leave it unset
+        assert _condition(save, {**values, "steps.restore.outputs.cache-hit": "false",
+                                 "steps.lint.outputs.exit-code": "2"}) is False  # the gate did not run
+        assert _condition(save, {**values, "steps.restore.outputs.cache-hit": "false",
+                                 "steps.key.outputs.key": "none"}) is False
+        assert _condition(save, {**values, "inputs.cache": "false"}) is False
         upload = next(s for s in action["runs"]["steps"] if s.get("uses", "").startswith("github/codeql"))
+        assert _condition(upload, values) is True
         assert _expressions(upload["with"]["sarif_file"], values) == "./migration-guard.sarif"
         _, verdict = _run_action_step(project, steps["The gate's verdict"], values, github_env, tmp_path)
         assert verdict.returncode == 1
@@ -255,3 +298,8 @@ def test_github_action_runs_its_own_command_lines_and_keeps_the_base(project, tm
         (index,) = Path(cache_dir).glob("embedded-*/templates.json")
         assert [t["name"] for t in json.loads(index.read_text())["templates"]] == [f"migration_guard_base_{keys[0]}"]
     assert keys[0] == keys[1] and re.fullmatch(r"[0-9a-f]{40}", keys[0])
+    # A project that does not load has no key (so nothing is saved); the lint step reports the error.
+    github_env.write_text("")
+    broken, run = _run_action_step(project, steps["key"], {**values, "inputs.manage-py": "missing.py"}, github_env,
+                                   tmp_path)
+    assert run.returncode == 0 and broken["key"] == "none", run.stderr
