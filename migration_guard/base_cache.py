@@ -369,7 +369,8 @@ def drop_templates(cursor, names: Sequence[str]) -> list[str]:
 
 def prune(cursor, max_bytes: int, *, keep: Sequence[str] = (), max_count: int | None = None) -> list[str]:
     """Drop the oldest templates (and any whose manifest does not read) until the rest fit in
-    ``max_bytes`` (and number at most ``max_count``); never those in ``keep``."""
+    ``max_bytes`` (and number at most ``max_count``); never those in ``keep``. Their project
+    states in the cache folder go with them."""
     templates = list_templates(cursor)
     broken = [name for name, base, _ in templates if base is None and name not in keep]
     valid = sorted(((base.created, name, size) for name, base, size in templates if base is not None),
@@ -381,7 +382,18 @@ def prune(cursor, max_bytes: int, *, keep: Sequence[str] = (), max_count: int | 
         if (total > max_bytes or (max_count is not None and count > max_count)) and name not in keep:
             excess.append(name)
             total -= size
-    return drop_templates(cursor, broken + excess)
+    dropped = drop_templates(cursor, broken + excess)
+    forget_states(templates, dropped)
+    return dropped
+
+
+def forget_states(templates: Sequence[tuple[str, Base | None, int]], dropped: Sequence[str]) -> None:
+    """Delete the project states kept with the ``dropped`` ones of ``templates``."""
+    if cache_dir() is None:
+        return
+    for name, base, _ in templates:
+        if base is not None and name in dropped:
+            _state_path(base).unlink(missing_ok=True)
 
 
 @dataclass
@@ -462,11 +474,7 @@ class BaseCache:
                 cursor.execute(f'CREATE DATABASE "{base.name}" TEMPLATE "{scratch}"')
                 cursor.execute(f'ALTER DATABASE "{base.name}" ALLOW_CONNECTIONS false')
                 cursor.execute(f"COMMENT ON DATABASE \"{base.name}\" IS '{base.manifest()}'")
-                kept = {name: kept for name, kept, _ in list_templates(cursor) if kept is not None}
                 dropped = prune(cursor, self.max_bytes, keep=[base.name], max_count=self.max_count)
-            for name in dropped:  # their project states go with them
-                if name in kept:
-                    _state_path(kept[name]).unlink(missing_ok=True)
         except Exception as exc:  # another run made it meanwhile, no space: this run goes on
             self.notes.append(f"base cache: the base was not kept ({' '.join(str(exc).split())[:200]})")
             return

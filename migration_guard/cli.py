@@ -195,7 +195,7 @@ def cache_prune(dsn: str | None, max_bytes: str, everything: bool) -> None:
     import functools
     import shutil
 
-    from migration_guard.base_cache import drop_templates, list_templates, prune, template_rows
+    from migration_guard.base_cache import drop_templates, forget_states, list_templates, prune, template_rows
     from migration_guard.config import ConfigError, parse_bytes
 
     try:
@@ -205,7 +205,9 @@ def cache_prune(dsn: str | None, max_bytes: str, everything: bool) -> None:
     if dsn:
         with _server(dsn) as conn, conn.cursor() as cursor:
             if everything:
-                dropped = drop_templates(cursor, [name for name, _, _ in list_templates(cursor)])
+                templates = list_templates(cursor)
+                dropped = drop_templates(cursor, [name for name, _, _ in templates])
+                forget_states(templates, dropped)
             else:
                 dropped = prune(cursor, limit)
         for name in dropped:

@@ -173,11 +173,14 @@ def test_cache_list_and_prune_on_a_server(project, tmp_path, templates, pg_serve
     listed = project.cli("cache", "list", "--dsn", pg_server.dsn())
     assert listed.code == 0, listed.err
     assert listed.out.startswith(f"{name}  4 migrations  ")
+    # The project state kept with the template (a later run starts from it) goes with it.
+    (state,) = (tmp_path / "cache").glob("base-*.pickle")
+    project.env["MIGRATION_GUARD_CACHE_DIR"] = str(tmp_path / "cache")
     kept = project.cli("cache", "prune", "--dsn", pg_server.dsn(), "--max-bytes", str(size))
-    assert kept.code == 0 and templates() != []  # fits: kept
+    assert kept.code == 0 and templates() != [] and state.exists()  # fits: kept
     pruned = project.cli("cache", "prune", "--dsn", pg_server.dsn(), "--max-bytes", str(size - 1))
     assert pruned.code == 0 and f"dropped {name}" in pruned.err
-    assert templates() == []
+    assert templates() == [] and not state.exists()
 
 
 def test_a_template_is_the_role_s_own_named_by_its_manifest_and_never_changed(project, tmp_path, templates,
