@@ -72,6 +72,11 @@ class GateOptions:
     migration_name: str | None = None
     since: str | None = None
     files: tuple[Path, ...] | None = None  # lint exactly the migrations in these files (pre-commit)
+    # Lint exactly these unapplied migrations: the plan safe_migrate is about to apply.
+    migrations: tuple[tuple[str, str], ...] | None = None
+    # The lock_timeout every statement will run under (safe_migrate sets it): pre-flight (MG009)
+    # counts the wait as bounded unless the migration itself changes it.
+    lock_timeout: str | None = None
     scratch: bool = False
     embedded: bool = False
     # Every migration judged as its own deploy: tables earlier ones created are production tables.
@@ -323,6 +328,7 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
             migration_name=options.migration_name,
             since_files=since_files,
             files=options.files,
+            nodes=options.migrations,
             include_applied=scratch is not None,
         )
     except PlanError as exc:
@@ -408,7 +414,8 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
         prefetch.close()  # its session must be gone before pre-flight reads pg_locks
     if not scratch and PREFLIGHT_RULE.id not in config.disable:
         with guard.trusted():  # the gate's own read-only transaction; no migration code runs any more
-            results = _preflight(connection, results, config, sizes, {r.label: r.runs for r in rendered})
+            results = _preflight(connection, results, config, sizes, {r.label: r.runs for r in rendered},
+                                  options.lock_timeout)
     results = [replace(r, database=alias) for r in results]
     # A name that did not resolve (or resolved in several schemas) is counted as large: say why, once.
     notes.extend(dict.fromkeys(f.size.note for r in results for f in r.findings if f.size and f.size.note))
@@ -526,12 +533,12 @@ def _compat_note(rendered, config: Config, *, each: bool) -> str:
 
 
 def _preflight(connection, results: list[MigrationResult], config: Config, sizes: TableSizes,
-               runs: dict) -> list[MigrationResult]:
+               runs: dict, lock_timeout: str | None) -> list[MigrationResult]:
     """Add MG009 findings: sessions holding locks the pending migrations would queue behind, on every
     copy of a table the migrations reach (the schema the search_path resolves it to; every tenant's)."""
     created = {a.table for r in results for s in r.statements for a in s.effects.actions
                if a.kind is ActionKind.CREATE_TABLE and a.table}
-    planned = planned_locks(results, created, sizes=sizes, runs=runs)
+    planned = planned_locks(results, created, sizes=sizes, runs=runs, lock_timeout=lock_timeout)
     try:
         sessions = read_sessions(connection, {lock.relation for lock in planned})
     except DatabaseError as exc:

@@ -1,7 +1,9 @@
 """Stage *plan* (edge): which migrations to lint, in the order ``migrate`` would apply them.
 
-Four ways to choose:
+Five ways to choose:
 - pending: the migrations not yet applied on a database (the release-pipeline gate);
+- exactly given migrations, all unapplied (``safe_migrate``'s plan, which ``migrate``'s targets
+  decide);
 - named: ``app_label [migration_name]``;
 - since a git ref: migrations whose files are new or changed since the merge base with that ref
   (the CI check);
@@ -89,13 +91,15 @@ def build_plan(
     migration_name: str | None = None,
     since_files: set[Path] | None = None,
     files: Sequence[Path] | None = None,
+    nodes: Sequence[Node] | None = None,
     include_applied: bool = False,
 ) -> Plan:
     """Choose the migrations to lint.
 
     With no selector: the unapplied ones. ``app_label``/``migration_name`` narrow to one app or
     one migration; ``since_files`` to the migrations in those files; ``files`` likewise, but every
-    one of them must be a migration (a pre-commit hook's file names). ``include_applied`` lets a
+    one of them must be a migration (a pre-commit hook's file names); ``nodes`` names them
+    (``safe_migrate``: the plan it will apply). ``include_applied`` lets a
     named or since-selected migration be linted although the database has applied it (only
     sensible when rendering on a scratch database).
     """
@@ -131,11 +135,16 @@ def build_plan(
                 wanted.add(node)
     elif files is not None:
         wanted = _migrations_in_files(graph, files)
+    elif nodes is not None:
+        unknown = sorted(f"{a}.{n}" for a, n in nodes if (a, n) not in graph.nodes)
+        if unknown:
+            raise PlanError(f"{', '.join(unknown)}: no such migration in the graph")
+        wanted = set(nodes)
     else:
         wanted = {node for node in graph.nodes if node not in applied}
 
     if not include_applied:
-        by_name = migration_name or since_files is not None or files is not None
+        by_name = migration_name or since_files is not None or files is not None or nodes is not None
         already = sorted(node for node in wanted if node in applied and by_name)
         if already:
             names = ", ".join(f"{a}.{n}" for a, n in already)

@@ -37,10 +37,12 @@ def relation_name(schema: str | None, name: str) -> str:
 
 
 def planned_locks(results: Iterable[MigrationResult], created: Iterable[str] = (), *,
-                  sizes: TableSizes | None = None, runs: Mapping[str, Runs | None] | None = None) -> list[PlannedLock]:
+                  sizes: TableSizes | None = None, runs: Mapping[str, Runs | None] | None = None,
+                  lock_timeout: str | None = None) -> list[PlannedLock]:
     """Every lock on an existing table the linted migrations will take, statement by statement, on
     every copy the statement reaches: the schema the search_path resolves each name to, in every
-    schema the migration runs in (``runs``, by migration label)."""
+    schema the migration runs in (``runs``, by migration label). ``lock_timeout``: the session's,
+    when the migrations run under one (safe_migrate); a migration's own SET or RESET overrides it."""
     created = list(created)
     sizes = sizes or TableSizes()
     planned = []
@@ -55,7 +57,7 @@ def planned_locks(results: Iterable[MigrationResult], created: Iterable[str] = (
                         continue
                     planned.append(PlannedLock(relation_name(copy.schema, split_name(lock.relation)[1]), lock.mode,
                                                result.label, index, statement.parsed.fingerprint,
-                                               statement.settings.get("lock_timeout")))
+                                               statement.settings.get("lock_timeout", lock_timeout)))
     return planned
 
 

@@ -1,0 +1,323 @@
+"""``python manage.py safe_migrate`` on the fixture project and a real PostgreSQL: a second session
+holds the conflicting lock, as a long report query or a transaction left open would."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+
+# Short enough that a test's waits are a fraction of a second; the gate's own run dominates.
+FAST = ["--lock-timeout", "200ms", "--backoff", "50ms", "--max-backoff", "100ms"]
+
+ADD_SHELF_AND_COLUMN = '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    """Atomic: a new table, then a column on the (locked) item table."""
+
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [
+        migrations.CreateModel("Shelf", [("id", models.BigAutoField(primary_key=True)),
+                                         ("label", models.TextField())]),
+        migrations.AddField("item", "colour", models.TextField(null=True)),
+    ]
+'''
+
+BIN_AND_CONCURRENT_INDEX = '''
+from django.contrib.postgres.operations import AddIndexConcurrently
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    """Not atomic: a new table (committed at once), then an index built concurrently on items."""
+
+    atomic = False
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [
+        migrations.CreateModel("Bin", [("id", models.BigAutoField(primary_key=True))]),
+        AddIndexConcurrently("item", models.Index(fields=["name"], name="item_name_idx")),
+    ]
+'''
+
+
+class Holder:
+    """A second session holding a lock in an open transaction (as a report query or a
+    transaction left idle would), released on demand or after the migration's Nth wait for it."""
+
+    def __init__(self, dsn: str, sql: str, application: str = "nightly-report"):
+        self.conn = psycopg.connect(dsn, application_name=application)
+        self.conn.execute(sql)
+        self.pid = self.conn.info.backend_pid
+        self.waits_seen: list[tuple[int, object]] = []
+        self._dsn = dsn
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def release_after_waits(self, waits: int, give_up_seconds: float = 60) -> None:
+        """Release the lock once ``waits`` distinct statements have waited for it (each attempt is
+        one, so the last of them gets the lock), watched from a third session; after
+        ``give_up_seconds`` it is released anyway."""
+
+        def watch():
+            deadline = time.monotonic() + give_up_seconds
+            with psycopg.connect(self._dsn, autocommit=True) as watcher:
+                while time.monotonic() < deadline and len(self.waits_seen) < waits:
+                    for row in watcher.execute("SELECT pid, query_start FROM pg_stat_activity "
+                                               "WHERE %s = ANY (pg_blocking_pids(pid))", [self.pid]).fetchall():
+                        if row not in self.waits_seen:
+                            self.waits_seen.append(row)
+                    time.sleep(0.01)
+            self.release()
+
+        self._thread = threading.Thread(target=watch, daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        with self._lock:
+            if not self.conn.closed:
+                self.conn.rollback()
+                self.conn.close()
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _columns(project, table: str) -> set[str]:
+    return {r[0] for r in project.sql(f"SELECT column_name FROM information_schema.columns WHERE table_name = '{table}'")}
+
+
+def _applied(project, name: str) -> int:
+    return project.sql(f"SELECT count(*) FROM django_migrations WHERE app = 'inventory' AND name = '{name}'")[0][0]
+
+
+def _log(project) -> dict:
+    return json.loads((project.root / "safe-migrate.json").read_text())
+
+
+def test_lock_timeouts_then_the_holder_leaves_and_the_migration_applies(project):
+    project.migrate("0004")
+    project.add_migration("0005_shelf_colour", ADD_SHELF_AND_COLUMN)
+    holder = Holder(project.dsn, "SELECT count(*) FROM inventory_item")  # ACCESS SHARE until the transaction ends
+    holder.release_after_waits(3)  # two attempts time out, the third waits and gets the lock
+    run = project.manage("safe_migrate", *FAST, "--log", "safe-migrate.json")
+    holder.join()
+    assert run.code == 0, run.out + run.err
+    (migration,) = _log(project)["migrations"]
+    outcomes = [a["outcome"] for a in migration["attempts"]]
+    assert outcomes[:2] == ["lock_timeout", "lock_timeout"] and outcomes[-1] == "applied", outcomes
+    assert migration["status"] == "applied"
+    first = migration["attempts"][0]
+    assert first["statement"].startswith('ALTER TABLE "inventory_item" ADD COLUMN "colour"')
+    assert 0.15 < first["seconds"] < 2, first  # it waited about lock_timeout, not for the holder
+    assert [(b["pid"], b["application"], b["state"]) for b in first["blockers"]] == [
+        (holder.pid, "nightly-report", "idle in transaction")]
+    assert first["backoff_seconds"] is not None and first["backoff_seconds"] <= 0.1
+    assert f"blocked by pid {holder.pid}, application 'nightly-report'" in run.err
+    assert "inventory.0005_shelf_colour: attempt 1 of 10 gave up waiting for a lock" in run.err
+    assert "colour" in _columns(project, "inventory_item")
+    assert _applied(project, "0005_shelf_colour") == 1
+    check = project.manage("migrate", "--check")  # django_migrations says everything is applied
+    assert check.code == 0, check.out + check.err
+
+
+def test_an_atomic_migration_that_gives_up_leaves_nothing_behind(project):
+    project.migrate("0004")
+    project.add_migration("0005_shelf_colour", ADD_SHELF_AND_COLUMN)
+    holder = Holder(project.dsn, "SELECT count(*) FROM inventory_item")
+    try:
+        run = project.manage("safe_migrate", *FAST, "--attempts", "3", "--log", "safe-migrate.json")
+    finally:
+        holder.release()
+    assert run.code == 3, run.out + run.err
+    # Every attempt ran CREATE TABLE inventory_shelf again: none of them left it behind.
+    (migration,) = _log(project)["migrations"]
+    assert [a["outcome"] for a in migration["attempts"]] == ["lock_timeout"] * 3
+    assert migration["status"] == "gave_up" and _log(project)["status"] == "gave_up"
+    assert "gave up after 3 attempt(s)" in run.err and "Nothing of it is applied" in run.err
+    assert project.sql("SELECT to_regclass('inventory_shelf')") == [(None,)]
+    assert "colour" not in _columns(project, "inventory_item")
+    assert _applied(project, "0005_shelf_colour") == 0
+
+
+def test_a_concurrent_index_build_that_fails_half_way_is_dropped_and_retried(project):
+    project.migrate("0004")
+    project.fill_items(100)
+    project.add_migration("0005_bin_name_idx", BIN_AND_CONCURRENT_INDEX)
+    # A writer's open transaction: CREATE INDEX CONCURRENTLY enters the index in the catalog (INVALID),
+    # then waits for every transaction that writes the table; its lock_timeout strikes there.
+    holder = Holder(project.dsn, "UPDATE inventory_item SET quantity = quantity WHERE id = 1", "checkout")
+    holder.release_after_waits(3)
+    run = project.manage("safe_migrate", *FAST, "--log", "safe-migrate.json")
+    holder.join()
+    assert run.code == 0, run.out + run.err
+    (migration,) = _log(project)["migrations"]
+    attempts = migration["attempts"]
+    assert attempts[0]["outcome"] == "lock_timeout"
+    assert attempts[0]["statement"].startswith('CREATE INDEX CONCURRENTLY "item_name_idx"')
+    assert attempts[0]["resumed_at_operation"] == 0
+    # Later attempts start at the index: CREATE TABLE inventory_bin (committed) is not run again.
+    assert {a["resumed_at_operation"] for a in attempts[1:]} == {1}
+    assert [i for a in attempts for i in a["dropped_indexes"]] == ["item_name_idx"]
+    assert attempts[-1]["outcome"] == "applied"
+    assert "dropped the INVALID index item_name_idx that the failed build left" in run.err
+    assert project.sql("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                       "WHERE c.relname = 'item_name_idx'") == [(True,)]
+    assert project.sql("SELECT to_regclass('inventory_bin') IS NOT NULL") == [(True,)]
+    assert _applied(project, "0005_bin_name_idx") == 1
+
+
+def test_an_invalid_index_of_the_same_name_is_refused_before_anything_runs(project):
+    project.migrate("0004")
+    project.sql("INSERT INTO inventory_item (name, created) VALUES ('twin', now()), ('twin', now())")
+    with pytest.raises(psycopg.errors.UniqueViolation):  # leaves item_name_idx INVALID
+        project.sql('CREATE UNIQUE INDEX CONCURRENTLY "item_name_idx" ON "inventory_item" ("name")')
+    project.add_migration("0005_bin_name_idx", BIN_AND_CONCURRENT_INDEX)
+    run = project.manage("safe_migrate", *FAST, "--log", "safe-migrate.json")
+    assert run.code == 2, run.out + run.err
+    assert "an INVALID index public.item_name_idx already exists" in run.err
+    assert "DROP INDEX CONCURRENTLY public.item_name_idx;" in run.err
+    assert project.sql("SELECT to_regclass('inventory_bin')") == [(None,)]  # nothing was started
+    assert _log(project)["status"] == "failed" and _log(project)["exit_code"] == 2
+
+
+def test_a_plan_the_gate_blocks_applies_nothing(project):
+    project.migrate("0001")
+    project.config("[tool.migration_guard]\nthreshold_rows = 1000\n")
+    project.fill_items(3000)
+    run = project.manage("safe_migrate", *FAST, "--log", "safe-migrate.json")
+    assert run.code == 1, run.out + run.err
+    assert "inventory.0002_item_created_idx  BLOCKED" in run.out
+    blocked = ["inventory.0002_item_created_idx", "inventory.0004_item_warehouse_note"]  # MG002, MG008
+    assert f"the gate blocked 2 migration(s) ({', '.join(blocked)}); nothing was applied" in run.err
+    log = _log(project)
+    assert log["status"] == "blocked" and log["gate"]["blocked"] == blocked
+    assert [m["status"] for m in log["migrations"]] == ["not_run"] * 3
+    assert project.sql("SELECT count(*) FROM django_migrations WHERE app = 'inventory'") == [(1,)]
+    assert project.sql("SELECT to_regclass('item_created_idx')") == [(None,)]
+    # The same approval as lint_migrations lets it through, and it applies.
+    approved = project.manage("safe_migrate", *FAST, "--approve", "inventory.0002_item_created_idx:MG002",
+                              "--approve", "inventory.0004_item_warehouse_note:MG008",
+                              "--reason", "items are read-only tonight")
+    assert approved.code == 0, approved.out + approved.err
+    assert project.sql("SELECT count(*) FROM django_migrations WHERE app = 'inventory'") == [(4,)]
+
+
+def test_the_gate_lints_exactly_the_migrations_migrate_would_apply(project):
+    project.migrate("0001")
+    project.config("[tool.migration_guard]\nthreshold_rows = 1000\n")
+    project.fill_items(3000)
+    # Up to 0003 includes the blocked 0002; the gate sees the same two migrations migrate would apply.
+    plan = project.manage("safe_migrate", "inventory", "0003", "--plan", "--format", "json")
+    assert plan.code == 1
+    report = json.loads(plan.out)
+    assert [m["migration"] for m in report["migrations"]] == ["inventory.0002_item_created_idx",
+                                                             "inventory.0003_item_name_longer"]
+    project.manage("migrate", "inventory", "0002")
+    plan = project.manage("safe_migrate", "inventory", "0003", "--plan")
+    assert plan.code == 0, plan.out + plan.err
+    assert "Plan: 1 migration(s) on database \"default\"" in plan.out
+    assert "inventory.0003_item_name_longer  [gate: ok; atomic: a failed attempt is rolled back" in plan.out
+    assert _applied(project, "0003_item_name_longer") == 0  # --plan applies nothing
+
+
+def test_what_it_refuses_exits_2(project):
+    project.migrate("0004")
+    for args, message in [
+        (["inventory", "0001"], "safe_migrate only applies migrations: use migrate to unapply"),
+        (["--lock-timeout", "2"], "--lock-timeout '2': write a duration with its unit"),
+        (["--lock-timeout", "0s"], "--lock-timeout must be more than 0"),
+        (["--attempts", "0"], "--attempts must be at least 1"),
+        (["--log", "no/such/folder/log.json"], "cannot write there"),
+    ]:
+        run = project.manage("safe_migrate", *args)
+        assert run.code == 2, (args, run.out, run.err)
+        assert message in run.err, (args, run.err)
+    assert _applied(project, "0004_item_warehouse_note") == 1
+
+
+def test_a_failure_that_is_not_a_lock_timeout_is_not_retried(project):
+    project.migrate("0004")
+    project.add_migration("0005_broken", '''
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [migrations.RunSQL("ALTER TABLE inventory_item ADD COLUMN name text")]
+''')
+    run = project.manage("safe_migrate", *FAST, "--log", "safe-migrate.json")
+    assert run.code == 2, run.out + run.err
+    assert 'inventory.0005_broken failed: column "name" of relation "inventory_item" already exists' in run.err
+    (migration,) = _log(project)["migrations"]
+    assert [a["outcome"] for a in migration["attempts"]] == ["error"]
+
+
+def test_python_that_already_ran_statements_is_not_run_again(project):
+    project.migrate("0004")
+    project.fill_items(10)
+    project.add_migration("0005_backfill", '''
+from django.db import migrations
+
+
+def backfill(apps, schema_editor):
+    Item = apps.get_model("inventory", "Item")
+    Item.objects.filter(id__lte=5).update(quantity=0)  # committed at once: the migration is not atomic
+    Item.objects.update(note="checked")  # waits for the writer below
+
+
+class Migration(migrations.Migration):
+    atomic = False
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [migrations.RunPython(backfill, migrations.RunPython.noop)]
+''')
+    last = project.sql("SELECT max(id) FROM inventory_item")[0][0]
+    holder = Holder(project.dsn, f"UPDATE inventory_item SET name = name WHERE id = {last}", "checkout")
+    try:
+        run = project.manage("safe_migrate", *FAST, "--log", "safe-migrate.json")
+    finally:
+        holder.release()
+    assert run.code == 3, run.out + run.err
+    assert "gave up waiting for a lock after its Python code had run 1 statement(s)" in run.err
+    (migration,) = _log(project)["migrations"]
+    assert [a["outcome"] for a in migration["attempts"]] == ["lock_timeout"]
+    assert migration["status"] == "gave_up"
+    assert _applied(project, "0005_backfill") == 0
+    # The first update was committed, the second was not: exactly what the message says.
+    assert project.sql("SELECT count(*) FILTER (WHERE quantity = 0), count(*) FILTER (WHERE note = 'checked') "
+                       "FROM inventory_item") == [(5, 0)]
+
+
+def test_sigterm_mid_attempt_rolls_back_and_writes_the_log(project):
+    project.migrate("0004")
+    project.add_migration("0005_shelf_colour", ADD_SHELF_AND_COLUMN)
+    holder = Holder(project.dsn, "SELECT count(*) FROM inventory_item")
+    process = subprocess.Popen([sys.executable, "manage.py", "safe_migrate", "--lock-timeout", "30s",
+                                "--log", "safe-migrate.json"],
+                               cwd=project.root, env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        with psycopg.connect(project.dsn, autocommit=True) as watcher:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not watcher.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE %s = ANY (pg_blocking_pids(pid))", [holder.pid]).fetchall():
+                time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        holder.release()
+    assert process.returncode == 2, out + err
+    assert "interrupted: 0 migration(s) applied; inventory.0005_shelf_colour was interrupted" in err
+    log = _log(project)
+    assert log["status"] == "interrupted" and log["migrations"][0]["attempts"][0]["outcome"] == "interrupted"
+    assert project.sql("SELECT to_regclass('inventory_shelf')") == [(None,)]
+    assert _applied(project, "0005_shelf_colour") == 0
