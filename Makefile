@@ -10,7 +10,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$(ls -d /root/.pyenv/versions/3.12*/bi
 DJANGO ?= django>=5.2,<5.3
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-django6 test-pg-versions lint clean bench bench-each pg-regress
+.PHONY: venv demo test test-django6 test-pg-versions lint clean bench bench-each pg-regress bench-traffic
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,13 @@ bench: $(BENCH_VENV)/.installed
 # (bench/each_traced.py); never in CI.
 bench-each: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/each_traced.py $(BENCH_EACH_ARGS)
+
+# What traffic feels while the sample project's migrations are applied three ways (bench/traffic.py):
+# plain migrate of the unsafe ones, of their safe twins, and safe_migrate of the twins, on 2M orders
+# under a load of readers, writers and one long report query. Several minutes; never in CI.
+TRAFFIC_ARGS ?=
+bench-traffic: venv
+	$(PY) bench/traffic.py $(TRAFFIC_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check migration_guard tests sample_migrations bench

@@ -58,6 +58,8 @@ LOCK_NOT_AVAILABLE = "55P03"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min)\s*$", re.IGNORECASE)
 _DURATION_MS = {"ms": 1, "s": 1000, "min": 60_000}
 _STATEMENT_SHOWN = 300  # characters of a statement in progress lines and the log
+# Statements that Django's schema operations run outside the schema editor are introspection reads.
+_READS = {"SELECT", "SHOW"}
 
 
 def parse_duration(value: str, what: str) -> int:
@@ -184,7 +186,7 @@ class _Resume:
     operation: int = 0
     deferred: list = field(default_factory=list)  # the schema editor's deferred statements still to run
     done: list[str] = field(default_factory=list)  # statements of ``operations[operation]`` already committed
-    python_ran: int = 0  # statements its Python code (RunPython) already ran: not repeatable
+    python_ran: int = 0  # statements its Python code already ran (committed): not repeatable
 
 
 @dataclass
@@ -209,6 +211,7 @@ class _Tracker:
         self.failed_build: _Build | None = None
         self.in_editor = False
         self.outside_editor = 0  # statements run (and finished) outside the schema editor
+        self.outside_editor_writes = 0  # ... of which not a plain SELECT or SHOW
 
     def __call__(self, execute, sql, params, many, context):
         build = None
@@ -228,6 +231,8 @@ class _Tracker:
             raise
         if not self.in_editor:
             self.outside_editor += 1
+            if str(sql).lstrip().split(None, 1)[0].upper() not in _READS:
+                self.outside_editor_writes += 1
         return result
 
 
@@ -339,7 +344,7 @@ class SafeExecutor(MigrationExecutor):
             if resume is not None and resume.python_ran:
                 raise CannotResume(
                     f"{label}: operation {resume.operation + 1} ({_describe(migration, resume.operation)}) gave up "
-                    f"waiting for a lock after its Python code had run {resume.python_ran} statement(s), committed "
+                    f"waiting for a lock after its code had run {resume.python_ran} statement(s), committed "
                     "outside a transaction; running it again could repeat them, so it is not retried. "
                     + _partial_state(migration, resume)) from exc
             return None
@@ -398,6 +403,9 @@ class SafeExecutor(MigrationExecutor):
             self.say("  blocked by: not seen (the wait ended before the watching session looked)")
 
     def _say_summary(self, run: MigrationRun) -> None:
+        if run.status == "applied" and len(run.attempts) == 1:
+            self.say(f"{run.migration}: applied in {run.seconds:.2f} s")
+            return
         failed = [a for a in run.attempts if a.outcome == "lock_timeout"]
         waited = sum(a.seconds for a in failed)
         backoff = sum(a.backoff_seconds or 0 for a in run.attempts)
@@ -466,7 +474,7 @@ def _apply_from(migration, resume: _Resume, tracker: _Tracker, project_state, sc
         operation.state_forwards(migration.app_label, project_state)
         own_transaction = bool(operation.atomic)  # Migration.apply's rule, in a non-atomic migration
         deferred_before = list(schema_editor.deferred_sql)
-        tracker.outside_editor = 0
+        tracker.outside_editor = tracker.outside_editor_writes = 0
         try:
             if own_transaction:
                 with transaction.atomic(using=connection.alias):
@@ -484,8 +492,12 @@ def _apply_from(migration, resume: _Resume, tracker: _Tracker, project_state, sc
             resume.deferred = deferred_before
             committed = [] if own_transaction else ran
             resume.done = committed
-            python = isinstance(operation, RunPython) or not operation.reduces_to_sql
-            resume.python_ran = (len(committed) + tracker.outside_editor) if python and not own_transaction else 0
+            if own_transaction:
+                resume.python_ran = 0
+            elif isinstance(operation, RunPython) or not operation.reduces_to_sql:
+                resume.python_ran = len(committed) + tracker.outside_editor
+            else:  # a schema operation: only a write of its own (a custom one's) is not repeatable
+                resume.python_ran = tracker.outside_editor_writes
             raise
         ran = []
     # Every operation is done: what is left is the deferred SQL the schema editor runs on exit.

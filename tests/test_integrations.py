@@ -12,6 +12,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.formats.schemas import sarif_errors
@@ -75,7 +76,9 @@ def _pull_request(project) -> None:
 def test_github_actions_workflow(project, tmp_path):
     workflow = yaml.safe_load(GITHUB_WORKFLOW.read_text())
     assert workflow["permissions"]["security-events"] == "write"
-    (job,) = workflow["jobs"].values()
+    assert set(workflow["jobs"]) == {"migration-guard", "release"}
+    job = workflow["jobs"]["migration-guard"]
+    assert job["if"] == "github.event_name == 'pull_request'"
     steps = job["steps"]
     checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["fetch-depth"] == 0
@@ -105,7 +108,9 @@ def test_github_actions_workflow(project, tmp_path):
 
 
 def test_gitlab_ci_job(project):
-    (job,) = yaml.safe_load(GITLAB_CI.read_text()).values()
+    jobs = yaml.safe_load(GITLAB_CI.read_text())
+    assert set(jobs) == {"migration-guard", "release"}
+    job = jobs["migration-guard"]
     assert job["variables"]["GIT_DEPTH"] == "0"
     assert job["artifacts"]["when"] == "always"
     junit = job["artifacts"]["reports"]["junit"]
@@ -131,6 +136,58 @@ def test_gitlab_ci_job(project):
     assert case.find("failure").get("type") == "MG007"
     for path in job["artifacts"]["paths"]:
         assert (project.root / path).is_file()
+
+
+def _release(project, script: str, *, blocked: bool) -> subprocess.CompletedProcess:
+    """A release job's script on the fixture project at 0001, the deploy step a script that leaves a
+    file behind; ``blocked``: 3,000 items over a 1,000-row threshold, so the gate blocks 0002."""
+    project.migrate("0001")
+    if blocked:
+        project.config("[tool.migration_guard]\nthreshold_rows = 1000\n")
+        project.fill_items(3000)
+    deploy = project.root / "deploy.sh"
+    deploy.write_text("#!/bin/sh\ntouch deployed\n")
+    deploy.chmod(0o755)
+    return _shell(project, script, {"DATABASE_URL": "unused-by-the-fixture-settings"})
+
+
+def _github_release_script() -> str:
+    job = yaml.safe_load(GITHUB_WORKFLOW.read_text())["jobs"]["release"]
+    assert job["if"] == "github.event_name == 'push'" and job["concurrency"]
+    upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert "cancelled()" in upload["if"] and upload["with"]["path"] == "safe-migrate.json"
+    runs = [s["run"] for s in job["steps"] if "run" in s and not s["run"].startswith("pip install")]
+    assert "safe_migrate" in runs[0] and runs[-1] == "./deploy.sh"  # the gate and the apply before the deploy
+    return "\n".join(runs)
+
+
+def _gitlab_release_script() -> str:
+    job = yaml.safe_load(GITLAB_CI.read_text())["release"]
+    assert job["artifacts"]["when"] == "always" and job["artifacts"]["paths"] == ["safe-migrate.json"]
+    assert job["resource_group"]
+    lines = [line for line in job["script"] if not line.startswith("pip install")]
+    assert "safe_migrate" in lines[0] and lines[-1] == "./deploy.sh"
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("script", [_github_release_script, _gitlab_release_script], ids=["github", "gitlab"])
+def test_release_job_applies_the_migrations_then_deploys(project, script):
+    run = _release(project, script(), blocked=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (project.root / "deployed").exists()
+    log = json.loads((project.root / "safe-migrate.json").read_text())
+    assert log["status"] == "applied" and [m["status"] for m in log["migrations"]] == ["applied"] * 3
+    assert project.sql("SELECT count(*) FROM django_migrations WHERE app = 'inventory'") == [(4,)]
+
+
+@pytest.mark.parametrize("script", [_github_release_script, _gitlab_release_script], ids=["github", "gitlab"])
+def test_release_job_stops_before_the_deploy_when_the_gate_blocks(project, script):
+    run = _release(project, script(), blocked=True)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "inventory.0002_item_created_idx  BLOCKED" in run.stdout
+    assert not (project.root / "deployed").exists()
+    assert json.loads((project.root / "safe-migrate.json").read_text())["status"] == "blocked"
+    assert project.sql("SELECT count(*) FROM django_migrations WHERE app = 'inventory'") == [(1,)]
 
 
 def _hook() -> dict:

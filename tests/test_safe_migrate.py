@@ -4,6 +4,7 @@ holds the conflicting lock, as a long report query or a transaction left open wo
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import time
 
 import psycopg
 import pytest
+
+from migration_guard.apply import RetryPolicy, parse_duration
 
 # Short enough that a test's waits are a fraction of a second; the gate's own run dominates.
 FAST = ["--lock-timeout", "200ms", "--backoff", "50ms", "--max-backoff", "100ms"]
@@ -234,14 +237,31 @@ def test_what_it_refuses_exits_2(project):
     for args, message in [
         (["inventory", "0001"], "safe_migrate only applies migrations: use migrate to unapply"),
         (["--lock-timeout", "2"], "--lock-timeout '2': write a duration with its unit"),
-        (["--lock-timeout", "0s"], "--lock-timeout must be more than 0"),
-        (["--attempts", "0"], "--attempts must be at least 1"),
         (["--log", "no/such/folder/log.json"], "cannot write there"),
     ]:
         run = project.manage("safe_migrate", *args)
         assert run.code == 2, (args, run.out, run.err)
         assert message in run.err, (args, run.err)
     assert _applied(project, "0004_item_warehouse_note") == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lock_timeout": "0s"}, "--lock-timeout must be more than 0"),
+    ({"statement_timeout": "0ms"}, "--statement-timeout must be more than 0"),
+    ({"attempts": 0}, "--attempts must be at least 1"),
+    ({"max_backoff": "500ms"}, "--max-backoff must not be shorter than --backoff"),
+    ({"backoff": "soon"}, "--backoff 'soon': write a duration with its unit"),
+])
+def test_bad_settings_exit_2(change, message):
+    from django.core.management.base import CommandError
+
+    from migration_guard.management.commands.safe_migrate import _policy
+
+    options = {"lock_timeout": "2s", "statement_timeout": None, "attempts": 10, "backoff": "1s",
+               "max_backoff": "30s", **change}
+    with pytest.raises(CommandError, match=message) as raised:
+        _policy(options)
+    assert raised.value.returncode == 2
 
 
 def test_a_failure_that_is_not_a_lock_timeout_is_not_retried(project):
@@ -286,7 +306,7 @@ class Migration(migrations.Migration):
     finally:
         holder.release()
     assert run.code == 3, run.out + run.err
-    assert "gave up waiting for a lock after its Python code had run 1 statement(s)" in run.err
+    assert "gave up waiting for a lock after its code had run 1 statement(s)" in run.err
     (migration,) = _log(project)["migrations"]
     assert [a["outcome"] for a in migration["attempts"]] == ["lock_timeout"]
     assert migration["status"] == "gave_up"
@@ -321,3 +341,37 @@ def test_sigterm_mid_attempt_rolls_back_and_writes_the_log(project):
     assert log["status"] == "interrupted" and log["migrations"][0]["attempts"][0]["outcome"] == "interrupted"
     assert project.sql("SELECT to_regclass('inventory_shelf')") == [(None,)]
     assert _applied(project, "0005_shelf_colour") == 0
+
+
+def test_preflight_counts_the_wait_as_bounded_by_the_lock_timeout(project):
+    project.migrate("0002")
+    project.config("[tool.migration_guard]\npreflight_max_age_seconds = 0\n")  # every session counts as old
+    holder = Holder(project.dsn, "SELECT count(*) FROM inventory_item")
+    try:
+        lint = project.lint("inventory", "0003", "--format", "json")
+        plan = project.manage("safe_migrate", "inventory", "0003", "--plan", "--lock-timeout", "200ms",
+                              "--format", "json")
+    finally:
+        holder.release()
+    assert lint.code == 1, lint.out + lint.err  # migrate has no lock_timeout: the wait is unbounded
+    assert [f["severity"] for f in lint.json()["findings"] if f["rule"] == "MG009"] == ["error"]
+    assert plan.code == 0, plan.out + plan.err
+    (finding,) = [f for f in plan.json()["findings"] if f["rule"] == "MG009"]
+    assert finding["severity"] == "warning"
+    assert "for at most its lock_timeout of 200ms, then the migration fails" in finding["message"]
+
+
+def test_backoff_doubles_with_jitter_up_to_the_ceiling():
+    policy = RetryPolicy(backoff_ms=1000, max_backoff_ms=5000)
+    rng = random.Random(7)
+    for failed, step in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (9, 5.0)]:
+        waits = [policy.delay(failed, rng) for _ in range(200)]
+        assert step / 2 <= min(waits) and max(waits) <= step, (failed, min(waits), max(waits))
+        assert max(waits) - min(waits) > step / 4  # jitter spreads them
+
+
+def test_durations_need_their_unit():
+    assert [parse_duration(v, "x") for v in ("500ms", "2s", "1.5s", "1min")] == [500, 2000, 1500, 60_000]
+    for bad in ("2", "", "2 hours", "-1s"):
+        with pytest.raises(ValueError, match="write a duration with its unit"):
+            parse_duration(bad, "--lock-timeout")

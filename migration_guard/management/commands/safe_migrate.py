@@ -36,6 +36,7 @@ from migration_guard.apply import (
 from migration_guard.config import ConfigError
 from migration_guard.formats import FORMATS, find_source_root
 from migration_guard.gate import GateError, GateOptions, run_gate
+from migration_guard.management.commands.lint_migrations import _operator
 from migration_guard.report import migration_status
 
 EXIT_APPLIED, EXIT_BLOCKED, EXIT_ERROR, EXIT_GAVE_UP = 0, 1, 2, 3
@@ -60,7 +61,7 @@ class Command(BaseCommand):
                             help="The database to apply to (default: 'default'); the gate reads the same one.")
         parser.add_argument("--plan", action="store_true",
                             help="Run the gate and print what would run, with how each migration would be "
-                                 "retried; apply nothing.")
+                                 "retried (after a text report on stdout, else on stderr); apply nothing.")
         parser.add_argument("--noinput", "--no-input", action="store_false", dest="interactive",
                             help="Tells post_migrate handlers not to prompt, as for migrate.")
         parser.add_argument("--skip-checks", action="store_true", help="Skip Django's system checks.")
@@ -166,7 +167,9 @@ class Command(BaseCommand):
             log.finish("blocked", EXIT_BLOCKED)
             return EXIT_BLOCKED
         if options["plan"]:
-            self.stdout.write(_plan_text(plan, policy, alias, report), ending="")
+            # After a text report on stdout; beside any other format, on stderr (stdout stays one document).
+            out = self.stdout if options["format"] == "text" else self.stderr
+            out.write(_plan_text(plan, policy, alias, report), ending="")
             log.finish("planned", EXIT_APPLIED)
             return EXIT_APPLIED
 
@@ -356,13 +359,6 @@ def _writable(path: Path) -> bool:
     if path.exists():
         return path.is_file() and os.access(path, os.W_OK)
     return folder.is_dir() and os.access(folder, os.W_OK)
-
-
-def _operator() -> str:
-    """Who approves at deploy time: the CI/deploy user, for the report."""
-    import getpass
-
-    return os.environ.get("GITHUB_ACTOR") or os.environ.get("GITLAB_USER_LOGIN") or getpass.getuser()
 
 
 class _RunLog:
