@@ -317,7 +317,7 @@ class SafeExecutor(MigrationExecutor):
                     attempt.blockers = list(seen.values())
         except BaseException as exc:
             attempt.seconds = round(time.monotonic() - started, 3)
-            attempt.statement = _shorten(tracker.failed_statement)
+            attempt.statement = _shorten(tracker.failed_statement) or attempt.statement  # or the DROP INDEX
             attempt.error = _first_line(exc)
             if tracker.failed_build is not None:
                 pending_drops.extend(self._left_by(tracker.failed_build))
