@@ -82,6 +82,10 @@ class Step:
     seconds: float
     code: int
     applies: bool  # False for the --fake calls (not counted in the apply time)
+    started: float = 0.0  # seconds since the way started
+
+    def label(self) -> str:
+        return " ".join(self.command[:3])
 
 
 @dataclass
@@ -103,6 +107,8 @@ class Way:
         window = [q for q in self.queries if start <= q.due <= end]
         latencies = sorted(q.latency for q in window)
         failed = [q for q in window if q.error]
+        slow = [q for q in window if q.latency > 1]
+        longest = max(window, key=lambda q: q.latency) if window else None
         attempts = {}
         for log in self.safe_migrate_logs:
             for migration in log.get("migrations", []):
@@ -116,13 +122,23 @@ class Way:
             "p99_ms": round(_percentile(latencies, 99) * 1000, 1) if latencies else None,
             "failed": len(failed),
             "failed_by": _count(q.error for q in failed),
-            "over_1s": sum(1 for q in window if q.latency > 1),
+            "over_1s": len(slow),
+            # Which command was running when they were stuck, and whether they read or wrote.
+            "over_1s_during": _count(f"{self._step_at(q.due + q.latency / 2)} ({q.kind})" for q in slow),
+            "longest_during": longest and f"{self._step_at(longest.due + longest.latency / 2)} ({longest.kind})",
             "apply_s": round(sum(s.seconds for s in self.steps if s.applies), 1),
             "apply_exit_codes": sorted({s.code for s in self.steps}),
             "report_s": None if self.report_seconds is None else round(self.report_seconds, 1),
             "report_error": self.report_error,
             "safe_migrate_attempts": {k: v for k, v in attempts.items() if v > 1},
         }
+
+
+    def _step_at(self, moment: float) -> str:
+        for step in self.steps:
+            if step.started <= moment <= step.started + step.seconds:
+                return step.label() + ("" if step.applies else " --fake")
+        return "between commands"
 
 
 def _percentile(sorted_values: list[float], pct: float) -> float:
@@ -279,7 +295,7 @@ def run_way(name: str, pg: EmbeddedPostgres, args, tmp: Path) -> Way:
                    "--no-input", *(["--lock-timeout", lock_timeout] if arguments[0] == "safe_migrate" else [])]
         started = time.monotonic()
         result = subprocess.run(command, cwd=SAMPLE, env=env, capture_output=True, text=True)
-        way.steps.append(Step(command[2:], time.monotonic() - started, result.returncode, applies))
+        way.steps.append(Step(command[2:], time.monotonic() - started, result.returncode, applies, started - t0))
         if result.returncode != 0:
             print(f"  {' '.join(command[2:])} exited {result.returncode}:\n{result.stderr[-2000:]}", flush=True)
         if log.exists():
