@@ -378,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps({
             "machine": machine, "settings": vars(args) | {"out": str(args.out)}, "summaries": summaries,
             "steps": {w.name: [asdict(s) for s in w.steps] for w in results},
-            "safe_migrate_logs": {w.name: w.safe_migrate_logs for w in results if w.safe_migrate_logs},
+            # The migrations safe_migrate had to retry, with every attempt (who blocked, how long).
+            "safe_migrate_retried": {w.name: _retried(w.safe_migrate_logs) for w in results if w.safe_migrate_logs},
         }, indent=1, default=str) + "\n")
     missed = [s for s in summaries if s["lock_timeout"] and (
         s["failed"] or s["longest_wait_s"] > _seconds(s["lock_timeout"]) + args.margin
@@ -387,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{s['way']} missed the target: a query waited longer than {s['lock_timeout']} + {args.margin} s, "
               "failed, or an apply command did not exit 0")
     return 1 if missed else 0
+
+
+def _retried(logs: list[dict]) -> list[dict]:
+    return [m for log in logs for m in log.get("migrations", []) if len(m.get("attempts", [])) > 1]
 
 
 def _seconds(duration: str) -> float:

@@ -50,6 +50,7 @@ __all__ = [
     "MigrationRun",
     "RetryPolicy",
     "SafeExecutor",
+    "autovacuum_note",
     "invalid_indexes_in_the_way",
     "parse_duration",
 ]
@@ -534,6 +535,20 @@ def _partial_state(migration, resume: _Resume) -> str:
     part = f", and {len(resume.done)} statement(s) of operation {resume.operation + 1}" if resume.done else ""
     return (f"{done} of {label} are applied and committed{part}; Django has not recorded it as applied: "
             "finish it by hand (then `migrate --fake` it) or make its operations safe to repeat before running again.")
+
+
+def autovacuum_note(connection, policy: RetryPolicy) -> str | None:
+    """A note when ``lock_timeout`` is not longer than the server's ``deadlock_timeout``: PostgreSQL
+    cancels an autovacuum that blocks a lock request only when the deadlock check runs, after
+    ``deadlock_timeout``, so every attempt would give up behind a running autovacuum first."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'")
+        row = cursor.fetchone()
+    if row is None or policy.lock_timeout_ms > row[0]:
+        return None
+    return (f"note: --lock-timeout {format_ms(policy.lock_timeout_ms)} is not longer than the server's deadlock_timeout "
+            f"({format_ms(row[0])}); PostgreSQL cancels an autovacuum in the way only after deadlock_timeout, so "
+            "attempts give up behind one instead")
 
 
 # -- who blocks -----------------------------------------------------------------------------------

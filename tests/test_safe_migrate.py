@@ -125,6 +125,7 @@ def test_lock_timeouts_then_the_holder_leaves_and_the_migration_applies(project)
         (holder.pid, "nightly-report", "idle in transaction")]
     assert first["backoff_seconds"] is not None and first["backoff_seconds"] <= 0.1
     assert f"blocked by pid {holder.pid}, application 'nightly-report'" in run.err
+    assert "is not longer than the server's deadlock_timeout (1s)" in run.err  # 200ms: an autovacuum would win
     assert "inventory.0005_shelf_colour: attempt 1 of 10 gave up waiting for a lock" in run.err
     assert "colour" in _columns(project, "inventory_item")
     assert _applied(project, "0005_shelf_colour") == 1
@@ -375,3 +376,164 @@ def test_durations_need_their_unit():
     for bad in ("2", "", "2 hours", "-1s"):
         with pytest.raises(ValueError, match="write a duration with its unit"):
             parse_duration(bad, "--lock-timeout")
+
+
+def test_the_deferred_statements_are_resumed_after_the_operations(project):
+    project.migrate("0004")
+    project.add_migration("0005_item_code", '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    """Not atomic: the column now; its two indexes are deferred SQL, run when the schema editor exits."""
+
+    atomic = False
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [
+        migrations.AddField("item", "code", models.CharField(max_length=20, null=True, db_index=True)),
+        migrations.RunSQL("SELECT pg_sleep(1)", migrations.RunSQL.noop),  # time for a writer to come in
+    ]
+''')
+
+    def writer_after_the_column():  # a checkout that starts once the column exists, before the indexes
+        deadline = time.monotonic() + 120
+        while "code" not in _columns(project, "inventory_item") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        holder = Holder(project.dsn, "INSERT INTO inventory_item (name, created) VALUES ('x', now())", "checkout")
+        holder.release_after_waits(3)
+        holder.join()
+
+    thread = threading.Thread(target=writer_after_the_column, daemon=True)
+    thread.start()
+    run = project.manage("safe_migrate", *FAST, "--log", "safe-migrate.json")
+    thread.join()
+    assert run.code == 0, run.out + run.err
+    (migration,) = _log(project)["migrations"]
+    attempts = migration["attempts"]
+    assert attempts[0]["outcome"] == "lock_timeout" and attempts[0]["statement"].startswith("CREATE INDEX")
+    assert {a["resumed_at_operation"] for a in attempts[1:]} == {2}  # past both operations: ADD COLUMN not redone
+    assert attempts[-1]["outcome"] == "applied"
+    indexes = {r[0] for r in project.sql("SELECT indexdef FROM pg_indexes WHERE tablename = 'inventory_item'")}
+    assert sum('("code")' in d or "(code)" in d or "code varchar_pattern_ops" in d for d in indexes) == 2, indexes
+    assert _applied(project, "0005_item_code") == 1
+
+
+def test_an_operation_with_its_own_transaction_is_retried_whole(project):
+    project.migrate("0004")
+    project.fill_items(3)
+    project.sql("INSERT INTO inventory_warehouse (name) VALUES ('north')")
+    project.add_migration("0005_rename_north", '''
+from django.db import migrations, models
+
+
+def rename(apps, schema_editor):
+    apps.get_model("inventory", "Item").objects.update(quantity=7)  # rolled back with the operation
+    apps.get_model("inventory", "Warehouse").objects.update(name="North")  # waits for the checkout below
+
+
+class Migration(migrations.Migration):
+    atomic = False
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [
+        migrations.CreateModel("Crate", [("id", models.BigAutoField(primary_key=True))]),
+        migrations.RunPython(rename, migrations.RunPython.noop, atomic=True),
+    ]
+''')
+    holder = Holder(project.dsn, "UPDATE inventory_warehouse SET name = name", "checkout")
+    holder.release_after_waits(3)
+    run = project.manage("safe_migrate", *FAST, "--log", "safe-migrate.json")
+    holder.join()
+    assert run.code == 0, run.out + run.err
+    (migration,) = _log(project)["migrations"]
+    attempts = migration["attempts"]
+    assert [a["outcome"] for a in attempts[:2]] == ["lock_timeout"] * 2 and attempts[-1]["outcome"] == "applied"
+    assert {a["resumed_at_operation"] for a in attempts[1:]} == {1}  # CREATE TABLE inventory_crate once
+    assert project.sql("SELECT DISTINCT quantity FROM inventory_item") == [(7,)]
+    assert project.sql("SELECT name FROM inventory_warehouse") == [("North",)]
+
+
+def test_a_concurrent_build_that_fails_otherwise_leaves_no_invalid_index(project):
+    project.migrate("0004")
+    project.sql("INSERT INTO inventory_item (name, created) VALUES ('twin', now()), ('twin', now())")
+    project.add_migration("0005_unique_name", '''
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    atomic = False
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [migrations.RunSQL('CREATE UNIQUE INDEX CONCURRENTLY "item_name_uniq" ON "inventory_item" ("name")',
+                                    'DROP INDEX CONCURRENTLY "item_name_uniq"')]
+''')
+    run = project.manage("safe_migrate", *FAST, "--log", "safe-migrate.json")
+    assert run.code == 2, run.out + run.err
+    assert "could not create unique index" in run.err
+    (migration,) = _log(project)["migrations"]
+    assert migration["attempts"][0]["dropped_indexes"] == ["item_name_uniq"]
+    assert project.sql("SELECT to_regclass('item_name_uniq')") == [(None,)]  # a re-run is not refused
+
+
+RUNNER = '''
+"""manage.py safe_migrate with the test's hooks: the migrate signals print what they get, and
+MG_TEST_DEPLOY_MEANWHILE applies inventory 0002 between the gate and the apply (another deploy)."""
+import os
+import sys
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fixtureproj.settings")
+django.setup()
+from django.core.management import call_command, execute_from_command_line
+from django.db.models.signals import post_migrate, pre_migrate
+
+from migration_guard.management.commands import safe_migrate
+
+
+def say(signal):
+    def receiver(sender, plan, apps, using, **kwargs):
+        if sender.label == "inventory":
+            names = [m.name for m, _ in plan]
+            print(f"{signal} {using} {names} {sorted(m.__name__ for m in apps.get_models())}", file=sys.stderr)
+    return receiver
+
+
+pre_migrate.connect(say("pre_migrate"), weak=False)
+post_migrate.connect(say("post_migrate"), weak=False)
+if os.environ.get("MG_TEST_DEPLOY_MEANWHILE"):
+    gate = safe_migrate.run_gate
+
+    def gate_then_another_deploy(options):
+        report = gate(options)
+        call_command("migrate", "inventory", "0002", verbosity=0)
+        return report
+
+    safe_migrate.run_gate = gate_then_another_deploy
+execute_from_command_line(["manage.py", "safe_migrate", *sys.argv[1:]])
+'''
+
+
+def _hooked(project, *args: str, env: dict | None = None):
+    (project.root / "hooked_safe_migrate.py").write_text(RUNNER)
+    result = subprocess.run([sys.executable, "hooked_safe_migrate.py", *args], cwd=project.root,
+                            env={**project.env, **(env or {})}, capture_output=True, text=True, timeout=300)
+    return result
+
+
+def test_the_migrate_signals_are_sent_as_migrate_sends_them(project):
+    project.migrate("0002")
+    run = _hooked(project, "inventory", "0003")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "pre_migrate default ['0003_item_name_longer'] ['Item', 'Warehouse']" in run.stderr
+    assert "post_migrate default ['0003_item_name_longer'] ['Item', 'Warehouse']" in run.stderr
+    assert run.stderr.index("pre_migrate") < run.stderr.index("inventory.0003_item_name_longer: applied")
+    assert run.stderr.index("inventory.0003_item_name_longer: applied") < run.stderr.index("post_migrate")
+
+
+def test_a_plan_that_changed_while_the_gate_ran_is_not_applied(project):
+    project.migrate("0001")
+    run = _hooked(project, env={"MG_TEST_DEPLOY_MEANWHILE": "1"})
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert ("the migrations to apply changed while the gate ran (another deploy?): gated "
+            "inventory.0002_item_created_idx, inventory.0003_item_name_longer, inventory.0004_item_warehouse_note, "
+            "now inventory.0003_item_name_longer, inventory.0004_item_warehouse_note; nothing was applied") in run.stderr
+    assert _applied(project, "0003_item_name_longer") == 0

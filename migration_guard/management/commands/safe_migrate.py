@@ -29,6 +29,7 @@ from migration_guard.apply import (
     MigrationFailed,
     RetryPolicy,
     SafeExecutor,
+    autovacuum_note,
     format_ms,
     invalid_indexes_in_the_way,
     parse_duration,
@@ -177,6 +178,9 @@ class Command(BaseCommand):
             connection, [s.parsed.statement.sql for r in report.migrations for s in r.statements])
         if problems:
             raise CommandError("; ".join(problems), returncode=EXIT_ERROR)
+        note = autovacuum_note(connection, policy)
+        if note:
+            self._say(options, note)
         return self._apply(connection, options, policy, nodes, log)
 
     def _apply(self, connection, options, policy: RetryPolicy, gated: list, log: _RunLog) -> int:
