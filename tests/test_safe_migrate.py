@@ -185,6 +185,10 @@ def test_an_invalid_index_of_the_same_name_is_refused_before_anything_runs(proje
     with pytest.raises(psycopg.errors.UniqueViolation):  # leaves item_name_idx INVALID
         project.sql('CREATE UNIQUE INDEX CONCURRENTLY "item_name_idx" ON "inventory_item" ("name")')
     project.add_migration("0005_bin_name_idx", BIN_AND_CONCURRENT_INDEX)
+    gated = project.manage("safe_migrate", *FAST)
+    assert gated.code == 1 and "MG014 create-index-over-invalid-index" in gated.out  # the gate sees it first
+    # With the gate's rule turned off (or its finding approved), safe_migrate itself refuses.
+    project.config('[tool.migration_guard]\ndisable = ["MG014"]\n')
     run = project.manage("safe_migrate", *FAST, "--log", "safe-migrate.json")
     assert run.code == 2, run.out + run.err
     assert "an INVALID index public.item_name_idx already exists" in run.err
@@ -336,7 +340,7 @@ def test_sigterm_mid_attempt_rolls_back_and_writes_the_log(project):
         process.kill()
         holder.release()
     assert process.returncode == 2, out + err
-    assert "interrupted: 0 migration(s) applied; inventory.0005_shelf_colour was interrupted" in err
+    assert "stopped by SIGTERM: 0 migration(s) applied; inventory.0005_shelf_colour was interrupted" in err
     log = _log(project)
     assert log["status"] == "interrupted" and log["migrations"][0]["attempts"][0]["outcome"] == "interrupted"
     assert project.sql("SELECT to_regclass('inventory_shelf')") == [(None,)]
@@ -536,3 +540,29 @@ def test_a_plan_that_changed_while_the_gate_ran_is_not_applied(project):
             "inventory.0002_item_created_idx, inventory.0003_item_name_longer, inventory.0004_item_warehouse_note, "
             "now inventory.0003_item_name_longer, inventory.0004_item_warehouse_note; nothing was applied") in run.stderr
     assert _applied(project, "0003_item_name_longer") == 0
+
+
+def test_migration_code_that_calls_sys_exit_ends_as_exit_2_with_the_log(project):
+    project.migrate("0004")
+    project.add_migration("0005_exits", '''
+import sys
+
+from django.db import migrations, models
+
+
+def leave(apps, schema_editor):
+    sys.exit(0)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [migrations.AddField("item", "colour", models.TextField(null=True)),
+                  migrations.RunPython(leave, migrations.RunPython.noop)]
+''')
+    run = project.manage("safe_migrate", *FAST, "--log", "safe-migrate.json")
+    assert run.code == 2, run.out + run.err
+    assert "migration code called sys.exit(0): 0 migration(s) applied; inventory.0005_exits was interrupted" in run.err
+    assert "Traceback" not in run.err
+    assert _log(project)["status"] == "failed"
+    assert "colour" not in _columns(project, "inventory_item")  # rolled back with the transaction
+    assert _applied(project, "0005_exits") == 0

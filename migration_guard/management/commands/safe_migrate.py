@@ -7,9 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from importlib import import_module
 from pathlib import Path
@@ -23,7 +21,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.state import ModelState
 from django.utils.module_loading import module_has_submodule
 
-from migration_guard import __version__
+from migration_guard import __version__, interrupt
 from migration_guard.apply import (
     GaveUp,
     MigrationFailed,
@@ -95,23 +93,31 @@ class Command(BaseCommand):
                             help="The gate's report format on stdout (default: text).")
 
     def handle(self, *args, **options):
+        """Gate, then apply; every ending writes the log and is an exit code with one line on
+        stderr (or the gate's report), never a traceback. A cancelled pipeline job gets SIGTERM: it
+        ends like Ctrl-C (the statement is cancelled, an atomic migration rolled back)."""
         log = _RunLog(options["log"], options["database"])
-        # A cancelled pipeline job gets SIGTERM: end like Ctrl-C (the statement is cancelled, an
-        # atomic migration rolled back, the log written) rather than die mid-statement.
-        main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
-        try:
-            code = self._safe_migrate(options, log)
-        except CommandError as exc:
-            log.finish("failed", exc.returncode, str(exc))
-            raise
-        except KeyboardInterrupt:
-            log.finish("interrupted", EXIT_ERROR, "interrupted")
-            raise CommandError(f"interrupted: {log.where_stopped()}", returncode=EXIT_ERROR) from None
-        finally:
-            if main:
-                signal.signal(signal.SIGTERM, previous)
-            self._write_log(log)
+        with interrupt.handle_signals():
+            try:
+                code = self._safe_migrate(options, log)
+            except CommandError as exc:
+                log.finish("failed", exc.returncode, str(exc))
+                raise
+            except KeyboardInterrupt as exc:
+                stopped = str(exc) if isinstance(exc, interrupt.Stopped) else "interrupted"
+                log.finish("interrupted", interrupt.exit_code(exc), stopped)
+                raise CommandError(f"{stopped}: {log.where_stopped()}", returncode=interrupt.exit_code(exc)) from None
+            except BaseException as exc:  # SystemExit from migration code, or a bug
+                if log.executor is None:  # in the gate: nothing was checked
+                    message = interrupt.unexpected_error(exc)
+                elif isinstance(exc, SystemExit):
+                    message = f"migration code called sys.exit({exc.code!r}): {log.where_stopped()}"
+                else:
+                    message = f"stopped on an unexpected error ({type(exc).__name__}): {log.where_stopped()}"
+                log.finish("failed", EXIT_ERROR, message)
+                raise CommandError(message, returncode=EXIT_ERROR) from None
+            finally:
+                self._write_log(log)
         if code:
             sys.exit(code)
 
@@ -348,10 +354,6 @@ def _plan_text(plan, policy: RetryPolicy, alias: str, report) -> str:
                 text = type(operation).__name__
             lines.append(f"    {text}")
     return "\n".join(lines) + "\n"
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _labels(nodes) -> str:
