@@ -106,19 +106,26 @@ def _log(project) -> dict:
     return json.loads((project.root / "safe-migrate.json").read_text())
 
 
-def test_lock_timeouts_then_the_holder_leaves_and_the_migration_applies(project):
-    project.migrate("0004")
-    project.add_migration("0005_shelf_colour", ADD_SHELF_AND_COLUMN)
-    holder = Holder(project.dsn, "SELECT count(*) FROM inventory_item")  # ACCESS SHARE until the transaction ends
-    holder.release_after_waits(3)  # two attempts time out, the third waits and gets the lock
+def _applied_past(project, holder: Holder):
+    """safe_migrate while ``holder`` keeps its lock for the migration's first two waits (each
+    attempt is one); it must apply. The run and the migration's attempts from the log."""
+    holder.release_after_waits(3)
     run = project.manage("safe_migrate", *FAST, "--log", "safe-migrate.json")
     holder.join()
     assert run.code == 0, run.out + run.err
     (migration,) = _log(project)["migrations"]
-    outcomes = [a["outcome"] for a in migration["attempts"]]
-    assert outcomes[:2] == ["lock_timeout", "lock_timeout"] and outcomes[-1] == "applied", outcomes
     assert migration["status"] == "applied"
-    first = migration["attempts"][0]
+    return run, migration["attempts"]
+
+
+def test_lock_timeouts_then_the_holder_leaves_and_the_migration_applies(project):
+    project.migrate("0004")
+    project.add_migration("0005_shelf_colour", ADD_SHELF_AND_COLUMN)
+    holder = Holder(project.dsn, "SELECT count(*) FROM inventory_item")  # ACCESS SHARE until the transaction ends
+    run, attempts = _applied_past(project, holder)  # two attempts time out, the third waits and gets the lock
+    outcomes = [a["outcome"] for a in attempts]
+    assert outcomes[:2] == ["lock_timeout", "lock_timeout"] and outcomes[-1] == "applied", outcomes
+    first = attempts[0]
     assert first["statement"].startswith('ALTER TABLE "inventory_item" ADD COLUMN "colour"')
     assert 0.15 < first["seconds"] < 2, first  # it waited about lock_timeout, not for the holder
     assert [(b["pid"], b["application"], b["state"]) for b in first["blockers"]] == [
@@ -159,12 +166,7 @@ def test_a_concurrent_index_build_that_fails_half_way_is_dropped_and_retried(pro
     # A writer's open transaction: CREATE INDEX CONCURRENTLY enters the index in the catalog (INVALID),
     # then waits for every transaction that writes the table; its lock_timeout strikes there.
     holder = Holder(project.dsn, "UPDATE inventory_item SET quantity = quantity WHERE id = 1", "checkout")
-    holder.release_after_waits(3)
-    run = project.manage("safe_migrate", *FAST, "--log", "safe-migrate.json")
-    holder.join()
-    assert run.code == 0, run.out + run.err
-    (migration,) = _log(project)["migrations"]
-    attempts = migration["attempts"]
+    run, attempts = _applied_past(project, holder)
     assert attempts[0]["outcome"] == "lock_timeout"
     assert attempts[0]["statement"].startswith('CREATE INDEX CONCURRENTLY "item_name_idx"')
     assert attempts[0]["resumed_at_operation"] == 0
@@ -442,13 +444,7 @@ class Migration(migrations.Migration):
         migrations.RunPython(rename, migrations.RunPython.noop, atomic=True),
     ]
 ''')
-    holder = Holder(project.dsn, "UPDATE inventory_warehouse SET name = name", "checkout")
-    holder.release_after_waits(3)
-    run = project.manage("safe_migrate", *FAST, "--log", "safe-migrate.json")
-    holder.join()
-    assert run.code == 0, run.out + run.err
-    (migration,) = _log(project)["migrations"]
-    attempts = migration["attempts"]
+    _, attempts = _applied_past(project, Holder(project.dsn, "UPDATE inventory_warehouse SET name = name", "checkout"))
     assert [a["outcome"] for a in attempts[:2]] == ["lock_timeout"] * 2 and attempts[-1]["outcome"] == "applied"
     assert {a["resumed_at_operation"] for a in attempts[1:]} == {1}  # CREATE TABLE inventory_crate once
     assert project.sql("SELECT DISTINCT quantity FROM inventory_item") == [(7,)]
