@@ -17,6 +17,7 @@ search_path = ["app", "public"]     # the schemas migrate's session searches (de
 deploy_order = "migrate_first"      # or "code_first": which runs first in a deploy (MG020-MG027)
 base_cache = true                   # keep scratch databases at the base state between runs (CI)
 base_cache_max_bytes = "1GB"        # ... at most this much of them per server (oldest dropped first)
+max_findings = 50                   # the text report details this many findings, one line each after
 ```
 """
 
@@ -79,6 +80,9 @@ class Config:
     # next run (migration_guard.base_cache), at most this many bytes of templates per server.
     base_cache: bool = True
     base_cache_max_bytes: int = 10**9
+    # The text report gives this many findings in full, then one line each (None: all in full); JSON,
+    # SARIF and the other formats always carry every finding.
+    max_findings: int | None = None
     source: str = "defaults"  # where it came from, for messages
 
 
@@ -139,7 +143,7 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
             changes[key_name] = (base / value) if not Path(value).is_absolute() else Path(value)
         elif key_name == "pg_version":
             changes[key_name] = pg_version_value(value, f"{where}: {key}")
-        elif key_name in {"preflight_max_age_seconds", "stats_max_age_days"}:
+        elif key_name in {"preflight_max_age_seconds", "stats_max_age_days", "max_findings"}:
             changes[key_name] = _non_negative_int(value, where, key)
         elif key_name == "assume_rows":
             changes[key_name] = None if value is None else _non_negative_int(value, where, key)
@@ -176,7 +180,7 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
             raise ConfigError(
                 f"{where}: unknown setting {_shown(key)}; known: threshold_rows, threshold_bytes, approvals_file, "
                 "pg_version, assume_rows, disable, severity, preflight_max_age_seconds, stats_max_age_days, "
-                "search_path, deploy_order, base_cache, base_cache_max_bytes"
+                "search_path, deploy_order, base_cache, base_cache_max_bytes, max_findings"
             )
     return replace(config, **changes, source=where)
 

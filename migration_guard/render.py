@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dis
 import gc
 import hashlib
 import inspect
 import re
+import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -399,6 +401,8 @@ def _run_operation(connection, migration, operation, described, state, editor, r
     recording.current = described
     recording.operations.append(described)
     recording.column_types = _column_types(operation, migration.app_label, old_state, connection)
+    if isinstance(operation, RunPython) and _does_nothing(operation.code):
+        return state  # RunPython.noop, or a function with an empty body: no work, no statement
     if not operation.reduces_to_sql or isinstance(operation, RunPython):
         recording.add(_opaque_description(operation), kind=StatementKind.RUN_PYTHON)
         if not execute:
@@ -601,6 +605,17 @@ def _describe(operation) -> str:
         return operation.describe()
     except Exception:  # a custom operation's describe() should not stop the gate
         return type(operation).__name__
+
+
+def _does_nothing(code) -> bool:
+    """Whether RunPython ``code`` is ``RunPython.noop`` or a plain function whose body is empty
+    (``pass``, a docstring, ``return``, ``return None``): its bytecode only returns None."""
+    if code is RunPython.noop:
+        return True
+    if not isinstance(code, types.FunctionType):
+        return False
+    steps = [(i.opname, i.argval) for i in dis.get_instructions(code) if i.opname not in ("RESUME", "NOP", "CACHE")]
+    return steps in ([("LOAD_CONST", None), ("RETURN_VALUE", None)], [("RETURN_CONST", None)])
 
 
 def _opaque_description(operation) -> str:

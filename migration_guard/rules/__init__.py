@@ -36,9 +36,9 @@ from migration_guard.rules import (
     mg911_cluster_wide_statement,
     mg912_statement_beyond_limits,
 )
-from migration_guard.rules.base import MigrationContext, Rule, StatementContext
+from migration_guard.rules.base import MigrationContext, Rule, StatementContext, TransactionContext
 
-__all__ = ["ALL_RULES", "MigrationContext", "Rule", "StatementContext", "get_rule", "rule_ids"]
+__all__ = ["ALL_RULES", "MigrationContext", "Rule", "StatementContext", "TransactionContext", "get_rule", "rule_ids"]
 
 ALL_RULES: tuple[Rule, ...] = (
     mg001_add_column_rewriting_table.RULE,

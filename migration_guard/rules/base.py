@@ -26,6 +26,7 @@ __all__ = [
     "MigrationContext",
     "Rule",
     "StatementContext",
+    "TransactionContext",
     "claim_key",
     "estimate_duration",
     "lock_label",
@@ -145,6 +146,14 @@ class MigrationContext:
 
 
 @dataclass(frozen=True)
+class TransactionContext:
+    """What a transaction rule sees: every statement of one transaction, in order, each with the
+    findings the statement rules made on it (so that a hazard they already report is not repeated)."""
+
+    statements: tuple[tuple[StatementContext, tuple[Finding, ...]], ...]
+
+
+@dataclass(frozen=True)
 class Rule:
     """One rule: its id, slug (names the pattern, not the fix), default severity, one-line summary,
     documentation (What it does / Why is this bad? / Example / Use instead) and check."""
@@ -156,6 +165,9 @@ class Rule:
     doc: str
     check: Callable[[StatementContext], Iterable[Finding]] | None = None
     check_migration: Callable[[MigrationContext], Iterable[Finding]] | None = None
+    # Called once per transaction when it ends, after the statement rules: for hazards that span it
+    # (a lock held from one statement to the commit); each finding sits on one of its statements.
+    check_transaction: Callable[[TransactionContext], Iterable[Finding]] | None = None
     # The action kinds ``check`` looks at, if it looks at no others: the walk calls it only for a
     # statement with one of them (most statements of a long script have none).
     actions: frozenset[ActionKind] | None = None

@@ -1,0 +1,77 @@
+"""The report a team reads on a long history: one finding per hazard (no-op RunPython is no work),
+counts per rule, a bounded text report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from migration_guard.config import Config
+from migration_guard.model import TableSize
+from migration_guard.parse import parse_sql_text
+from migration_guard.pipeline import analyse_statements
+from migration_guard.report import Report, render_json, render_text
+from migration_guard.stats import Snapshot, TableSizes
+
+BIG = 5_000_000
+
+NOOPS = '''
+from django.db import migrations, models
+
+
+def nothing(apps, schema_editor):
+    """Nothing to do forwards."""
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+
+    operations = [
+        migrations.AddField(model_name="item", name="flag", field=models.BooleanField(null=True)),
+        migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop),
+        migrations.RunPython(nothing),
+        migrations.RunPython(lambda apps, schema_editor: None),
+    ]
+'''
+
+
+@pytest.mark.parametrize("mode", [(), ("--scratch",)], ids=["collect", "scratch"])
+def test_noop_runpython_is_not_long_work(project, mode):
+    project.migrate("0004")
+    project.add_migration("0005_noops", NOOPS)
+    run = project.lint(*mode, "--format", "json")
+    assert run.code == 0, run.out + run.err
+    [migration] = run.json()["migrations"]
+    assert [s["kind"] for s in migration["statements"]] == ["sql"]  # the ADD COLUMN alone
+    assert run.json()["findings"] == []
+
+
+def _report(sql: str, **config):
+    snapshot = Snapshot(pg_version=16, server_version_num=None, taken_at="2026-11-22T00:00:00+00:00",
+                        database="prod", tables={"shop_order": TableSize(BIG, BIG * 100, "snapshot")})
+    result = analyse_statements(parse_sql_text(sql, "t.sql"), source="t.sql", sizes=TableSizes(snapshot=snapshot),
+                                pg_version=16, config=Config(**config))
+    return Report(migrations=(result,), config=Config(**config), pg_version=16, pg_version_source="default",
+                  sizes_source="snapshot")
+
+
+INDEXES = "\n".join(f'CREATE INDEX "i{n}" ON "shop_order" ("c{n}");' for n in range(5)) + \
+    '\nALTER TABLE shop_order ADD COLUMN t uuid DEFAULT gen_random_uuid();\nCREATE INDEX i ON shop_small (a);'
+
+
+def test_text_summary_counts_findings_per_rule():
+    text = render_text(_report(INDEXES, threshold_rows=1_000_000))
+    assert "findings by rule: MG001 1, MG002 6\n" in text
+    assert text.count("approve: migration-guard approve") == 7
+
+
+def test_max_findings_gives_the_rest_in_one_line_each():
+    report = _report(INDEXES, max_findings=2)
+    text = render_text(report)
+    assert text.count("approve: migration-guard approve") == 2
+    one_line = [line for line in text.splitlines() if line.startswith("  MG00") and "(error) " in line]
+    assert len(one_line) == 5 and all('"shop_' in line for line in one_line)
+    assert "note: 5 finding(s) after the first 2 are given in one line each" in text
+    assert len(text.splitlines()) < len(render_text(_report(INDEXES)).splitlines()) - 30
+    assert len(json.loads(render_json(report))["findings"]) == 7  # JSON keeps everything
