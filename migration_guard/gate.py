@@ -133,8 +133,11 @@ def run_gate(options: GateOptions) -> Report:
     results: list[MigrationResult] = []
     infos: list[DatabaseInfo] = []
     for alias in options.databases:
-        with _embedded_server(alias, config) if options.embedded else contextlib.nullcontext():
+        with _embedded_server(alias, config) if options.embedded else contextlib.nullcontext() as server:
             alias_results, info, alias_notes = _lint_database(alias, options, config, snapshot)
+        if server is not None:  # the server that really rendered, whatever version is modelled
+            alias_notes.insert(0, f"--embedded: rendered on {server.describe()}; another build or major: "
+                                  "MIGRATION_GUARD_PG_BIN=/path/to/postgresql/bin")
         results.extend(alias_results)
         infos.append(info)
         prefix = f"{alias}: " if len(options.databases) > 1 else ""

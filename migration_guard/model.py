@@ -317,6 +317,12 @@ class RenderedMigration:
     atomic: bool
     statements: tuple[Statement, ...] = ()
     error: str | None = None  # why it could not be rendered (a blocking finding)
+    # The earlier migration of the plan whose failure kept this one from being rendered (it depends on
+    # it); None: rendered, or failed itself.
+    failed_before: str | None = None
+    # A build option the server the gate rendered on lacks (e.g. "ICU") when that is why it failed: the
+    # migration is not to blame, the gate's server is.
+    missing_feature: str | None = None
     how: str = "collect_sql"  # "collect_sql" (rendered only) or "executed" (run on a scratch db)
     # Tables whose catalog entries rendering read (constraint names etc.): when an earlier
     # pending migration changes them and the database is not at this migration's state,

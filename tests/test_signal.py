@@ -75,3 +75,109 @@ def test_max_findings_gives_the_rest_in_one_line_each():
     assert "note: 5 finding(s) after the first 2 are given in one line each" in text
     assert len(text.splitlines()) < len(render_text(_report(INDEXES)).splitlines()) - 30
     assert len(json.loads(render_json(report))["findings"]) == 7  # JSON keeps everything
+
+
+# -- one failure does not hide the rest of the plan ----------------------------------------------------
+
+BOOM = '''
+from django.db import migrations
+from django.db.migrations.operations.base import Operation
+
+
+class Boom(Operation):
+    def state_forwards(self, app_label, state):
+        pass
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        raise RuntimeError("the ledger is closed")
+
+    def describe(self):
+        return "boom"
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [Boom()]
+'''
+
+AFTER_BOOM = '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0005_boom")]
+    operations = [migrations.AddIndex("item", models.Index(fields=["quantity"], name="item_quantity_idx"))]
+'''
+
+LEDGER_MODELS = '''
+from django.db import models
+
+
+class Entry(models.Model):
+    amount = models.IntegerField()
+'''
+
+LEDGER = {
+    "0001_initial": '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    initial = True
+    operations = [migrations.CreateModel("Entry", [("id", models.BigAutoField(primary_key=True)),
+                                                   ("amount", models.IntegerField())])]
+''',
+    # does not depend on inventory: analysed as usual
+    "0002_amount_idx": '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("ledger", "0001_initial")]
+    operations = [migrations.AddIndex("entry", models.Index(fields=["amount"], name="entry_amount_idx"))]
+''',
+    # depends on inventory's failed migration through 0006
+    "0003_after_inventory": '''
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("ledger", "0002_amount_idx"), ("inventory", "0006_after_boom")]
+    operations = [migrations.AddField("entry", "note", models.TextField(null=True))]
+''',
+}
+
+
+def _with_ledger(project):
+    app = project.root / "ledger"
+    (app / "migrations").mkdir(parents=True)
+    (app / "__init__.py").write_text("")
+    (app / "migrations" / "__init__.py").write_text("")
+    (app / "models.py").write_text(LEDGER_MODELS)
+    for name, source in LEDGER.items():
+        project.add_migration(name, source, app="ledger")
+    settings = project.root / "fixtureproj" / "settings.py"
+    settings.write_text(settings.read_text() + '\nINSTALLED_APPS = [*INSTALLED_APPS, "ledger"]\n')
+
+
+@pytest.mark.parametrize("mode", [(), ("--scratch",)], ids=["collect", "scratch"])
+def test_a_failed_migration_blocks_only_what_depends_on_it(project, mode):
+    _with_ledger(project)
+    project.add_migration("0005_boom", BOOM)
+    project.add_migration("0006_after_boom", AFTER_BOOM)
+    project.migrate("0004")
+    migrated = project.manage("migrate", "ledger", "0001")
+    assert migrated.code == 0, migrated.err
+    run = project.lint(*mode, "--format", "json")
+    assert run.code == 1, run.err
+    findings = {(f["migration"], f["rule"]) for f in run.json()["findings"]}
+    assert findings == {
+        ("inventory.0005_boom", "MG901"),
+        ("inventory.0006_after_boom", "MG920"),
+        ("ledger.0002_amount_idx", "MG002"),  # analysed normally: it does not depend on inventory
+        ("ledger.0003_after_inventory", "MG920"),
+    }, run.out
+    messages = {f["migration"]: f["message"] for f in run.json()["findings"] if f["rule"] == "MG920"}
+    assert all("because inventory.0005_boom, which it depends on, failed" in m for m in messages.values())
+    text = project.lint(*mode)
+    assert text.out.count("approve: migration-guard approve") == 3  # MG901 and each MG920 (MG002 warns: 0 rows)
