@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import os
 import threading
 import traceback
 from dataclasses import dataclass, replace
@@ -106,7 +107,8 @@ def run_gate(options: GateOptions) -> Report:
         config = load_project_config(options.config_file)
         if options.assume_rows is not None:
             config = replace(config, assume_rows=options.assume_rows)
-        approvals = load_approvals(options.approvals_file or config.approvals_file)
+        approvals_file = options.approvals_file or config.approvals_file
+        approvals = load_approvals(approvals_file)
         snapshot = load_snapshot(options.stats_file) if options.stats_file else None
     except (ConfigError, ApprovalsError, StatsError) as exc:
         raise GateError(str(exc)) from None
@@ -151,6 +153,12 @@ def run_gate(options: GateOptions) -> Report:
         operator=operator,
     )
     results = _with_findings(results, findings)
+    if not approvals_file.exists() and (options.approvals_file or "default" not in config.approvals_source
+                                        or any(f.blocking for f in findings)):
+        source = "--approvals" if options.approvals_file else config.approvals_source
+        shown = os.path.relpath(approvals_file.resolve())
+        shown = str(approvals_file.resolve()) if shown.startswith("..") else shown
+        notes.append(f"no approvals file at {shown} ({source}): no approval applies")
     first = infos[0]
     return Report(
         migrations=tuple(results),

@@ -4,6 +4,7 @@ counts per rule, a bounded text report."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -13,6 +14,7 @@ from migration_guard.parse import parse_sql_text
 from migration_guard.pipeline import analyse_statements
 from migration_guard.report import Report, render_json, render_text
 from migration_guard.stats import Snapshot, TableSizes
+from tests.projects import MIGRATION_GUARD
 
 BIG = 5_000_000
 
@@ -181,3 +183,64 @@ def test_a_failed_migration_blocks_only_what_depends_on_it(project, mode):
     assert all("because inventory.0005_boom, which it depends on, failed" in m for m in messages.values())
     text = project.lint(*mode)
     assert text.out.count("approve: migration-guard approve") == 3  # MG901 and each MG920 (MG002 warns: 0 rows)
+
+
+# -- approvals: found from any directory, several at once ----------------------------------------------
+
+
+def test_the_approvals_file_sits_next_to_the_pyproject_holding_the_configuration(tmp_path, monkeypatch):
+    from migration_guard.config import find_pyproject, load_config
+
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "pyproject.toml").write_text("[tool.migration_guard]\nthreshold_rows = 10\n")
+    app = tmp_path / "netbox"
+    app.mkdir()
+    (app / "pyproject.toml").write_text("[tool.ruff]\nline-length = 120\n")  # another tool's, not ours
+    monkeypatch.chdir(app)
+    found = find_pyproject(app)
+    assert found == tmp_path / "pyproject.toml"
+    assert load_config(found).approvals_file == tmp_path / "migration-approvals.toml"
+    # no configuration anywhere: the project root, not the working directory
+    (tmp_path / "pyproject.toml").unlink()
+    (app / "pyproject.toml").unlink()
+    assert load_config(find_pyproject(app)).approvals_file == tmp_path / "migration-approvals.toml"
+
+
+def test_approve_all_blocking_from_a_subfolder_then_lint_passes(project):
+    project.migrate("0001")
+    project.config("[tool.migration_guard]\nthreshold_rows = 1000\n")
+    project.fill_items(3000)
+    blocked = project.lint("--format", "json")
+    assert blocked.code == 1
+    assert any("no approvals file at migration-approvals.toml (the default, next to" in n
+               for n in blocked.json()["notes"])
+    (project.root / "report.json").write_text(blocked.out)
+    sub = project.root / "inventory"
+    approved = subprocess.run([MIGRATION_GUARD, "approve", "--all-blocking", "../report.json", "--reason",
+                               "maintenance window", "--by", "dba@example.com"],
+                              cwd=sub, env=project.env, capture_output=True, text=True, timeout=120)
+    assert approved.returncode == 0, approved.stderr
+    blocking = [f for f in blocked.json()["findings"] if f["blocking"]]
+    assert approved.stderr.count("approved ") == len(blocking) == 2
+    text = (project.root / "migration-approvals.toml").read_text()
+    assert text.count("[[approval]]") == 2 and text.count('reason = "maintenance window"') == 2
+    assert not (sub / "migration-approvals.toml").exists()
+    run = project.lint("--format", "json")
+    assert run.code == 0, run.out
+    assert [a["status"] for a in run.json()["approvals"]] == ["used", "used"]
+
+
+def test_a_configured_approvals_file_that_is_missing_is_a_note(project):
+    project.migrate("0004")
+    project.config('[tool.migration_guard]\napprovals_file = "deploy/approvals.toml"\n')
+    run = project.lint("--format", "json")
+    assert run.code == 0, run.out
+    assert any(n.startswith("no approvals file at deploy/approvals.toml (approvals_file in ") for n in run.json()["notes"])
+
+
+def test_approve_all_blocking_refuses_what_is_not_a_report(project):
+    (project.root / "report.json").write_text('{"findings": [{"rule": "MG002"}]}')
+    run = project.cli("approve", "--all-blocking", "report.json", "--reason", "x")
+    assert run.code == 2 and "not a JSON report of lint_migrations" in run.err
+    run = project.cli("approve", "--reason", "x")
+    assert run.code == 2 and "--all-blocking REPORT.json" in run.err
