@@ -119,7 +119,7 @@ def load_config(pyproject: Path | None = None, setting: Any = None, *, known_rul
     ``MIGRATION_GUARD`` (``setting``, a dict, if given), validating every key."""
     base = pyproject.parent if pyproject is not None else project_root(Path.cwd())
     config = Config(approvals_file=base / "migration-approvals.toml",
-                    approvals_source=f"the default, next to {pyproject}" if pyproject is not None
+                    approvals_source="the default, next to pyproject.toml" if pyproject is not None
                     else "the default, at the project root")
     if pyproject is not None:
         data = read_toml(pyproject, ConfigError, "fix the file")
