@@ -367,6 +367,48 @@ def _default_approver() -> str:
     return email or getpass.getuser()
 
 
+# -- lint -----------------------------------------------------------------------------------------
+
+
+@main.command("lint", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                        "help_option_names": []})
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+def lint_command(arguments) -> None:
+    """``python manage.py lint_migrations`` for a project that cannot add "migration_guard" to
+    INSTALLED_APPS: the same command, arguments and exit codes, given the project's settings with
+    --settings or DJANGO_SETTINGS_MODULE (the working directory is on the import path, as manage.py's
+    folder is; --pythonpath adds another). `migration-guard lint --help` lists the options."""
+    import os
+
+    import django
+    from django.core.exceptions import ImproperlyConfigured
+
+    from migration_guard.management.commands.lint_migrations import Command
+
+    argv = list(arguments)
+    settings = next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--settings"), None)
+    settings = settings or next((arg.split("=", 1)[1] for arg in argv if arg.startswith("--settings=")), None)
+    paths = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--pythonpath"]
+    paths += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--pythonpath=")]
+    sys.path[:0] = [*paths, os.getcwd()]
+    if settings:
+        os.environ["DJANGO_SETTINGS_MODULE"] = settings
+    help_only = any(arg in ("-h", "--help") for arg in argv)
+    if not os.environ.get("DJANGO_SETTINGS_MODULE") and not help_only:
+        _fail("name the project's settings: migration-guard lint --settings myproject.settings "
+              "(or set DJANGO_SETTINGS_MODULE), from the folder that holds manage.py")
+    if not help_only:
+        try:
+            django.setup()
+        except (ImportError, ImproperlyConfigured) as exc:
+            _fail(f"cannot load the settings {os.environ['DJANGO_SETTINGS_MODULE']!r}: {exc}; run from the folder "
+                  "that holds manage.py, or give --pythonpath")
+    try:
+        Command().run_from_argv(["migration-guard", "lint", *argv])
+    except SystemExit as exc:  # the command's own exit code (130 on Ctrl-C included)
+        raise click.exceptions.Exit(exc.code if isinstance(exc.code, int) else 2) from None
+
+
 # -- explain --------------------------------------------------------------------------------------
 
 

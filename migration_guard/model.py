@@ -516,6 +516,7 @@ class TableSize:
     # once per tenant schema, one after the other); the figures are the largest copy's.
     runs: int = 1
     note: str | None = None  # why the size is unknown, when a name could not be resolved
+    indexes: int | None = None  # how many indexes the table has (a rewrite rebuilds each); None: unknown
 
 
 # -- rules and findings ------------------------------------------------------------------------
