@@ -282,6 +282,10 @@ class Statement:
     executed: str | None = field(default=None, repr=False, compare=False)
     # The code around the migration during a deploy (None: raw SQL, where no code is known).
     deploy: Deploy | None = None
+    # The table locks the statement took when the gate ran it on the scratch database (--scratch): ((table,
+    # lock mode as pg_locks names it), ...), for a statement the lock model cannot read (a DO block);
+    # None: not observed.
+    observed_locks: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True)

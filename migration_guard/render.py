@@ -558,6 +558,13 @@ def _statements_recorded():
         if recording is not None:
             text = self.connection.ops.compose_sql(str(sql), params) if params else str(sql)
             recording.add(text, owner=recording.owners[-1] if recording.owners else None)
+            if not self.collect_sql and _DO_BLOCK.match(text):
+                # The lock model cannot read a DO block or CALL; on the scratch database it runs: see what it locked.
+                before = _table_locks(self.connection)
+                result = original(self, sql, params)
+                taken = tuple(sorted(_table_locks(self.connection) - before))
+                recording.statements[-1] = replace(recording.statements[-1], observed_locks=taken)
+                return result
         return original(self, sql, params)
 
     BaseDatabaseSchemaEditor.execute = execute
@@ -565,6 +572,19 @@ def _statements_recorded():
         yield
     finally:
         BaseDatabaseSchemaEditor.execute = original
+
+
+_DO_BLOCK = re.compile(r"\s*(DO|CALL)\b", re.IGNORECASE)
+
+
+def _table_locks(connection) -> set[tuple[str, str]]:
+    """(table, mode) of the relation locks this session holds on user tables (pg_locks: no lock taken)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT c.oid::regclass::text, l.mode FROM pg_catalog.pg_locks l "
+                       "JOIN pg_catalog.pg_class c ON c.oid = l.relation "
+                       "WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'relation' AND l.granted "
+                       "AND c.relkind IN ('r', 'p') AND c.oid >= 16384")
+        return set(cursor.fetchall())
 
 
 def _as_collected(statements: list[Statement], collected: list[str]) -> list[Statement]:

@@ -307,3 +307,30 @@ def test_alter_table_rename_of_a_sequence_created_in_the_plan_is_a_sequence_rena
         assert "MG008" not in [f.rule for f in findings], (created, [f.message for f in findings])
     # a name the gate cannot place is still a table of unknown size
     assert "MG008" in [f.rule for f in lint(f"BEGIN; ALTER TABLE other_seq RENAME TO y_seq; {backfill}; COMMIT")]
+
+
+DO_BLOCK = '''
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [migrations.RunSQL(
+        "DO $$ BEGIN EXECUTE 'LOCK TABLE inventory_item IN SHARE MODE'; "
+        "UPDATE inventory_warehouse SET name = name WHERE id < 0; END $$",
+        migrations.RunSQL.noop)]
+'''
+
+
+def test_a_do_block_under_scratch_reports_the_locks_it_really_took(project):
+    project.migrate("0004")
+    project.add_migration("0005_do", DO_BLOCK)
+    scratch = project.lint("--scratch", "--format", "json")
+    [finding] = [f for f in scratch.json()["findings"] if f["rule"] == "MG905"]
+    assert finding["message"].endswith('it took SHARE on "inventory_item", ROW EXCLUSIVE on "inventory_warehouse".'), \
+        finding["message"]
+    assert (finding["table"], finding["lock"]) == ("inventory_item", "ShareLock")
+    # rendered only, the block stays unknown
+    collect = project.lint("--format", "json")
+    [unknown] = [f for f in collect.json()["findings"] if f["rule"] == "MG905"]
+    assert unknown["message"].endswith("it may take any lock and run DDL.")
