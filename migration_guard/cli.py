@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -268,32 +269,44 @@ def rules_command(rule_id: str | None) -> None:
 
 
 @main.command("approve")
-@click.argument("migration")
-@click.argument("rule_id", metavar="RULE")
-@click.option("--fingerprint", required=True, help="The statement's fingerprint, as the report prints it.")
+@click.argument("migration", required=False)
+@click.argument("rule_id", metavar="RULE", required=False)
+@click.option("--fingerprint", help="The statement's fingerprint, as the report prints it.")
+@click.option("--all-blocking", "report_path", type=click.Path(dir_okay=False, exists=True),
+              help="Approve every blocking finding of this JSON report (lint_migrations --format json), each as "
+                   "its own entry with the same --reason; MIGRATION and RULE, when given, narrow the choice.")
 @click.option("--reason", required=True, help="Why this is acceptable (kept in the file for reviewers).")
 @click.option("--by", "approved_by", help="Who approves it (default: git config user.email, else $USER).")
 @click.option("--expires", type=click.DateTime(formats=["%Y-%m-%d"]), help="Last day the approval applies (YYYY-MM-DD).")
 @click.option("--max-rows", type=click.IntRange(min=0), help="The approval stops applying once the table has more rows.")
 @click.option("--file", "path", type=click.Path(dir_okay=False), help="The approvals file "
-              "(default: approvals_file of [tool.migration_guard] in the nearest pyproject.toml, "
-              "else migration-approvals.toml).")
-def approve_command(migration, rule_id, fingerprint, reason, approved_by, expires, max_rows, path) -> None:
-    """Approve one blocking finding: MIGRATION (app_label.name) and RULE (e.g. MG002), bound to the
-    statement's fingerprint. If the statement changes, the approval goes stale."""
+              "(default: approvals_file of [tool.migration_guard] in the nearest pyproject.toml holding it, else "
+              "migration-approvals.toml next to that pyproject.toml, else at the project root).")
+def approve_command(migration, rule_id, fingerprint, report_path, reason, approved_by, expires, max_rows, path) -> None:
+    """Approve a blocking finding: MIGRATION (app_label.name) and RULE (e.g. MG002), bound to the
+    statement's fingerprint; or, with --all-blocking REPORT.json, every blocking finding of a report.
+    If a statement changes, its approval goes stale."""
     import datetime as dt
-    from pathlib import Path
 
     from migration_guard.approvals import Approval, ApprovalsError, append_approval
     from migration_guard.config import ConfigError, find_pyproject, load_config
     from migration_guard.rules import get_rule, rule_ids
 
-    if get_rule(rule_id) is None:
-        _fail(f"no rule {rule_id!r}; `migration-guard rules` lists them")
-    if "." not in migration:
-        _fail(f"{migration!r}: name the migration as app_label.migration_name, as the report does")
     if not reason.strip():
         _fail("--reason must say why this is acceptable")
+    if rule_id is not None and get_rule(rule_id) is None:
+        _fail(f"no rule {rule_id!r}; `migration-guard rules` lists them")
+    if migration is not None and "." not in migration:
+        _fail(f"{migration!r}: name the migration as app_label.migration_name, as the report does")
+    if report_path is not None:
+        if fingerprint is not None:
+            _fail("--all-blocking takes the fingerprints from the report: drop --fingerprint")
+        chosen = _blocking_findings(Path(report_path), migration, rule_id)
+    elif migration is None or rule_id is None or fingerprint is None:
+        _fail("name the finding (MIGRATION RULE --fingerprint F, as the report prints it), "
+              "or give --all-blocking REPORT.json")
+    else:
+        chosen = [(migration, rule_id, fingerprint)]
     if path is None:
         try:
             config = load_config(find_pyproject(Path.cwd()), known_rules=rule_ids())
@@ -302,23 +315,45 @@ def approve_command(migration, rule_id, fingerprint, reason, approved_by, expire
         target = config.approvals_file
     else:
         target = Path(path)
-    approval = Approval(
-        migration=migration,
-        rule=rule_id.upper(),
-        fingerprint=fingerprint.strip(),
-        reason=reason.strip(),
-        approved_by=(approved_by or _default_approver()).strip(),
-        approved_on=dt.date.today(),
-        expires=expires.date() if expires else None,
-        max_rows=max_rows,
-    )
+    by = (approved_by or _default_approver()).strip()
+    for migration_label, rule, print_ in chosen:
+        approval = Approval(
+            migration=migration_label,
+            rule=rule.upper(),
+            fingerprint=print_.strip(),
+            reason=reason.strip(),
+            approved_by=by,
+            approved_on=dt.date.today(),
+            expires=expires.date() if expires else None,
+            max_rows=max_rows,
+        )
+        try:
+            append_approval(target, approval)
+        except ApprovalsError as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            _fail(f"cannot write {target}: {exc.strerror or exc}")
+        click.echo(f"approved {approval.key} in {target}", err=True)
+    if not chosen:
+        click.echo("no blocking finding to approve", err=True)
+
+
+def _blocking_findings(report: Path, migration: str | None, rule: str | None) -> list[tuple[str, str, str]]:
+    """(migration, rule, fingerprint) of each blocking finding of a JSON report, optionally only
+    those of ``migration`` and ``rule``; a file that is not such a report is an error (exit 2)."""
+    import json
+
     try:
-        append_approval(target, approval)
-    except ApprovalsError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"cannot write {target}: {exc.strerror or exc}")
-    click.echo(f"approved {approval.key} in {target}", err=True)
+        document = json.loads(report.read_text(encoding="utf-8"))
+        findings = document["findings"]
+        chosen = [(f["migration"], f["rule"], f["fingerprint"]) for f in findings if f["blocking"]
+                  and (migration is None or f["migration"] == migration)
+                  and (rule is None or f["rule"].upper() == rule.upper())]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        _fail(f"{report}: not a JSON report of lint_migrations --format json ({type(exc).__name__}: {exc})")
+    if not all(isinstance(part, str) and part for item in chosen for part in item):
+        _fail(f"{report}: a blocking finding without migration, rule or fingerprint")
+    return list(dict.fromkeys(chosen))
 
 
 def _default_approver() -> str:
@@ -330,6 +365,48 @@ def _default_approver() -> str:
     except OSError:
         email = ""
     return email or getpass.getuser()
+
+
+# -- lint -----------------------------------------------------------------------------------------
+
+
+@main.command("lint", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                        "help_option_names": []})
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+def lint_command(arguments) -> None:
+    """``python manage.py lint_migrations`` for a project that cannot add "migration_guard" to
+    INSTALLED_APPS: the same command, arguments and exit codes, given the project's settings with
+    --settings or DJANGO_SETTINGS_MODULE (the working directory is on the import path, as manage.py's
+    folder is; --pythonpath adds another). `migration-guard lint --help` lists the options."""
+    import os
+
+    import django
+    from django.core.exceptions import ImproperlyConfigured
+
+    from migration_guard.management.commands.lint_migrations import Command
+
+    argv = list(arguments)
+    settings = next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--settings"), None)
+    settings = settings or next((arg.split("=", 1)[1] for arg in argv if arg.startswith("--settings=")), None)
+    paths = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--pythonpath"]
+    paths += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--pythonpath=")]
+    sys.path[:0] = [*paths, os.getcwd()]
+    if settings:
+        os.environ["DJANGO_SETTINGS_MODULE"] = settings
+    help_only = any(arg in ("-h", "--help") for arg in argv)
+    if not os.environ.get("DJANGO_SETTINGS_MODULE") and not help_only:
+        _fail("name the project's settings: migration-guard lint --settings myproject.settings "
+              "(or set DJANGO_SETTINGS_MODULE), from the folder that holds manage.py")
+    if not help_only:
+        try:
+            django.setup()
+        except (ImportError, ImproperlyConfigured) as exc:
+            _fail(f"cannot load the settings {os.environ['DJANGO_SETTINGS_MODULE']!r}: {exc}; run from the folder "
+                  "that holds manage.py, or give --pythonpath")
+    try:
+        Command().run_from_argv(["migration-guard", "lint", *argv])
+    except SystemExit as exc:  # the command's own exit code (130 on Ctrl-C included)
+        raise click.exceptions.Exit(exc.code if isinstance(exc.code, int) else 2) from None
 
 
 # -- explain --------------------------------------------------------------------------------------

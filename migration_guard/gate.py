@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import os
 import threading
 import traceback
 from dataclasses import dataclass, replace
@@ -111,7 +112,8 @@ def run_gate(options: GateOptions) -> Report:
         config = load_project_config(options.config_file)
         if options.assume_rows is not None:
             config = replace(config, assume_rows=options.assume_rows)
-        approvals = load_approvals(options.approvals_file or config.approvals_file)
+        approvals_file = options.approvals_file or config.approvals_file
+        approvals = load_approvals(approvals_file)
         snapshot = load_snapshot(options.stats_file) if options.stats_file else None
     except (ConfigError, ApprovalsError, StatsError) as exc:
         raise GateError(str(exc)) from None
@@ -138,8 +140,11 @@ def run_gate(options: GateOptions) -> Report:
     results: list[MigrationResult] = []
     infos: list[DatabaseInfo] = []
     for alias in options.databases:
-        with _embedded_server(alias, config) if options.embedded else contextlib.nullcontext():
+        with _embedded_server(alias, config) if options.embedded else contextlib.nullcontext() as server:
             alias_results, info, alias_notes = _lint_database(alias, options, config, snapshot)
+        if server is not None:  # the server that really rendered, whatever version is modelled
+            alias_notes.insert(0, f"--embedded: rendered on {server.describe()}; another build or major: "
+                                  "MIGRATION_GUARD_PG_BIN=/path/to/postgresql/bin")
         results.extend(alias_results)
         infos.append(info)
         prefix = f"{alias}: " if len(options.databases) > 1 else ""
@@ -153,6 +158,12 @@ def run_gate(options: GateOptions) -> Report:
         operator=operator,
     )
     results = _with_findings(results, findings)
+    if not approvals_file.exists() and (options.approvals_file or "default" not in config.approvals_source
+                                        or any(f.blocking for f in findings)):
+        source = "--approvals" if options.approvals_file else config.approvals_source
+        shown = os.path.relpath(approvals_file.resolve())
+        shown = str(approvals_file.resolve()) if shown.startswith("..") else shown
+        notes.append(f"no approvals file at {shown} ({source}): no approval applies")
     first = infos[0]
     return Report(
         migrations=tuple(results),

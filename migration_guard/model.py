@@ -282,6 +282,10 @@ class Statement:
     executed: str | None = field(default=None, repr=False, compare=False)
     # The code around the migration during a deploy (None: raw SQL, where no code is known).
     deploy: Deploy | None = None
+    # The table locks the statement took when the gate ran it on the scratch database (--scratch): ((table,
+    # lock mode as pg_locks names it), ...), for a statement the lock model cannot read (a DO block);
+    # None: not observed.
+    observed_locks: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -317,6 +321,12 @@ class RenderedMigration:
     atomic: bool
     statements: tuple[Statement, ...] = ()
     error: str | None = None  # why it could not be rendered (a blocking finding)
+    # The earlier migration of the plan whose failure kept this one from being rendered (it depends on
+    # it); None: rendered, or failed itself.
+    failed_before: str | None = None
+    # A build option the server the gate rendered on lacks (e.g. "ICU") when that is why it failed: the
+    # migration is not to blame, the gate's server is.
+    missing_feature: str | None = None
     how: str = "collect_sql"  # "collect_sql" (rendered only) or "executed" (run on a scratch db)
     # Tables whose catalog entries rendering read (constraint names etc.): when an earlier
     # pending migration changes them and the database is not at this migration's state,
@@ -510,6 +520,7 @@ class TableSize:
     # once per tenant schema, one after the other); the figures are the largest copy's.
     runs: int = 1
     note: str | None = None  # why the size is unknown, when a name could not be resolved
+    indexes: int | None = None  # how many indexes the table has (a rewrite rebuilds each); None: unknown
 
 
 # -- rules and findings ------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from migration_guard.model import (
     StatementKind,
 )
 from migration_guard.parse import parse_statement
-from migration_guard.rules import ALL_RULES, MigrationContext, Rule, StatementContext
+from migration_guard.rules import ALL_RULES, MigrationContext, Rule, StatementContext, TransactionContext
 from migration_guard.rules.base import claim_key
 from migration_guard.stats import TableSizes
 
@@ -193,6 +193,8 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
     specific = [rule for rule in rules if not rule.backstop]
     backstops = [rule for rule in rules if rule.backstop]
     claiming = {rule.id for rule in specific if rule.claims}
+    spanning = [rule for rule in rules if rule.check_transaction]
+    open_transactions: dict[object, list[tuple[StatementContext, int]]] = {}  # key -> (context, index) in order
     local: dict[str, str | None] = {}  # SET LOCAL: until the transaction ends (here: with this walk at most)
     for index, item in enumerate(parsed):
         in_force = {**state.session_settings, **local}
@@ -248,14 +250,31 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
 
         if key is not None:
             held.setdefault(key, []).extend((lock, index) for lock in effects.locks)
+            if spanning:
+                open_transactions.setdefault(key, []).append((context, index))
         if transaction_verb in {"commit", "rollback"}:
+            _end_transaction(open_transactions.pop(key, ()), results, spanning)
             held.pop(key, None)
             explicit_transaction = None
             local.clear()
         state.changed_tables.update(
             a.table for a in effects.actions if a.table and a.kind not in _NOT_DDL
         )
+    for members in open_transactions.values():  # the migration's transaction ends with it
+        _end_transaction(members, results, spanning)
     return tuple(results)
+
+
+def _end_transaction(members, results: list[StatementResult], rules: Sequence[Rule]) -> None:
+    """Run the transaction rules over the statements of a transaction that just ended; each finding
+    joins the statement it names."""
+    if not members:
+        return
+    context = TransactionContext(statements=tuple((ctx, results[index].findings) for ctx, index in members))
+    for rule in rules:
+        for finding in rule.check_transaction(context):
+            result = results[finding.statement_index]
+            results[finding.statement_index] = replace(result, findings=result.findings + (finding,))
 
 
 def _is_zero(value) -> bool:

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dis
 import gc
 import hashlib
 import inspect
 import re
+import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -155,15 +157,22 @@ def render_plan(
         if not execute:
             stack.enter_context(_read_only_session(connection, guard))
             stack.enter_context(_introspection_spy(connection))
-        failed: str | None = None
+        # Migrations that failed, or depend on one that did -> the one that failed (its label, and why). A
+        # migration that does not depend on any of them is rendered as usual: one failure does not
+        # hide the rest of the plan.
+        failed: dict[tuple[str, str], tuple[str, str]] = {}
         for node in todo:
             migration = graph.nodes[node]
             if guard is not None:
                 guard.migration = f"{migration.app_label}.{migration.name}"
-            if failed is not None:
+            root = next((failed[parent.key] for parent in graph.node_map[node].parents if parent.key in failed), None)
+            if root is not None:
+                failed[node] = root
                 if node in lint:
-                    yield _unrendered(migration, f"not rendered: {failed} failed before it")
+                    yield _unrendered(migration, f"not analysed: it depends on {root[0]}, which failed ({root[1]})",
+                                      failed_before=root[0])
                 continue
+            label = f"{migration.app_label}.{migration.name}"
             if placement is not None:
                 *elsewhere, here = placement(migration)
                 for place in elsewhere if execute else ():
@@ -171,11 +180,11 @@ def render_plan(
                     try:  # the same migration's own copy elsewhere: the state moves on only once
                         _apply_quietly(connection, migration, clone_state(state))
                     except BaseException as exc:
-                        failed = f"{migration.app_label}.{migration.name} ({describe_exception(exc)})"
+                        failed[node] = (label, describe_exception(exc))
                 here()
-                if failed is not None:
+                if node in failed:
                     if node in lint:
-                        yield _unrendered(migration, f"not rendered: {failed} failed")
+                        yield _unrendered(migration, f"not rendered: {label} ({failed[node][1]}) failed")
                     continue
             if at_base is not None and node in lint:
                 at_base(connection, state)
@@ -189,8 +198,8 @@ def render_plan(
             if node not in lint and execute:
                 try:
                     state = _apply_quietly(connection, migration, state)
-                except BaseException as exc:  # the migration's own error, reported on what follows
-                    failed = f"{migration.app_label}.{migration.name} ({describe_exception(exc)})"
+                except BaseException as exc:  # the migration's own error, reported on what depends on it
+                    failed[node] = (label, describe_exception(exc))
                 if index is not None:
                     index.changed(migration)
                 continue
@@ -217,7 +226,30 @@ def render_plan(
                 index.changed(migration)
             yield rendered
             if error:
-                failed = f"{migration.app_label}.{migration.name}"
+                failed[node] = (label, "see its own finding" if node in lint else error)
+
+
+# What PostgreSQL says when it was built without an option: "ICU is not supported in this build", "lz4
+# compression is not supported by this build", "This functionality requires the server to be built with
+# libxml support".
+_NOT_IN_BUILD = (re.compile(r"(\w[\w-]*)(?: compression)? is not supported (?:in|by) this build"),
+                 re.compile(r"built with (\w[\w-]*) support"))
+
+
+def missing_feature(exc: BaseException) -> str | None:
+    """The build option (``"ICU"``, ``"lz4"``, ``"libxml"``) the server lacks when that is what ``exc``
+    (or the error it was raised from) says; None for any other failure."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = " ".join(str(part) for part in (exc, getattr(getattr(exc, "diag", None), "message_detail", None),
+                                                getattr(getattr(exc, "diag", None), "message_hint", None)) if part)
+        for pattern in _NOT_IN_BUILD:
+            match = pattern.search(text)
+            if match:
+                return match.group(1)
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -346,6 +378,7 @@ def _render_migration(connection, migration, state, execute: bool, facts: FactsB
     if spy is not None:
         spy.clear()
     error: str | None = None
+    missing: str | None = None
     try:
         # An atomic migration's transaction is rolled back by the schema editor if it fails.
         with connection.schema_editor(collect_sql=not execute, atomic=migration.atomic) as editor:
@@ -366,6 +399,7 @@ def _render_migration(connection, migration, state, execute: bool, facts: FactsB
             # The schema editor runs deferred SQL (FK constraints, indexes) on exit.
     except BaseException as exc:  # SystemExit, KeyboardInterrupt too: migration code is untrusted
         error = describe_exception(exc)
+        missing = missing_feature(exc)
     if interrupt.requested() is not None:  # the code swallowed the signal's exception
         raise interrupt.Stopped(interrupt.requested())
     introspected = frozenset(spy) if spy is not None else frozenset()
@@ -379,6 +413,7 @@ def _render_migration(connection, migration, state, execute: bool, facts: FactsB
         atomic=recording.atomic,
         statements=tuple(statements),
         error=error,
+        missing_feature=missing,
         how="executed" if execute else "collect_sql",
         introspected_tables=introspected,
         operations=tuple(recording.operations),
@@ -399,6 +434,8 @@ def _run_operation(connection, migration, operation, described, state, editor, r
     recording.current = described
     recording.operations.append(described)
     recording.column_types = _column_types(operation, migration.app_label, old_state, connection)
+    if isinstance(operation, RunPython) and _does_nothing(operation.code):
+        return state  # RunPython.noop, or a function with an empty body: no work, no statement
     if not operation.reduces_to_sql or isinstance(operation, RunPython):
         recording.add(_opaque_description(operation), kind=StatementKind.RUN_PYTHON)
         if not execute:
@@ -521,6 +558,13 @@ def _statements_recorded():
         if recording is not None:
             text = self.connection.ops.compose_sql(str(sql), params) if params else str(sql)
             recording.add(text, owner=recording.owners[-1] if recording.owners else None)
+            if not self.collect_sql and _DO_BLOCK.match(text):
+                # The lock model cannot read a DO block or CALL; on the scratch database it runs: see what it locked.
+                before = _table_locks(self.connection)
+                result = original(self, sql, params)
+                taken = tuple(sorted(_table_locks(self.connection) - before))
+                recording.statements[-1] = replace(recording.statements[-1], observed_locks=taken)
+                return result
         return original(self, sql, params)
 
     BaseDatabaseSchemaEditor.execute = execute
@@ -528,6 +572,19 @@ def _statements_recorded():
         yield
     finally:
         BaseDatabaseSchemaEditor.execute = original
+
+
+_DO_BLOCK = re.compile(r"\s*(DO|CALL)\b", re.IGNORECASE)
+
+
+def _table_locks(connection) -> set[tuple[str, str]]:
+    """(table, mode) of the relation locks this session holds on user tables (pg_locks: no lock taken)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT c.oid::regclass::text, l.mode FROM pg_catalog.pg_locks l "
+                       "JOIN pg_catalog.pg_class c ON c.oid = l.relation "
+                       "WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'relation' AND l.granted "
+                       "AND c.relkind IN ('r', 'p') AND c.oid >= 16384")
+        return set(cursor.fetchall())
 
 
 def _as_collected(statements: list[Statement], collected: list[str]) -> list[Statement]:
@@ -603,6 +660,17 @@ def _describe(operation) -> str:
         return type(operation).__name__
 
 
+def _does_nothing(code) -> bool:
+    """Whether RunPython ``code`` is ``RunPython.noop`` or a plain function whose body is empty
+    (``pass``, a docstring, ``return``, ``return None``): its bytecode only returns None."""
+    if code is RunPython.noop:
+        return True
+    if not isinstance(code, types.FunctionType):
+        return False
+    steps = [(i.opname, i.argval) for i in dis.get_instructions(code) if i.opname not in ("RESUME", "NOP", "CACHE")]
+    return steps in ([("LOAD_CONST", None), ("RETURN_VALUE", None)], [("RETURN_CONST", None)])
+
+
 def _opaque_description(operation) -> str:
     """A comment standing for Python work, with a digest of its code so approvals bind to it."""
     code = getattr(operation, "code", None)
@@ -636,13 +704,14 @@ def _operation_lines(path: str | None) -> list[int]:
     return []
 
 
-def _unrendered(migration, reason: str) -> RenderedMigration:
+def _unrendered(migration, reason: str, failed_before: str | None = None) -> RenderedMigration:
     return RenderedMigration(
         app_label=migration.app_label,
         name=migration.name,
         path=migration_path(migration),
         atomic=migration.atomic,
         error=reason,
+        failed_before=failed_before,
     )
 
 

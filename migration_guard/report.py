@@ -106,6 +106,8 @@ def render_text(report: Report, *, color: bool = False) -> str:
             out.append(_search_path_text(report.databases[0], ""))
     for note in report.notes:
         out.append(f"note: {note}")
+    room = report.config.max_findings
+    short = 0
     for result in report.migrations:
         out.append("")
         status = migration_status(result)
@@ -114,7 +116,17 @@ def render_text(report: Report, *, color: bool = False) -> str:
         out.append(f"{paint(label, 'dim' if status == 'ok' else status)}  {paint(status.upper(), status)}"
                    + (f"  {summary}" if summary and status == "ok" else ""))
         for finding in result.findings:
-            out.extend(_finding_text(result, finding, paint))
+            if room is None or room > 0:
+                out.extend(_finding_text(result, finding, paint))
+                room = None if room is None else room - 1
+            else:
+                out.append(_finding_line(finding, paint))
+                short += 1
+    if short:
+        out.append("")
+        out.append(f"note: {short} finding(s) after the first {report.config.max_findings} are given in one line "
+                   "each (max_findings); --format json has every detail, and `migration-guard approve "
+                   "--all-blocking REPORT.json --reason ...` approves them at once")
     if report.approvals:
         out.append("")
         out.append("approvals:")
@@ -124,8 +136,29 @@ def render_text(report: Report, *, color: bool = False) -> str:
                 text += f": {outcome.detail}"
             out.append(paint(text, "ok" if outcome.status == "used" else "warning"))
     out.append("")
+    by_rule = rule_counts(report)
+    if by_rule:
+        out.append("findings by rule: " + ", ".join(by_rule))
     out.append(summary_line(report))
     return "\n".join(out) + "\n"
+
+
+def rule_counts(report: Report) -> list[str]:
+    """``MG002 16``, ``MG008 3 (1 blocking)``: each rule's findings, and how many block when not all do."""
+    counts: dict[str, list[int]] = {}
+    for finding in report.findings:
+        count = counts.setdefault(finding.rule, [0, 0])
+        count[0] += 1
+        count[1] += finding.blocking
+    return [f"{rule} {total}" + ("" if blocking == total else f" ({blocking} blocking)")
+            for rule, (total, blocking) in sorted(counts.items())]
+
+
+def _finding_line(finding: Finding, paint) -> str:
+    """A finding in one line: rule, severity and message."""
+    label = "approved" if finding.approval else finding.severity.value
+    style = "approved" if finding.approval else "error" if finding.severity is Severity.ERROR else "warning"
+    return f"  {paint(f'{finding.rule} ({label})', style)} {finding.message}"
 
 
 def _search_path_text(info: DatabaseInfo, prefix: str) -> str:

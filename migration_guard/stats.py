@@ -37,13 +37,14 @@ Snapshot file format (``schema_version`` 2), as written by ``migration-guard sta
       "database": "shop",
       "search_path": ["app", "public"],
       "tables": {
-        "public.shop_order": {"rows": 2000000, "total_bytes": 123456789},
+        "public.shop_order": {"rows": 2000000, "total_bytes": 123456789, "indexes": 5},
         "billing.\\"Invoice\\"": {"rows": null, "total_bytes": 8192}
       }
     }
 
-Every key shown is required. ``server_version_num`` and ``database`` may be ``null``; ``rows`` and
-``total_bytes`` are non-negative integers or ``null`` (unknown). ``search_path`` is the effective path
+Every key shown is required but a table's ``indexes`` (how many indexes it has, for the duration of a
+rewrite; absent in older snapshots: unknown). ``server_version_num`` and ``database`` may be ``null``;
+``rows`` and ``total_bytes`` are non-negative integers or ``null`` (unknown). ``search_path`` is the effective path
 of the session that took the snapshot (existing schemas only, ``$user`` expanded), or ``null`` when not
 known. Every table is keyed ``schema.name``, each part double-quoted (as in SQL) unless it is a plain
 lower-case identifier; names are case-sensitive, as PostgreSQL stores them. A partitioned table's
@@ -154,7 +155,8 @@ class Snapshot:
             "search_path": None if self.search_path is None else list(self.search_path),
             # Sorted so that two dumps of the same database diff cleanly.
             "tables": {
-                qualified_name(*key): {"rows": size.rows, "total_bytes": size.total_bytes}
+                qualified_name(*key): {"rows": size.rows, "total_bytes": size.total_bytes,
+                                       **({} if size.indexes is None else {"indexes": size.indexes})}
                 for key, size in sorted(self.tables.items())
             },
         }
@@ -261,15 +263,16 @@ def load_snapshot(path: str | os.PathLike) -> Snapshot:
             raise fail(f"table {_named(name)} appears twice")
         if not isinstance(entry, dict):
             raise fail(f"table {_named(name)} must be a JSON object, found {_json_type(entry)}")
-        _check_keys(entry, {"rows", "total_bytes"}, f"table {_named(name)}", fail)
+        _check_keys(entry, {"rows", "total_bytes"}, f"table {_named(name)}", fail, optional={"indexes"})
         figures = {}
-        for key in ("rows", "total_bytes"):
-            value = entry[key]
+        for key in ("rows", "total_bytes", "indexes"):
+            value = entry.get(key)
             if value is not None and (not _is_int(value) or not 0 <= value <= MAX_BIGINT):
                 raise fail(f"table {_named(name)} has {key} {_shown(value)}, expected a non-negative integer or null "
                            f"(at most {MAX_BIGINT:,})")
             figures[key] = value
-        tables[qualified] = TableSize(figures["rows"], figures["total_bytes"], source="snapshot")
+        tables[qualified] = TableSize(figures["rows"], figures["total_bytes"], source="snapshot",
+                                      indexes=figures["indexes"])
     return Snapshot(pg_version, server_version_num, taken_at, database, tables,
                     search_path=None if search_path is None else tuple(search_path))
 
@@ -306,14 +309,15 @@ def _named(name: str) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _check_keys(obj: dict, expected: set[str], where: str, fail) -> None:
+def _check_keys(obj: dict, expected: set[str], where: str, fail, optional: frozenset[str] | set[str] = frozenset()) -> None:
     missing = sorted(expected - obj.keys())
     if missing:
         raise fail(f"{where} is missing {', '.join(missing)}")
-    unknown = sorted(obj.keys() - expected)
+    unknown = sorted(obj.keys() - expected - optional)
     if unknown:
         # Most often a typo ("row"); reading past it would drop a figure silently.
-        raise fail(f"{where} has unknown key {', '.join(map(repr, unknown))} (expected {', '.join(sorted(expected))})")
+        raise fail(f"{where} has unknown key {', '.join(map(repr, unknown))} "
+                   f"(expected {', '.join(sorted(expected | optional))})")
 
 
 def _is_int(value: Any) -> bool:
@@ -642,7 +646,7 @@ def format_schema(size: TableSize) -> str:
 # another session and are skipped.
 _TABLES_SQL = """
 SELECT c.oid::bigint, n.nspname, c.relname, c.relkind::text, c.reltuples::float8, c.relpages,
-       coalesce(s.n_live_tup, 0)
+       coalesce(s.n_live_tup, 0), (SELECT count(*) FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid)
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_stat_user_tables s ON s.relid = c.oid
@@ -875,12 +879,12 @@ def _figures(relations, edges, sizes) -> dict[str, TableSize]:
     own: dict[int, TableSize] = {}
     names: dict[int, tuple[str, str]] = {}
     kinds: dict[int, str] = {}
-    for oid, schema, name, relkind, reltuples, relpages, live in relations:
+    for oid, schema, name, relkind, reltuples, relpages, live, indexes in relations:
         names[oid] = (schema, name)
         kinds[oid] = relkind
         if relkind == "r":
             heap, total = sizes.get(oid, (None, None))
-            own[oid] = TableSize(_rows(reltuples, relpages, live, heap), total, source="database")
+            own[oid] = TableSize(_rows(reltuples, relpages, live, heap), total, source="database", indexes=indexes)
 
     children: dict[int, list[tuple[int, str]]] = {}
     for parent, child, relkind in edges:
@@ -901,7 +905,8 @@ def _figures(relations, edges, sizes) -> dict[str, TableSize]:
     for oid, name in names.items():
         if kinds[oid] == "p":
             parts = leaf_sizes(oid)
-            tables[name] = TableSize(_sum(p.rows for p in parts), _sum(p.total_bytes for p in parts), source="database")
+            tables[name] = TableSize(_sum(p.rows for p in parts), _sum(p.total_bytes for p in parts), source="database",
+                                     indexes=max((p.indexes for p in parts if p.indexes is not None), default=None))
         else:
             tables[name] = own[oid]
     return tables

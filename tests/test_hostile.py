@@ -321,7 +321,7 @@ LOCKED_BACKFILL = '''from django.db import migrations
 
 
 def backfill(apps, schema_editor):
-    pass
+    apps.get_model("inventory", "Item").objects.update(note="")
 
 
 class Migration(migrations.Migration):

@@ -98,7 +98,7 @@ def shop(fresh_dsn):
 # -- reading the database ----------------------------------------------------------------------
 
 
-def test_reads_every_table_with_its_figures(shop, fresh_db):
+def test_reads_every_table_with_its_figures(shop, fresh_db, tmp_path):
     snapshot = read_database_stats(shop)
 
     with psycopg.connect(shop) as conn:
@@ -128,6 +128,19 @@ def test_reads_every_table_with_its_figures(shop, fresh_db):
         'billing."Invoice"': 40,
     }
     assert {qualified_name(*key): size.total_bytes for key, size in snapshot.tables.items()} == expected_bytes
+    # how many indexes a rewrite rebuilds (a partitioned table: its partitions' most)
+    indexes = {qualified_name(*key): size.indexes for key, size in snapshot.tables.items()}
+    assert (indexes["public.shop_order"], indexes["public.shop_empty"], indexes["public.shop_item"]) == (1, 1, 0)
+    # ... and a snapshot keeps them, and still reads one written before it had them
+    (tmp_path / "with.json").write_text(snapshot.to_json())
+    again = load_snapshot(tmp_path / "with.json")
+    assert {key: size.indexes for key, size in again.tables.items()} == {
+        key: size.indexes for key, size in snapshot.tables.items()}
+    document = json.loads(snapshot.to_json())
+    for entry in document["tables"].values():
+        entry.pop("indexes", None)
+    (tmp_path / "without.json").write_text(json.dumps(document))
+    assert {size.indexes for size in load_snapshot(tmp_path / "without.json").tables.values()} == {None}
     assert snapshot.search_path == ("public",)  # "$user" names no schema here
     assert {size.source for size in snapshot.tables.values()} == {"database"}
     assert snapshot.server_version_num == version_num
@@ -234,7 +247,7 @@ def test_a_table_locked_by_a_migration_costs_only_its_bytes(shop):
         holder.close()
 
     assert elapsed < 3  # the bulk try and the per-table retry each wait 0.3 s at most
-    assert snapshot.tables[("public", "shop_order")] == TableSize(2000, None, source="database")
+    assert snapshot.tables[("public", "shop_order")] == TableSize(2000, None, source="database", indexes=1)  # the count is from the catalog: no lock
     assert all(size.total_bytes is not None for name, size in snapshot.tables.items() if name != ("public", "shop_order"))
 
 

@@ -194,8 +194,9 @@ def _dispatch(node: Any, ctx: _Context) -> None:
               | ast.CreateFunctionStmt() | ast.CreateSchemaStmt() | ast.AlterDefaultPrivilegesStmt()
               | ast.CreateRoleStmt() | ast.DefineStmt()):
             f = ctx.fact("catalog_object")
+            created = {"sequences": (_name(node.sequence),)} if isinstance(node, ast.CreateSeqStmt) else {}
             ctx.act(ActionKind.OTHER, None, f, f"{_statement_label(node)} creates a catalog object and locks no table",
-                    **_new_type(node))
+                    **_new_type(node), **created)
         case ast.CallStmt():
             name = _dotted(node.funccall.funcname)
             ctx.act(ActionKind.CALL, None, ctx.fact("call"), f"CALL {name}() runs a procedure the lock model cannot see "

@@ -600,12 +600,17 @@ class _Mutable:
             for fk in detail.get("foreign_keys", ()):
                 self.fks.add(fk)
             self.relkinds[table] = detail.get("relkind", "table")
+            for sequence in detail.get("sequences", ()):
+                self.relkinds[_key(sequence)] = "sequence"
             for parent in detail.get("parents", ()):
                 self.children[_key(parent)] = (*self.children.get(_key(parent), ()), table)
                 if detail.get("default_partition"):
                     self.defaults[_key(parent)] = table
         elif kind is ActionKind.DROP_TABLE:
             self._forget_table(table)
+        elif kind is ActionKind.OTHER and detail.get("sequences"):  # CREATE SEQUENCE
+            for sequence in detail["sequences"]:
+                self.relkinds[_key(sequence)] = "sequence"
         elif kind is ActionKind.OTHER and detail.get("attach"):
             self.children[table] = (*self.children.get(table, ()), detail["attach"])
             if detail.get("default_partition"):

@@ -35,10 +35,12 @@ from migration_guard.rules import (
     mg910_write_during_lint,
     mg911_cluster_wide_statement,
     mg912_statement_beyond_limits,
+    mg920_depends_on_failed_migration,
+    mg921_server_missing_feature,
 )
-from migration_guard.rules.base import MigrationContext, Rule, StatementContext
+from migration_guard.rules.base import MigrationContext, Rule, StatementContext, TransactionContext
 
-__all__ = ["ALL_RULES", "MigrationContext", "Rule", "StatementContext", "get_rule", "rule_ids"]
+__all__ = ["ALL_RULES", "MigrationContext", "Rule", "StatementContext", "TransactionContext", "get_rule", "rule_ids"]
 
 ALL_RULES: tuple[Rule, ...] = (
     mg001_add_column_rewriting_table.RULE,
@@ -72,6 +74,8 @@ ALL_RULES: tuple[Rule, ...] = (
     mg910_write_during_lint.RULE,
     mg911_cluster_wide_statement.RULE,
     mg912_statement_beyond_limits.RULE,
+    mg920_depends_on_failed_migration.RULE,
+    mg921_server_missing_feature.RULE,
 )
 
 _BY_ID = {rule.id: rule for rule in ALL_RULES}

@@ -170,6 +170,39 @@ def field_call(field: FieldFacts | None, **changes: str | None) -> str:
     return field.source(**changes) if field is not None else "models.<Field>(...)"
 
 
+# The Django field for a column's SQL type, when no migration says which field it is (raw SQL).
+_FIELD_OF_TYPE = {
+    "uuid": "UUIDField", "text": "TextField", "boolean": "BooleanField", "bool": "BooleanField",
+    "integer": "IntegerField", "int": "IntegerField", "int4": "IntegerField", "serial": "IntegerField",
+    "bigint": "BigIntegerField", "int8": "BigIntegerField", "bigserial": "BigIntegerField",
+    "smallint": "SmallIntegerField", "int2": "SmallIntegerField", "date": "DateField",
+    "timestamptz": "DateTimeField", "timestamp with time zone": "DateTimeField",
+    "timestamp": "DateTimeField", "timestamp without time zone": "DateTimeField", "jsonb": "JSONField",
+    "double precision": "FloatField", "float8": "FloatField", "inet": "GenericIPAddressField",
+    "varchar": "CharField", "character varying": "CharField", "numeric": "DecimalField", "decimal": "DecimalField",
+    "time": "TimeField", "interval": "DurationField", "bytea": "BinaryField",
+}
+
+
+def field_for(ctx: StatementContext, table: str, column: str, sql_type: str | None, **changes: str | None) -> str:
+    """The column's field as Django source, with keyword arguments changed (source text) or removed
+    (None): the migration's own field (class and arguments) when the statement came from one, else a
+    field of the class that stores ``sql_type`` (raw SQL)."""
+    found = column_change(ctx, table, column)
+    if found is not None:
+        return found[1].source(**changes)
+    base, _, modifiers = (sql_type or "").lower().partition("(")
+    kwargs = {}
+    numbers = [part.strip() for part in modifiers.rstrip(")").split(",") if part.strip().isdigit()]
+    name = _FIELD_OF_TYPE.get(base.strip(), "Field")
+    if name == "CharField":
+        kwargs["max_length"] = numbers[0] if numbers else "255"
+    elif name == "DecimalField":
+        kwargs["max_digits"], kwargs["decimal_places"] = (numbers + ["0"])[:2] if numbers else ("20", "0")
+    kwargs.update({key: value for key, value in changes.items() if value is not None})
+    return f"models.{name}({', '.join(f'{key}={value}' for key, value in sorted(kwargs.items()))})"
+
+
 def sql_literal(sql: str) -> str:
     """SQL as a Python string literal."""
     return f"'{sql}'" if "'" not in sql else repr(sql)

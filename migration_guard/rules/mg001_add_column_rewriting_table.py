@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext, lock_label
+from migration_guard.rules.compat import field_for
 from migration_guard.rules.recipes import model_ref, q, split_note
 
 DOC = """\
@@ -43,7 +44,7 @@ def check(ctx: StatementContext):
             work="rewrite",
             message=f'Adding column "{column}" rewrites all of "{table}" under {lock_label(action)}, blocking reads '
             f"and writes ({_why(action)}).",
-            recipe=_recipe(ctx, table, column),
+            recipe=_recipe(ctx, table, column, action.detail.get("type")),
         )
 
 
@@ -60,11 +61,13 @@ def _why(action) -> str:
     return action.reason or "PostgreSQL rewrites the table"
 
 
-def _recipe(ctx: StatementContext, table: str, column: str) -> str:
+def _recipe(ctx: StatementContext, table: str, column: str, sql_type: str | None) -> str:
     model = model_ref(ctx, table)
+    # nullable, and nothing that fills or indexes existing rows: no default, no unique index yet
+    nullable = field_for(ctx, table, column, sql_type, null="True", db_default=None, default=None, unique=None)
     return "\n".join([
         split_note("migration 1: add the column as nullable, with no database default (instant)"),
-        f"migrations.AddField({model}, \"{column}\", models.<Field>(null=True)),",
+        f"migrations.AddField({model}, \"{column}\", {nullable}),",
         split_note("migration 2, with atomic = False: backfill existing rows in batches"),
         "migrations.RunPython(backfill_in_batches, migrations.RunPython.noop),",
         f"# e.g. UPDATE {q(table)} SET {q(column)} = ... WHERE id BETWEEN %s AND %s, 10,000 rows a batch",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext, lock_label
+from migration_guard.rules.compat import field_for
 from migration_guard.rules.recipes import model_ref, split_note
 
 DOC = """\
@@ -48,15 +49,18 @@ def check(ctx: StatementContext):
             work="rewrite",
             message=f'Changing "{column}" {change} rewrites all of "{table}" under {lock_label(action)}, blocking '
             "reads and writes.",
-            recipe=_recipe(ctx, table, column),
+            recipe=_recipe(ctx, table, column, action.detail.get("new_type")),
         )
 
 
-def _recipe(ctx: StatementContext, table: str, column: str) -> str:
+def _recipe(ctx: StatementContext, table: str, column: str, new_type: str | None) -> str:
     model = model_ref(ctx, table)
+    # the new field under another name: its own column, nullable, no default to fill old rows with
+    field = field_for(ctx, table, column, new_type, null="True", db_column=None, db_default=None, default=None,
+                      unique=None, primary_key=None)
     return "\n".join([
         split_note("deploy 1: a new nullable column of the new type"),
-        f"migrations.AddField({model}, \"{column}_new\", models.<NewField>(null=True)),",
+        f"migrations.AddField({model}, \"{column}_new\", {field}),",
         "# write both columns from the application (or a trigger)",
         split_note("deploy 1, a non-atomic migration: backfill old rows in batches"),
         split_note("deploy 2: read the new column; deploy 3: RemoveField the old one, RenameField the new"),

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from migration_guard.model import ActionKind, Severity
-from migration_guard.rules.base import Rule, StatementContext
+from migration_guard.model import ActionKind, RelationLock, Severity
+from migration_guard.rules.base import Rule, StatementContext, TransactionContext, claim_key
 from migration_guard.rules.recipes import split_note
 
 DOC = """\
 ## What it does
-Finds statements that do long work — rewrite, full scan or index build of a large table, an
-UPDATE/DELETE/INSERT ... SELECT backfill of a large table, or `RunPython` (whose duration the gate
-cannot know) — after an earlier statement *of the same transaction* took a lock that blocks reads
-or writes on an existing table.
+Finds the window from the first lock that blocks reads or writes on an existing table to the end
+of its transaction, when long work runs inside it: a rewrite, full scan or index build of a large
+table, an UPDATE/DELETE/INSERT ... SELECT backfill of a large table, or `RunPython` (whose
+duration the gate cannot know; `RunPython.noop` and functions with an empty body do nothing and
+are not work). One finding per transaction lists all that work. A lock is not reported again for
+a statement whose own rule already blocks it on that table (MG002 for an index build, ...): that
+rule's recipe takes the work out of the window.
 
 ## Why is this bad?
 Django runs each migration in one transaction unless `atomic = False`, and PostgreSQL keeps every
@@ -35,21 +38,40 @@ so that each batch commits and no lock outlives it.
 """
 
 
-def check(ctx: StatementContext):
-    held = _held_blocking(ctx)
-    work = _long_work(ctx) if held else None
-    if work is None:
+def check_transaction(tx: TransactionContext):
+    """One finding per transaction: the locks that block traffic from the first of them to the
+    commit, and the long work that runs while they are held. A lock is left out for a statement
+    whose own blocking finding already names its table (that rule's recipe removes the hazard)."""
+    locks: dict[str, tuple[RelationLock, int]] = {}  # table -> (strongest lock held, statement taking it)
+    work: list[tuple[StatementContext, str]] = []
+    lockers: set[int] = set()  # every statement taking one of those locks
+    for ctx, findings in tx.statements:
+        held = _held_blocking(ctx, findings)
+        described = _long_work(ctx) if held else None
+        if described is None:
+            continue
+        description, work_table = described
+        if work_table is not None and not ctx.is_large(work_table):
+            continue  # the work is short, so the lock is not held long
+        work.append((ctx, description))
+        for lock, index in held:
+            lockers.add(index)
+            known = locks.get(lock.relation)
+            if known is None or (lock.mode, -index) > (known[0].mode, -known[1]):
+                locks[lock.relation] = (lock, index)
+    if not work:
         return
-    description, work_table = work
-    if work_table is not None and not ctx.is_large(work_table):
-        return  # the work is short, so the lock is not held long
-    lock, index = max(held, key=lambda item: (item[0].mode, -item[1]))
-    finding = ctx.finding(
+    first = work[0][0]
+    lock, index = max(locks.values(), key=lambda item: (item[0].mode, -item[1]))
+    others = sorted(set(locks) - {lock.relation})
+    also = f" (and {_names(others)})" if others else ""
+    doing = "; ".join(f"{description} (statement {ctx.index + 1})" for ctx, description in work)
+    finding = first.finding(
         RULE,
         table=lock.relation,
         lock=lock.mode,
-        message=f'"{lock.relation}" stays locked ({lock.mode.label} from statement {index + 1}, blocking '
-        f"{lock.mode.blocks}) while {description} runs, until the transaction commits.",
+        message=f'"{lock.relation}"{also} stays locked ({lock.mode.label} from statement {index + 1}, blocking '
+        f"{lock.mode.blocks}) until the transaction commits, while long work runs: {doing}.",
         recipe="\n".join([
             split_note("move the long work into a migration of its own"),
             "# a batched backfill: a separate migration with atomic = False, committing each batch",
@@ -57,23 +79,31 @@ def check(ctx: StatementContext):
         ]),
         sized=False,
     )
-    # Approving it approves those locks: any change to a statement that takes one makes it stale.
-    finding = replace(finding, related=tuple(sorted({i for _, i in held})))
-    if ctx.is_python and not any(ctx.is_large(entry.relation) for entry, _ in held):
-        # RunPython of unknown length behind a lock on small tables only: probably short.
+    # Approving it approves those locks and that work: a change to any of these statements makes it stale.
+    related = lockers | {ctx.index for ctx, _ in work[1:]}
+    finding = replace(finding, related=tuple(sorted(related)))
+    if all(ctx.is_python for ctx, _ in work) and not any(first.is_large(table) for table in locks):
+        # RunPython of unknown length behind locks on small tables only: probably short.
         finding = replace(finding, severity=Severity.WARNING)
     yield finding
 
 
-def _held_blocking(ctx: StatementContext):
+def _names(tables: list[str]) -> str:
+    quoted = [f'"{table}"' for table in tables[:3]]
+    return ", ".join(quoted) + (f" and {len(tables) - 3} more" if len(tables) > 3 else "")
+
+
+def _held_blocking(ctx: StatementContext, findings):
     """Locks held from earlier statements that stop reads or writes on existing tables, where this
-    statement does not itself take as strong a lock (its own rules speak for those)."""
+    statement does not itself take as strong a lock and no blocking finding of its own names the
+    table (its own rules speak for those)."""
+    spoken = {claim_key(f.table) for f in findings if f.table and f.severity is Severity.ERROR}
     result = []
     for lock, index in ctx.held:
         if not lock.mode.blocks_traffic or lock.relkind != "table" or ctx.is_new(lock.relation):
             continue
         own = ctx.effects.lock_on(lock.relation)
-        if own is not None and own >= lock.mode:
+        if (own is not None and own >= lock.mode) or claim_key(lock.relation) in spoken:
             continue
         result.append((lock, index))
     return result
@@ -104,5 +134,5 @@ RULE = Rule(
     severity=Severity.ERROR,
     summary="a lock that blocks traffic is held while later work in the same transaction runs long",
     doc=DOC,
-    check=check,
+    check_transaction=check_transaction,
 )

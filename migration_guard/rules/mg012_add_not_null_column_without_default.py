@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext
+from migration_guard.rules.compat import column_change, field_for
 from migration_guard.rules.recipes import model_ref, split_note
 
 DOC = """\
@@ -43,11 +46,27 @@ def check(ctx: StatementContext):
             "row (every existing row would be NULL).",
             recipe="\n".join([
                 split_note("one migration: a constant database default, stored in the catalog (instant)"),
-                f'migrations.AddField({model_ref(ctx, table)}, "{column}", models.<Field>(db_default=<constant>)),',
+                "# a constant database default: the field's own default if it has one, else replace ... with yours",
+                f'migrations.AddField({model_ref(ctx, table)}, "{column}", '
+                f'{field_for(ctx, table, column, action.detail.get("type"), db_default=_constant(ctx, table, column))}),',
                 split_note("or: add it nullable, backfill in batches (atomic = False), then set NOT NULL (MG003)"),
             ]),
             sized=False,
         )
+
+
+def _constant(ctx: StatementContext, table: str, column: str) -> str:
+    """The field's own Python default when it is a literal (a database default must be a constant),
+    else ``...`` standing for the value to choose."""
+    found = column_change(ctx, table, column)
+    default = found[1].kwarg("default") if found is not None else None
+    if default is not None:
+        try:
+            ast.literal_eval(default)
+            return default
+        except (ValueError, SyntaxError):
+            pass
+    return "..."
 
 
 RULE = Rule(

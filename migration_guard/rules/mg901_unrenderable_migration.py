@@ -28,8 +28,8 @@ Fix the migration, or lint it on a throwaway database brought to the right state
 
 def check_migration(ctx: MigrationContext):
     rendered = ctx.rendered
-    if rendered.error is None:
-        return
+    if rendered.error is None or rendered.failed_before is not None or rendered.missing_feature is not None:
+        return  # not rendered because an earlier one failed (MG920), or the gate's server lacks a feature (MG921)
     if rendered.how == "collect_sql":
         step = "fix it, or lint on a throwaway database at the right state with --scratch"
     else:

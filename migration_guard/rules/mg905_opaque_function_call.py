@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from migration_guard.locks.modes import LockMode
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext
 
@@ -32,6 +35,10 @@ def check(ctx: StatementContext):
     if not calls:
         return
     what = "a DO block" if calls[0] == "DO" else f"{calls[0]}()"
+    observed = ctx.parsed.statement.observed_locks
+    if observed is not None:
+        yield _observed(ctx, what, observed)
+        return
     yield ctx.finding(
         RULE,
         table=None,
@@ -40,6 +47,23 @@ def check(ctx: StatementContext):
                "# or check its locks (migration-guard trace) and approve it with migration-guard approve",
         sized=False,
     )
+
+
+def _observed(ctx: StatementContext, what: str, observed: tuple[tuple[str, str], ...]):
+    """Under --scratch the gate ran it: the finding names the locks it really took on existing tables."""
+    locks = [(table, LockMode.from_pg_name(mode)) for table, mode in observed if not ctx.is_new(table)]
+    recipe = ("# check how long it holds them on production's sizes (migration-guard trace),\n"
+              "# or write its statements in the migration itself; then approve it with migration-guard approve")
+    if not locks:
+        finding = ctx.finding(RULE, table=None, sized=False, recipe=recipe,
+                              message=f"This statement runs {what}; run on the scratch database, it took no lock on "
+                              "an existing table.")
+        return replace(finding, severity=ctx.config.severity.get(RULE.id, Severity.WARNING))
+    table, mode = max(locks, key=lambda item: (item[1], ctx.is_large(item[0])))
+    taken = ", ".join(f'{m.label} on "{t}"' for t, m in sorted(locks, key=lambda item: (-item[1], item[0])))
+    return ctx.finding(RULE, table=table, lock=mode, recipe=recipe,
+                       message=f"This statement runs {what}, which the gate cannot see into; run on the scratch "
+                       f"database, it took {taken}.")
 
 
 RULE = Rule(

@@ -15,12 +15,13 @@ def q(identifier: str) -> str:
 
 def model_ref(ctx: StatementContext, table: str) -> str:
     """How the recipe names the model: the operation's own model name when the statement came from
-    a Django operation on it, else a placeholder derived from the table."""
+    a Django operation on it, else the table's name without its app prefix (``shop_order`` ->
+    ``"order"``). No comment: the name sits inside a call, where one would swallow the rest of the line."""
     operation = ctx.operation
     if operation is not None and operation.model_name:
         return f'"{operation.model_name.lower()}"'
     bare = table.strip('"').split(".")[-1]
-    return f'"{bare.split("_", 1)[-1]}"  # the model of table {table}'
+    return f'"{bare.split("_", 1)[-1]}"'
 
 
 def run_sql(sql: str, reverse: str | None, indent: str = "        ") -> str:

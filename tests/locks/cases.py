@@ -548,6 +548,8 @@ CASES += [
     # -- sequences ------------------------------------------------------------------------------------
     _c("create_sequence", "CREATE SEQUENCE shop_invoice_seq START 1000"),
     _c("rename_sequence", "ALTER SEQUENCE shop_tag_id_seq RENAME TO shop_tag_seq"),
+    # ALTER TABLE accepts a sequence too (Django's sequence resets, hand-written migrations): the same lock
+    _c("rename_sequence_via_alter_table", "ALTER TABLE shop_tag_id_seq RENAME TO shop_tag_seq"),
     _c("alter_sequence_owned_by_none", "ALTER SEQUENCE shop_tag_id_seq OWNED BY NONE"),
     _c("nextval", "SELECT nextval('shop_tag_id_seq')"),
     # -- extensions, comments, privileges, schemas --------------------------------------------------

@@ -39,10 +39,14 @@ def _create_table(node: ast.CreateStmt, ctx: _Context) -> None:
     columns: list[tuple[str, str]] = []
     not_null: list[str] = []
     fks: list[ForeignKey] = []
+    sequences: list[str] = []  # the sequences its serial and identity columns create
     for element in node.tableElts or ():
         match element:
             case ast.ColumnDef():
                 columns.append((element.colname, _sql(element.typeName)))
+                if _sql(element.typeName).lower() in _SERIAL_TYPES or any(
+                        con.contype is _CT.CONSTR_IDENTITY for con in element.constraints or ()):
+                    sequences.append(_owned_sequence(table, element.colname))
                 for con in element.constraints or ():
                     if con.contype in (_CT.CONSTR_NOTNULL, _CT.CONSTR_PRIMARY):
                         not_null.append(element.colname)
@@ -69,7 +73,17 @@ def _create_table(node: ast.CreateStmt, ctx: _Context) -> None:
     ctx.act(ActionKind.CREATE_TABLE, table, f, reason, columns=tuple(columns),
             not_null_columns=tuple(dict.fromkeys(not_null)), foreign_keys=tuple(fks), references=referenced,
             parents=parents, default_partition=bool(node.partbound is not None and node.partbound.is_default),
-            relkind="partitioned table" if node.partspec is not None else "table")
+            relkind="partitioned table" if node.partspec is not None else "table", sequences=tuple(sequences))
+
+
+_SERIAL_TYPES = frozenset({"serial", "bigserial", "smallserial", "serial2", "serial4", "serial8"})
+
+
+def _owned_sequence(table: str, column: str) -> str:
+    """The sequence PostgreSQL names for a serial or identity column (``<table>_<column>_seq``; a
+    longer name is truncated by PostgreSQL in a way not worth modelling: it stays unknown)."""
+    schema, _, name = table.rpartition(".")
+    return f"{schema + '.' if schema else ''}{name}_{column}_seq"
 
 
 def _foreign_key(table: str, columns: tuple[str, ...], con: ast.Constraint) -> ForeignKey:
@@ -113,6 +127,12 @@ def _linked_tables(catalog: Catalog, table: str) -> tuple[str, ...]:
 
 def _rename_table(node: ast.RenameStmt, ctx: _Context) -> None:
     table = _name(node.relation)
+    if ctx.catalog.relkind(table) == "sequence":  # ALTER TABLE accepts a sequence: the same as ALTER SEQUENCE
+        f = ctx.fact("rename_sequence")
+        ctx.lock(table, f.mode, "sequence")
+        ctx.act(ActionKind.OTHER, None, f, f"renaming the sequence {_q(table)} takes ACCESS EXCLUSIVE on it: "
+                "nextval() waits briefly", sequence=table)
+        return
     f = ctx.fact("rename_table")
     ctx.lock(table, f.mode)
     ctx.act(ActionKind.RENAME_TABLE, table, f,

@@ -4,6 +4,7 @@ a large table, unless approved."""
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -82,6 +83,10 @@ class Command(BaseCommand):
                             help="Report format on stdout: " + "; ".join(f"{f.name}: {f.description}"
                                                                         for f in FORMATS.values())
                                  + " (default: text, unless --output is given).")
+        parser.add_argument("--max-findings", metavar="N", type=int,
+                            help="The text report gives the first N findings in full, the others in one line "
+                                 "each (default: max_findings from the configuration, else all in full); the "
+                                 "other formats always carry everything.")
         parser.add_argument("--output", action="append", metavar="FORMAT:PATH", default=[],
                             help="Also write the report in FORMAT to PATH ('-': stdout); repeatable, e.g. "
                                  "--output sarif:migration-guard.sarif --output github:-. With --output, "
@@ -115,6 +120,8 @@ class Command(BaseCommand):
                 pg_version = pg_version_value(options["pg_version"], "--pg-version")
             if options["assume_rows"] is not None and options["assume_rows"] < 0:
                 raise CommandError("--assume-rows must be a whole number of rows", returncode=2)
+            if options["max_findings"] is not None and options["max_findings"] < 0:
+                raise CommandError("--max-findings must be a whole number of findings", returncode=2)
             if options["all_databases"]:
                 from django.db import connections
 
@@ -152,6 +159,8 @@ class Command(BaseCommand):
             report = run_gate(gate_options)
         except (GateError, ConfigError) as exc:
             raise CommandError(str(exc), returncode=2) from None
+        if options["max_findings"] is not None:
+            report = replace(report, config=replace(report.config, max_findings=options["max_findings"]))
         self._write(report, outputs, options)
         return report.exit_code
 

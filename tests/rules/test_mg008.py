@@ -1,0 +1,51 @@
+"""MG008: one finding per transaction for the window from the first blocking lock to the commit,
+listing the long work inside it, and never for a lock the statement's own rule already blocks."""
+
+from __future__ import annotations
+
+from tests.rules.test_rules import lint
+
+ADD_CUSTOMER = 'ALTER TABLE "shop_customer" ADD COLUMN "vip" boolean NULL;'
+BACKFILL = 'UPDATE "shop_order" SET "note" = \'\' WHERE "note" IS NULL;'
+INDEX_ORDER = 'CREATE INDEX "order_note_idx" ON "shop_order" ("note");'
+
+
+def mg008(sql: str, **kwargs):
+    return [f for f in lint(sql, **kwargs) if f.rule == "MG008"]
+
+
+def test_one_finding_per_transaction_lists_all_the_long_work():
+    sql = f"BEGIN;\n{ADD_CUSTOMER}\n{BACKFILL}\n{BACKFILL}\nDELETE FROM shop_order WHERE note = '';\nCOMMIT"
+    [finding] = mg008(sql)
+    assert finding.table == "shop_customer" and finding.statement_index == 2
+    assert "statement 3" in finding.message and "statement 4" in finding.message and "statement 5" in finding.message
+    assert "DELETE" in finding.message and "from statement 2" in finding.message
+    # Its approval covers every statement of the window: the lock and all the work.
+    assert finding.related == (1, 3, 4)
+
+
+def test_each_transaction_is_its_own_window():
+    sql = f"BEGIN;\n{ADD_CUSTOMER}\n{BACKFILL}\nCOMMIT;\nBEGIN;\n{ADD_CUSTOMER}\n{BACKFILL}\nCOMMIT"
+    assert [f.statement_index for f in mg008(sql)] == [2, 6]
+
+
+def test_a_lock_the_statements_own_rule_already_blocks_is_not_repeated():
+    # ACCESS EXCLUSIVE on shop_order from the ADD COLUMN, then an index build on shop_order: MG002
+    # blocks the build on that table, and its recipe (CONCURRENTLY, own migration) ends the window.
+    sql = f'BEGIN;\nALTER TABLE "shop_order" ADD COLUMN "x" int NULL;\n{INDEX_ORDER}\nCOMMIT'
+    assert [f.rule for f in lint(sql)] == ["MG002"]
+
+
+def test_a_lock_on_another_table_is_still_reported_next_to_the_own_rule():
+    sql = f"BEGIN;\n{ADD_CUSTOMER}\n{INDEX_ORDER}\nCOMMIT"
+    assert sorted(f.rule for f in lint(sql)) == ["MG002", "MG008"]
+    [finding] = mg008(sql)
+    assert finding.table == "shop_customer" and 'an index build on "shop_order"' in finding.message
+
+
+def test_several_locked_tables_are_named_in_one_finding():
+    sql = (f"BEGIN;\n{ADD_CUSTOMER}\nALTER TABLE shop_order ADD COLUMN y int NULL;\n"
+           "UPDATE shop_item SET n = 1;\nUPDATE shop_item SET n = 2;\nCOMMIT")
+    [finding] = mg008(sql)
+    assert finding.message.startswith('"shop_customer" (and "shop_order") stays locked'), finding.message
+    assert finding.related == (1, 2, 4)
