@@ -62,7 +62,9 @@ def check_transaction(tx: TransactionContext):
     if not work:
         return
     first = work[0][0]
-    lock, index = max(locks.values(), key=lambda item: (item[0].mode, -item[1]))
+    # Named: a large table before a small one (the size is what makes the window a hazard), then the
+    # strongest lock, then the earliest.
+    lock, index = max(locks.values(), key=lambda item: (first.is_large(item[0].relation), item[0].mode, -item[1]))
     others = sorted(set(locks) - {lock.relation})
     also = f" (and {_names(others)})" if others else ""
     doing = "; ".join(f"{description} (statement {ctx.index + 1})" for ctx, description in work)

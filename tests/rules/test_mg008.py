@@ -49,3 +49,24 @@ def test_several_locked_tables_are_named_in_one_finding():
     [finding] = mg008(sql)
     assert finding.message.startswith('"shop_customer" (and "shop_order") stays locked'), finding.message
     assert finding.related == (1, 2, 4)
+
+
+def test_the_finding_names_the_large_locked_table_not_the_first_small_one():
+    # NetBox ipam.0073: a small table locked first, then the 2M-row one; the finding named the small
+    # table ("0 rows"), so its reader took a real hazard for a false alarm.
+    from migration_guard.config import Config
+    from migration_guard.locks import Catalog
+    from migration_guard.model import TableSize
+    from migration_guard.parse import parse_sql_text
+    from migration_guard.pipeline import analyse_statements
+    from migration_guard.stats import Snapshot, TableSizes
+
+    snapshot = Snapshot(pg_version=16, server_version_num=None, taken_at="2026-11-22T00:00:00+00:00",
+                        database="prod", tables={"shop_customer": TableSize(10, 8192, "snapshot"),
+                                                 "shop_order": TableSize(5_000_000, 500_000_000, "snapshot")})
+    sql = (f"BEGIN;\n{ADD_CUSTOMER}\nALTER TABLE shop_order ADD COLUMN y int NULL;\n"
+           "UPDATE shop_item SET n = 1;\nCOMMIT")
+    result = analyse_statements(parse_sql_text(sql, "t.sql"), source="t.sql", sizes=TableSizes(snapshot=snapshot),
+                                pg_version=16, config=Config(), catalog=Catalog.empty())
+    [finding] = [f for f in result.findings if f.rule == "MG008"]
+    assert finding.table == "shop_order" and finding.message.startswith('"shop_order" (and "shop_customer")')
