@@ -72,7 +72,7 @@ def check(ctx: StatementContext):
                           f"{field_call(field, db_index=None)}),"]
             gin = index_name(index.table, [name], "gin")
             sql = f"CREATE INDEX {q(gin)} ON {q(index.table)} USING gin ({q(column)})"
-            if index.name:
+            if index.name and field is None:
                 lines.append(f"-- instead of {q(index.name)}:")
             lines.append(add_index_recipe(ctx, index.table, f'GinIndex(fields=["{name}"], name="{gin}")', sql,
                                           ("from django.contrib.postgres.indexes import GinIndex",)))
