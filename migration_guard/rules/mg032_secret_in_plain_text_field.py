@@ -16,9 +16,10 @@ DOC = """\
 Finds a new field (or raw SQL column) whose name says it holds a secret (`password`, `secret`,
 `token`, `api_key`, `private_key`, ...) stored as `CharField`, `TextField` or `BinaryField`
 (`varchar`, `text`, `bytea`). Names that say the value is already derived (`password_hash`,
-`token_digest`, `token_prefix`, `token_expires`) and Django's own password hash
-(`AbstractBaseUser.password`, a `CharField(max_length=128)` named `password`) are not reported; nor
-are fields of other classes (an encrypted field stores ciphertext).
+`token_digest`, `token_prefix`, `token_expires`) are not reported, nor is Django's password-hash
+pattern: a `CharField(max_length=128)` (`varchar(128)`), the length of `make_password()`'s hashes
+(`AbstractBaseUser.password`), which the schema cannot tell from a plain value; nor are fields of
+other classes (an encrypted field stores ciphertext).
 
 ## Why is this bad?
 Whoever reads the table — a replica, a backup, a log of slow queries, a support engineer with read
@@ -59,11 +60,11 @@ def holds_secret(name: str) -> bool:
     return not words & _DERIVED
 
 
-def _password_hash(field: FieldFacts | None, column: str, max_length: int | None) -> bool:
-    """Django's password pattern: ``password = models.CharField(max_length=128)`` holding
-    ``make_password()``'s hash (AbstractBaseUser)."""
-    name = field.name if field is not None else column
-    return name == "password" and max_length == 128
+def _password_hash(field: FieldFacts | None, max_length: int | None) -> bool:
+    """Django's password pattern: a ``CharField(max_length=128)``, the column ``make_password()``'s hashes
+    are stored in (``AbstractBaseUser.password``); the schema cannot tell a hash from the value, so the
+    pattern is taken as a hash."""
+    return max_length == 128 and (field is None or field.path == "django.db.models.CharField")
 
 
 def check(ctx: StatementContext):
@@ -76,7 +77,7 @@ def check(ctx: StatementContext):
         if field is not None and field.path not in _PLAIN_FIELDS:
             continue  # an encrypted or hashing field class
         length = field.max_length if field is not None else (definition.type.mods[0] if definition.type.mods else None)
-        if _password_hash(field, definition.column, length):
+        if _password_hash(field, length):
             continue
         table = definition.table
         kind = field.path.rsplit(".", 1)[-1] if field is not None else definition.type.text

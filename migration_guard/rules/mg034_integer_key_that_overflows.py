@@ -73,7 +73,7 @@ def check(ctx: StatementContext):
         else:
             continue
         reported.add(column)
-        kind = field.path.rsplit(".", 1)[-1] if field is not None else definition.type.name
+        kind = field.path.rsplit(".", 1)[-1] if field is not None else definition.type.text
         yield ctx.finding(
             RULE, table=table, sized=False,
             message=f"{what[0].upper()}{what[1:]} is a 32-bit {kind}: inserts fail once it passes 2,147,483,647, and "

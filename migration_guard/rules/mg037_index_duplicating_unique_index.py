@@ -10,7 +10,8 @@ from migration_guard.rules.base import Rule, StatementContext
 DOC = """\
 ## What it does
 Finds a B-tree index on exactly the columns (in the same order) of a primary key, unique constraint
-or unique index of the same table, from the same migration or already in the database: an
+or unique index of the same table, from the same migration, an earlier one, or already in the
+database: an
 `Index(fields=["code"])` next to `unique=True`, a `UniqueConstraint` repeating `unique=True`, an
 index on the primary key. Judged on the SQL Django renders: `unique=True, db_index=True` is not
 reported, since Django creates one index for it; nor is the `..._like` index Django adds for
@@ -37,9 +38,12 @@ migrations.AddField("coupon", "code", models.CharField(max_length=20, unique=Tru
 
 def _duplicate_of(ctx: StatementContext, index: IndexDef, position: int) -> str | None:
     """The name (or a description) of a unique index on the same columns, if any."""
+    statements, here = ctx.statements, ctx.parsed.statement.migration
     for other_position, other in plan_indexes(ctx):
         if other_position == position and other == index:
             continue
+        if other_position > position and statements[other_position].statement.migration != here:
+            continue  # a later migration's unique index: the plain one may well be dropped with it
         if not (other.unique and other.plain and same_table(other.table, index.table)
                 and other.columns == index.columns):
             continue

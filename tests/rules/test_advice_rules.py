@@ -16,13 +16,14 @@ from migration_guard.model import (
     ModelChange,
     ModelFacts,
     Operation,
+    RenderedMigration,
     Severity,
     StateFacts,
     Statement,
     TableSize,
 )
 from migration_guard.parse import parse_sql_text, parse_statement
-from migration_guard.pipeline import analyse_statements
+from migration_guard.pipeline import analyse_migrations, analyse_statements
 from migration_guard.rules import ALL_RULES
 from migration_guard.rules.mg032_secret_in_plain_text_field import holds_secret
 from migration_guard.stats import Snapshot, TableSizes
@@ -120,7 +121,8 @@ def test_secret_columns_of_plain_types_only():
     assert advice("CREATE TABLE t (id bigint, api_key varchar)") == [("MG032", "t")]
     assert rules("CREATE TABLE t (id bigint, api_key bytea)") == ["MG032"]
     assert rules("CREATE TABLE t (id bigint, token_count integer, api_key_id bigint)") == []
-    assert rules("CREATE TABLE t (id bigint, password varchar(128))") == ["MG035"]  # Django's password hash: no MG032
+    # Django's password-hash pattern (make_password's hashes fit in 128): no MG032
+    assert rules("CREATE TABLE t (id bigint, password varchar(128), token varchar(128))") == ["MG035", "MG035"]
 
 
 def test_secret_fields_by_their_class():
@@ -213,6 +215,29 @@ def test_django_foreign_key_with_db_index_false():
 
 
 # -- MG037: duplicates ---------------------------------------------------------------------------------
+
+def plan(*migrations: str) -> list[tuple[str, str]]:
+    """(migration, rule) of the advice on several migrations of raw SQL, linted as one plan."""
+    rendered = [RenderedMigration("shop", f"000{n}_x", None, True, tuple(
+        Statement(sql=text, migration=f"shop.000{n}_x") for text in sql.split("; ")))
+        for n, sql in enumerate(migrations, start=1)]
+    results = analyse_migrations(rendered, sizes=TableSizes(), pg_version=16, config=Config())
+    return [(r.label, f.rule) for r in results for f in r.findings if f.rule in ADVICE]
+
+
+def test_the_plan_around_the_statement():
+    create = "CREATE TABLE t (id bigint PRIMARY KEY, code uuid, doc jsonb)"
+    # a GIN index of a later migration of the plan is the advice taken
+    assert plan(create, "CREATE INDEX g ON t USING gin (doc)") == []
+    assert plan(create, "SELECT 1") == [("shop.0001_x", "MG030")]
+    # a unique index of a later migration (which may drop the plain one) does not make it a duplicate;
+    # one of the same migration, or of an earlier one, does
+    index = "CREATE INDEX g ON t USING gin (doc); CREATE INDEX i ON t (code)"
+    assert plan(f"{create}; {index}", "ALTER TABLE t ADD CONSTRAINT u UNIQUE (code)") == []
+    assert plan(f"{create}; {index}; ALTER TABLE t ADD CONSTRAINT u UNIQUE (code)") == [("shop.0001_x", "MG037")]
+    assert plan(f"{create}; CREATE INDEX g ON t USING gin (doc); ALTER TABLE t ADD CONSTRAINT u UNIQUE (code)",
+                "CREATE INDEX i ON t (code)") == [("shop.0002_x", "MG037")]
+
 
 def test_index_duplicating_a_unique_one():
     assert rules("CREATE TABLE t (id bigint PRIMARY KEY, code text UNIQUE); CREATE INDEX i ON t (code)") == ["MG037"]
