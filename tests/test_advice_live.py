@@ -106,13 +106,17 @@ class Migration(migrations.Migration):
 '''
 PASSWORD = "hunter2-TOPSECRET"
 ROLE = f'''
-from django.db import migrations
+from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [("inventory", "0004_item_warehouse_note")]
-    operations = [migrations.RunSQL("CREATE ROLE mg_reporting LOGIN PASSWORD '{PASSWORD}'",
-                                    reverse_sql="DROP ROLE mg_reporting")]
+    operations = [
+        migrations.RunSQL("CREATE ROLE mg_reporting LOGIN PASSWORD '{PASSWORD}'", reverse_sql="DROP ROLE mg_reporting"),
+        migrations.AddField("item", "api_token", models.CharField(max_length=64, default="tok-DEFAULTSECRET")),
+        migrations.RunSQL("ALTER TABLE inventory_item ADD COLUMN client_secret text DEFAULT 'cs-RAWSECRET'",
+                          reverse_sql=migrations.RunSQL.noop),
+    ]
 '''
 
 
@@ -249,8 +253,10 @@ def test_a_committed_password_is_advised_and_never_printed(project, fmt):
     project.add_migration("0005_reporting_role", ROLE)
     run = project.lint("--format", fmt)
     assert run.code in (0, 1, 2), run.err
-    assert PASSWORD not in run.out + run.err and "hunter2" not in run.out + run.err
-    assert "MG033" in run.out
+    shown = run.out + run.err
+    assert PASSWORD not in shown and "hunter2" not in shown and "DEFAULTSECRET" not in shown
+    assert "RAWSECRET" not in shown
+    assert "MG033" in run.out and "MG032" in run.out
     if fmt == "json":
         [finding] = [f for f in run.json()["findings"] if f["rule"] == "MG033"]
         assert finding["severity"] == "warning" and not finding["blocking"]
