@@ -68,8 +68,9 @@ def check(ctx: StatementContext):
         brin = index_name(index.table, [field.name], "brin")
         yield ctx.finding(
             RULE, table=index.table, sized=False,
-            message=f'"{index.table}" is large and its rows look insert-only: a BRIN index on "{column}" serves range '
-            "filters at a tiny fraction of this B-tree's size and write cost (not ORDER BY ... LIMIT, though).",
+            message=f'If the rows of the large "{index.table}" are only ever inserted (its model has no auto_now field), '
+            f'a BRIN index on "{column}" serves range filters at a tiny fraction of this B-tree\'s size and write cost '
+            "(not ORDER BY ... LIMIT).",
             recipe=add_index_recipe(
                 ctx, index.table, f'BrinIndex(fields=["{field.name}"], autosummarize=True, name="{brin}")',
                 f"CREATE INDEX {q(brin)} ON {q(index.table)} USING brin ({q(column)}) WITH (autosummarize = on)",
