@@ -442,12 +442,12 @@ def add_index_recipe(ctx: StatementContext, table: str, index: str, sql: str, im
             return f"-- {sql};  (the table is new: a plain build is harmless)"
         concurrent = sql.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY", 1)
         return f"-- {concurrent};  (outside a transaction: the table has rows, do not block its writes)"
-    lines = list(imports)
+    imported = [line for line in imports if line.startswith("from ")]
+    notes = [line for line in imports if not line.startswith("from ")]
     if new:
-        lines.append("# in the model's Meta.indexes, or in this migration (the table is new: a plain build is harmless)")
-        lines.append(f"migrations.AddIndex({model}, {index}),")
-    else:
-        lines += ["from django.contrib.postgres.operations import AddIndexConcurrently",
-                  "# in a migration with atomic = False (the table has rows: build it without blocking writes)",
-                  f"AddIndexConcurrently({model}, {index}),"]
-    return "\n".join(lines)
+        return "\n".join([*imported, *notes,
+                          "# in the model's Meta.indexes, or in this migration (the table is new: a plain build is harmless)",
+                          f"migrations.AddIndex({model}, {index}),"])
+    return "\n".join([*imported, "from django.contrib.postgres.operations import AddIndexConcurrently", *notes,
+                      "# in a migration with atomic = False (the table has rows: build it without blocking writes)",
+                      f"AddIndexConcurrently({model}, {index}),"])

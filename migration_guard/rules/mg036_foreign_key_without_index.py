@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from migration_guard.model import ActionKind, FieldFacts, Severity
 from migration_guard.rules.advice import (
+    add_index_recipe,
     column_defs,
     django_app,
     field_of,
@@ -14,6 +15,7 @@ from migration_guard.rules.advice import (
     model_name,
     plan_indexes,
     same_table,
+    statement_creates,
 )
 from migration_guard.rules.base import Rule, StatementContext
 from migration_guard.rules.compat import field_call
@@ -106,11 +108,15 @@ def _finding(ctx: StatementContext, table: str, column: str, field: FieldFacts |
         parent = f'"{referenced}"'
     else:
         parent = field.related_model if field is not None and field.related_model else "the referenced table"
-    if field is not None:
+    if field is not None and (ctx.is_new(table) or statement_creates(ctx, table)):
         recipe = "\n".join([
-            "# keep Django's index on the foreign key (the default), or an index that starts with it",
+            "# keep Django's index on the foreign key (the default): the table is new, the index costs nothing now",
             f'migrations.AlterField({model_name(ctx, table)}, "{field.name}", {field_call(field, db_index=None)}),',
         ])
+    elif field is not None:
+        name = index_name(table, [column], "idx")
+        recipe = add_index_recipe(ctx, table, f'models.Index(fields=["{field.name}"], name="{name}")', "",
+                                  ("# the table has rows: build the index concurrently (db_index=True would not)",))
     else:
         name = index_name(table, [column], "idx")
         recipe = f"-- CREATE INDEX CONCURRENTLY {q(name)} ON {q(table)} ({q(column)});  (in a migration with atomic = False)"
