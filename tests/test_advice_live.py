@@ -196,9 +196,10 @@ def test_each_hazard_gets_its_advice_with_the_users_names_and_never_blocks(at_00
     assert '"event_code_idx"' in duplicate["message"] and "duplicates" in duplicate["message"]
     [btree] = found["MG038"]
     assert '"inventory_event"."tags" (an array)' in btree["message"]
-    # the field as makemigrations writes it, without db_index
-    assert 'migrations.AlterField("event", "tags", django.contrib.postgres.fields.ArrayField(base_field=models.' \
-        "CharField(max_length=20), default=list, size=None))" in btree["recipe"]
+    # the field as makemigrations writes it (its keywords vary with Django's version), without db_index
+    [alter] = [line for line in btree["recipe"].splitlines() if line.startswith("migrations.AlterField(")]
+    assert alter.startswith('migrations.AlterField("event", "tags", django.contrib.postgres.fields.ArrayField(')
+    assert "base_field=models.CharField(max_length=20)" in alter and "db_index" not in alter
     [brin] = found["MG039"]
     assert brin["migration"] == "inventory.0006_item_created_2_idx" and '"created"' in brin["message"]
     assert 'AddIndexConcurrently("item", BrinIndex(fields=["created"], autosummarize=True, ' \
