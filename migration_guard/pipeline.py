@@ -101,7 +101,12 @@ def analyse_migrations(
     state = _PlanState(catalog=catalog or Catalog.empty(), sizes=sizes)
     timezone = state.catalog.timezone
     results = []
-    for migration in rendered:
+    migrations = list(rendered)
+    parsed_plan = [[p for statement in migration.statements for p in parse_statement(statement)]
+                   for migration in migrations]
+    plan = tuple(p for parsed in parsed_plan for p in parsed)
+    offset = 0
+    for migration, parsed in zip(migrations, parsed_plan):
         if each:
             _new_deploy(state, sizes, timezone)
         context = MigrationContext(
@@ -111,9 +116,9 @@ def analyse_migrations(
         if migration.error and not migration.linted:
             # A pending migration that is not linted failed to render: what follows is unknown.
             migration_findings = []
-        parsed = [p for statement in migration.statements for p in parse_statement(statement)]
         state.sizes = state.sizes.running(migration.runs)
-        statements = _walk(parsed, migration.label, state, pg_version, config, active)
+        statements = _walk(parsed, migration.label, state, pg_version, config, active, plan=plan, offset=offset)
+        offset += len(parsed)
         if not migration.linted:
             continue  # walked only so that later migrations see what it does
         results.append(
@@ -185,7 +190,10 @@ def _combined_fingerprint(parts: list[ParsedStatement]) -> str:
 
 
 def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_version: int, config: Config,
-          rules: Sequence[Rule]) -> tuple[StatementResult, ...]:
+          rules: Sequence[Rule], *, plan: tuple[ParsedStatement, ...] | None = None,
+          offset: int = 0) -> tuple[StatementResult, ...]:
+    """Each statement's effects and findings. ``plan``: every statement of the plan, ``parsed`` from
+    ``offset`` on (default: ``parsed`` alone)."""
     results = []
     held: dict[object, list[tuple[RelationLock, int]]] = {}
     explicit_transaction: int | None = None  # index of a BEGIN in raw SQL
@@ -196,6 +204,8 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
     spanning = [rule for rule in rules if rule.check_transaction]
     open_transactions: dict[object, list[tuple[StatementContext, int]]] = {}  # key -> (context, index) in order
     local: dict[str, str | None] = {}  # SET LOCAL: until the transaction ends (here: with this walk at most)
+    if plan is None:
+        plan = tuple(parsed)
     for index, item in enumerate(parsed):
         in_force = {**state.session_settings, **local}
         statement = item.statement
@@ -236,6 +246,9 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
             settings=in_force,
             in_transaction_block=statement.in_transaction or explicit_transaction is not None,
             invalid_indexes=invalid,
+            statements=plan,
+            position=offset + index,
+            catalog=state.catalog,
         )
         kinds = {action.kind for action in effects.actions}
         findings = tuple(f for rule in specific

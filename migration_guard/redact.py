@@ -6,7 +6,8 @@
   that is not quoted): when the string does not parse, its own message is never shown.
 - :func:`mask_sql`: the SQL text that reports show, with the string literal after ``PASSWORD``,
   a credential-looking option, setting or column (``password``, ``secret``, ``token``, ``api_key``,
-  ...) and a literal holding ``password`` (a connection string) replaced by ``'***'``. The statement
+  ...), the ``DEFAULT`` of such a column, and a literal holding ``password`` (a connection string)
+  replaced by ``'***'``. The statement
   stays valid SQL of the same shape, so it still parses and locks the same.
 """
 
@@ -98,7 +99,7 @@ def mask_sql(sql: str) -> str:
     except Exception:  # the scanner gave up (an unterminated quote): mask every literal after a keyword
         return _mask_unscannable(sql)
     pieces, last = [], 0
-    previous: list = []  # the last two meaningful tokens before the current one
+    previous: list = []  # the last meaningful tokens before the current one
     for token in tokens:
         if token.name in ("SCONST", "USCONST", "XCONST", "BCONST"):
             start, end = token.start, token.end + 1
@@ -109,7 +110,7 @@ def mask_sql(sql: str) -> str:
                 pieces.append(_masked_literal(literal))
                 last = end
         if token.name not in ("SQL_COMMENT", "C_COMMENT"):
-            previous = (previous + [token])[-3:]
+            previous = (previous + [token])[-_WINDOW:]
     pieces.append(sql[last:])
     return "".join(pieces)
 
@@ -121,10 +122,37 @@ def _is_secret_position(sql: str, previous: list) -> bool:
     if not words:
         return False
     last = words[-1]
+    if last.upper() == "DEFAULT":
+        column = _defined_column(words[:-1])
+        return column is not None and bool(_CREDENTIAL.search(column.strip('"')))
+    words = words[-3:]
     if last in ("=", "TO", "to", "To", ":=") and len(words) >= 2:
         name = words[-2].strip('"').split(".")[-1]
         return bool(_CREDENTIAL.search(name))
     return bool(_CREDENTIAL.search(last.strip('"')))
+
+
+# Tokens kept before a literal: enough to reach a column's name across its type (``"api_key" character
+# varying(64) DEFAULT``, ``timestamp(3) with time zone``).
+_WINDOW = 16
+_COLUMN_START = frozenset({",", "(", "COLUMN", "ADD"})
+
+
+def _defined_column(words: list[str]) -> str | None:
+    """The column whose ``DEFAULT`` the tokens before it end on: the first word after the start of its
+    definition (``ADD [COLUMN]``, ``ALTER COLUMN``, a ``,`` or ``(`` of the table's column list), the
+    parentheses of its type skipped; None when the window does not reach it."""
+    depth = 0
+    for position in range(len(words) - 1, -1, -1):
+        word = words[position]
+        if word == ")":
+            depth += 1
+        elif word == "(" and depth:
+            depth -= 1
+        elif depth == 0 and word.upper() in _COLUMN_START:
+            following = words[position + 1:position + 2]
+            return following[0] if following else None
+    return None
 
 
 def _masked_literal(literal: str) -> str:

@@ -36,7 +36,9 @@ def _analyse(each: bool, sizes: TableSizes | None = None):
 
 
 def _verdicts(results) -> dict[str, list[tuple[str, str]]]:
-    return {r.label: [(f.rule, f.severity.value) for f in r.findings] for r in results}
+    # the lock verdicts: the schema advice (MG030-MG039: here, the timestamp column) has its own tests
+    return {r.label: [(f.rule, f.severity.value) for f in r.findings if not f.rule.startswith("MG03")]
+            for r in results}
 
 
 def test_one_plan_counts_the_tables_it_created_as_new():

@@ -69,6 +69,12 @@ class StatementContext:
     in_transaction_block: bool = False  # runs inside a transaction (the migration's, or a BEGIN of raw SQL)
     # (index, table) of INVALID indexes on the tables this statement is the first of its migration to lock
     invalid_indexes: tuple[tuple[str, str], ...] = ()
+    # Every statement of the plan (the migrations in order, or the SQL file), this one at ``position``:
+    # what advice reads of the operations around this one (an index a later operation adds).
+    statements: tuple[ParsedStatement, ...] = field(default=(), repr=False, compare=False)
+    position: int = 0
+    # What the database has once this statement ran (locks.Catalog: column types, indexes); None: nothing known.
+    catalog: object = field(default=None, repr=False, compare=False)
 
     @property
     def sql(self) -> str:

@@ -16,8 +16,10 @@ from tests.locks.cases import CASES
 
 # MG024-MG027 judge only statements of a Django migration (they need its code): raw SQL gives them
 # nothing to find; tests/rules/test_compat_rules.py holds them to the same comparison on such statements.
+# The lock cases hold little the schema advice (MG030-MG039) speaks of: tests/rules/test_advice_rules.py
+# holds it to the same comparison on its own SQL.
 DECLARING = [rule for rule in ALL_RULES if rule.actions is not None
-             and rule.id not in {"MG024", "MG025", "MG026", "MG027"}]
+             and rule.id not in {"MG024", "MG025", "MG026", "MG027"} and not rule.id.startswith("MG03")]
 
 
 def _findings(rule, sql: str):
