@@ -308,6 +308,8 @@ class _Recording:
     owners: list[Operation | None] = field(default_factory=list)
     operations: list[Operation] = field(default_factory=list)
     before: ProjectState | None = None  # the state before the first operation (a copy)
+    # Inside ``BaseDatabaseSchemaEditor.execute``: its statement is recorded there, not again as a query.
+    in_editor: int = 0
 
     def add(self, sql: str, *, kind: StatementKind = StatementKind.SQL, owner: Operation | None = None,
             executed: str | None = None) -> None:
@@ -521,6 +523,11 @@ def _statements_recorded():
         if recording is not None:
             text = self.connection.ops.compose_sql(str(sql), params) if params else str(sql)
             recording.add(text, owner=recording.owners[-1] if recording.owners else None)
+            recording.in_editor += 1
+            try:
+                return original(self, sql, params)
+            finally:
+                recording.in_editor -= 1
         return original(self, sql, params)
 
     BaseDatabaseSchemaEditor.execute = execute
@@ -555,10 +562,13 @@ def _as_collected(statements: list[Statement], collected: list[str]) -> list[Sta
 def _capture_queries(connection, recording: _Recording):
     """Record the SQL that Python code (RunPython) runs, except reads and catalog queries: the text
     with its placeholders as ``$1, $2, ...``, never the parameters (values read from the
-    environment, secrets among them, would end up in reports)."""
+    environment, secrets among them, would end up in reports). A statement RunPython gives
+    ``schema_editor.execute`` is recorded there once (:func:`_statements_recorded`), not again here."""
     seen: set[str] = set()
 
     def wrapper(execute, sql, params, many, context):
+        if recording.in_editor:
+            return execute(sql, params, many, context)
         text = _numbered_placeholders(str(sql)) if params is not None else str(sql)
         head = text.lstrip().split(None, 1)[0].upper() if text.strip() else ""
         if head not in {"SELECT", "SHOW", "SAVEPOINT", "RELEASE", "ROLLBACK"} and text not in seen:
