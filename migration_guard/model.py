@@ -437,7 +437,9 @@ class Action:
     ``detail`` keys by kind (all optional):
       ADD_COLUMN: type, default (SQL text), volatile_default (bool), not_null, identity, serial,
         generated_stored, check (bool: inline CHECK), references (table)
-      ALTER_COLUMN_TYPE: new_type, old_type (None when unknown), using (SQL text or None)
+      ALTER_COLUMN_TYPE: new_type, old_type (None when unknown), using (SQL text or None), collation,
+        rebuilt (((index, its columns, whether it backs a UNIQUE/PRIMARY KEY constraint), ...): indexes
+        a new collation rebuilds)
       ADD_CONSTRAINT: contype ("check", "foreign_key", "unique", "primary_key", "exclusion",
         "not_null"), name, not_valid, using_index (index name or None), columns (tuple),
         references (table or None), expression (SQL text, for checks)

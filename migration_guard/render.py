@@ -340,6 +340,8 @@ class _Recording:
     owners: list[Operation | None] = field(default_factory=list)
     operations: list[Operation] = field(default_factory=list)
     before: ProjectState | None = None  # the state before the first operation (a copy)
+    # Inside ``BaseDatabaseSchemaEditor.execute``: its statement is recorded there, not again as a query.
+    in_editor: int = 0
 
     def add(self, sql: str, *, kind: StatementKind = StatementKind.SQL, owner: Operation | None = None,
             executed: str | None = None) -> None:
@@ -558,13 +560,19 @@ def _statements_recorded():
         if recording is not None:
             text = self.connection.ops.compose_sql(str(sql), params) if params else str(sql)
             recording.add(text, owner=recording.owners[-1] if recording.owners else None)
-            if not self.collect_sql and _DO_BLOCK.match(text):
-                # The lock model cannot read a DO block or CALL; on the scratch database it runs: see what it locked.
-                before = _table_locks(self.connection)
-                result = original(self, sql, params)
-                taken = tuple(sorted(_table_locks(self.connection) - before))
-                recording.statements[-1] = replace(recording.statements[-1], observed_locks=taken)
-                return result
+            recording.in_editor += 1
+            try:
+                if not self.collect_sql and _DO_BLOCK.match(text):
+                    # The lock model cannot read a DO block or CALL; on the scratch database it runs: see what
+                    # it locked.
+                    before = _table_locks(self.connection)
+                    result = original(self, sql, params)
+                    taken = tuple(sorted(_table_locks(self.connection) - before))
+                    recording.statements[-1] = replace(recording.statements[-1], observed_locks=taken)
+                    return result
+                return original(self, sql, params)
+            finally:
+                recording.in_editor -= 1
         return original(self, sql, params)
 
     BaseDatabaseSchemaEditor.execute = execute
@@ -612,10 +620,13 @@ def _as_collected(statements: list[Statement], collected: list[str]) -> list[Sta
 def _capture_queries(connection, recording: _Recording):
     """Record the SQL that Python code (RunPython) runs, except reads and catalog queries: the text
     with its placeholders as ``$1, $2, ...``, never the parameters (values read from the
-    environment, secrets among them, would end up in reports)."""
+    environment, secrets among them, would end up in reports). A statement RunPython gives
+    ``schema_editor.execute`` is recorded there once (:func:`_statements_recorded`), not again here."""
     seen: set[str] = set()
 
     def wrapper(execute, sql, params, many, context):
+        if recording.in_editor:
+            return execute(sql, params, many, context)
         text = _numbered_placeholders(str(sql)) if params is not None else str(sql)
         head = text.lstrip().split(None, 1)[0].upper() if text.strip() else ""
         if head not in {"SELECT", "SHOW", "SAVEPOINT", "RELEASE", "ROLLBACK"} and text not in seen:

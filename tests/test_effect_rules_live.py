@@ -93,4 +93,4 @@ def test_the_sql_runpython_runs_is_judged_with_scratch(project):
     assert run.code == 1, run.out + run.err
     [bulk] = _findings(run, "MG011")  # fill_notes: Item.objects.filter(note__isnull=True).update(note="")
     assert bulk["blocking"] and bulk["table"] == "inventory_item" and bulk["rows"] == 3000
-    assert "atomic = False" in bulk["recipe"] and 'inventory_item.id >= %s' in bulk["recipe"]
+    assert "atomic = False" in bulk["recipe"] and "inventory_item.id >= %(start)s" in bulk["recipe"]

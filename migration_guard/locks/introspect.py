@@ -93,7 +93,8 @@ _RELKIND_NAMES = {"r": "table", "p": "partitioned table", "v": "view", "m": "mat
 _INDEXES_SQL = f"""
 SELECT CASE WHEN n.nspname = ANY (current_schemas(false)) THEN i.relname
             ELSE n.nspname || '.' || i.relname END, {_NAME},
-       ARRAY(SELECT attname FROM pg_attribute WHERE attrelid = x.indrelid AND attnum = ANY (x.indkey::int2[])),
+       ARRAY(SELECT attname FROM pg_attribute WHERE attrelid = x.indrelid AND attnum = ANY (x.indkey::int2[])
+             ORDER BY array_position(x.indkey::int2[], attnum)),
        x.indisvalid
   FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -8,7 +8,7 @@ from pglast import ast
 
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext
-from migration_guard.rules.recipes import run_sql, split_note
+from migration_guard.rules.recipes import q, run_sql, split_note
 
 DOC = """\
 ## What it does
@@ -65,15 +65,14 @@ def check(ctx: StatementContext):
         doing = {"rewrite": "copies every row of", "index": "rebuilds indexes of" if reindex else "builds an index on",
                  "scan": "reads every row of"}[work]
         maybe = "may read every row of" if action.detail.get("assumed_default") else doing
-        yield ctx.finding(
-            RULE,
-            table=table,
-            lock=mode,
-            work=work,
-            message=f'This statement {maybe} "{table}" while holding {mode.label}, which blocks {mode.blocks} '
-            f"until it ends ({action.reason}).",
-            recipe=_recipe(ctx, action),
-        )
+        message = (f'This statement {maybe} "{table}" while holding {mode.label}, which blocks {mode.blocks} '
+                   f"until it ends ({action.reason}).")
+        if action.detail.get("rebuilt"):
+            names = [f'"{index}"' for index, _columns, _constraint in action.detail["rebuilt"]]
+            its = f"its index {names[0]}" if len(names) == 1 else f"its indexes {', '.join(names)}"
+            message = (f'Changing the collation of "{table}"."{action.column}" rewrites no row but rebuilds {its} '
+                       f"while holding {mode.label}, which blocks {mode.blocks} until {'it is' if len(names) == 1 else 'they are'} built.")
+        yield ctx.finding(RULE, table=table, lock=mode, work=work, message=message, recipe=_recipe(ctx, action))
 
 
 def _recipe(ctx: StatementContext, action) -> str:
@@ -101,18 +100,59 @@ def _recipe(ctx: StatementContext, action) -> str:
                                           f"({column} IS NOT NULL) NOT VALID, then VALIDATE CONSTRAINT in a later "
                                           "migration"),
                                split_note("then SET NOT NULL (it skips the scan) and this statement reads nothing")])
-        case ast.AlterTableStmt() if action.kind is ActionKind.ALTER_COLUMN_TYPE and action.detail.get("collation"):
-            return "\n".join([split_note("change the collation without rebuilding the index under the lock"),
-                               "# 1. create a new index with the new collation CONCURRENTLY (atomic = False):",
-                               f"#    CREATE INDEX CONCURRENTLY ... ON {action.table} (<column> COLLATE "
-                               f"\"{action.detail['collation']}\")",
-                               "# 2. drop the old index CONCURRENTLY; 3. the AlterField then rebuilds nothing"])
+        case ast.AlterTableStmt() if action.kind is ActionKind.ALTER_COLUMN_TYPE and action.detail.get("rebuilt"):
+            return _collation_recipe(action)
         case ast.AlterTableStmt() if action.kind is ActionKind.ALTER_COLUMN_TYPE:
             return "\n".join([split_note("the column's CHECK constraint is checked again under ACCESS EXCLUSIVE"),
                                "# drop the CHECK first, change the type, then add the CHECK back NOT VALID and",
                                "# VALIDATE CONSTRAINT it in a later migration (reads and writes continue)"])
     return ("# rebuild without holding ACCESS EXCLUSIVE for the copy: pg_repack or pg_squeeze;\n"
             "# otherwise run it in a maintenance window and approve it")
+
+
+def _collation_recipe(action) -> str:
+    """Build each index with the new collation CONCURRENTLY, then swap them in one short step: the
+    type change keeps an index whose columns already have the collation (measured: its relfilenode
+    stays), and ``UNIQUE USING INDEX`` takes an index only once the column has the index's collation."""
+    table, column, collation = q(action.table), q(action.column), q(action.detail["collation"])
+    rebuilt = action.detail["rebuilt"]
+    if any(name.endswith("_pkey") for name, _columns, backs in rebuilt if backs):
+        return "\n".join([
+            "# the column is in the primary key: foreign keys to it depend on the constraint, which cannot be",
+            "# swapped for an index built beforehand without dropping them too; run the change in a maintenance",
+            "# window and approve it"])
+    others = action.detail.get("other_tables")
+    note = ([f"# foreign keys to or from this column ({', '.join(others)}): if one depends on a constraint below,",
+             "# the swap cannot drop it; then run the change in a maintenance window and approve it"]
+            if others and any(backs for _name, _columns, backs in rebuilt) else [])
+    build, swap = [], []
+    for name, columns, backs in rebuilt:
+        new = q(f"{name[:59]}_new")
+        keys = ", ".join(f"{q(c)} COLLATE {collation}" if q(c) == column else q(c) for c in columns)
+        build.append(run_sql(f"CREATE {'UNIQUE ' if backs else ''}INDEX CONCURRENTLY {new} ON {table} ({keys})",
+                             f"DROP INDEX CONCURRENTLY IF EXISTS {new}"))
+        if not backs:
+            build.append(f"        # as {q(name)} is: copy its UNIQUE, WHERE, INCLUDE from SELECT pg_get_indexdef('{name}'::regclass)")
+        swap.append(f"ALTER TABLE {table} DROP CONSTRAINT {q(name)}" if backs else f"DROP INDEX {q(name)}")
+    swap.append(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {action.detail['new_type']} COLLATE {collation}")
+    for name, _columns, backs in rebuilt:
+        new = q(f"{name[:59]}_new")
+        swap.append(f"ALTER TABLE {table} ADD CONSTRAINT {q(name)} UNIQUE USING INDEX {new}" if backs
+                    else f"ALTER INDEX {new} RENAME TO {q(name)}")
+    return "\n".join([
+        *note,
+        split_note("a migration of its own, with atomic = False: the indexes with the new collation, built "
+                   "CONCURRENTLY (reads and writes go on)"),
+        *build,
+        split_note("then, in place of the AlterField: one short ACCESS EXCLUSIVE step that builds nothing (the type "
+                   "change keeps indexes that already have the collation)"),
+        "        migrations.SeparateDatabaseAndState(",
+        "            state_operations=[],  # move your AlterField here",
+        "            database_operations=[",
+        run_sql("; ".join(swap), None, indent="                "),
+        "            ],",
+        "        ),",
+    ])
 
 
 RULE = Rule(

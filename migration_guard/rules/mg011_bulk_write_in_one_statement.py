@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pglast import ast, parse_sql
+from pglast.parser import scan
 from pglast.enums import BoolExprType
 from pglast.stream import RawStream
 
@@ -78,19 +79,28 @@ def _recipe(ctx: StatementContext, action, source: str) -> str:
     bare = source.strip('"').split(".")[-1]
     model = bare.removeprefix(f"{app}_") if bare.startswith(f"{app}_") else bare.split("_", 1)[-1]
     key = (action.detail.get("key") or "id") if source == action.table else "id"
-    sql, column = _batched(ctx.sql, source, key)
+    sql, column, given = _batched(ctx.sql, source, key)
+    if given:  # parameters RunPython passed: recorded as $1, $2, ... without their values (they can be secrets)
+        names = ", ".join(f"${n}" for n in range(1, given + 1))
+        values = ", ".join(f'"p{n}": ...' for n in range(1, given + 1))
+        params = [f"    # the values your RunPython passed for {names} (the gate does not record them):",
+                  f"    params = {{{values}}}"]
+        bounds = f'{{**params, "start": start, "stop": start + {_BATCH:_}}}'
+    else:
+        params, bounds = [], f"[start, start + {_BATCH:_}]"
     return "\n".join([
         split_note("a migration of its own, with atomic = False: each batch commits on its own"),
         "from django.db import migrations, models",
         "",
         "",
         "def backfill(apps, schema_editor):",
+        *params,
         f'    model = apps.get_model("{app}", "{model}")  # the model of {source}',
         '    high = model.objects.aggregate(m=models.Max("pk"))["m"] or 0',
         "    with schema_editor.connection.cursor() as cursor:",
         f"        for start in range(0, high + 1, {_BATCH:_}):",
         f"            # your statement, one range of {column} at a time:",
-        f"            cursor.execute({sql!r}, [start, start + {_BATCH:_}])",
+        f"            cursor.execute({sql!r}, {bounds})",
         "",
         "",
         "class Migration(migrations.Migration):",
@@ -99,22 +109,34 @@ def _recipe(ctx: StatementContext, action, source: str) -> str:
     ])
 
 
-def _batched(sql: str, table: str, key: str) -> tuple[str, str]:
+def _batched(sql: str, table: str, key: str) -> tuple[str, str, int]:
     """(``sql`` with ``key >= %s AND key < %s`` of ``table`` added to its WHERE (an INSERT's: its SELECT's),
-    for ``cursor.execute`` (``%`` doubled); the key column as the statement names it)."""
+    for ``cursor.execute`` (``%`` doubled); the key column as the statement names it; how many parameters
+    ``$1 ... $n`` the statement has of its own). With parameters of its own, every placeholder is named:
+    ``$k`` is ``%(pk)s``, the bounds ``%(start)s`` and ``%(stop)s`` (a ``$k`` may come twice, or out of order)."""
+    given = max((int(sql[t.start + 1:t.end + 1]) for t in scan(sql) if t.name == "PARAM"), default=0)
     node = parse_sql(sql)[0].stmt
     target = node.selectStmt if isinstance(node, ast.InsertStmt) else node
     relations = [node.relation] if target is node else [r for r in target.fromClause or () if isinstance(r, ast.RangeVar)]
     named = next((r for r in relations if table in (r.relname, f"{r.schemaname}.{r.relname}")), None)
     qualifier = (named.alias.aliasname if named is not None and named.alias else table)
     column = f"{q(qualifier)}.{q(key)}"
-    bound = parse_sql(f"SELECT 1 WHERE {column} >= $1 AND {column} < $2")[0].stmt.whereClause
+    bound = parse_sql(f"SELECT 1 WHERE {column} >= ${given + 1} AND {column} < ${given + 2}")[0].stmt.whereClause
     if target.whereClause is None:
         target.whereClause = bound
     else:
         target.whereClause = ast.BoolExpr(boolop=BoolExprType.AND_EXPR, args=(target.whereClause, *bound.args))
-    text = RawStream()(node).replace("%", "%%")
-    return text.replace("$1", "%s").replace("$2", "%s"), column
+    text = RawStream()(node)
+    pieces, last = [], 0
+    for token in scan(text):
+        if token.name == "PARAM":  # a placeholder, not a '$1' in a string literal
+            number = int(text[token.start + 1:token.end + 1])
+            pieces += [text[last:token.start].replace("%", "%%"),
+                       "%s" if not given else f"%(p{number})s" if number <= given
+                       else "%(start)s" if number == given + 1 else "%(stop)s"]
+            last = token.end + 1
+    pieces.append(text[last:].replace("%", "%%"))
+    return "".join(pieces), column, given
 
 
 RULE = Rule(

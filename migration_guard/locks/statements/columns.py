@@ -383,16 +383,18 @@ def _alter_column_type(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> Non
     f = ctx.fact(key)
     collation = ".".join(n.sval for n in col.collClause.collname) if col.collClause is not None else None
     rebuilt: tuple[str, ...] = ()
+    checked = () if f.rewrites else _checks_using(ctx.catalog, table, column)
     if f.rewrites:
         reason = (f"changing {q_col} to {new_text}: {why}, so PostgreSQL rewrites every row of {_q(table)} and "
                   "rebuilds its indexes")
     else:
-        reason = f"changing {q_col} to {new_text}: {why}, so no row is rewritten (ACCESS EXCLUSIVE is held briefly)"
+        reason = f"changing {q_col} to {new_text}: {why}, so no row is rewritten"
         if collation:
             rebuilt = ctx.catalog.indexes_on(table, column)
-            on = f"{', '.join(map(_q, rebuilt))}" if rebuilt else "any index on the column (none is known)"
-            reason += f"; the collation {_q(collation)} rebuilds {on}"
-    checked = () if f.rewrites else _checks_using(ctx.catalog, table, column)
+            on = f"its indexes {', '.join(map(_q, rebuilt))}" if rebuilt else "any index on it (none is known)"
+            reason += f", but the collation {_q(collation)} rebuilds {on} under ACCESS EXCLUSIVE"
+        elif not checked:
+            reason += " (ACCESS EXCLUSIVE is held briefly)"
     if checked:
         reason += (f"; the validated CHECK {', '.join(map(_q, checked))} is checked again against every row of "
                    f"{_q(table)}, a full scan under ACCESS EXCLUSIVE")
@@ -410,6 +412,8 @@ def _alter_column_type(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> Non
             reason += " and checking them again"
     ctx.act(ActionKind.ALTER_COLUMN_TYPE, table, f, reason, column=column, new_type=new_text, old_type=old_text,
             builds_index=bool(rebuilt) and ctx.fact("alter_column_type.collation").builds_index, collation=collation,
+            rebuilt=tuple((index, ctx.catalog.index_columns.get(index, ()),
+                           ctx.catalog.unique_constraint(table, index) is not None) for index in rebuilt),
             scans=bool(checked) and ctx.fact("alter_column_type.check").scans, checks=checked,
             using=_sql(using) if using is not None else None, other_tables=others,
             references=outgoing[0].referenced if outgoing and f.rewrites else None)
