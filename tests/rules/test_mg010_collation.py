@@ -29,8 +29,9 @@ CHANGE = 'ALTER TABLE "dcim_frontport" ALTER COLUMN "name" TYPE varchar(64) COLL
 def _lint(catalog):
     snapshot = Snapshot(pg_version=16, server_version_num=None, taken_at="2026-11-22T00:00:00+00:00",
                         database="prod", tables={"dcim_frontport": TableSize(BIG, BIG * 100, "snapshot")})
-    return analyse_statements(parse_sql_text(CHANGE, "t.sql"), source="t.sql", sizes=TableSizes(snapshot=snapshot),
-                              pg_version=16, config=Config(), catalog=catalog).findings
+    findings = analyse_statements(parse_sql_text(CHANGE, "t.sql"), source="t.sql", sizes=TableSizes(snapshot=snapshot),
+                                  pg_version=16, config=Config(), catalog=catalog).findings
+    return [f for f in findings if f.rule < "MG030" or f.rule > "MG039"]  # advice (varchar(n) in raw SQL) aside
 
 
 def _steps(recipe: str) -> list[str]:
