@@ -29,10 +29,12 @@ def _names(code) -> set[str]:
 def check_pasteable(recipe: str) -> None:
     """The recipe, as the body of a migration file (operations end in a comma: at the top level each is a
     tuple expression), compiles and runs: its imports import, its operations and fields are built with
-    the arguments it gives. Comment lines are left out; the code is dedented as a whole."""
+    the arguments it gives. Comment lines are left out (Python's, and SQL's: the advice rules' recipes
+    for raw SQL are SQL commentary, MG031-MG036); the code is dedented as a whole."""
     from django.db import migrations, models
 
-    code = textwrap.dedent("\n".join(line for line in recipe.splitlines() if not line.lstrip().startswith("#")))
+    code = textwrap.dedent("\n".join(line for line in recipe.splitlines()
+                                      if not line.lstrip().startswith(("#", "--"))))
     compiled = compile(code, "<recipe>", "exec")  # SyntaxError: not pasteable
     # a name it leaves to the user (``backfill_in_batches``) is a function doing nothing
     namespace = {name: (lambda *args, **kwargs: None) for name in _names(compiled) if not hasattr(builtins, name)}
