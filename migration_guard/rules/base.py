@@ -194,6 +194,9 @@ class Rule:
     # Whether a finding speaks for the statement's own work on its table (so the backstop leaves that table
     # alone); False for rules about something else (a transaction block, an index already there).
     claims: bool = True
+    # Whether a finding of ``check`` is a warning on a table below the threshold (its calls of
+    # ``StatementContext.finding`` keep the default ``sized=True``); the rule's page says which.
+    sized: bool = True
 
 
 def claim_key(table: str) -> tuple[str | None, str]:

@@ -77,4 +77,5 @@ RULE = Rule(
     doc=DOC,
     check=check,
     actions=frozenset({ActionKind.ADD_COLUMN}),
+    sized=False,
 )

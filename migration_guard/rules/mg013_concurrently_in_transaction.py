@@ -67,4 +67,5 @@ RULE = Rule(
     doc=DOC,
     check=check,
     claims=False,
+    sized=False,
 )

@@ -63,4 +63,5 @@ RULE = Rule(
     summary="CREATE INDEX of a name an INVALID index has: IF NOT EXISTS leaves it invalid, otherwise it fails",
     doc=DOC,
     check=check,
+    sized=False,
 )

@@ -43,4 +43,5 @@ RULE = Rule(
     summary="a statement does not parse, so what it locks is unknown",
     doc=DOC,
     check=check,
+    sized=False,
 )

@@ -74,4 +74,5 @@ RULE = Rule(
     doc=DOC,
     check=check,
     actions=frozenset({ActionKind.CALL}),
+    sized=False,
 )

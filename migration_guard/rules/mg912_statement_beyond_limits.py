@@ -47,4 +47,5 @@ RULE = Rule(
     summary="a statement too large or nested too deeply to analyse, so what it locks is unknown",
     doc=DOC,
     check=check,
+    sized=False,
 )

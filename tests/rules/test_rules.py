@@ -12,6 +12,7 @@ from migration_guard.locks import Catalog
 from migration_guard.model import Severity, TableSize
 from migration_guard.parse import parse_sql_text
 from migration_guard.pipeline import analyse_statements
+from migration_guard.rules import get_rule
 from migration_guard.stats import Snapshot, TableSizes
 
 BIG, SMALL = 5_000_000, 2_000
@@ -182,3 +183,25 @@ def test_unmodelled_statement_is_assumed_to_block_everything_it_names():
     assert finding.table == "shop_order" and "ACCESS EXCLUSIVE" in finding.message
     assert [f.severity for f in lint("CREATE PUBLICATION p FOR TABLE shop_order", rows=SMALL)] == [Severity.WARNING]
     assert [f.rule for f in lint(CREATE_NEW + "\nCREATE PUBLICATION p FOR TABLE shop_new")] == []
+
+
+# A statement each rule reports, on shop_order: what the rule's page says of its severity (Rule.sized) must be what
+# it does on a small table.
+SIZE_CASES = {
+    **{rule: sqls[0] for rule, sqls in CASES.items() if rule != "MG008"},
+    "MG010": 'VACUUM FULL "shop_order"',
+    "MG011": 'UPDATE "shop_order" SET "note" = \'\'',
+    "MG012": 'ALTER TABLE "shop_order" ADD COLUMN "currency" varchar(3) NOT NULL',
+    "MG013": 'BEGIN;\nCREATE INDEX CONCURRENTLY "order_note_idx" ON "shop_order" ("note");\nCOMMIT',
+    "MG902": "ALTER TABEL shop_order ADD COLUMN x int",
+    "MG903": "CREATE PUBLICATION p FOR TABLE shop_order",
+    "MG905": "SELECT shop_backfill_orders()",
+    "MG912": "UPDATE shop_order SET note = '" + "x" * 1_000_001 + "' WHERE id = 1",
+}
+
+
+@pytest.mark.parametrize("rule_id", sorted(SIZE_CASES))
+def test_a_rule_is_size_aware_exactly_when_its_page_says_so(rule_id):
+    rule = get_rule(rule_id)
+    assert (rule_id, "error") in rules(SIZE_CASES[rule_id])
+    assert (rule_id, "warning" if rule.sized else "error") in rules(SIZE_CASES[rule_id], rows=SMALL)
