@@ -10,7 +10,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$(ls -d /root/.pyenv/versions/3.12*/bi
 DJANGO ?= django>=5.2,<5.3
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-django6 test-pg-versions lint clean bench bench-each pg-regress bench-traffic
+.PHONY: venv demo test test-django6 test-pg-versions lint clean bench bench-each pg-regress bench-traffic docs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,12 @@ bench-each: $(BENCH_VENV)/.installed
 TRAFFIC_ARGS ?=
 bench-traffic: venv
 	$(PY) bench/traffic.py $(TRAFFIC_ARGS)
+
+# The generated parts of docs/: a page per rule and the rules index (from each rule's DOC), and the
+# lock table (from locks/facts.py). tests/test_docs.py fails until they are regenerated and committed.
+docs: venv
+	$(VENV)/bin/migration-guard rules --write-docs docs/rules
+	$(VENV)/bin/migration-guard lock-table --write docs/lock-model.md
 
 lint: venv
 	$(VENV)/bin/ruff check migration_guard tests sample_migrations bench

@@ -248,10 +248,24 @@ def cache_prune(dsn: str | None, max_bytes: str, everything: bool) -> None:
 
 @main.command("rules")
 @click.argument("rule_id", required=False, metavar="[RULE]")
-def rules_command(rule_id: str | None) -> None:
+@click.option("--write-docs", "docs_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Write every rule's page (DIR/MG002.md, ...) and the index table of DIR/README.md; "
+                   "the project's own reference is docs/rules.")
+def rules_command(rule_id: str | None, docs_dir: Path | None) -> None:
     """List the rules, or print one rule's documentation (e.g. ``migration-guard rules MG002``)."""
     from migration_guard.rules import ALL_RULES, get_rule
+    from migration_guard.rules.docs import rule_page, write_docs
 
+    if docs_dir is not None:
+        if rule_id is not None:
+            _fail("--write-docs writes every rule's page: name no RULE")
+        try:
+            changed = write_docs(docs_dir)
+        except OSError as exc:
+            _fail(f"cannot write the rule pages to {docs_dir}: {exc.strerror or exc}")
+        click.echo(f"{len(ALL_RULES)} rule pages in {docs_dir}: {len(changed)} file(s) changed"
+                   + "".join(f"\n  {path}" for path in changed), err=True)
+        return
     if rule_id is None:
         for rule in ALL_RULES:
             click.echo(f"{rule.id}  {rule.slug:<40} {rule.severity.value:<7} {rule.summary}")
@@ -259,10 +273,7 @@ def rules_command(rule_id: str | None) -> None:
     rule = get_rule(rule_id)
     if rule is None:
         _fail(f"no rule {rule_id!r}; `migration-guard rules` lists them")
-    click.echo(f"# {rule.id} {rule.slug}\n\n{rule.summary[0].upper()}{rule.summary[1:]}.\n"
-               f"Default severity: {rule.severity.value}"
-               f"{' (a warning on tables below the threshold)' if rule.check and rule.severity.value == 'error' else ''}.\n")
-    click.echo(rule.doc, nl=False)
+    click.echo(rule_page(rule), nl=False)
 
 
 # -- approve --------------------------------------------------------------------------------------
@@ -565,8 +576,24 @@ def _read_sql(name: str) -> str:
 
 
 @main.command("lock-table")
-def lock_table_command() -> None:
+@click.option("--write", "page", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Replace the table between the lock-table markers of FILE (docs/lock-model.md) instead of "
+                   "printing it.")
+def lock_table_command(page: Path | None) -> None:
     """Print the lock model's table (statement form, lock, rewrite/scan, versions) as Markdown."""
-    from migration_guard.locks.table import lock_table
+    from migration_guard.locks.table import BEGIN_MARKER, END_MARKER, lock_table
+    from migration_guard.rules.docs import replace_section
 
-    click.echo(lock_table(), nl=False)
+    if page is None:
+        click.echo(lock_table(), nl=False)
+        return
+    try:
+        text = page.read_text()
+        if BEGIN_MARKER not in text or END_MARKER not in text:
+            _fail(f"{page} has no lock-table markers: add the lines {BEGIN_MARKER} and {END_MARKER}")
+        new = replace_section(text, BEGIN_MARKER, END_MARKER, lock_table())
+        if new != text:
+            page.write_text(new)
+    except OSError as exc:
+        _fail(f"cannot update {page}: {exc.strerror or exc}")
+    click.echo(f"the lock table in {page} is {'updated' if new != text else 'up to date'}", err=True)

@@ -1,5 +1,5 @@
 """``migration-guard trace`` and ``explain`` on scripts: the measured truth next to the model, on a
-scratch database that is created and dropped; psql meta-commands; the README's generated lock table."""
+scratch database that is created and dropped; psql meta-commands."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import psycopg
 import pytest
 
 from migration_guard.explain import parse_script
-from migration_guard.locks.table import BEGIN_MARKER, END_MARKER, lock_table
 from migration_guard.scratch import ScratchError, scratch_dsn
 from migration_guard.trace_command import trace_statements
 
@@ -139,14 +138,6 @@ def test_explain_with_dsn_knows_the_database_catalog(pg_server, fresh_dsn):
     assert [s["rewrites"] for s in with_dsn["statements"]] == [[], [], []]
     assert with_dsn["statements"][2]["locks"][-1]["relation"] == "shop_order"  # the index's table, from the catalog
     assert without["statements"][0]["scans"] == ["shop_order"] and without["statements"][1]["rewrites"] == ["shop_order"]
-
-
-def test_readme_lock_table_is_the_generated_one():
-    readme = (ROOT / "README.md").read_text()
-    assert BEGIN_MARKER in readme and END_MARKER in readme, "README has no lock table markers"
-    shown = readme.split(BEGIN_MARKER, 1)[1].split(END_MARKER, 1)[0].strip("\n") + "\n"
-    assert shown == lock_table(), "README's lock table is stale: paste `migration-guard lock-table` between the markers"
-    assert cli("lock-table").stdout == lock_table()
 
 
 def test_lint_migrations_trace_measures_the_pending_migrations(project):

@@ -1,7 +1,8 @@
-"""The lock table the README shows, generated from :data:`migration_guard.locks.facts.FACTS`.
+"""The lock table docs/lock-model.md shows, generated from :data:`migration_guard.locks.facts.FACTS`.
 
 ``python -m migration_guard.locks.table`` (or ``migration-guard lock-table``) prints it as Markdown;
-a test checks that the README holds exactly this text between its ``lock-table`` markers.
+``migration-guard lock-table --write docs/lock-model.md`` (``make docs``) puts it between the page's
+``lock-table`` markers, and a test checks that the page holds exactly this text.
 """
 
 from __future__ import annotations
