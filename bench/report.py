@@ -1,6 +1,6 @@
-"""The bench's results as a table, target verdicts, and the README's performance section.
+"""The bench's results as a table, target verdicts, and the performance page (docs/performance.md).
 
-    python bench/report.py bench-results.json [more-results.json ...] [--note TEXT] [--readme README.md]
+    python bench/report.py bench-results.json [more-results.json ...] [--note TEXT] [--page docs/performance.md]
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-__all__ = ["merge", "render_readme_section", "render_table", "targets", "write_readme"]
+__all__ = ["merge", "render_performance_page", "render_table", "targets", "write_page"]
 
 START = "<!-- bench:start (written by bench/report.py from bench-results.json; do not edit by hand) -->"
 END = "<!-- bench:end -->"
@@ -305,8 +305,8 @@ Where the rest goes, and the limits:
 """
 
 
-def render_readme_section(document: dict) -> str:
-    """The README's performance section (Markdown)."""
+def render_performance_page(document: dict) -> str:
+    """The performance page's generated section (Markdown)."""
     m = document["machine"]
     rows = _rows(document) + _explain_rows(document)
     table = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * 2 + "---:|" * (len(HEADER) - 2)]
@@ -315,7 +315,7 @@ def render_readme_section(document: dict) -> str:
                 for text, ok in targets(document)]
     return "\n".join([
         START,
-        "## Performance",
+        "# Performance",
         "",
         f"Measured by `make bench` on {m['cpus']} cores ({m['cpu']}), {m['memory_gb']} GB, {m['os']}, "
         f"CPython {m['python']}, Django {m['django']}, PostgreSQL {m['postgresql']} (embedded, fsync off), "
@@ -337,7 +337,7 @@ def render_readme_section(document: dict) -> str:
     ]) + "\n"
 
 
-def write_readme(path: Path, section: str) -> None:
+def write_page(path: Path, section: str) -> None:
     """Replace the section between the markers in ``path``, or append it."""
     text = path.read_text()
     if START in text and END in text:
@@ -384,15 +384,15 @@ def _ci_only(project: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, nargs="+", help="run.py's JSON; several are merged")
-    parser.add_argument("--note", default="", help="how it was run, for the README's text")
-    parser.add_argument("--readme", type=Path)
+    parser.add_argument("--note", default="", help="how it was run, for the page's text")
+    parser.add_argument("--page", type=Path, help="rewrite the performance section of this page (docs/performance.md)")
     args = parser.parse_args(argv)
     document = merge([json.loads(path.read_text()) for path in args.results])
     if args.note:
         document["note"] = args.note.rstrip() + " "
     print(render_table(document), end="")
-    if args.readme:
-        write_readme(args.readme, render_readme_section(document))
+    if args.page:
+        write_page(args.page, render_performance_page(document))
     return 0
 
 

@@ -16,9 +16,9 @@ resource usage of that child (``os.wait4``), as ``/usr/bin/time`` would:
 - ``migration-guard explain`` on a generated SQL script, against pglast parsing the same file.
 
 Fast figures (under ``--repeat-below`` seconds) are the median of ``--repeat`` runs. Prints a
-table, writes JSON (``--out``) and, with ``--readme``, the README's performance section.
+table, writes JSON (``--out``) and, with ``--page``, the performance page's section.
 
-    python bench/run.py [--sizes 100,1000,5000] [--out bench-results.json] [--readme README.md]
+    python bench/run.py [--sizes 100,1000,5000] [--out bench-results.json] [--page docs/performance.md]
 """
 
 from __future__ import annotations
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of a quick figure (median)")
     parser.add_argument("--repeat-below", type=float, default=10, help="a figure is quick below this many seconds")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results.json")
-    parser.add_argument("--readme", type=Path, help="rewrite this README's performance section")
+    parser.add_argument("--page", type=Path, help="rewrite the performance section of this page (docs/performance.md)")
     parser.add_argument("--keep", action="store_true", help="keep the generated projects and outputs")
     parser.add_argument("--no-ci", action="store_true", help="skip the pull request in CI mode (base cache)")
     parser.add_argument("--no-explain", action="store_true", help="skip the explain scripts")
@@ -458,13 +458,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copytree(realistic, target, ignore=shutil.ignore_patterns("__pycache__"))
             document["realistic"] = bench.project(target, "realproj.settings")
     save()
-    from report import render_readme_section, render_table
+    from report import render_performance_page, render_table
 
     print(render_table(document))
-    if args.readme:
-        from report import write_readme
+    if args.page:
+        from report import write_page
 
-        write_readme(args.readme, render_readme_section(document))
+        write_page(args.page, render_performance_page(document))
     if args.keep:
         print(f"kept {work}", file=sys.stderr)
     else:

@@ -76,7 +76,7 @@ def yields_to_lock_requests(backend_type: str | None, query: str | None) -> bool
 def read_sessions(connection, tables: set[str]) -> list[Session]:
     """Other sessions' table locks on ``tables`` (as :func:`relation_name` names them; Django
     connection), read in a READ ONLY transaction with short timeouts. pg_stat_activity shows other
-    roles' queries only to members of pg_read_all_stats (see the README's role SQL)."""
+    roles' queries only to members of pg_read_all_stats (see the role SQL in docs/ci-and-release.md)."""
     from django.db import transaction
 
     if not tables:

@@ -259,7 +259,7 @@ def summary_line(report: Report) -> str:
 
 
 def render_json(report: Report) -> str:
-    """The report as JSON (schema in the README, version ``schema_version``)."""
+    """The report as JSON (schema in docs/reports.md, version ``schema_version``)."""
     migrations = []
     for result in report.migrations:
         migrations.append({

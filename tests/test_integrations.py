@@ -219,7 +219,7 @@ def test_pre_commit_hook_lints_the_staged_migrations(project):
 
 
 def test_pre_commit_hook_with_options_before_files(project):
-    """The README's pattern for options: args: [--stats, prod-stats.json, --files]."""
+    """docs/ci-integrations.md's pattern for options: args: [--stats, prod-stats.json, --files]."""
     project.migrate("0004")
     dump = project.cli("stats", "dump", "--dsn", project.dsn, "--output", "prod-stats.json")
     assert dump.code == 0, dump.err

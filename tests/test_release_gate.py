@@ -14,14 +14,14 @@ import pytest
 
 from tests.test_lint_migrations import SMALL_THRESHOLD, _finding
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+RELEASE_DOC = Path(__file__).resolve().parent.parent / "docs" / "ci-and-release.md"
 
 
 def _role_sql() -> str:
-    """The least-privilege role SQL exactly as the README documents it."""
-    text = README.read_text()
+    """The least-privilege role SQL exactly as docs/ci-and-release.md documents it."""
+    text = RELEASE_DOC.read_text()
     match = re.search(r"<!-- role-sql -->\n```sql\n(.*?)```", text, re.S)
-    assert match, "the README documents the read-only role between <!-- role-sql --> and a ```sql block"
+    assert match, "docs/ci-and-release.md documents the read-only role between <!-- role-sql --> and a ```sql block"
     return match.group(1)
 
 
