@@ -16,7 +16,7 @@ who knows what the statement does approves it.
 
 ## Example
 ```sql
-ALTER TABLE shop_order SET ACCESS METHOD heap2;
+CREATE PUBLICATION shop_pub FOR TABLE shop_order;
 ```
 
 ## Use instead

@@ -12,7 +12,7 @@ from migration_guard.locks import Catalog
 from migration_guard.model import Severity, TableSize
 from migration_guard.parse import parse_sql_text
 from migration_guard.pipeline import analyse_statements
-from migration_guard.rules import get_rule
+from migration_guard.rules import ALL_RULES, get_rule
 from migration_guard.stats import Snapshot, TableSizes
 
 BIG, SMALL = 5_000_000, 2_000
@@ -205,3 +205,24 @@ def test_a_rule_is_size_aware_exactly_when_its_page_says_so(rule_id):
     rule = get_rule(rule_id)
     assert (rule_id, "error") in rules(SIZE_CASES[rule_id])
     assert (rule_id, "warning" if rule.sized else "error") in rules(SIZE_CASES[rule_id], rows=SMALL)
+
+
+def _example(rule) -> str:
+    return rule.doc.split("## Example", 1)[1].split("## Use instead", 1)[0]
+
+
+@pytest.mark.parametrize("rule", [rule for rule in ALL_RULES if "```sql" in _example(rule)], ids=lambda rule: rule.id)
+def test_the_sql_example_on_a_rule_page_triggers_the_rule(rule):
+    """The Example of a rule's documentation (its page in docs/rules, `migration-guard rules RULE`), where it is
+    SQL, is reported by that rule on tables of unknown size; order_number_uniq is an INVALID index left by a failed
+    concurrent build, as the database would say."""
+    sql = re.search(r"```sql\n(.*?)```", _example(rule), re.S).group(1)
+    catalog = (Catalog.empty().with_column_types(COLUMNS).with_indexes({"order_number_uniq": "shop_order"})
+               .with_invalid_indexes(["order_number_uniq"]))
+    sizes = TableSizes(snapshot=Snapshot(pg_version=16, server_version_num=None, taken_at=None, database="prod",
+                                         tables={}))
+    parsed = parse_sql_text(sql, "example.sql")
+    findings = analyse_statements(parsed, source="example.sql", sizes=sizes, pg_version=16, config=Config(),
+                                  catalog=catalog).findings
+    reported = {finding.statement_index for finding in findings if finding.rule == rule.id}
+    assert reported == set(range(len(parsed))), [(f.rule, f.statement_index) for f in findings]
