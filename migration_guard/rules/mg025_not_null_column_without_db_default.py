@@ -129,4 +129,5 @@ RULE = Rule(
     check=check,
     actions=frozenset({ActionKind.ADD_COLUMN, ActionKind.DROP_DEFAULT, ActionKind.DROP_COLUMN}),
     claims=False,  # about the code around the deploy, not the statement's own work: MG010 still speaks
+    sized=False,
 )

@@ -116,4 +116,5 @@ RULE = Rule(
     check=check,
     actions=frozenset({ActionKind.SET_NOT_NULL, ActionKind.ADD_CONSTRAINT, ActionKind.DROP_NOT_NULL}),
     claims=False,  # about the code around the deploy, not the statement's own work: MG010 still speaks
+    sized=False,
 )

@@ -113,4 +113,5 @@ RULE = Rule(
     check=check,
     actions=frozenset({ActionKind.ALTER_COLUMN_TYPE}),
     claims=False,  # about the code around the deploy, not the statement's own work: MG010 still speaks
+    sized=False,
 )
