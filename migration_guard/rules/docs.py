@@ -44,9 +44,9 @@ def _approval(rule: Rule) -> str:
     if rule.severity is not Severity.ERROR:
         return (
             "## How to approve\n"
-            "A warning does not block, so there is nothing to approve. "
-            f'`severity = {{ {rule.id} = "error" }}` in `[tool.migration_guard]`\n'
-            "makes it block; it is then approved like any blocking finding.\n"
+            f"Its default severity, {rule.severity.value}, does not block, so there is nothing to approve.\n"
+            f'`severity = {{ {rule.id} = "error" }}` in `[tool.migration_guard]` makes it block; it is then approved\n'
+            "like any blocking finding.\n"
         )
     return (
         "## How to approve\n"
