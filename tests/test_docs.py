@@ -70,6 +70,17 @@ def test_a_rule_page_says_what_why_example_instead_and_how_to_approve(rule):
     assert cli("rules", rule.id).output == page  # the command prints the page's text
 
 
+def test_a_rule_page_says_whether_its_verdict_depends_on_the_table_size():
+    """MG008 checks whole transactions (check_transaction), not statements, and is size-aware all the same:
+    a warning when the long work is RunPython behind locks on small tables only."""
+    rules = {rule.id: rule for rule in ALL_RULES}
+    sized = "Default severity: error on a table above the threshold or of unknown size, a warning below it."
+    for rule_id in ("MG002", "MG008"):
+        assert sized in rule_page(rules[rule_id]), rule_id
+    for rule_id in ("MG012", "MG905"):
+        assert "Default severity: error (blocks whatever the table's size)." in rule_page(rules[rule_id]), rule_id
+
+
 def test_write_docs_writes_pages_and_index_keeps_hand_written_text_and_drops_old_pages(tmp_path):
     (tmp_path / "MG999.md").write_text("a rule that no longer exists\n")
     (tmp_path / "notes.md").write_text("not a rule page\n")

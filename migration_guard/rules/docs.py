@@ -35,7 +35,8 @@ INDEX_END = "<!-- rules:end -->"
 def _severity_line(rule: Rule) -> str:
     if rule.severity is not Severity.ERROR:
         return f"Default severity: {rule.severity.value} (does not block)."
-    if rule.check is not None and rule.sized:
+    # A transaction rule (MG008) weighs table sizes as a statement rule does.
+    if (rule.check is not None or rule.check_transaction is not None) and rule.sized:
         return "Default severity: error on a table above the threshold or of unknown size, a warning below it."
     return "Default severity: error (blocks whatever the table's size)."
 

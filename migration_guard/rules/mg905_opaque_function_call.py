@@ -12,6 +12,9 @@ DOC = """\
 ## What it does
 Reports `SELECT f(...)` where `f` is not a known built-in function of PostgreSQL, `CALL p(...)`
 and `DO $$ ... $$`: the code they run is not in the migration, so the gate cannot tell what it locks.
+Under `--scratch` a `DO` block or `CALL` is run on the scratch database and the finding names the
+table locks it really took: then it is an error on a table above the threshold or of unknown size and
+a warning below it, and a warning when it took no lock on an existing table.
 
 ## Why is this bad?
 A function can run any statement: `ALTER TABLE`, `CREATE INDEX`, a backfill of every row. The gate

@@ -76,7 +76,7 @@ def test_every_advice_rule_is_registered_documented_and_never_blocking_by_defaul
             assert heading in rule.doc, (rule.id, heading)
     result = CliRunner().invoke(main, ["rules", "MG036"])
     assert result.exit_code == 0 and "# MG036 foreign-key-without-index" in result.output
-    assert "Default severity: warning." in result.output
+    assert "Default severity: warning (does not block)." in result.output
 
 
 # -- MG030 / MG031: JSON ----------------------------------------------------------------------------
