@@ -130,7 +130,7 @@ class Guard:
             if reason is not None:
                 shown = mask_sql(str(sql).strip())
                 self.refused.append(Refusal(shown, reason, self.migration, self.mode))
-                raise StatementRefused(f"migration_guard refused to send {_short(shown)}: {reason}")
+                raise StatementRefused(f"migration_guard refused to send {shorten_sql(shown)}: {reason}")
         return execute(sql, params, many, context)
 
     @contextlib.contextmanager
@@ -158,9 +158,10 @@ def _classifiable(sql, params) -> str:
     return _PLACEHOLDER.sub(lambda m: "%" if m.group(0) == "%%" else "(NULL)", text)
 
 
-def _short(sql: str) -> str:
+def shorten_sql(sql: str, limit: int = 200) -> str:
+    """``sql`` on one line, cut to ``limit`` characters (for messages)."""
     text = " ".join(sql.split())
-    return text if len(text) <= 200 else text[:197] + "..."
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 @functools.lru_cache(maxsize=512)

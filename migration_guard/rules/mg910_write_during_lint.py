@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from migration_guard.guard import READ_ONLY
+from migration_guard.guard import READ_ONLY, shorten_sql
 from migration_guard.model import Finding, Severity
 from migration_guard.rules.base import MigrationContext, Rule
 
@@ -42,18 +42,13 @@ def check_migration(ctx: MigrationContext):
             rule=RULE.id,
             slug=RULE.slug,
             severity=ctx.config.severity.get(RULE.id, RULE.severity),
-            message=f"Migration {ctx.rendered.label} sent {_short(refusal.sql)!r} while it was rendered; the gate "
+            message=f"Migration {ctx.rendered.label} sent {shorten_sql(refusal.sql, 160)!r} while it was rendered; the gate "
                     f"refused to send it: {refusal.reason}.",
             migration=ctx.rendered.label,
             recipe="# send SQL through schema_editor.execute(), RunSQL or RunPython, never a cursor of its own "
                    "while rendering",
             fingerprint=hashlib.sha256(refusal.sql.encode()).hexdigest()[:16],
         )
-
-
-def _short(sql: str) -> str:
-    text = " ".join(sql.split())
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 RULE = Rule(

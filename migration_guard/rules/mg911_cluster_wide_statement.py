@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from migration_guard.guard import SCRATCH
+from migration_guard.guard import SCRATCH, shorten_sql
 from migration_guard.model import Finding, Severity
 from migration_guard.rules.base import MigrationContext, Rule
 
@@ -44,18 +44,13 @@ def check_migration(ctx: MigrationContext):
             rule=RULE.id,
             slug=RULE.slug,
             severity=ctx.config.severity.get(RULE.id, RULE.severity),
-            message=f"Migration {ctx.rendered.label} sent {_short(refusal.sql)!r}, which the gate did not run on "
+            message=f"Migration {ctx.rendered.label} sent {shorten_sql(refusal.sql, 160)!r}, which the gate did not run on "
                     f"the scratch database: {refusal.reason}.",
             migration=ctx.rendered.label,
             recipe="# change roles, databases and server settings outside migrations;\n"
                    "# lint untrusted migration code with --embedded (a throwaway server of its own)",
             fingerprint=hashlib.sha256(refusal.sql.encode()).hexdigest()[:16],
         )
-
-
-def _short(sql: str) -> str:
-    text = " ".join(sql.split())
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 RULE = Rule(
