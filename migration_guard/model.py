@@ -277,6 +277,11 @@ class Statement:
     # Column types known before this statement runs, from the migration's project state:
     # ((table, column), db_type) pairs. Lets the lock model tell a binary-coercible type change.
     column_types: tuple[tuple[tuple[str, str], str], ...] = ()
+    # The CHECK constraints the project state has on that column's table (its model's
+    # ``Meta.constraints``, the field's own ``db_check``), before this statement runs: ((table, name),
+    # CHECK expression as SQL) pairs. For a table the lock model's catalog does not know, they say
+    # which CHECKs a type change checks again.
+    model_checks: tuple[tuple[tuple[str, str], str], ...] = ()
     # The SQL as it ran, when ``sql`` is not it: ``sql`` is what reports show (parameters as $1,
     # credentials masked); this one, with the values, is only ever run again (trace), never shown.
     executed: str | None = field(default=None, repr=False, compare=False)

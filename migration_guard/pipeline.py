@@ -211,7 +211,7 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
         statement = item.statement
         if statement.column_types:
             state.catalog = state.catalog.with_column_types(dict(statement.column_types), consume=True)
-        effects = _effects(item, pg_version, state.catalog)
+        effects = _effects(item, pg_version, _with_model_checks(state.catalog, statement.model_checks))
         invalid = _first_touch_invalid(effects, state.catalog, touched)
         state.catalog = advance(state.catalog, effects, consume=True)  # the walk drops the old one
         created = state.catalog.created_tables
@@ -314,6 +314,14 @@ def _first_touch_invalid(effects: Effects, catalog: Catalog, touched: set) -> tu
         touched.add(claim_key(lock.relation))
         found += [(index, lock.relation) for index in catalog.invalid_indexes_on(lock.relation)]
     return tuple(found)
+
+
+def _with_model_checks(catalog: Catalog, checks) -> Catalog:
+    """``catalog`` plus the project state's CHECK constraints (``Statement.model_checks``) of tables it does
+    not know, taken as validated, for one statement: they make a type change scan (the cautious answer), and
+    are not kept for later statements, where a CHECK could prove something instead."""
+    unknown = {key: (expression, True) for key, expression in checks if not catalog.knows_table(key[0])}
+    return catalog.with_checks(unknown) if unknown else catalog
 
 
 def _effects(item: ParsedStatement, pg_version: int, catalog: Catalog) -> Effects:

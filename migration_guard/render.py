@@ -334,6 +334,7 @@ class _Recording:
     current: Operation | None = None
     current_atomic: bool = True
     column_types: tuple = ()
+    model_checks: tuple = ()
     deferred_owner: dict[int, Operation] = field(default_factory=dict)
     in_deferred: bool = False
     # The operation each ``editor.execute`` call in progress runs for (deferred SQL: the one that deferred it).
@@ -365,6 +366,7 @@ class _Recording:
                 kind=kind,
                 deferred=self.in_deferred,
                 column_types=self.column_types if not self.in_deferred else (),
+                model_checks=self.model_checks if not self.in_deferred else (),
             )
         )
 
@@ -435,7 +437,7 @@ def _run_operation(connection, migration, operation, described, state, editor, r
     described = replace(described, changes=_changes(facts, operation, migration.app_label, old_state, state))
     recording.current = described
     recording.operations.append(described)
-    recording.column_types = _column_types(operation, migration.app_label, old_state, connection)
+    recording.column_types, recording.model_checks = _old_column(operation, migration.app_label, old_state, editor)
     if isinstance(operation, RunPython) and _does_nothing(operation.code):
         return state  # RunPython.noop, or a function with an empty body: no work, no statement
     if not operation.reduces_to_sql or isinstance(operation, RunPython):
@@ -645,21 +647,43 @@ def _numbered_placeholders(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda m: "%" if m.group(0) == "%%" else f"${next(numbers)}", sql)
 
 
-def _column_types(operation, app_label, old_state, connection) -> tuple:
-    """For AlterField-like operations, the column's type before the change."""
+def _old_column(operation, app_label, old_state, editor) -> tuple[tuple, tuple]:
+    """For AlterField-like operations, the column's type before the change (``Statement.column_types``)
+    and the CHECK constraints of its table in the project state (``Statement.model_checks``)."""
     field_name = getattr(operation, "name", None)
     model_name = getattr(operation, "model_name", None)
     if not (field_name and model_name and hasattr(operation, "field")):
-        return ()
+        return (), ()
     try:
         model = old_state.apps.get_model(app_label, model_name)
         old_field = model._meta.get_field(field_name)
     except (LookupError, FieldDoesNotExist):  # AddField: no old column
-        return ()
-    db_type = old_field.db_type(connection)
+        return (), ()
+    db_type = old_field.db_type(editor.connection)
     if not db_type or not getattr(old_field, "column", None):
-        return ()
-    return (((model._meta.db_table, old_field.column), db_type),)
+        return (), ()
+    table = model._meta.db_table
+    checks = []
+    own = old_field.db_check(editor.connection)
+    if own:
+        checks.append(((table, f"{table}_{old_field.column}_check"), own))
+    for constraint in model._meta.constraints:
+        if isinstance(constraint, models.CheckConstraint):
+            checks.append(((table, constraint.name), _check_expression(constraint, model, editor)))
+    return (((table, old_field.column), db_type),), tuple(checks)
+
+
+_CHECK_SQL = re.compile(r"CONSTRAINT .+? CHECK \((.*)\)", re.DOTALL)
+
+
+def _check_expression(constraint, model, editor) -> str:
+    """The SQL expression of a ``CheckConstraint``, as the schema editor writes it; "" when it cannot be
+    written (the lock model then takes it to read every column)."""
+    try:
+        found = _CHECK_SQL.fullmatch(constraint.constraint_sql(model, editor))
+    except Exception:  # a condition the project's code makes uncompilable: unknown, not an error here
+        return ""
+    return found.group(1) if found else ""
 
 
 def _describe(operation) -> str:

@@ -6,6 +6,11 @@ state, or everything from a live database with :func:`migration_guard.locks.intr
 and the analyser reads it to decide what it cannot see in one statement alone:
 
 - ``created_tables``: tables created earlier in the plan (locking them hurts nobody);
+- ``from_database``: whether it was read from a database (it then knows every relation and type there);
+- ``described_tables``: the tables whose indexes, constraints, foreign keys, partitions and views it
+  knows in full: every table of the database it was read from, and the tables created in the plan.
+  For any other table, no index (or CHECK, or key) known means *not known*, not *none*: the lock
+  model then assumes the costly effect (an index rebuilt) where it cannot be ruled out;
 - ``column_types``: ``(table, column) -> type`` (binary-coercible ALTER COLUMN TYPE needs the old type);
 - ``not_null_checks``: validated ``CHECK (column IS NOT NULL)`` constraints (SET NOT NULL skips its scan);
 - ``not_null_columns``: columns known NOT NULL (ADD PRIMARY KEY then needs no NULL scan);
@@ -142,6 +147,8 @@ class Catalog:
     """The schema facts known before a statement runs. Build with :meth:`empty` and the ``with_*`` methods."""
 
     created_tables: frozenset[str] = frozenset()
+    from_database: bool = False  # read from a database: every relation and type there is known
+    described_tables: frozenset[str] = frozenset()  # tables whose indexes, constraints, keys... are all known
     column_types: Mapping[tuple[str, str], str] = field(default_factory=lambda: _frozen({}))
     # (table, column, constraint name) of validated CHECK constraints that prove column IS NOT NULL
     not_null_checks: frozenset[tuple[str, str, str]] = frozenset()
@@ -219,6 +226,11 @@ class Catalog:
         """This catalog plus tables created earlier in the plan."""
         return replace(self, created_tables=self.created_tables | {_key(t) for t in tables})
 
+    def with_database_read(self, tables: Iterable[str]) -> Catalog:
+        """This catalog as read from a database that holds ``tables``: it knows every relation and type
+        there, and every index, constraint, foreign key, partition and view of those tables."""
+        return replace(self, from_database=True, described_tables=self.described_tables | {_key(t) for t in tables})
+
     def with_timezone(self, timezone: str | None) -> Catalog:
         """This catalog with the session TimeZone (Django sets ``UTC`` when ``USE_TZ = True``)."""
         return replace(self, timezone=timezone)
@@ -273,10 +285,16 @@ class Catalog:
         return replace(self, types=_frozen(merged))
 
     # -- questions ------------------------------------------------------------------------------
-    @property
-    def from_database(self) -> bool:
-        """Whether the catalog was read from a database (it then knows every relation and type there)."""
-        return bool(self.relkinds)
+    def knows_table(self, table: str) -> bool:
+        """Whether the catalog knows every index, constraint, foreign key, partition and view of ``table``
+        (read from a database that has it, or created in the plan). When it does not, a lookup that finds
+        none says nothing."""
+        return _key(table) in self.described_tables
+
+    def knows_absent(self, relation: str) -> bool:
+        """Whether ``relation`` is known not to exist (the catalog was read from a database without it, and
+        the plan did not create it)."""
+        return self.from_database and _key(relation) not in self.relkinds and _key(relation) not in self.described_tables
 
     def is_invalid_index(self, index: str) -> bool:
         """Whether ``index`` exists and is INVALID."""
@@ -409,8 +427,8 @@ class Catalog:
 
     def _state(self) -> tuple:
         return (
-            self.created_tables, frozenset(self.column_types.items()), self.not_null_checks,
-            self.pending_not_null_checks, self.not_null_columns, frozenset(self.foreign_keys),
+            self.created_tables, self.from_database, self.described_tables, frozenset(self.column_types.items()),
+            self.not_null_checks, self.pending_not_null_checks, self.not_null_columns, frozenset(self.foreign_keys),
             frozenset(self.indexes.items()), frozenset(self.index_columns.items()), self.timezone,
             frozenset(self.relkinds.items()), frozenset(self.children.items()),
             frozenset(self.default_partitions.items()), frozenset(self.unique_constraints.items()),
@@ -435,6 +453,7 @@ def advance(catalog: Catalog, effects: Effects, *, consume: bool = False) -> Cat
 # _Mutable attribute -> (Catalog field, how to make a scratch copy of it)
 _THAW = {
     "created": ("created_tables", set),
+    "described": ("described_tables", set),
     "types": ("column_types", dict),
     "checks": ("not_null_checks", set),
     "pending": ("pending_not_null_checks", set),
@@ -511,6 +530,8 @@ class _Mutable:
 
         frozen = Catalog(
             created_tables=part("created", frozenset),
+            from_database=catalog.from_database,
+            described_tables=part("described", frozenset),
             column_types=part("types", MappingProxyType),
             not_null_checks=part("checks", frozenset),
             pending_not_null_checks=part("pending", frozenset),
@@ -594,6 +615,7 @@ class _Mutable:
         kind, table, column, detail = action.kind, _key(action.table), action.column, action.detail
         if kind is ActionKind.CREATE_TABLE:
             self.created.add(table)
+            self.described.add(table)  # every index and constraint it has comes from the plan
             for name, type_ in detail.get("columns", ()):
                 self.types[(table, name)] = type_
             self.not_null.update((table, c) for c in detail.get("not_null_columns", ()))
@@ -705,6 +727,8 @@ class _Mutable:
 
     def _forget_table(self, table: str) -> None:
         self.created.discard(table)
+        if table in self._current("described"):
+            self.described.discard(table)
         self.types = {k: v for k, v in self.types.items() if k[0] != table}
         self.checks = {c for c in self.checks if c[0] != table}
         self.pending = {c for c in self.pending if c[0] != table}
@@ -723,6 +747,10 @@ class _Mutable:
     def _rename_table(self, old: str, new: str) -> None:
         if old in self.created:
             self.created = (self.created - {old}) | {new}
+        if old in self._current("described"):
+            self.described = (self.described - {old}) | {new}
+        if old in self._current("relkinds"):
+            self.relkinds[new] = self.relkinds.pop(old)
         self.types = {((new if t == old else t), c): v for (t, c), v in self.types.items()}
         self.checks = {((new if t == old else t), c, n) for t, c, n in self.checks}
         self.pending = {((new if t == old else t), c, n) for t, c, n in self.pending}

@@ -151,6 +151,7 @@ def catalog_from_database(conn) -> Catalog:
         .with_timezone(timezone)
         .with_not_null_checks(pending, validated=False)
         .with_relations(relkinds)
+        .with_database_read(relkinds)
         .with_unique_constraints(uniques)
         .with_checks(checks_sql)
         .with_view_tables({v: sorted(t) for v, t in views.items()})

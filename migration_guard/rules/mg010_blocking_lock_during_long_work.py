@@ -21,7 +21,8 @@ TABLESPACE / SET LOGGED / SET UNLOGGED / SET ACCESS METHOD / SET EXPRESSION`, `R
 `REFRESH MATERIALIZED VIEW` without `CONCURRENTLY`, `ALTER DOMAIN ... ADD CONSTRAINT`, `ATTACH
 PARTITION` without a CHECK constraint that proves the bound, a new partition next to a DEFAULT one,
 `ADD CONSTRAINT ... EXCLUDE`, `ADD PRIMARY KEY USING INDEX` on a nullable column, a type change
-that adds a collation to an indexed column or re-checks a CHECK constraint.
+that adds a collation to an indexed column (or to a column of a table whose indexes are not known:
+the linting database does not have it, or `explain` has no `--dsn`) or re-checks a CHECK constraint.
 
 ## Why is this bad?
 The lock is held for the whole copy or scan: on a large table, every query that needs what the
@@ -72,6 +73,11 @@ def check(ctx: StatementContext):
             its = f"its index {names[0]}" if len(names) == 1 else f"its indexes {', '.join(names)}"
             message = (f'Changing the collation of "{table}"."{action.column}" rewrites no row but rebuilds {its} '
                        f"while holding {mode.label}, which blocks {mode.blocks} until {'it is' if len(names) == 1 else 'they are'} built.")
+        elif action.detail.get("assumed_indexes"):
+            message = (f'Changing the collation of "{table}"."{action.column}" rewrites no row but rebuilds every index '
+                       f"on it while holding {mode.label}, which blocks {mode.blocks} until they are built; its "
+                       f'indexes are not known here, so they are assumed (lint against a database that has "{table}", '
+                       "or give explain --dsn).")
         yield ctx.finding(RULE, table=table, lock=mode, work=work, message=message, recipe=_recipe(ctx, action))
 
 
@@ -102,6 +108,12 @@ def _recipe(ctx: StatementContext, action) -> str:
                                split_note("then SET NOT NULL (it skips the scan) and this statement reads nothing")])
         case ast.AlterTableStmt() if action.kind is ActionKind.ALTER_COLUMN_TYPE and action.detail.get("rebuilt"):
             return _collation_recipe(action)
+        case ast.AlterTableStmt() if action.kind is ActionKind.ALTER_COLUMN_TYPE and action.detail.get("assumed_indexes"):
+            return "\n".join([
+                f"# the indexes on {q(action.column)} are not known here: lint against a database that has "
+                f"{q(action.table)} for this recipe",
+                "# with their names; its shape, for each index <index> on the column:",
+                _collation_recipe(action, (("<index>", (action.column,), False),))])
         case ast.AlterTableStmt() if action.kind is ActionKind.ALTER_COLUMN_TYPE:
             return "\n".join([split_note("the column's CHECK constraint is checked again under ACCESS EXCLUSIVE"),
                                "# drop the CHECK first, change the type, then add the CHECK back NOT VALID and",
@@ -110,12 +122,13 @@ def _recipe(ctx: StatementContext, action) -> str:
             "# otherwise run it in a maintenance window and approve it")
 
 
-def _collation_recipe(action) -> str:
+def _collation_recipe(action, rebuilt=None) -> str:
     """Build each index with the new collation CONCURRENTLY, then swap them in one short step: the
     type change keeps an index whose columns already have the collation (measured: its relfilenode
-    stays), and ``UNIQUE USING INDEX`` takes an index only once the column has the index's collation."""
+    stays), and ``UNIQUE USING INDEX`` takes an index only once the column has the index's collation.
+    ``rebuilt``: ``(index, columns, backs a constraint)`` of each index (default: the action's)."""
     table, column, collation = q(action.table), q(action.column), q(action.detail["collation"])
-    rebuilt = action.detail["rebuilt"]
+    rebuilt = action.detail["rebuilt"] if rebuilt is None else rebuilt
     if any(name.endswith("_pkey") for name, _columns, backs in rebuilt if backs):
         return "\n".join([
             "# the column is in the primary key: foreign keys to it depend on the constraint, which cannot be",

@@ -552,6 +552,7 @@ def test_not_valid_foreign_key_on_a_partitioned_table_from_18():
 
 def test_partitioned_table_statements_reach_every_partition():
     catalog = (Catalog.empty().with_relations({"ev": "partitioned table", "ev_1": "table", "ev_2": "table"})
+               .with_database_read(("ev", "ev_1", "ev_2"))
                .with_children("ev", ("ev_1", "ev_2")).with_indexes({"ev_created_idx": "ev"}, {"ev_created_idx": ("c",)}))
     effects = run("ALTER TABLE ev ADD COLUMN s float8 DEFAULT random()", catalog=catalog)
     assert locks(effects) == {"ev": AE, "ev_1": AE, "ev_2": AE}

@@ -383,6 +383,8 @@ def _alter_column_type(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> Non
     f = ctx.fact(key)
     collation = ".".join(n.sval for n in col.collClause.collname) if col.collClause is not None else None
     rebuilt: tuple[str, ...] = ()
+    # Indexes not known (the catalog has no record of the table): any it has are rebuilt, so assume they are.
+    assumed = False
     checked = () if f.rewrites else _checks_using(ctx.catalog, table, column)
     if f.rewrites:
         reason = (f"changing {q_col} to {new_text}: {why}, so PostgreSQL rewrites every row of {_q(table)} and "
@@ -391,7 +393,14 @@ def _alter_column_type(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> Non
         reason = f"changing {q_col} to {new_text}: {why}, so no row is rewritten"
         if collation:
             rebuilt = ctx.catalog.indexes_on(table, column)
-            on = f"its indexes {', '.join(map(_q, rebuilt))}" if rebuilt else "any index on it (none is known)"
+            assumed = not rebuilt and not ctx.catalog.knows_table(table)
+            if rebuilt:
+                on = f"its indexes {', '.join(map(_q, rebuilt))}"
+            elif assumed:
+                on = (f"every index on it (the indexes of {_q(table)} are not known without a catalog read from a "
+                      "database that has it: assumed)")
+            else:
+                on = "any index on it (it has none)"
             reason += f", but the collation {_q(collation)} rebuilds {on} under ACCESS EXCLUSIVE"
         elif not checked:
             reason += " (ACCESS EXCLUSIVE is held briefly)"
@@ -411,7 +420,8 @@ def _alter_column_type(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> Non
         if f.rewrites:
             reason += " and checking them again"
     ctx.act(ActionKind.ALTER_COLUMN_TYPE, table, f, reason, column=column, new_type=new_text, old_type=old_text,
-            builds_index=bool(rebuilt) and ctx.fact("alter_column_type.collation").builds_index, collation=collation,
+            builds_index=bool(rebuilt or assumed) and ctx.fact("alter_column_type.collation").builds_index,
+            collation=collation, assumed_indexes=assumed,
             rebuilt=tuple((index, ctx.catalog.index_columns.get(index, ()),
                            ctx.catalog.unique_constraint(table, index) is not None) for index in rebuilt),
             scans=bool(checked) and ctx.fact("alter_column_type.check").scans, checks=checked,

@@ -195,8 +195,9 @@ class _RangeVars(_Search):
 
 
 def _missing(ctx: _Context, relation: str) -> bool:
-    """Whether the catalog (read from a database) knows ``relation`` does not exist."""
-    return bool(ctx.catalog.relkinds) and ctx.catalog.relkind(relation) is None
+    """Whether the catalog (read from a database) knows ``relation`` does not exist. A catalog that knows
+    only what the plan created knows nothing of the rest."""
+    return ctx.catalog.knows_absent(relation)
 
 
 class _Functions(_Search):

@@ -67,7 +67,7 @@ def _drop_indexes(node: ast.DropStmt, ctx: _Context) -> None:
     for obj in node.objects:
         index = _dotted(obj)
         table = ctx.catalog.index_table(index)
-        if node.missing_ok and ctx.catalog.relkinds and table is None:
+        if node.missing_ok and ctx.catalog.from_database and table is None:
             ctx.act(ActionKind.OTHER, None, ctx.fact("missing_table"), f"{_q(index)} does not exist, so DROP INDEX IF "
                     "EXISTS does nothing")
             continue

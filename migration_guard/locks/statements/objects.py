@@ -72,7 +72,7 @@ def _create_view(node: ast.ViewStmt, ctx: _Context) -> None:
     read = ctx.fact("create_view")
     for table in _relations_read(node.query):
         ctx.lock(table, read.mode, ctx.catalog.relkind(table) or "table")
-    exists = node.replace and (ctx.catalog.relkind(view) == "view" or not ctx.catalog.relkinds)
+    exists = node.replace and (ctx.catalog.relkind(view) == "view" or not ctx.catalog.from_database)
     if exists:
         f = ctx.fact("replace_view")
         ctx.lock(view, f.mode, "view")
@@ -122,7 +122,7 @@ def _drop_types(node: ast.DropStmt, ctx: _Context) -> None:
     for obj in node.objects:
         type_name = _dotted(obj.names) if isinstance(obj, ast.TypeName) else _dotted(obj)
         tables = tuple(dict.fromkeys(t for t, _ in ctx.catalog.columns_of_type(type_name)))
-        if node.behavior is DropBehavior.DROP_CASCADE and not tables and not ctx.catalog.relkinds:
+        if node.behavior is DropBehavior.DROP_CASCADE and not tables and not ctx.catalog.from_database:
             raise LookupError(f"which columns DROP TYPE {type_name} CASCADE drops is not known (no database catalog)")
         if node.behavior is DropBehavior.DROP_CASCADE and tables:
             f = ctx.fact("drop_type.cascade")
@@ -149,7 +149,7 @@ def _alter_domain(node: ast.AlterDomainStmt, ctx: _Context) -> None:
         return
     if not (adding_check or node.subtype == "O"):
         raise LookupError(f"ALTER DOMAIN subcommand {node.subtype!r} is not modelled")
-    if not ctx.catalog.columns_of_type(domain) and not ctx.catalog.relkinds:
+    if not ctx.catalog.columns_of_type(domain) and not ctx.catalog.from_database:
         raise LookupError(f"which tables use the domain {domain} is not known (no database catalog)")
     f = ctx.fact("alter_domain.check")
     what = "SET NOT NULL" if node.subtype == "O" else "ADD CONSTRAINT"

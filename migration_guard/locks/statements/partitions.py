@@ -53,14 +53,18 @@ def _attach_partition(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None
     ctx.lock(partition, f.other_mode)
     proof = _bound_proven(ctx.catalog, partition, table, bound)
     missing = _indexes_to_build(ctx.catalog, table, partition)
+    known = ctx.catalog.knows_table(table)
     reason = (f"ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE on {_q(table)} (reads and writes continue) and ACCESS "
               f"EXCLUSIVE on {_q(partition)}; ")
     reason += (f"the CHECK constraint {_q(proof)} proves the bound, so no row is read" if proof else
                f"every row of {_q(partition)} is read to check the partition bound")
     if missing:
         reason += f"; {', '.join(map(_q, missing))} of the parent must be built on it"
-    ctx.act(ActionKind.OTHER, partition, f, reason, mode=f.other_mode, scans=not proof, builds_index=bool(missing),
-            attach=None, partition_of=table)
+    elif not known:
+        reason += (f"; the indexes of {_q(table)} are not known without the database's catalog: each one is assumed "
+                   "built on it")
+    ctx.act(ActionKind.OTHER, partition, f, reason, mode=f.other_mode, scans=not proof,
+            builds_index=bool(missing) or not known, attach=None, partition_of=table)
     # for the catalog: the parent now has this child
     ctx.act(ActionKind.OTHER, table, f, f"{_q(partition)} becomes a partition of {_q(table)}", scans=False,
             attach=partition, default_partition=bool(bound is not None and bound.is_default))
@@ -70,6 +74,12 @@ def _attach_partition(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> None
         ctx.lock(default, d.mode)
         ctx.act(ActionKind.OTHER, default, d, f"the DEFAULT partition {_q(default)} is locked ACCESS EXCLUSIVE and "
                 "read in full for rows that belong to the new partition", partition_of=table)
+    elif not known and not (bound is not None and bound.is_default):
+        # Whether the parent has a DEFAULT partition is not known: assume it has (fail closed), as for PARTITION OF.
+        d = ctx.fact("attach_partition.default")
+        ctx.act(ActionKind.OTHER, table, d, f"whether {_q(table)} has a DEFAULT partition is not known without the "
+                "database's catalog: if it has one, it is locked ACCESS EXCLUSIVE and read in full for rows that "
+                "belong to the new partition", assumed_default=True)
 
 
 def _indexes_to_build(catalog: Catalog, parent: str, partition: str) -> tuple[str, ...]:
@@ -163,7 +173,7 @@ def _create_child(table: str, node: ast.CreateStmt, ctx: _Context) -> tuple[str,
                 ctx.lock(default, d.other_mode)
                 ctx.act(ActionKind.OTHER, default, d, f"the DEFAULT partition {_q(default)} is locked ACCESS EXCLUSIVE "
                         "and read in full for rows that would belong to the new partition", mode=d.other_mode)
-            elif not node.partbound.is_default and not ctx.catalog.from_database and not ctx.catalog.is_created(parent):
+            elif not node.partbound.is_default and not ctx.catalog.knows_table(parent):
                 # Whether the parent has a DEFAULT partition is not known: assume it has (fail closed).
                 d = ctx.fact("create_table.partition_of.default")
                 ctx.act(ActionKind.OTHER, parent, d, f"whether {_q(parent)} has a DEFAULT partition is not known without "
