@@ -444,12 +444,15 @@ class Action:
         generated_stored, check (bool: inline CHECK), references (table)
       ALTER_COLUMN_TYPE: new_type, old_type (None when unknown), using (SQL text or None), collation,
         rebuilt (((index, its columns, whether it backs a UNIQUE/PRIMARY KEY constraint), ...): indexes
-        a new collation rebuilds)
+        a new collation rebuilds), rebuilt_anyway (those of them with expressions or a WHERE, which no
+        index built beforehand spares), assumed_indexes (bool: the table's indexes are not known, so a
+        new collation is assumed to rebuild some)
       ADD_CONSTRAINT: contype ("check", "foreign_key", "unique", "primary_key", "exclusion",
         "not_null"), name, not_valid, using_index (index name or None), columns (tuple),
         references (table or None), expression (SQL text, for checks)
       VALIDATE_CONSTRAINT / DROP_CONSTRAINT: name
-      CREATE_INDEX / DROP_INDEX: name, concurrently, unique, columns (tuple)
+      CREATE_INDEX / DROP_INDEX: name, concurrently, unique, columns (tuple); CREATE_INDEX also reads
+        (every column an index with expressions or a WHERE reads; () for the others)
       DML: verb ("update", "delete", "insert"), where (bool: has a WHERE clause), bounded (bool: a key
         range or a LIMIT bounds the rows it writes), source (tables an INSERT ... SELECT reads), key (the
         table's primary key column, or "id"), alias (the table's alias in the statement)

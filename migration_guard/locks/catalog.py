@@ -15,7 +15,9 @@ and the analyser reads it to decide what it cannot see in one statement alone:
 - ``not_null_checks``: validated ``CHECK (column IS NOT NULL)`` constraints (SET NOT NULL skips its scan);
 - ``not_null_columns``: columns known NOT NULL (ADD PRIMARY KEY then needs no NULL scan);
 - ``foreign_keys``: which tables a drop or a type change reaches at the other end;
-- ``indexes``: the table of each index (DROP INDEX locks the table too);
+- ``indexes``: the table of each index (DROP INDEX locks the table too) and its key columns; for an index
+  with expressions or a WHERE, every column it reads (a collation change rebuilds every index that reads
+  the column, and such an index whatever was built beforehand);
 - ``timezone``: the session TimeZone (timestamp <-> timestamptz is free only in UTC);
 - ``relkinds``: what each known relation is (table, partitioned table, view, ...);
 - ``children``: the partitions (and inheritance children) of each parent, and which partition is
@@ -158,6 +160,8 @@ class Catalog:
     foreign_keys: tuple[ForeignKey, ...] = _ForeignKeysField()  # type: ignore[assignment]
     indexes: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # index -> table
     index_columns: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _frozen({}))  # index -> columns
+    # index with expressions or a WHERE -> every column it reads (its keys too); only such indexes are here
+    index_reads: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _frozen({}))
     timezone: str | None = None  # session TimeZone; None: unknown
     relkinds: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # relation -> "table", "view", ...
     children: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _frozen({}))  # parent -> children
@@ -214,13 +218,19 @@ class Catalog:
         """This catalog plus foreign keys."""
         return replace(self, foreign_keys=self.foreign_keys + tuple(keys))
 
-    def with_indexes(self, indexes: Mapping[str, str], columns: Mapping[str, tuple[str, ...]] | None = None) -> Catalog:
-        """This catalog plus ``{index name: table}`` and, when known, ``{index name: (column, ...)}``."""
+    def with_indexes(self, indexes: Mapping[str, str], columns: Mapping[str, tuple[str, ...]] | None = None,
+                     reads: Mapping[str, tuple[str, ...]] | None = None) -> Catalog:
+        """This catalog plus ``{index name: table}`` and, when known, ``{index name: (column, ...)}`` (its
+        keys) and, for indexes with expressions or a WHERE, ``{index name: (column, ...)}`` (every column it
+        reads)."""
         merged = dict(self.indexes)
         merged.update({_key(i): t for i, t in indexes.items()})
         merged_columns = dict(self.index_columns)
         merged_columns.update({_key(i): tuple(c) for i, c in (columns or {}).items()})
-        return replace(self, indexes=_frozen(merged), index_columns=_frozen(merged_columns))
+        merged_reads = dict(self.index_reads)
+        merged_reads.update({_key(i): tuple(c) for i, c in (reads or {}).items() if c})
+        return replace(self, indexes=_frozen(merged), index_columns=_frozen(merged_columns),
+                       index_reads=_frozen(merged_reads))
 
     def with_created_tables(self, tables: Iterable[str]) -> Catalog:
         """This catalog plus tables created earlier in the plan."""
@@ -406,10 +416,11 @@ class Catalog:
         return self.indexes.get(_key(index))
 
     def indexes_on(self, table: str, column: str) -> tuple[str, ...]:
-        """Known indexes of ``table`` that include ``column``."""
+        """Known indexes of ``table`` that include ``column``: as a key, in an expression or in their WHERE."""
         return tuple(sorted(
             index for index, owner in self.indexes.items()
-            if _key(owner) == _key(table) and column in self.index_columns.get(index, ())
+            if _key(owner) == _key(table) and (column in self.index_columns.get(index, ())
+                                               or column in self.index_reads.get(index, ()))
         ))
 
     @property
@@ -429,7 +440,8 @@ class Catalog:
         return (
             self.created_tables, self.from_database, self.described_tables, frozenset(self.column_types.items()),
             self.not_null_checks, self.pending_not_null_checks, self.not_null_columns, frozenset(self.foreign_keys),
-            frozenset(self.indexes.items()), frozenset(self.index_columns.items()), self.timezone,
+            frozenset(self.indexes.items()), frozenset(self.index_columns.items()),
+            frozenset(self.index_reads.items()), self.timezone,
             frozenset(self.relkinds.items()), frozenset(self.children.items()),
             frozenset(self.default_partitions.items()), frozenset(self.unique_constraints.items()),
             frozenset(self.view_tables.items()), frozenset(self.checks.items()),
@@ -461,6 +473,7 @@ _THAW = {
     "fks": ("foreign_keys", None),  # thawed from the catalog's _ForeignKeys index (see _Mutable.__getattr__)
     "indexes": ("indexes", dict),
     "index_columns": ("index_columns", dict),
+    "index_reads": ("index_reads", dict),
     "relkinds": ("relkinds", dict),
     "children": ("children", dict),
     "defaults": ("default_partitions", dict),
@@ -519,6 +532,9 @@ class _Mutable:
             indexes, index_columns = self.indexes, self.index_columns
             for stale in [i for i in index_columns if i not in indexes]:
                 del index_columns[stale]
+            index_reads = self.index_reads
+            for stale in [i for i in index_reads if i not in indexes]:
+                del index_reads[stale]
         if "children" in touched or not getattr(catalog, "_normalised", False):
             children = self.children
             for empty in [p for p, c in children.items() if not c]:
@@ -540,6 +556,7 @@ class _Mutable:
             foreign_keys=None if "fks" in touched else catalog.__dict__["_foreign_keys"],
             indexes=part("indexes", MappingProxyType),
             index_columns=part("index_columns", MappingProxyType),
+            index_reads=part("index_reads", MappingProxyType),
             timezone=self.timezone,
             relkinds=part("relkinds", MappingProxyType),
             children=part("children", MappingProxyType),
@@ -608,6 +625,8 @@ class _Mutable:
     def _drop_index(self, index: str) -> None:
         self.indexes.pop(index, None)
         self.index_columns.pop(index, None)
+        if index in self._current("index_reads"):
+            del self.index_reads[index]
         if index in self._current("invalid"):
             self.invalid.discard(index)
 
@@ -658,9 +677,10 @@ class _Mutable:
                 self.checks = {c for c in self.checks if c[:2] != (table, column)}
                 self._regroup()
             self._drop_foreign_keys(table, lambda fk: column in fk.columns)
-            # PostgreSQL drops an index with its column
+            # PostgreSQL drops an index with its column (read as a key, in an expression or in its WHERE)
+            reads = self._current("index_reads")
             for index in [i for i, t in self.indexes.items()
-                          if _key(t) == table and column in self.index_columns.get(i, ())]:
+                          if _key(t) == table and (column in self.index_columns.get(i, ()) or column in reads.get(i, ()))]:
                 self._drop_index(index)
         elif kind is ActionKind.RENAME_COLUMN and detail.get("new_name"):
             self._rename_column(table, column, detail["new_name"])
@@ -691,6 +711,10 @@ class _Mutable:
                 self.invalid.discard(_key(detail["name"]))
             self.indexes[_key(detail["name"])] = table
             self.index_columns[_key(detail["name"])] = tuple(detail.get("columns", ()))
+            if detail.get("reads"):
+                self.index_reads[_key(detail["name"])] = tuple(detail["reads"])
+            elif _key(detail["name"]) in self._current("index_reads"):
+                del self.index_reads[_key(detail["name"])]
         elif kind is ActionKind.DROP_INDEX and detail.get("name"):
             self._drop_index(_key(detail["name"]))
         elif kind is ActionKind.RENAME_INDEX and detail.get("name") and detail.get("new_name"):
@@ -699,6 +723,10 @@ class _Mutable:
             if owner:
                 self.indexes[_key(detail["new_name"])] = owner
                 self.index_columns[_key(detail["new_name"])] = columns
+            if _key(detail["name"]) in self._current("index_reads"):
+                reads = self.index_reads.pop(_key(detail["name"]))
+                if owner:
+                    self.index_reads[_key(detail["new_name"])] = reads
             if _key(detail["name"]) in self._current("invalid"):
                 self.invalid.discard(_key(detail["name"]))
                 self.invalid.add(_key(detail["new_name"]))
@@ -781,3 +809,7 @@ class _Mutable:
         self.index_columns = {
             i: tuple(renamed(_key(self.indexes.get(i, "")), c) for c in cols) for i, cols in self.index_columns.items()
         }
+        if self._current("index_reads"):
+            self.index_reads = {
+                i: tuple(renamed(_key(self.indexes.get(i, "")), c) for c in cols) for i, cols in self.index_reads.items()
+            }

@@ -95,7 +95,18 @@ SELECT CASE WHEN n.nspname = ANY (current_schemas(false)) THEN i.relname
             ELSE n.nspname || '.' || i.relname END, {_NAME},
        ARRAY(SELECT attname FROM pg_attribute WHERE attrelid = x.indrelid AND attnum = ANY (x.indkey::int2[])
              ORDER BY array_position(x.indkey::int2[], attnum)),
-       x.indisvalid
+       x.indisvalid,
+       -- an index with expressions or a WHERE: every column it reads (its keys, and what pg_depend says
+       -- its expressions and WHERE read); NULL for the others
+       CASE WHEN x.indexprs IS NOT NULL OR x.indpred IS NOT NULL THEN
+         ARRAY(SELECT a.attname FROM pg_attribute a
+                WHERE a.attrelid = x.indrelid AND a.attnum > 0
+                  AND (a.attnum = ANY (x.indkey::int2[])
+                       OR a.attnum IN (SELECT d.refobjsubid FROM pg_depend d
+                                        WHERE d.classid = 'pg_class'::regclass AND d.objid = x.indexrelid
+                                          AND d.refclassid = 'pg_class'::regclass AND d.refobjid = x.indrelid))
+                ORDER BY a.attname)
+       END
   FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE {_USER_SCHEMAS}
@@ -130,9 +141,10 @@ def catalog_from_database(conn) -> Catalog:
         for column in _proven_not_null(definition):
             (checks if validated else pending).append((table, column, name))
     rows = conn.execute(_INDEXES_SQL).fetchall()
-    indexes = {index: table for index, table, _columns, _valid in rows}
-    index_columns = {index: tuple(columns) for index, _table, columns, _valid in rows}
-    invalid = [index for index, _table, _columns, valid in rows if not valid]
+    indexes = {index: table for index, table, _columns, _valid, _reads in rows}
+    index_columns = {index: tuple(columns) for index, _table, columns, _valid, _reads in rows}
+    index_reads = {index: tuple(reads) for index, _table, _columns, _valid, reads in rows if reads}
+    invalid = [index for index, _table, _columns, valid, _reads in rows if not valid]
     timezone = conn.execute("SHOW TimeZone").fetchone()[0]
     relkinds = {name: _RELKIND_NAMES[kind] for name, kind in conn.execute(_RELATIONS_SQL).fetchall()}
     views: dict[str, list[str]] = {}
@@ -147,7 +159,7 @@ def catalog_from_database(conn) -> Catalog:
         .with_not_null_columns(not_null)
         .with_not_null_checks(checks)
         .with_foreign_keys(fks)
-        .with_indexes(indexes, index_columns)
+        .with_indexes(indexes, index_columns, index_reads)
         .with_timezone(timezone)
         .with_not_null_checks(pending, validated=False)
         .with_relations(relkinds)

@@ -112,7 +112,9 @@ def _recipe(ctx: StatementContext, action) -> str:
             return "\n".join([
                 f"# the indexes on {q(action.column)} are not known here: lint against a database that has "
                 f"{q(action.table)} for this recipe",
-                "# with their names; its shape, for each index <index> on the column:",
+                "# with their names; its shape, for each index <index> on the column (one with an expression or a",
+                "# WHERE is rebuilt by the change whatever is built beforehand: drop it CONCURRENTLY before, create",
+                "# it again CONCURRENTLY after):",
                 _collation_recipe(action, (("<index>", (action.column,), False),))])
         case ast.AlterTableStmt() if action.kind is ActionKind.ALTER_COLUMN_TYPE:
             return "\n".join([split_note("the column's CHECK constraint is checked again under ACCESS EXCLUSIVE"),
@@ -125,10 +127,25 @@ def _recipe(ctx: StatementContext, action) -> str:
 def _collation_recipe(action, rebuilt=None) -> str:
     """Build each index with the new collation CONCURRENTLY, then swap them in one short step: the
     type change keeps an index whose columns already have the collation (measured: its relfilenode
-    stays), and ``UNIQUE USING INDEX`` takes an index only once the column has the index's collation.
+    stays), and ``UNIQUE USING INDEX`` takes an index only once the column has the index's collation. An
+    index with expressions or a WHERE is rebuilt whatever was built beforehand (measured): it is dropped
+    before and built again after instead.
     ``rebuilt``: ``(index, columns, backs a constraint)`` of each index (default: the action's)."""
     table, column, collation = q(action.table), q(action.column), q(action.detail["collation"])
     rebuilt = action.detail["rebuilt"] if rebuilt is None else rebuilt
+    anyway = set(action.detail.get("rebuilt_anyway", ()))
+    computed = []
+    for name, _columns, backs in rebuilt:
+        if name not in anyway:
+            continue
+        computed += ([f"# {q(name)} backs a constraint and has an expression or a WHERE: the change rebuilds it "
+                      "whatever is built", "# beforehand; run it in a maintenance window and approve it"] if backs
+                     else [f"# {q(name)} has an expression or a WHERE: the change rebuilds it whatever is built "
+                           "beforehand; drop it", "# CONCURRENTLY before the change and create it again "
+                           "CONCURRENTLY after (queries go without it meanwhile)"])
+    rebuilt = tuple(entry for entry in rebuilt if entry[0] not in anyway)
+    if not rebuilt:
+        return "\n".join(computed)
     if any(name.endswith("_pkey") for name, _columns, backs in rebuilt if backs):
         return "\n".join([
             "# the column is in the primary key: foreign keys to it depend on the constraint, which cannot be",
@@ -145,7 +162,7 @@ def _collation_recipe(action, rebuilt=None) -> str:
         build.append(run_sql(f"CREATE {'UNIQUE ' if backs else ''}INDEX CONCURRENTLY {new} ON {table} ({keys})",
                              f"DROP INDEX CONCURRENTLY IF EXISTS {new}"))
         if not backs:
-            build.append(f"        # as {q(name)} is: copy its UNIQUE, WHERE, INCLUDE from SELECT pg_get_indexdef('{name}'::regclass)")
+            build.append(f"        # as {q(name)} is: copy its UNIQUE, USING, INCLUDE from SELECT pg_get_indexdef('{name}'::regclass)")
         swap.append(f"ALTER TABLE {table} DROP CONSTRAINT {q(name)}" if backs else f"DROP INDEX {q(name)}")
     swap.append(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {action.detail['new_type']} COLLATE {collation}")
     for name, _columns, backs in rebuilt:
@@ -154,6 +171,7 @@ def _collation_recipe(action, rebuilt=None) -> str:
                     else f"ALTER INDEX {new} RENAME TO {q(name)}")
     return "\n".join([
         *note,
+        *computed,
         split_note("a migration of its own, with atomic = False: the indexes with the new collation, built "
                    "CONCURRENTLY (reads and writes go on)"),
         *build,

@@ -183,3 +183,28 @@ def test_lint_migrations_with_a_snapshot_fails_closed_where_the_database_has_no_
     assert sorted(found) == ["0006", "0008"]  # label has no index: its collation changes nothing else
     assert "rebuilds its indexes" in found["0006"][0] and "not known" not in found["0006"][0]
     assert 'the validated CHECK "item_price_gte_0" is checked again' in found["0008"][0]
+
+
+def test_indexes_that_read_the_column_in_an_expression_or_their_where_are_rebuilt_too(fresh_dsn):
+    # The catalog knew an index's key columns only: upper(code) and WHERE code <> '' read none, so a
+    # database that had only such indexes on the column showed "none" and the collation change passed.
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE shop_order (id bigint PRIMARY KEY, code varchar(20), total int);"
+                     "CREATE INDEX shop_order_code_upper ON shop_order (upper(code));"
+                     "CREATE INDEX shop_order_total_coded ON shop_order (total) WHERE code <> '';"
+                     "CREATE INDEX shop_order_total ON shop_order (total)")
+        catalog = catalog_from_database(conn)
+    sql = "CREATE INDEX shop_order_code_lower ON shop_order (lower(code));\n" + COLLATION  # one made by the plan
+    [finding] = [f for f in _findings(sql, catalog) if f.statement_index == 1]
+    assert finding.rule == "MG010" and finding.message.startswith(
+        'Changing the collation of "shop_order"."code" rewrites no row but rebuilds its indexes "shop_order_code_lower", '
+        '"shop_order_code_upper", "shop_order_total_coded" while holding ACCESS EXCLUSIVE')
+    # nothing built beforehand spares them (measured below): the recipe drops them before and builds them after
+    assert finding.recipe.count("has an expression or a WHERE: the change rebuilds it") == 3
+    assert "RunSQL" not in finding.recipe
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        conn.execute('CREATE INDEX shop_order_code_upper_new ON shop_order (upper(code COLLATE "C"))')
+        before = conn.execute("SELECT relfilenode FROM pg_class WHERE relname = 'shop_order_code_upper_new'").fetchone()
+        conn.execute(COLLATION)
+        after = conn.execute("SELECT relfilenode FROM pg_class WHERE relname = 'shop_order_code_upper_new'").fetchone()
+    assert before != after

@@ -24,11 +24,11 @@ from migration_guard.locks.pgcatalog import (
 from migration_guard.locks.statements.common import (
     _AT,
     _CT,
+    _ColumnRefs,
     _Context,
     _Functions,
     _name,
     _q,
-    _Search,
     _SequenceCalls,
     _sql,
 )
@@ -424,6 +424,8 @@ def _alter_column_type(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> Non
             collation=collation, assumed_indexes=assumed,
             rebuilt=tuple((index, ctx.catalog.index_columns.get(index, ()),
                            ctx.catalog.unique_constraint(table, index) is not None) for index in rebuilt),
+            # with expressions or a WHERE: rebuilt by the change whatever index was built beforehand
+            rebuilt_anyway=tuple(index for index in rebuilt if index in ctx.catalog.index_reads),
             scans=bool(checked) and ctx.fact("alter_column_type.check").scans, checks=checked,
             using=_sql(using) if using is not None else None, other_tables=others,
             references=outgoing[0].referenced if outgoing and f.rewrites else None)
@@ -448,17 +450,8 @@ def _expression_columns(expression: str) -> frozenset[str]:
     """The column names an SQL expression (a CHECK's, as text) reads; every name when it does not parse."""
     from pglast import parse_sql
 
-    class _Columns(_Search):
-        def __init__(self) -> None:
-            super().__init__()
-            self.names: set[str] = set()
-
-        def visit_ColumnRef(self, ancestors, node) -> None:
-            if isinstance(node.fields[-1], ast.String):
-                self.names.add(node.fields[-1].sval)
-
     try:
-        found = _Columns()
+        found = _ColumnRefs()
         found(parse_sql(f"SELECT {expression}")[0].stmt)
     except Exception:
         return _EVERY_COLUMN

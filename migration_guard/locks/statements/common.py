@@ -200,6 +200,18 @@ def _missing(ctx: _Context, relation: str) -> bool:
     return ctx.catalog.knows_absent(relation)
 
 
+class _ColumnRefs(_Search):
+    """Column names an expression reads, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def visit_ColumnRef(self, ancestors, node) -> None:
+        if isinstance(node.fields[-1], ast.String):
+            self.names.append(node.fields[-1].sval)
+
+
 class _Functions(_Search):
     def __init__(self) -> None:
         super().__init__()

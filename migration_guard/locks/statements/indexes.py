@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pglast import ast
 
-from migration_guard.locks.statements.common import _AT, _Context, _dotted, _name, _q, _sql
+from migration_guard.locks.statements.common import _AT, _ColumnRefs, _Context, _dotted, _name, _q, _sql
 from migration_guard.model import ActionKind
 
 
@@ -24,6 +24,15 @@ def _create_index(node: ast.IndexStmt, ctx: _Context) -> None:
     columns = tuple(
         p.name if p.name else _sql(p.expr) for p in node.indexParams or ()
     )
+    # With expressions or a WHERE: every column it reads (a later collation change rebuilds it, whatever
+    # index was built beforehand).
+    computed = tuple(p.expr for p in node.indexParams or () if p.expr is not None) + (
+        (node.whereClause,) if node.whereClause is not None else ())
+    reads: tuple[str, ...] = ()
+    if computed:
+        refs = _ColumnRefs()
+        refs(computed)
+        reads = tuple(sorted({*refs.names, *(p.name for p in node.indexParams or () if p.name)}))
     exists = bool(node.if_not_exists and name and ctx.catalog.index_table(name))
     invalid = bool(name and ctx.catalog.is_invalid_index(name))
     kind = "unique index" if node.unique else "index"
@@ -41,7 +50,7 @@ def _create_index(node: ast.IndexStmt, ctx: _Context) -> None:
     detail = dict(name=name, concurrently=concurrently, unique=bool(node.unique), columns=columns,
                   method=node.accessMethod, partial=node.whereClause is not None,
                   include=tuple(p.name for p in node.indexIncludingParams or ()),
-                  if_not_exists=bool(node.if_not_exists), existing_invalid=invalid,
+                  if_not_exists=bool(node.if_not_exists), existing_invalid=invalid, reads=reads,
                   name_taken=bool(name and not node.if_not_exists and ctx.catalog.index_table(name)))
     if partitioned and not exists:
         p = ctx.fact("create_index.partitioned" if node.relation.inh else "create_index.only")
