@@ -703,6 +703,11 @@ class _Prefetch:
         finally:
             with contextlib.suppress(Exception):
                 wrapper.close()
+            # django.contrib.postgres looks up hstore's OIDs through connections[alias] when a connection
+            # starts: in this thread that opens one more session, left idle (CREATE DATABASE ... TEMPLATE
+            # of this database then fails) unless closed here.
+            with contextlib.suppress(Exception):
+                connections.close_all()
 
     def _get(self, name: str):
         self._thread.join()

@@ -445,3 +445,24 @@ def test_each_statement_runpython_executes_is_recorded_once(project, mode):
         'UPDATE "inventory_item" SET "quantity" = $1 WHERE "quantity" IS NULL',
     ]
     assert migration["statements"][0]["kind"] == "run_python"
+
+
+def test_lint_in_a_process_that_goes_on_leaves_no_session_behind(pg_server, fresh_db):
+    """The gate's second session (the catalog, read while the migrations load) closes all it opened in
+    its thread, django.contrib.postgres's look-up of hstore's OIDs included: right after lint_migrations,
+    in a process that goes on (safe_migrate, a test runner), no session of it is left on the database,
+    which can then be the template of another."""
+    import psycopg
+
+    from tests.recipe_apply import driver
+    from tests.test_sample_project import SAMPLE, demo, migrate
+
+    for app_label, name in demo.BASE_MIGRATIONS:
+        migrate(pg_server, fresh_db, app_label, name)
+    try:
+        _, lint, _ = driver(pg_server, SAMPLE, "shopsite.settings",
+                            [{"database": fresh_db}, {"manage": ["lint_migrations"]}, {"clone": f"{fresh_db}_copy"}])
+        assert lint["code"] == 1, lint  # it ran: the sample's pending migrations block
+    finally:
+        with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{fresh_db}_copy"')
