@@ -53,6 +53,11 @@ class Operation:
     # What it does at the Django level, one entry per model it changes (SeparateDatabaseAndState:
     # one per inner operation, with its scope); () for operations with no model (RunSQL, RunPython).
     changes: tuple[ModelChange, ...] = ()
+    # The index an AddIndex adds or the constraint an AddConstraint adds, as Python source (as makemigrations
+    # writes it, e.g. ``models.Index(fields=['status'], name='shop_order_status_idx')``), for recipes that
+    # keep it in Django's state; with the import lines it needs. None: another operation (or its code failed).
+    definition: str | None = None
+    definition_imports: tuple[str, ...] = ()
 
 
 # -- Django facts ------------------------------------------------------------------------------

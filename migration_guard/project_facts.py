@@ -17,14 +17,14 @@ from collections.abc import Iterable
 
 from django.db.backends.utils import strip_quotes, truncate_name
 from django.db.migrations.operations.fields import FieldOperation, RenameField
-from django.db.migrations.operations.models import IndexOperation, ModelOperation, RenameModel
+from django.db.migrations.operations.models import AddConstraint, AddIndex, IndexOperation, ModelOperation, RenameModel
 from django.db.migrations.operations.special import RunPython, RunSQL, SeparateDatabaseAndState
 from django.db.migrations.writer import MigrationWriter
 from django.db.models import NOT_PROVIDED, ForeignKey
 
 from migration_guard.model import FieldFacts, ModelChange, ModelFacts, StateFacts
 
-__all__ = ["FactsBuilder", "StateView", "TableIndex", "named_identifiers"]
+__all__ = ["FactsBuilder", "StateView", "TableIndex", "definition", "named_identifiers"]
 
 Key = tuple[str, str]  # (app_label, model_name_lower), as ProjectState.models keys models
 
@@ -340,6 +340,22 @@ def _model_key(model) -> Key | None:
         return (app_label, name.lower()) if app_label else None
     meta = getattr(model, "_meta", None)
     return (meta.app_label, meta.model_name) if meta is not None else None
+
+
+def definition(operation) -> tuple[str, tuple[str, ...]] | None:
+    """(the index of an ``AddIndex`` or the constraint of an ``AddConstraint`` as Python source, as
+    ``makemigrations`` writes it; the import lines it needs), or None: another operation, or one whose
+    index or constraint Django cannot write."""
+    value = (operation.index if isinstance(operation, AddIndex)
+             else operation.constraint if isinstance(operation, AddConstraint) else None)
+    if value is None:
+        return None
+    try:
+        text, needed = MigrationWriter.serialize(value)
+    except BaseException as exc:
+        _untrusted(exc)
+        return None
+    return text, tuple(sorted(needed))
 
 
 def _source(value, imports: set[str]) -> str:

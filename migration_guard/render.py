@@ -50,7 +50,7 @@ from migration_guard.model import (
     StatementKind,
 )
 from migration_guard.plan import Plan, migration_path
-from migration_guard.project_facts import FactsBuilder, StateView, TableIndex, named_identifiers
+from migration_guard.project_facts import FactsBuilder, StateView, TableIndex, definition, named_identifiers
 from migration_guard.state_cache import applied_state, state_of, unrendered_replay
 
 __all__ = ["bulk_load", "clone_state", "render_plan"]
@@ -434,7 +434,9 @@ def _run_operation(connection, migration, operation, described, state, editor, r
     if recording.before is None:
         recording.before = old_state
     operation.state_forwards(migration.app_label, state)
-    described = replace(described, changes=_changes(facts, operation, migration.app_label, old_state, state))
+    defined = definition(operation) or (None, ())
+    described = replace(described, changes=_changes(facts, operation, migration.app_label, old_state, state),
+                        definition=defined[0], definition_imports=defined[1])
     recording.current = described
     recording.operations.append(described)
     recording.column_types, recording.model_checks = _old_column(operation, migration.app_label, old_state, editor)

@@ -44,11 +44,8 @@ class RecipeMigration:
 def split_recipe(recipe: str) -> list[RecipeMigration]:
     """The migrations a recipe asks for, in order. A heading starts a migration; ``deploy N`` in it
     starts deploy N (else the migration belongs to the deploy before it); ``atomic = False`` or
-    ``non-atomic`` in it makes the migration non-atomic. A recipe that defines ``class Migration`` is
-    one whole module."""
-    if re.search(r"^class Migration\(", recipe, re.M):
-        heading = next((m["text"] for m in map(_HEADING.match, recipe.splitlines()) if m), "")
-        return [RecipeMigration(heading=heading, atomic="atomic = False" not in recipe, module=recipe)]
+    ``non-atomic`` in it makes the migration non-atomic. A migration that defines ``class Migration`` is
+    a whole module (a RunPython's function with it)."""
     migrations: list[RecipeMigration] = []
     for line in recipe.splitlines():
         heading = _HEADING.match(line)
@@ -67,6 +64,10 @@ def split_recipe(recipe: str) -> list[RecipeMigration]:
             migrations[-1].imports.append(line.strip())
         else:
             migrations[-1].lines.append(line)
+    for migration in migrations:
+        if any(line.startswith("class Migration(") for line in migration.lines):
+            migration.module = "\n".join([*migration.imports, *migration.lines])
+            migration.atomic = not any(line.strip() == "atomic = False" for line in migration.lines)
     return migrations
 
 
@@ -172,8 +173,8 @@ def _defined(helpers: str) -> list[str]:
 
 
 def describe(dsn: str, *, data: bool = True) -> dict:
-    """The user tables of ``public``: columns (type, NOT NULL, default, generated), indexes and
-    constraints by name with their definitions, and (``data``) the rows' digest."""
+    """The user tables of ``public``: columns (type, NOT NULL, default, generated, collation), indexes and
+    constraints by name with their definitions, and (``data``) how many rows and each column's values."""
     with psycopg.connect(dsn) as conn:
         tables = conn.execute(
             "SELECT relname, relispopulated FROM pg_class WHERE relnamespace = 'public'::regnamespace "
@@ -193,15 +194,18 @@ def describe(dsn: str, *, data: bool = True) -> dict:
                 "WHERE conrelid = %s::regclass", (table,))}
             entry = {"columns": columns, "indexes": indexes, "constraints": constraints}
             if data and populated:
-                entry["rows"] = conn.execute(
-                    f'SELECT count(*), md5(coalesce(string_agg(t::text, \',\' ORDER BY t::text), \'\')) FROM "{table}" t'
-                ).fetchone()
+                entry["rows"] = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+                # each column's values (not NULL, then all of them in order): a column renamed or moved compares
+                entry["values"] = {column: conn.execute(
+                    f'SELECT count("{column}"), md5(coalesce(string_agg("{column}"::text, \',\' ORDER BY '
+                    f'"{column}"::text), \'\')) FROM "{table}"').fetchone() for column in columns}
             out[table] = entry
     return out
 
 
-def differences(expected: dict, got: dict) -> list[str]:
-    """What ``got`` lacks or has otherwise than ``expected`` (and has in more), one line each."""
+def differences(expected: dict, got: dict, volatile: tuple[str, str] | None = None) -> list[str]:
+    """What ``got`` lacks or has otherwise than ``expected`` (and has in more), one line each. The
+    ``volatile`` (table, column) has values from a volatile default: only how many are not NULL counts."""
     lines = []
     for table in sorted(set(expected) | set(got)):
         if table not in got:
@@ -217,6 +221,12 @@ def differences(expected: dict, got: dict) -> list[str]:
                     lines.append(f"{table} {part[:-1]} {name}: expected {want.get(name)}, got {have.get(name)}")
         if expected[table].get("rows") != got[table].get("rows"):
             lines.append(f"{table} rows: expected {expected[table].get('rows')}, got {got[table].get('rows')}")
+        want, have = expected[table].get("values", {}), got[table].get("values", {})
+        for column in sorted(set(want) & set(have)):
+            same = (want[column][0] == have[column][0] if (table, column) == volatile
+                    else want[column] == have[column])
+            if not same:
+                lines.append(f"{table} values of {column}: expected {want[column]}, got {have[column]}")
     return lines
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "CODE_FIRST",
     "code_meeting_new_schema",
     "column_change",
+    "column_operation",
     "database_then_models",
     "deploy_of",
     "drop_column_steps",
@@ -91,6 +92,21 @@ def column_change(ctx: StatementContext, table: str, column: str) -> tuple[Model
         if found is not None:
             return change, found[1]
     return None
+
+
+def column_operation(ctx: StatementContext, table: str, column: str, *, as_operation: str | None = None,
+                     **changes: str | None) -> list[str] | None:
+    """The statement's own ``AddField``/``AlterField`` that leaves ``column`` in ``table`` (or, with
+    ``as_operation``, that operation on the same field), as source with its field's keyword arguments
+    changed (as :meth:`FieldFacts.source`), after the imports that field needs (but Django's ``models``);
+    None when no such operation says so (raw SQL, RunSQL)."""
+    found = column_change(ctx, table, column)
+    if found is None or found[0].operation not in ("AddField", "AlterField"):
+        return None
+    change, field = found
+    imports = [line for line in field.imports if line != "from django.db import models"]
+    name = as_operation or change.operation
+    return [*imports, f'migrations.{name}("{change.model}", "{change.field}", {field.source(**changes)}),']
 
 
 # -- column types -----------------------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext, lock_label
-from migration_guard.rules.recipes import q, run_sql, split_note
+from migration_guard.rules.compat import column_operation
+from migration_guard.rules.recipes import not_null_steps, run_sql
 
 DOC = """\
 ## What it does
@@ -25,12 +26,15 @@ migrations.AlterField("order", "note", models.TextField()),  # was null=True
 ```python
 # migration 1: a NOT VALID check (instant)
 migrations.RunSQL(
-    'ALTER TABLE "shop_order" ADD CONSTRAINT "shop_order_note_nn" CHECK ("note" IS NOT NULL) NOT VALID',
-    reverse_sql='ALTER TABLE "shop_order" DROP CONSTRAINT "shop_order_note_nn"',
+    'ALTER TABLE "shop_order" ADD CONSTRAINT "shop_order_note_not_null_check" CHECK ("note" IS NOT NULL) NOT VALID',
+    reverse_sql='ALTER TABLE "shop_order" DROP CONSTRAINT "shop_order_note_not_null_check"',
 ),
 # migration 2: validate it (SHARE UPDATE EXCLUSIVE: reads and writes continue)
-migrations.RunSQL('ALTER TABLE "shop_order" VALIDATE CONSTRAINT "shop_order_note_nn"', migrations.RunSQL.noop),
+migrations.RunSQL('ALTER TABLE "shop_order" VALIDATE CONSTRAINT "shop_order_note_not_null_check"',
+                  migrations.RunSQL.noop),
 # migration 3: the AlterField (SET NOT NULL now skips the scan), then drop the check
+migrations.AlterField("order", "note", models.TextField()),
+migrations.RunSQL('ALTER TABLE "shop_order" DROP CONSTRAINT "shop_order_note_not_null_check"', migrations.RunSQL.noop),
 ```
 """
 
@@ -46,29 +50,15 @@ def check(ctx: StatementContext):
             work="scan",
             message=f'Setting "{column}" NOT NULL scans all of "{table}" under {lock_label(action)}, blocking reads '
             "and writes.",
-            recipe=_recipe(table, column),
+            recipe=_recipe(ctx, table, column),
         )
 
 
-def _recipe(table: str, column: str) -> str:
-    bare = table.strip('"').split(".")[-1]
-    check_name = f"{bare}_{column}_not_null"[:63]
-    return "\n".join([
-        split_note("migration 1: a NOT VALID check, instant"),
-        run_sql(
-            f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(check_name)} CHECK ({q(column)} IS NOT NULL) NOT VALID",
-            f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(check_name)}",
-            indent="",
-        ),
-        split_note("migration 2: validate it; reads and writes continue"),
-        run_sql(f"ALTER TABLE {q(table)} VALIDATE CONSTRAINT {q(check_name)}", None, indent=""),
-        split_note("migration 3: your AlterField(null=False), now without a scan, then the check can go"),
-        run_sql(
-            f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(check_name)}",
-            f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(check_name)} CHECK ({q(column)} IS NOT NULL) NOT VALID",
-            indent="",
-        ),
-    ])
+def _recipe(ctx: StatementContext, table: str, column: str) -> str:
+    """The check first; then the migration's own operation (or statement), which no longer scans."""
+    own = column_operation(ctx, table, column)
+    then = own if own is not None else [run_sql(ctx.sql.strip().rstrip(";"), None, indent="")]
+    return "\n".join(not_null_steps(table, column, 1, then))
 
 
 RULE = Rule(

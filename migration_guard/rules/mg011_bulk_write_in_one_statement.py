@@ -9,7 +9,7 @@ from pglast.stream import RawStream
 
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext
-from migration_guard.rules.recipes import q, split_note
+from migration_guard.rules.recipes import BATCH, batched, q, split_note
 
 DOC = """\
 ## What it does
@@ -32,10 +32,10 @@ UPDATE "shop_order" SET "tax_cents" = 0 WHERE "tax_cents" IS NULL;
 ## Use instead
 ```python
 def backfill(apps, schema_editor):
-    Order = apps.get_model("shop", "order")
-    high = Order.objects.aggregate(m=models.Max("pk"))["m"] or 0
     with schema_editor.connection.cursor() as cursor:
-        for start in range(0, high + 1, 10_000):  # each batch commits on its own
+        cursor.execute('SELECT min("id"), max("id") FROM "shop_order"')
+        low, high = cursor.fetchone()
+        for start in range(low or 0, (high or 0) + 1, 10_000):  # each batch commits on its own
             cursor.execute('UPDATE "shop_order" SET "tax_cents" = 0 WHERE "tax_cents" IS NULL '
                            'AND "id" >= %s AND "id" < %s', [start, start + 10_000])
 
@@ -44,9 +44,6 @@ class Migration(migrations.Migration):
     operations = [migrations.RunPython(backfill, migrations.RunPython.noop)]
 ```
 """
-
-_BATCH = 10_000
-
 
 def check(ctx: StatementContext):
     for action in ctx.effects.actions:
@@ -75,9 +72,6 @@ def check(ctx: StatementContext):
 
 
 def _recipe(ctx: StatementContext, action, source: str) -> str:
-    app = ctx.label.split(".")[0] if "." in ctx.label and "/" not in ctx.label else "<app_label>"
-    bare = source.strip('"').split(".")[-1]
-    model = bare.removeprefix(f"{app}_") if bare.startswith(f"{app}_") else bare.split("_", 1)[-1]
     key = (action.detail.get("key") or "id") if source == action.table else "id"
     sql, column, given = _batched(ctx.sql, source, key)
     if given:  # parameters RunPython passed: recorded as $1, $2, ... without their values (they can be secrets)
@@ -85,27 +79,13 @@ def _recipe(ctx: StatementContext, action, source: str) -> str:
         values = ", ".join(f'"p{n}": ...' for n in range(1, given + 1))
         params = [f"    # the values your RunPython passed for {names} (the gate does not record them):",
                   f"    params = {{{values}}}"]
-        bounds = f'{{**params, "start": start, "stop": start + {_BATCH:_}}}'
+        bounds = f'{{**params, "start": start, "stop": start + {BATCH:_}}}'
     else:
-        params, bounds = [], f"[start, start + {_BATCH:_}]"
+        params, bounds = [], None
     return "\n".join([
         split_note("a migration of its own, with atomic = False: each batch commits on its own"),
-        "from django.db import migrations, models",
-        "",
-        "",
-        "def backfill(apps, schema_editor):",
-        *params,
-        f'    model = apps.get_model("{app}", "{model}")  # the model of {source}',
-        '    high = model.objects.aggregate(m=models.Max("pk"))["m"] or 0',
-        "    with schema_editor.connection.cursor() as cursor:",
-        f"        for start in range(0, high + 1, {_BATCH:_}):",
-        f"            # your statement, one range of {column} at a time:",
-        f"            cursor.execute({sql!r}, {bounds})",
-        "",
-        "",
-        "class Migration(migrations.Migration):",
-        "    atomic = False",
-        "    operations = [migrations.RunPython(backfill, migrations.RunPython.noop)]",
+        *batched(source, sql, key=key, params=params, bounds=bounds,
+                 comment=f"your statement, one range of {column} at a time:"),
     ])
 
 
@@ -117,7 +97,7 @@ def _batched(sql: str, table: str, key: str) -> tuple[str, str, int]:
     given = max((int(sql[t.start + 1:t.end + 1]) for t in scan(sql) if t.name == "PARAM"), default=0)
     node = parse_sql(sql)[0].stmt
     target = node.selectStmt if isinstance(node, ast.InsertStmt) else node
-    relations = [node.relation] if target is node else [r for r in target.fromClause or () if isinstance(r, ast.RangeVar)]
+    relations = [node.relation] if target is node else list(_range_vars(target.fromClause or ()))
     named = next((r for r in relations if table in (r.relname, f"{r.schemaname}.{r.relname}")), None)
     qualifier = (named.alias.aliasname if named is not None and named.alias else table)
     column = f"{q(qualifier)}.{q(key)}"
@@ -137,6 +117,15 @@ def _batched(sql: str, table: str, key: str) -> tuple[str, str, int]:
             last = token.end + 1
     pieces.append(text[last:].replace("%", "%%"))
     return "".join(pieces), column, given
+
+
+def _range_vars(items):
+    """The tables of a FROM list, inside its joins too."""
+    for item in items:
+        if isinstance(item, ast.RangeVar):
+            yield item
+        elif isinstance(item, ast.JoinExpr):
+            yield from _range_vars((item.larg, item.rarg))
 
 
 RULE = Rule(

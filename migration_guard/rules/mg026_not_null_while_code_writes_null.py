@@ -9,14 +9,14 @@ from migration_guard.rules.compat import (
     CODE_FIRST,
     code_meeting_new_schema,
     column_change,
+    column_operation,
     database_then_models,
     deploy_of,
     field_call,
     order,
-    run_sql_call,
     state_ops,
 )
-from migration_guard.rules.recipes import q, split_note
+from migration_guard.rules.recipes import not_null_steps, run_sql, set_not_null, split_note
 
 DOC = """\
 ## What it does
@@ -42,7 +42,8 @@ Two releases: the code stops writing NULL (the model only), then the constraint:
 migrations.SeparateDatabaseAndState(state_operations=[
     migrations.AlterField("order", "note", models.TextField()),
 ]),
-# next release (on a large table, as MG003 shows: CHECK NOT VALID, VALIDATE, then SET NOT NULL)
+# next release: the constraint in the database (the model already has it); on a large table without the
+# scan, as MG003 shows (CHECK NOT VALID, VALIDATE, then SET NOT NULL)
 migrations.RunSQL('ALTER TABLE "shop_order" ALTER COLUMN "note" SET NOT NULL',
                   'ALTER TABLE "shop_order" ALTER COLUMN "note" DROP NOT NULL'),
 ```
@@ -89,22 +90,32 @@ def check(ctx: StatementContext):
                 RULE, table=table, lock=action.mode, sized=False,
                 message=f'"{column}" of "{table}" becomes NOT NULL while {whose} may write NULL to it '
                 f"({model.label}.{field.name} is null=True).",
-                recipe=_code_then_constraint(ctx, model.model_name, field, table, column),
+                recipe=_code_then_constraint(ctx, model.model_name, field, table, column, action),
             )
 
 
-def _code_then_constraint(ctx: StatementContext, model: str, field, table: str, column: str) -> str:
-    """The code stops writing NULL in one release, the constraint comes in the next."""
+def _code_then_constraint(ctx: StatementContext, model: str, field, table: str, column: str, action) -> str:
+    """The code stops writing NULL in one release, the constraint comes in the next: as the migration
+    has it, or, when it would scan a large table, without the scan (MG003's way)."""
     changed = column_change(ctx, table, column)
     target = changed[1] if changed is not None else None
     shown = field_call(target) if target is not None else field_call(field, null=None)
-    return "\n".join([
+    lines = [
         split_note("deploy 1: the code stops writing NULL; only the model changes"),
+        *[line for line in (target or field).imports if line != "from django.db import models"],
         state_ops("state_operations", f'migrations.AlterField("{model}", "{field.name}", {shown})'),
-        split_note("deploy 2: the constraint, once no running code writes NULL (large table: see MG003)"),
-        run_sql_call(f"ALTER TABLE {q(table)} ALTER COLUMN {q(column)} SET NOT NULL",
-                     f"ALTER TABLE {q(table)} ALTER COLUMN {q(column)} DROP NOT NULL"),
-    ])
+    ]
+    own = column_operation(ctx, table, column) is not None
+    if action.kind is ActionKind.SET_NOT_NULL and (own or action.scans and ctx.is_large(table)):
+        # the migration's AlterField would do nothing more: the model already has it; SET NOT NULL on its own
+        then = [set_not_null(table, column) if own else run_sql(ctx.sql.strip().rstrip(";"), None, indent="")]
+        if action.scans and ctx.is_large(table):
+            return "\n".join([*lines, *not_null_steps(table, column, 1, then, prefix=_DEPLOY_2)])
+        return "\n".join([*lines, split_note(f"{_DEPLOY_2}NOT NULL"), *then])
+    return "\n".join([*lines, split_note(f"{_DEPLOY_2}this migration as you wrote it")])
+
+
+_DEPLOY_2 = "deploy 2, once no running code writes NULL: "
 
 
 RULE = Rule(

@@ -3,9 +3,15 @@ that every recipe writes Django code the same way."""
 
 from __future__ import annotations
 
+import textwrap
+from collections.abc import Collection, Sequence
+
 from migration_guard.rules.base import StatementContext
 
-__all__ = ["model_ref", "q", "run_sql", "split_note"]
+__all__ = ["BATCH", "batched", "deparse", "model_ref", "not_null_check", "not_null_steps", "q", "reparse", "run_sql",
+           "separate", "set_not_null", "split_note", "without_constraints"]
+
+BATCH = 10_000  # rows (keys) a batched backfill writes per transaction
 
 
 def q(identifier: str) -> str:
@@ -33,6 +39,102 @@ def run_sql(sql: str, reverse: str | None, indent: str = "        ") -> str:
         f"{indent}    reverse_sql={reverse_text},\n"
         f"{indent}),"
     )
+
+
+def separate(state: Sequence[str] = (), database: Sequence[str] = ()) -> str:
+    """``migrations.SeparateDatabaseAndState(...)`` with the operations (their source, one or several
+    lines each) that change only Django's state and those that run only in the database."""
+    lines = ["migrations.SeparateDatabaseAndState("]
+    for name, operations in (("state_operations", state), ("database_operations", database)):
+        if operations:
+            lines.append(f"    {name}=[")
+            lines += [textwrap.indent(operation, " " * 8) for operation in operations]
+            lines.append("    ],")
+    lines.append("),")
+    return "\n".join(lines)
+
+
+def set_not_null(table: str, column: str) -> str:
+    """``ALTER COLUMN ... SET NOT NULL`` as a RunSQL, with its reverse."""
+    return run_sql(f"ALTER TABLE {q(table)} ALTER COLUMN {q(column)} SET NOT NULL",
+                   f"ALTER TABLE {q(table)} ALTER COLUMN {q(column)} DROP NOT NULL", indent="")
+
+
+def not_null_check(table: str, column: str) -> str:
+    """The name of the CHECK (column IS NOT NULL) a recipe proves NOT NULL with (not PostgreSQL 18's
+    own ``<table>_<column>_not_null``, which SET NOT NULL then names its constraint)."""
+    bare = table.strip('"').split(".")[-1]
+    return f"{bare}_{column}_not_null_check"[:63]
+
+
+def not_null_steps(table: str, column: str, first: int, then: Sequence[str], prefix: str = "") -> list[str]:
+    """Three migrations, numbered from ``first``, that make ``column`` NOT NULL without a scan under a
+    lock that blocks traffic: a NOT VALID check (instant), its VALIDATE (reads and writes go on), then
+    ``then`` (the operations that set NOT NULL: PostgreSQL skips the scan, the check proves it) and the
+    check dropped. ``prefix`` starts the first heading (``deploy 2, ``)."""
+    check = not_null_check(table, column)
+    add = f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(check)} CHECK ({q(column)} IS NOT NULL) NOT VALID"
+    return [
+        split_note(f"{prefix}migration {first}: a NOT VALID check, instant"),
+        run_sql(add, f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(check)}", indent=""),
+        split_note(f"migration {first + 1}: validate it; reads and writes continue"),
+        run_sql(f"ALTER TABLE {q(table)} VALIDATE CONSTRAINT {q(check)}", None, indent=""),
+        split_note(f"migration {first + 2}: NOT NULL, now without a scan, then the check can go"),
+        *then,
+        run_sql(f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(check)}", add, indent=""),
+    ]
+
+
+def batched(table: str, statement: str, *, key: str = "id", params: Sequence[str] = (), bounds: str | None = None,
+            comment: str = "") -> list[str]:
+    """A migration module, with ``atomic = False``, whose RunPython runs ``statement`` once per range of
+    BATCH values of ``table``'s ``key``, from its smallest to its largest, each range committing on its own.
+    ``statement`` is SQL for ``cursor.execute``: the range's start and end are its last two ``%s`` (or
+    named, with ``bounds`` the mapping and ``params`` the lines that make the user's part of it)."""
+    return [
+        "from django.db import migrations",
+        "",
+        "",
+        "def backfill(apps, schema_editor):",
+        *params,
+        "    with schema_editor.connection.cursor() as cursor:",
+        f"        cursor.execute({f'SELECT min({q(key)}), max({q(key)}) FROM {q(table)}'!r})",
+        "        low, high = cursor.fetchone()",
+        f"        for start in range(low or 0, (high or 0) + 1, {BATCH:_}):",
+        *([f"            # {comment}"] if comment else []),
+        f"            cursor.execute({statement!r}, {bounds or f'[start, start + {BATCH:_}]'})",
+        "",
+        "",
+        "class Migration(migrations.Migration):",
+        "    atomic = False",
+        "    operations = [migrations.RunPython(backfill, migrations.RunPython.noop)]",
+    ]
+
+
+def reparse(sql: str):
+    """The statement's AST, a copy of its own to change (the parsed one is every rule's)."""
+    from pglast import parse_sql
+
+    return parse_sql(sql)[0].stmt
+
+
+def deparse(node) -> str:
+    """SQL text of an AST."""
+    from pglast.stream import RawStream
+
+    return RawStream()(node)
+
+
+def without_constraints(sql: str, column: str, kinds: Collection[str] | None = None) -> str:
+    """The ALTER TABLE ``sql`` with the constraints of the column it adds named ``column`` left out: those
+    of ``kinds`` (``DEFAULT``, ``NOTNULL``, ``CHECK``, ``FOREIGN``, ``UNIQUE``, ``PRIMARY``, ...), or all."""
+    node = reparse(sql)
+    for cmd in node.cmds or ():
+        column_def = getattr(cmd, "def_", None)
+        if getattr(column_def, "colname", None) == column and column_def.constraints:
+            column_def.constraints = tuple(c for c in column_def.constraints if kinds is not None
+                                           and c.contype.name.removeprefix("CONSTR_") not in kinds) or None
+    return deparse(node)
 
 
 def split_note(what: str) -> str:

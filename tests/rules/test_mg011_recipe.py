@@ -39,8 +39,11 @@ def _recipe_call(recipe: str):
     parameters it asks the user to fill."""
     tree = ast.parse(compile(recipe, "recipe.py", "exec", ast.PyCF_ONLY_AST))
     compile(recipe, "recipe.py", "exec")
-    [call] = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", None) == "execute"]
-    filled = [n.value for n in ast.walk(tree) if isinstance(n, ast.Assign) and n.targets[0].id == "params"]
+    # the batch's execute (the other one reads the key range)
+    [call] = [n for n in ast.walk(tree)
+              if isinstance(n, ast.Call) and getattr(n.func, "attr", None) == "execute" and len(n.args) == 2]
+    filled = [n.value for n in ast.walk(tree)
+              if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name) and n.targets[0].id == "params"]
     names = [key.value for key in filled[0].keys] if filled else []
     return call.args[0].value, ast.unparse(call.args[1]), names
 

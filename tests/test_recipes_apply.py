@@ -1,0 +1,383 @@
+"""Every recipe that prints code is applied as a user applies it, and the gate passes it at production size.
+
+For each finding whose recipe is code (not advice in words) -- of the sample project's migrations and of
+the traced lock cases -- the test
+
+1. puts a database in the state just before the dangerous migration, with rows in the tables;
+2. writes the recipe's migrations as files of the project, one per ``# --- ... ---`` heading, a deploy at
+   a time (``deploy N`` in a heading starts deploy N);
+3. lints each deploy's migrations with ``manage.py lint_migrations`` and a stats snapshot in which every
+   table holds 5,000,000 rows: no blocking finding, but those :data:`OTHER_HAZARDS` names (another
+   finding's business on the same migration), then runs ``migrate`` on the real server;
+4. compares the database afterwards with what the dangerous migration itself made (columns with their
+   type, NOT NULL and default; indexes; constraints; the rows), and for the sample project Django's
+   migration state too (but :data:`WITHOUT_NULL`).
+
+The user's own part of a recipe (:func:`user_part`): MG012's ``db_default=...`` is filled with ``0``, and
+MG026's "this migration as you wrote it" is the original migration file. Recipes that are advice in
+words (MG008, MG020-MG023, MG030-MG039 in raw SQL, MG903, MG905, ...) have nothing to apply.
+
+The traced cases run a representative set (:data:`TRACED_IN_CI`); ``MIGRATION_GUARD_ALL_RECIPES=1``
+(``make test-recipes``) runs every traced case with a code recipe.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from migration_guard.config import Config
+from migration_guard.locks.introspect import catalog_from_database
+from migration_guard.parse import parse_sql_text
+from migration_guard.pipeline import analyse_statements
+from migration_guard.stats import TableSizes, load_snapshot
+from tests.locks.cases import BASE, CASES
+from tests.recipe_apply import (
+    RecipeMigration,
+    clone,
+    deploy_recipe,
+    describe,
+    differences,
+    driver,
+    large_snapshot,
+    split_recipe,
+)
+from tests.test_sample_project import SAMPLE, SMALL_SIZES, demo, migrate
+
+_numbers = itertools.count()
+
+# A blocking finding a recipe may still get: a hazard of the same migration that another rule reports
+# and whose own recipe deals with it.
+OTHER_HAZARDS = {
+    # MG003's recipe makes the column NOT NULL without a scan; that the running code may still write
+    # NULL to it is MG026's finding, whose recipe changes the model a release earlier.
+    "MG003": {"MG026"},
+}
+
+# Django states compared without a field's null=True, for the rule whose recipe changes it on purpose:
+# MG026's deploy 1 makes the model say what the constraint will (the migration left it null=True).
+WITHOUT_NULL = {"MG026"}
+
+
+def has_code(recipe: str) -> bool:
+    """Whether the recipe has anything to apply: a line that is not a comment (Python's or SQL's)."""
+    return any(m.code or m.module for m in split_recipe(recipe))
+
+
+def user_part(rule: str, migrations: list[RecipeMigration], original: str | None) -> list[RecipeMigration]:
+    """The recipe with the part it leaves to the user written as a user would: MG012's ``...`` (the
+    constant database default of the user's choice) is 0; a migration whose heading says "as you wrote
+    it" is the original migration (``original``: its file)."""
+    for migration in migrations:
+        if rule == "MG012":
+            migration.lines = [line.replace("db_default=...", "db_default=0") for line in migration.lines]
+        if "as you wrote it" in migration.heading and not migration.code:
+            assert original is not None, f"{rule}: the recipe asks for the original migration"
+            migration.module = original
+    return migrations
+
+
+def _volatile(rule: str, finding) -> tuple[str, str] | None:
+    """The column whose values come from a volatile default (random(), ...): MG001's."""
+    if rule != "MG001":
+        return None
+    message = finding["message"] if isinstance(finding, dict) else finding.message
+    table = finding["table"] if isinstance(finding, dict) else finding.table
+    return table, re.search(r'column "([^"]+)"', message)[1]
+
+
+def blocking(deployed, rule: str) -> list[str]:
+    """The deploy's blocking findings that the recipe for ``rule`` should have avoided."""
+    allowed = OTHER_HAZARDS.get(rule, set())
+    return [f"{f['rule']} {f['migration']}: {f['message']}" for f in deployed.findings
+            if f["blocking"] and f["rule"] not in allowed]
+
+
+def check_deploys(deployed: list, rule: str, recipe: str) -> None:
+    for step in deployed:
+        where = f"deploy {step.deploy} ({', '.join(Path(f).name for f in step.files)}) of the {rule} recipe"
+        assert step.lint["code"] in (0, 1), f"{where}: lint exited {step.lint['code']}\n{step.lint['err']}\n{recipe}"
+        assert not blocking(step, rule), f"{where}: the gate blocks it:\n" + "\n".join(blocking(step, rule)) + \
+            f"\n{recipe}"
+        assert step.migrate["code"] == 0, f"{where}: migrate failed:\n{step.migrate['err'][-3000:]}\n{recipe}"
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}_{os.getpid()}_{next(_numbers)}"
+
+
+# -- the sample project ---------------------------------------------------------------------------------
+
+# Findings of the sample project whose recipe is code, linted at production size: (migration, rule).
+SAMPLE_RECIPES = [
+    ("billing.0002_add_index_on_small_table", "MG002"),
+    ("shop.0002_add_sampling_key_with_volatile_default", "MG001"),
+    ("shop.0004_add_index", "MG002"),
+    ("shop.0005_add_index_concurrently", "MG039"),
+    ("shop.0006_set_channel_not_null", "MG003"),
+    ("shop.0006_set_channel_not_null", "MG026"),
+    ("shop.0007_add_currency_not_null_check_not_valid", "MG026"),
+    ("shop.0009_set_currency_not_null_using_check", "MG026"),
+    ("shop.0010_add_referred_by_foreign_key", "MG002"),
+    ("shop.0013_add_warehouse_foreign_key_constraint", "MG004"),
+    ("shop.0016_add_unique_constraint", "MG006"),
+    ("shop.0018_alter_total_cents_to_bigint", "MG007"),
+    ("shop.0023_add_check_constraint", "MG005"),
+]
+
+
+def _previous(label: str) -> tuple[str, str, str]:
+    """(app, the migration before ``label``, ``label``'s name)."""
+    app, name = label.split(".")
+    names = sorted(p.stem for p in (SAMPLE / app / "migrations").glob("0*.py"))
+    return app, names[names.index(name) - 1], name
+
+
+@pytest.fixture(scope="module")
+def sample(pg_server, tmp_path_factory):
+    """The sample project at the demo's base with rows, linted at production size; for each migration of
+    :data:`SAMPLE_RECIPES`, a database just before it and one just after it."""
+    folder = tmp_path_factory.mktemp("sample")
+    base = _name("sample_base")
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{base}"')
+    for app_label, name in demo.BASE_MIGRATIONS:
+        migrate(pg_server, base, app_label, name)
+    demo.fill_tables(pg_server.dsn(base), SMALL_SIZES)
+    stats = large_snapshot(pg_server.dsn(base), folder / "production.json")
+    steps = [{"database": base}, {"manage": ["lint_migrations", "--stats", str(stats), "--format", "json"]}]
+    databases = {}
+    # billing first: its migrations do not depend on shop's, which then move forward
+    for label in sorted({m for m, _ in SAMPLE_RECIPES}, key=lambda m: (m.split(".")[0] != "billing", m)):
+        app, previous, name = _previous(label)
+        databases[label] = (_name("before"), _name("after"))
+        steps += [{"manage": ["migrate", app, previous, "--no-input"]}, {"clone": databases[label][0]},
+                  {"manage": ["migrate", app, name, "--no-input"]}, {"clone": databases[label][1]}]
+    results = driver(pg_server, SAMPLE, "shopsite.settings", steps)
+    assert all(r.get("code", 0) == 0 for r in results[2:]), results
+    findings = json.loads(results[1]["out"])["findings"]
+    return findings, databases
+
+
+def test_the_sample_recipes_listed_are_every_code_recipe_of_the_sample_project(sample):
+    findings, _ = sample
+    assert sorted({(f["migration"], f["rule"]) for f in findings if f["recipe"] and has_code(f["recipe"])}) == \
+        sorted(SAMPLE_RECIPES)
+
+
+def _sample_project(pg_server, database: str, folder: Path) -> Path:
+    """A copy of the sample project with the migrations applied on ``database`` and no other."""
+    project = folder / "project"
+    shutil.copytree(SAMPLE, project, ignore=shutil.ignore_patterns("__pycache__"))
+    with psycopg.connect(pg_server.dsn(database)) as conn:
+        applied = set(conn.execute("SELECT app, name FROM django_migrations").fetchall())
+    for path in project.glob("*/migrations/0*.py"):
+        if (path.parent.parent.name, path.stem) not in applied:
+            path.unlink()
+    return project
+
+
+def _state(pg_server, project: Path, database: str, app: str, node: str | None) -> dict:
+    """Django's migration state of ``app``'s models at ``node`` (None: the last migration on disk)."""
+    [_, result] = driver(pg_server, project, "shopsite.settings", [{"database": database}, {"state": [app, node]}])
+    return result["state"]
+
+
+def _original(label: str) -> str:
+    """The original migration file without its dependencies (the user's own migration, moved)."""
+    app, _, name = _previous(label)
+    text = (SAMPLE / app / "migrations" / f"{name}.py").read_text()
+    return re.sub(r"dependencies = \[.*?\]\n", "", text, count=1, flags=re.S)
+
+
+@pytest.mark.parametrize("label, rule", SAMPLE_RECIPES, ids=[f"{m.split('_')[0]}-{r}" for m, r in SAMPLE_RECIPES])
+def test_a_sample_recipe_applies_and_the_gate_passes_it(label, rule, sample, pg_server, tmp_path):
+    findings, databases = sample
+    [finding] = [f for f in findings if (f["migration"], f["rule"]) == (label, rule)]
+    before, after = databases[label]
+    app, previous, name = _previous(label)
+    project = _sample_project(pg_server, before, tmp_path)
+    database = clone(pg_server, before, _name("recipe"))
+    migrations = user_part(rule, split_recipe(finding["recipe"]), _original(label))
+
+    deployed = deploy_recipe(pg_server, project, "shopsite.settings", app, database, previous, migrations,
+                             large_snapshot(pg_server.dsn(before), tmp_path / "production.json"),
+                             prefix=f"{name[:4]}_recipe")
+
+    check_deploys(deployed, rule, finding["recipe"])
+    assert differences(describe(pg_server.dsn(after)), describe(pg_server.dsn(database)), _volatile(rule, finding)) \
+        == [], finding["recipe"]
+    got, expected = _state(pg_server, project, database, app, None), _state(pg_server, SAMPLE, after, app, name)
+    if rule in WITHOUT_NULL:
+        got, expected = _without_null(got), _without_null(expected)
+    assert got == expected, finding["recipe"]
+
+
+def _without_null(state: dict) -> dict:
+    return {model: {**facts, "fields": {name: re.sub(r"(, )?null=True(, )?", lambda m: m[1] and m[2] or "", field)
+                                        for name, field in facts["fields"].items()}}
+            for model, facts in state.items()}
+
+
+# -- the traced cases -----------------------------------------------------------------------------------
+
+TRACED_SETTINGS = """
+import os
+
+SECRET_KEY = "recipes"
+INSTALLED_APPS = ["django.contrib.postgres", "migration_guard", "shop"]
+DATABASES = {"default": {"ENGINE": "django.db.backends.postgresql", "HOST": os.environ["RECIPE_DB_HOST"],
+                         "PORT": os.environ["RECIPE_DB_PORT"], "USER": os.environ["RECIPE_DB_USER"],
+                         "NAME": "postgres"}}
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+"""
+
+# The traced cases' tables as a Django project has them: models for BASE's tables (state only: BASE makes
+# the tables, with its rows).
+TRACED_INITIAL = """
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    initial = True
+    operations = [migrations.SeparateDatabaseAndState(
+        database_operations=[migrations.RunSQL({base!r})],
+        state_operations=[
+            migrations.CreateModel("Customer", [
+                ("id", models.BigAutoField(primary_key=True)),
+                ("email", models.CharField(max_length=100)),
+                ("name", models.CharField(max_length=50, null=True)),
+            ]),
+            migrations.CreateModel("Order", [
+                ("id", models.BigAutoField(primary_key=True)),
+                ("customer", models.ForeignKey("shop.customer", models.DO_NOTHING)),
+                ("total", models.IntegerField()),
+                ("note", models.CharField(max_length=20, null=True)),
+                ("qty", models.IntegerField(null=True)),
+                ("placed_at", models.DateTimeField(null=True)),
+                ("price", models.DecimalField(max_digits=8, decimal_places=2, null=True)),
+                ("ip", models.GenericIPAddressField(null=True)),
+                ("code", models.CharField(max_length=5, null=True)),
+            ]),
+            migrations.CreateModel("Tag", [
+                ("id", models.AutoField(primary_key=True)),
+                ("name", models.CharField(max_length=20, null=True)),
+                ("n", models.IntegerField(null=True)),
+            ]),
+        ],
+    )]
+"""
+
+# Models for tables a case's setup makes (by a statement of the setup), where a recipe names them in
+# Django operations.
+SETUP_MODELS = {
+    "CREATE TABLE ev ": 'migrations.CreateModel("Ev", [("id", models.BigIntegerField(primary_key=True)), '
+                        '("kind", models.TextField(null=True))], options={"db_table": "ev"})',
+    "CREATE TABLE shop_empty ": 'migrations.CreateModel("Empty", [("id", models.BigIntegerField(primary_key=True))])',
+}
+
+TRACED_SETUP = """
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("shop", "0001_initial")]
+    operations = [migrations.SeparateDatabaseAndState(
+        database_operations=[migrations.RunSQL({setup!r})] if {setup!r} else [],
+        state_operations=[{models}],
+    )]
+"""
+
+# A representative set: one or two cases of each recipe's form (the full set: make test-recipes).
+TRACED_IN_CI = [
+    "add_column_random", "add_column_gen_random_uuid", "add_column_fk_default", "add_column_unique",
+    "add_column_inline_check", "set_not_null", "type_int_to_bigint", "type_varchar_shrink", "type_char_grow",
+    "add_check", "add_fk", "add_unique_deferrable", "add_primary_key_nullable", "create_index_partial",
+    "create_index_expression", "create_unique_index_partial", "partitioned_create_index", "reindex_table",
+    "refresh_matview", "type_collation_indexed", "update_backfill", "insert_select_join",
+    "add_column_not_null_no_default_empty",
+]
+
+
+def _findings(case, sizes: TableSizes, catalog=None):
+    """The case's findings as ``migration-guard explain`` gives them, at PostgreSQL 18."""
+    return analyse_statements(parse_sql_text(case.sql, f"{case.id}.sql"), source=case.id, sizes=sizes,
+                              pg_version=18, config=Config(), catalog=catalog).findings
+
+
+def _traced_with_code() -> list[str]:
+    ids = []
+    for case in CASES:
+        if not case.runs_on(18) or case.fails or case.opaque or case.invalid_index:
+            continue
+        if any(f.recipe and has_code(f.recipe) for f in _findings(case, TableSizes())):
+            ids.append(case.id)
+    return ids
+
+
+TRACED = _traced_with_code() if os.environ.get("MIGRATION_GUARD_ALL_RECIPES") == "1" else TRACED_IN_CI
+CASE = {case.id: case for case in CASES}
+
+
+def test_the_traced_cases_in_ci_have_code_recipes():
+    assert set(TRACED_IN_CI) <= set(_traced_with_code())
+
+
+@pytest.fixture(scope="module")
+def traced(pg_server, tmp_path_factory):
+    """The traced project (BASE's tables as models of app ``shop``) and a database with it migrated."""
+    project = tmp_path_factory.mktemp("traced") / "project"
+    (project / "tracedsite").mkdir(parents=True)
+    (project / "tracedsite" / "__init__.py").write_text("")
+    (project / "tracedsite" / "settings.py").write_text(TRACED_SETTINGS)
+    (project / "shop" / "migrations").mkdir(parents=True)
+    (project / "shop" / "__init__.py").write_text("")
+    (project / "shop" / "migrations" / "__init__.py").write_text("")
+    base_sql = "\n".join(line for line in BASE.splitlines() if "SCHEMA" not in line)
+    (project / "shop" / "migrations" / "0001_initial.py").write_text(TRACED_INITIAL.format(base=base_sql))
+    base = _name("traced_base")
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{base}"')
+    [_, done] = driver(pg_server, project, "tracedsite.settings", [{"database": base}, {"manage": ["migrate"]}])
+    assert done["code"] == 0, done
+    return project, base
+
+
+@pytest.mark.parametrize("case_id", TRACED)
+def test_a_traced_recipe_applies_and_the_gate_passes_it(case_id, traced, pg_server, tmp_path):
+    case = CASE[case_id]
+    skeleton, base = traced
+    # The original, on its own copy: its findings (with the database's catalog) and what it makes.
+    expected_db = clone(pg_server, base, _name("original"))
+    with psycopg.connect(pg_server.dsn(expected_db), autocommit=True) as conn:
+        if case.setup:
+            conn.execute(case.setup)
+        stats = large_snapshot(pg_server.dsn(expected_db), tmp_path / "production.json")
+        findings = _findings(case, TableSizes(snapshot=load_snapshot(stats)), catalog_from_database(conn))
+        conn.execute(case.sql)
+    expected = describe(pg_server.dsn(expected_db))
+    recipes = list({(f.rule, f.recipe): f for f in findings if f.recipe and has_code(f.recipe)}.items())
+    assert recipes, f"{case_id}: no recipe to apply"
+    models = ", ".join(model for statement, model in SETUP_MODELS.items() if statement in case.setup)
+    for number, ((rule, recipe), finding) in enumerate(recipes):
+        project = tmp_path / f"project{number}"
+        shutil.copytree(skeleton, project)
+        (project / "shop" / "migrations" / "0002_setup.py").write_text(
+            TRACED_SETUP.format(setup=case.setup, models=models))
+        database = clone(pg_server, base, _name("recipe"))
+        migrations = user_part(rule, split_recipe(recipe), None)
+
+        deployed = deploy_recipe(pg_server, project, "tracedsite.settings", "shop", database, "0002_setup",
+                                 migrations, stats, prefix="0003_recipe", first=[{"manage": ["migrate"]}])
+
+        check_deploys(deployed, rule, recipe)
+        assert differences(expected, describe(pg_server.dsn(database)), _volatile(rule, finding)) == [], \
+            f"{rule}:\n{recipe}"
