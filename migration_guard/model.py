@@ -55,7 +55,8 @@ class Operation:
     changes: tuple[ModelChange, ...] = ()
     # The index an AddIndex adds or the constraint an AddConstraint adds, as Python source (as makemigrations
     # writes it, e.g. ``models.Index(fields=['status'], name='shop_order_status_idx')``), for recipes that
-    # keep it in Django's state; with the import lines it needs. None: another operation (or its code failed).
+    # keep it in Django's state; with the import lines it needs (but ``from django.db import models``). None:
+    # another operation (or its code failed).
     definition: str | None = None
     definition_imports: tuple[str, ...] = ()
 

@@ -344,7 +344,8 @@ def _model_key(model) -> Key | None:
 
 def definition(operation) -> tuple[str, tuple[str, ...]] | None:
     """(the index of an ``AddIndex`` or the constraint of an ``AddConstraint`` as Python source, as
-    ``makemigrations`` writes it; the import lines it needs), or None: another operation, or one whose
+    ``makemigrations`` writes it; the import lines it needs but Django's ``models``, which every migration
+    imports), or None: another operation, or one whose
     index or constraint Django cannot write."""
     value = (operation.index if isinstance(operation, AddIndex)
              else operation.constraint if isinstance(operation, AddConstraint) else None)
@@ -355,7 +356,7 @@ def definition(operation) -> tuple[str, tuple[str, ...]] | None:
     except BaseException as exc:
         _untrusted(exc)
         return None
-    return text, tuple(sorted(needed))
+    return text, tuple(sorted(line for line in needed if line != "from django.db import models"))
 
 
 def _source(value, imports: set[str]) -> str:

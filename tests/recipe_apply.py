@@ -218,7 +218,8 @@ def differences(expected: dict, got: dict, volatile: tuple[str, str] | None = No
             want, have = expected[table][part], got[table][part]
             for name in sorted(set(want) | set(have)):
                 if want.get(name) != have.get(name):
-                    lines.append(f"{table} {part[:-1]} {name}: expected {want.get(name)}, got {have.get(name)}")
+                    what = {"columns": "column", "indexes": "index", "constraints": "constraint"}[part]
+                    lines.append(f"{table} {what} {name}: expected {want.get(name)}, got {have.get(name)}")
         if expected[table].get("rows") != got[table].get("rows"):
             lines.append(f"{table} rows: expected {expected[table].get('rows')}, got {got[table].get('rows')}")
         want, have = expected[table].get("values", {}), got[table].get("values", {})

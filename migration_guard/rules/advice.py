@@ -21,6 +21,7 @@ from pglast.visitors import Visitor
 from migration_guard.model import FieldFacts, ModelChange, ParsedStatement
 from migration_guard.rules.base import StatementContext, claim_key
 from migration_guard.rules.compat import column_change, deploy_of
+from migration_guard.rules.recipes import split_note
 
 __all__ = [
     "DJANGO_APPS",
@@ -448,6 +449,7 @@ def add_index_recipe(ctx: StatementContext, table: str, index: str, sql: str, im
         return "\n".join([*imported, *notes,
                           "# in the model's Meta.indexes, or in this migration (the table is new: a plain build is harmless)",
                           f"migrations.AddIndex({model}, {index}),"])
-    return "\n".join([*imported, "from django.contrib.postgres.operations import AddIndexConcurrently", *notes,
-                      "# in a migration with atomic = False (the table has rows: build it without blocking writes)",
+    return "\n".join([split_note("a migration of its own, with atomic = False: the table has rows, build it "
+                                 "without blocking writes"),
+                      *imported, "from django.contrib.postgres.operations import AddIndexConcurrently", *notes,
                       f"AddIndexConcurrently({model}, {index}),"])

@@ -103,6 +103,12 @@ class StatementContext:
         """The table's size (new in the plan: empty; no figure: unknown, or assumed)."""
         return self.sizes.of(table)
 
+    def is_materialized_view(self, table: str) -> bool:
+        """Whether ``table`` is a materialized view (as far as the catalog knows): nothing writes to one, nor
+        locks its rows, so a lock there that blocks only writes blocks no traffic."""
+        return any(lock.relkind == "materialized view" and claim_key(lock.relation) == claim_key(table)
+                   for lock in self.effects.locks)
+
     def is_large(self, table: str) -> bool:
         """Above the threshold, or of unknown size (fail closed)."""
         return is_large(self.size(table), self.config.threshold_rows, self.config.threshold_bytes)

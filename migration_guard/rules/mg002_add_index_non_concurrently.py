@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pglast import ast
+
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext, lock_label
-from migration_guard.rules.recipes import model_ref, q, split_note
+from migration_guard.rules.compat import column_operation
+from migration_guard.rules.recipes import deparse, model_ref, q, reparse, run_sql, separate, split_note
 
 DOC = """\
 ## What it does
@@ -32,13 +35,17 @@ class Migration(migrations.Migration):
     ]
 ```
 A concurrent build that fails leaves an INVALID index behind: drop it and run the migration again.
+The index of a field (`db_index=True`, a `ForeignKey`): the field added (or altered) with
+`db_index=False`, then the index built with `RunSQL("CREATE INDEX CONCURRENTLY ...")` in a
+`SeparateDatabaseAndState` whose state is the field as the migration has it. Raw SQL: the statement
+with `CONCURRENTLY`.
 """
 
 
 def check(ctx: StatementContext):
     for action in ctx.actions(ActionKind.CREATE_INDEX):
-        if action.detail.get("concurrently") or not action.builds_index:
-            continue
+        if action.detail.get("concurrently") or not action.builds_index or ctx.is_materialized_view(action.table):
+            continue  # (SHARE on a materialized view blocks only its refresh: nothing writes to one)
         table = action.table
         name = action.detail.get("name") or "<index name>"
         yield ctx.action_finding(
@@ -47,31 +54,45 @@ def check(ctx: StatementContext):
             work="index",
             message=f'Building index "{name}" on "{table}" without CONCURRENTLY holds {lock_label(action, "SHARE")}, '
             "which blocks writes for the whole build.",
-            recipe=_recipe(ctx, table, name, action.detail),
+            recipe=_recipe(ctx, table, action.detail),
         )
 
 
-def _recipe(ctx: StatementContext, table: str, name: str, detail: dict) -> str:
-    columns = detail.get("columns") or ()
-    fields = ", ".join(f'"{c}"' for c in columns) or '"..."'
-    unique = detail.get("unique")
-    lines = [split_note("a migration of its own, with atomic = False")]
+def _recipe(ctx: StatementContext, table: str, detail: dict) -> str:
+    """The same index built CONCURRENTLY, in a migration with atomic = False: an AddIndex's own index with
+    AddIndexConcurrently; a field's index (db_index, ForeignKey) with the field first added or altered
+    without it, then the index built in the database while Django's state gets the field as the migration
+    has it; raw SQL (RunSQL) as written, CONCURRENTLY."""
     operation = ctx.operation
-    if operation is not None and operation.name in {"AddField", "AlterField", "CreateModel"}:
-        lines.append("# the field's index comes from db_index=True or a ForeignKey: set db_index=False on it,")
-        lines.append("# then add the index concurrently:")
-    if unique:
-        cols = ", ".join(q(c) for c in columns) or "..."
-        lines += [
-            "migrations.RunSQL(",
-            f"    'CREATE UNIQUE INDEX CONCURRENTLY {q(name)} ON {q(table)} ({cols})',",
-            f"    reverse_sql='DROP INDEX CONCURRENTLY IF EXISTS {q(name)}',",
-            "),",
-        ]
-    else:
-        lines.append("from django.contrib.postgres.operations import AddIndexConcurrently")
-        lines.append(f"AddIndexConcurrently({model_ref(ctx, table)}, models.Index(fields=[{fields}], name=\"{name}\")),")
-    return "\n".join(lines)
+    heading = split_note("a migration of its own, with atomic = False")
+    if operation is not None and operation.name == "AddIndex" and operation.definition:
+        return "\n".join([heading, *operation.definition_imports,
+                          "from django.contrib.postgres.operations import AddIndexConcurrently",
+                          f"AddIndexConcurrently({model_ref(ctx, table)}, {operation.definition}),"])
+    column = (detail.get("columns") or (None,))[0]
+    without = column_operation(ctx, table, column, db_index="False") if column else None
+    if without is not None:
+        full = column_operation(ctx, table, column, as_operation="AlterField")
+        # every index the operation builds (a CharField's db_index makes two: the plain one and its _like)
+        builds = [p for p in ctx.statements if p.statement.operation == operation and isinstance(p.node, ast.IndexStmt)
+                  and p.statement.migration == ctx.label] or [ctx.parsed]
+        return "\n".join([
+            split_note("migration 1: the field without its index (db_index=False)"),
+            *without,
+            split_note("migration 2, with atomic = False: the index, built concurrently; Django's state gets the "
+                       "field as the migration has it"),
+            *full[:-1],
+            separate(state=full[-1:], database=[_concurrently(p.statement.sql) for p in builds]),
+        ])
+    return "\n".join([heading, _concurrently(ctx.sql)])
+
+
+def _concurrently(sql: str) -> str:
+    """The CREATE INDEX as a RunSQL, built CONCURRENTLY."""
+    node = reparse(sql)
+    node.concurrent = True
+    reverse = f"DROP INDEX CONCURRENTLY IF EXISTS {q(node.idxname)}" if node.idxname else None
+    return run_sql(deparse(node), reverse, indent="")
 
 
 RULE = Rule(

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext
-from migration_guard.rules.recipes import q, run_sql, split_note
+from migration_guard.rules.compat import column_operation
+from migration_guard.rules.recipes import (
+    column_constraint,
+    q,
+    run_sql,
+    separate,
+    split_note,
+    table_constraint,
+    without_constraints,
+)
 
 DOC = """\
 ## What it does
@@ -56,15 +65,27 @@ def check(ctx: StatementContext):
             work="scan",
             message=f'Adding foreign key "{name}" scans all of "{table}" while blocking writes to '
             f'"{table}" and "{referenced}".',
-            recipe=_recipe(ctx, table, name),
+            recipe=_recipe(ctx, table, name, action),
         )
 
 
 def _new_column(ctx: StatementContext, action):
     table, column, referenced = action.table, action.column or "?", action.detail["references"]
     bare = table.strip('"').split(".")[-1]
-    name = action.detail.get("constraint_name") or f"{bare}_{column}_fk"[:63]
-    default = action.detail.get("default") or "..."
+    name = action.detail.get("constraint_name") or f"{bare}_{column}_fkey"[:63]  # PostgreSQL's own name for it
+    constraint = column_constraint(ctx.sql, column, "FOREIGN")
+    add_key = (table_constraint(table, constraint, name, column, not_valid=True) if constraint is not None else
+               f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} FOREIGN KEY ({q(column)}) REFERENCES {q(referenced)} "
+               "NOT VALID")
+    column_only = run_sql(without_constraints(ctx.sql, column, {"FOREIGN"}),
+                          f"ALTER TABLE {q(table)} DROP COLUMN {q(column)}", indent="")
+    key = run_sql(add_key, f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}", indent="")
+    own = column_operation(ctx, table, column)
+    if own is not None:  # the field for Django's state; in the database, the column, then the key NOT VALID
+        database = column_operation(ctx, table, column, db_constraint="False")
+        first = [*own[:-1], separate(state=own[-1:], database=[database[-1], key])]
+    else:
+        first = [column_only, key]
     return ctx.action_finding(
         RULE,
         action,
@@ -72,35 +93,33 @@ def _new_column(ctx: StatementContext, action):
         message=f'Adding column "{column}" with a default and a foreign key to "{referenced}" checks every row of '
         f'"{table}" while blocking reads and writes of "{table}" and writes of "{referenced}".',
         recipe="\n".join([
-            split_note("migration 1: the column with its default, without the foreign key (instant)"),
-            run_sql(f"ALTER TABLE {q(table)} ADD COLUMN {q(column)} {action.detail.get('type') or '<type>'} "
-                    f"DEFAULT {default}", f"ALTER TABLE {q(table)} DROP COLUMN {q(column)}", indent=""),
-            split_note("migration 2: the foreign key NOT VALID (no scan; brief lock)"),
-            run_sql(f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} FOREIGN KEY ({q(column)}) REFERENCES "
-                    f"{q(referenced)} NOT VALID", f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}", indent=""),
-            split_note("migration 3: validate; reads and writes continue"),
+            split_note("migration 1: the column with its default, then the foreign key NOT VALID (no scan; brief "
+                       "locks)"),
+            *first,
+            split_note("migration 2: validate; reads and writes continue"),
             run_sql(f"ALTER TABLE {q(table)} VALIDATE CONSTRAINT {q(name)}", None, indent=""),
-            "# keep Django's state in step: SeparateDatabaseAndState(state_operations=[your AddField], ...)",
         ]),
     )
 
 
-def _recipe(ctx: StatementContext, table: str, name: str) -> str:
+def _recipe(ctx: StatementContext, table: str, name: str, action) -> str:
     sql = ctx.sql.strip().rstrip(";")
     single = sql.upper().count(" ADD CONSTRAINT ") == 1 and "," not in sql.split("FOREIGN KEY", 1)[0]
     add = f"{sql} NOT VALID" if single else (
         f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} FOREIGN KEY (...) REFERENCES ... NOT VALID")
-    lines = [
+    key = run_sql(add, f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}", indent="")
+    columns = action.detail.get("columns") or ()
+    own = column_operation(ctx, table, columns[0]) if len(columns) == 1 else None
+    if own is not None:  # Django's state gets the field as the migration has it; the database the key NOT VALID
+        added = own[-1].startswith("migrations.AddField(")  # (after the column, without its key)
+        database = [column_operation(ctx, table, columns[0], db_constraint="False")[-1]] if added else []
+        key = "\n".join([*own[:-1], separate(state=own[-1:], database=[*database, key])])
+    return "\n".join([
         split_note("migration 1: add it NOT VALID (no scan; brief lock)"),
-        run_sql(add, f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}", indent=""),
+        key,
         split_note("migration 2: validate; reads and writes continue"),
         run_sql(f"ALTER TABLE {q(table)} VALIDATE CONSTRAINT {q(name)}", None, indent=""),
-    ]
-    operation = ctx.operation
-    if operation is not None and operation.name in {"AddField", "AlterField"}:
-        lines.append(f"# keep Django's state in step: migrations.SeparateDatabaseAndState(state_operations=[your "
-                     f"{operation.name}], database_operations=[the column, then the RunSQL above])")
-    return "\n".join(lines)
+    ])
 
 
 RULE = Rule(

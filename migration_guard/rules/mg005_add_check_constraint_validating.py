@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext, lock_label
-from migration_guard.rules.recipes import q, run_sql, split_note
+from migration_guard.rules.compat import column_operation
+from migration_guard.rules.recipes import (
+    added_constraint,
+    column_constraint,
+    model_ref,
+    q,
+    run_sql,
+    separate,
+    split_note,
+    table_constraint,
+    without_constraints,
+)
 
 DOC = """\
 ## What it does
@@ -55,21 +66,38 @@ def check(ctx: StatementContext):
             action,
             work="scan",
             message=f'{what} scans all of "{action.table}" under {lock_label(action)}, blocking reads and writes.',
-            recipe=_recipe(action.table, name, action.detail.get("expression")),
+            recipe=_recipe(ctx, action, name),
         )
 
 
-def _recipe(table: str, name: str | None, expression: str | None) -> str:
-    if name is None:
-        return "\n".join([
-            split_note("migration 1: the column without the CHECK (e.g. IntegerField instead of PositiveIntegerField)"),
-            split_note("migration 2: the CHECK, NOT VALID, then VALIDATE in migration 3 (see `migration-guard rules MG005`)"),
-        ])
-    condition = expression or "..."
+def _recipe(ctx: StatementContext, action, name: str | None) -> str:
+    """The CHECK added NOT VALID (a new column's: the column first, without it), then VALIDATE; Django's
+    state gets the migration's own constraint (or field)."""
+    table = action.table
+    if name is None:  # a new column's inline CHECK
+        column = action.column
+        constraint = column_constraint(ctx.sql, column, "CHECK")
+        bare = table.strip('"').split(".")[-1]
+        name = (constraint.conname if constraint is not None else None) or f"{bare}_{column}_check"[:63]
+        database = [run_sql(without_constraints(ctx.sql, column, {"CHECK"}),
+                            f"ALTER TABLE {q(table)} DROP COLUMN {q(column)}", indent="")]
+        own = column_operation(ctx, table, column)
+        heading = "migration 1: the column without its CHECK, then the CHECK NOT VALID (both instant)"
+    else:
+        constraint = added_constraint(ctx.sql, name)
+        database, own, heading = [], None, "migration 1: add it NOT VALID (instant)"
+        operation = ctx.operation
+        if operation is not None and operation.name == "AddConstraint" and operation.definition:
+            own = [*operation.definition_imports,
+                   f"migrations.AddConstraint({model_ref(ctx, table)}, {operation.definition}),"]
+    add = (table_constraint(table, constraint, name, not_valid=True) if constraint is not None else
+           f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} CHECK ({action.detail.get('expression') or '...'}) "
+           "NOT VALID")
+    database.append(run_sql(add, f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}", indent=""))
+    first = [*own[:-1], separate(state=own[-1:], database=database)] if own is not None else database
     return "\n".join([
-        split_note("migration 1: add it NOT VALID (instant); keep Django's state with SeparateDatabaseAndState"),
-        run_sql(f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} CHECK ({condition}) NOT VALID",
-                f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}", indent=""),
+        split_note(heading + ("; Django's state gets the migration's own" if own is not None else "")),
+        *first,
         split_note("migration 2: validate; reads and writes continue"),
         run_sql(f"ALTER TABLE {q(table)} VALIDATE CONSTRAINT {q(name)}", None, indent=""),
     ])

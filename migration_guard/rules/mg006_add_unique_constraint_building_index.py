@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from pglast import ast
+
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext, lock_label
-from migration_guard.rules.recipes import q, run_sql, split_note
+from migration_guard.rules.compat import column_operation
+from migration_guard.rules.recipes import (
+    added_constraint,
+    column_constraint,
+    model_ref,
+    not_null_steps,
+    q,
+    run_sql,
+    separate,
+    set_not_null,
+    split_note,
+    without_constraints,
+)
 
 DOC = """\
 ## What it does
@@ -55,15 +69,25 @@ def check(ctx: StatementContext):
             work="index",
             message=f'Adding {kind} "{name}" builds its index on "{table}" under {lock_label(action)}, blocking reads '
             "and writes.",
-            recipe=_recipe(table, name, contype, action.detail.get("columns") or ()),
+            recipe=_recipe(ctx, action, table, name, contype),
         )
 
 
 def _new_column(ctx: StatementContext, action):
     table, column = action.table, action.column or "?"
     kind = action.detail.get("unique") or "UNIQUE"
+    contype = "primary_key" if kind == "PRIMARY KEY" else "unique"
     bare = table.strip('"').split(".")[-1]
-    name = action.detail.get("unique_name") or f"{bare}_{column}_uniq"[:63]
+    # PostgreSQL's own name for it, as the statement would have made it
+    name = action.detail.get("unique_name") or (f"{bare}_pkey" if contype == "primary_key" else f"{bare}_{column}_key")
+    constraint = column_constraint(ctx.sql, column, "PRIMARY" if contype == "primary_key" else "UNIQUE")
+    if constraint is not None:
+        constraint.keys = (ast.String(sval=column),)
+    without = column_operation(ctx, table, column, unique=None, primary_key=None)
+    state = column_operation(ctx, table, column, as_operation="AlterField")
+    if without is None:
+        without = [run_sql(without_constraints(ctx.sql, column, {"UNIQUE", "PRIMARY"}),
+                           f"ALTER TABLE {q(table)} DROP COLUMN {q(column)}", indent="")]
     return ctx.action_finding(
         RULE,
         action,
@@ -71,24 +95,53 @@ def _new_column(ctx: StatementContext, action):
         message=f'Adding column "{column}" with {kind} builds its index on "{table}" under {lock_label(action)}, '
         "blocking reads and writes.",
         recipe="\n".join([
-            split_note(f"migration 1: the column without {kind} (instant): unique=False on the field"),
-            _recipe(table, name, "primary_key" if kind == "PRIMARY KEY" else "unique", (column,)),
-            "# then unique=True in the model; keep Django's state in step with SeparateDatabaseAndState",
+            split_note(f"migration 1: the column without {kind} (instant)"),
+            *without,
+            *_steps(table, name, contype, constraint, (column,), 2, state=state),
         ]),
     )
 
 
-def _recipe(table: str, name: str, contype: str, columns) -> str:
-    cols = ", ".join(q(c) for c in columns) or "..."
+def _recipe(ctx: StatementContext, action, table: str, name: str, contype: str) -> str:
+    operation = ctx.operation
+    state = None
+    if operation is not None and operation.name == "AddConstraint" and operation.definition:
+        state = [*operation.definition_imports,
+                 f"migrations.AddConstraint({model_ref(ctx, table)}, {operation.definition}),"]
+    # a primary key on columns that may hold NULL sets them NOT NULL, which scans: proved first, without one
+    nullable = action.detail.get("columns") or () if contype == "primary_key" and action.scans else ()
+    return "\n".join(_steps(table, name, contype, added_constraint(ctx.sql, name), action.detail.get("columns") or (),
+                             1, state=state, nullable=nullable))
+
+
+def _steps(table: str, name: str, contype: str, constraint, columns, first: int, *, state: list[str] | None,
+           nullable=()) -> list[str]:
+    """The unique index built CONCURRENTLY (with the constraint's INCLUDE and NULLS NOT DISTINCT), NOT NULL
+    proved for ``nullable`` columns, then the constraint attached to it (with its DEFERRABLE); Django's
+    state, if ``state``, gets those operations."""
+    keys = [k.sval for k in constraint.keys] if constraint is not None and constraint.keys else list(columns)
+    cols = ", ".join(q(c) for c in keys) or "..."
+    include = (f" INCLUDE ({', '.join(q(k.sval) for k in constraint.including)})"
+               if constraint is not None and constraint.including else "")
+    distinct = " NULLS NOT DISTINCT" if constraint is not None and constraint.nulls_not_distinct else ""
+    deferrable = (" DEFERRABLE" if constraint is not None and constraint.deferrable else "") + (
+        " INITIALLY DEFERRED" if constraint is not None and constraint.initdeferred else "")
     keyword = "PRIMARY KEY" if contype == "primary_key" else "UNIQUE"
-    return "\n".join([
-        split_note("migration 1, with atomic = False: build the index concurrently"),
-        run_sql(f"CREATE UNIQUE INDEX CONCURRENTLY {q(name)} ON {q(table)} ({cols})",
+    lines = [
+        split_note(f"migration {first}, with atomic = False: build the index concurrently"),
+        run_sql(f"CREATE UNIQUE INDEX CONCURRENTLY {q(name)} ON {q(table)} ({cols}){include}{distinct}",
                 f"DROP INDEX CONCURRENTLY IF EXISTS {q(name)}", indent=""),
-        split_note("migration 2: attach it; wrap in SeparateDatabaseAndState with your AddConstraint as state"),
-        run_sql(f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} {keyword} USING INDEX {q(name)}",
-                f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}", indent=""),
-    ])
+    ]
+    number = first + 1
+    for column in nullable:
+        lines += not_null_steps(table, column, number, [set_not_null(table, column)])
+        number += 3
+    attach = run_sql(f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} {keyword} USING INDEX {q(name)}{deferrable}",
+                     f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}", indent="")
+    if state is not None:
+        attach = "\n".join([*state[:-1], separate(state=state[-1:], database=[attach])])
+    return [*lines, split_note(f"migration {number}: attach it (no build; brief lock)"
+                               + ("; Django's state gets the migration's own" if state is not None else "")), attach]
 
 
 RULE = Rule(

@@ -8,7 +8,7 @@ from pglast import ast
 
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext
-from migration_guard.rules.recipes import q, run_sql, split_note
+from migration_guard.rules.recipes import deparse, model_ref, q, reparse, run_sql, separate, split_note
 
 DOC = """\
 ## What it does
@@ -60,6 +60,8 @@ def check(ctx: StatementContext):
         mode = max(own) if own else strongest
         if mode is None or not mode.blocks_traffic:
             continue
+        if ctx.is_materialized_view(table) and not mode.blocks_reads:
+            continue
         seen.add(table)
         work = "rewrite" if action.rewrites else "index" if action.builds_index else "scan"
         reindex = isinstance(ctx.parsed.node, ast.ReindexStmt)
@@ -84,6 +86,8 @@ def check(ctx: StatementContext):
 def _recipe(ctx: StatementContext, action) -> str:
     node = ctx.parsed.node
     match node:
+        case ast.IndexStmt() if action.detail.get("partition_of") and node.idxname:
+            return _partitions_recipe(ctx, node, action)
         case ast.ReindexStmt():
             what = "INDEX" if node.kind.name.endswith("INDEX") else "TABLE"
             name = node.relation.relname if node.relation is not None else "<name>"
@@ -122,6 +126,42 @@ def _recipe(ctx: StatementContext, action) -> str:
                                "# VALIDATE CONSTRAINT it in a later migration (reads and writes continue)"])
     return ("# rebuild without holding ACCESS EXCLUSIVE for the copy: pg_repack or pg_squeeze;\n"
             "# otherwise run it in a maintenance window and approve it")
+
+
+def _partitions_recipe(ctx: StatementContext, node, action) -> str:
+    """An index of a partitioned table without building it under SHARE: the parent's ON ONLY (it builds
+    nothing and stays invalid), each partition's built CONCURRENTLY and attached (the parent's is valid once
+    every partition's is), as PostgreSQL names them."""
+    partitions = [a.table for a in ctx.effects.actions
+                  if a.detail.get("partition_of") and a.detail.get("index") == action.detail.get("index")]
+    if any((ctx.catalog.relkind(p) if ctx.catalog is not None else None) == "partitioned table" for p in partitions):
+        return ("# partitions that are partitioned in turn: create the index ON ONLY each level, build the leaves' "
+                "CONCURRENTLY\n# and ALTER INDEX ... ATTACH PARTITION each level's to the one above")
+    parent = node.idxname
+    only = reparse(ctx.sql)
+    only.relation.inh = False
+    columns = "_".join(e.name if e.name else "expr" for e in node.indexParams)
+    steps = []
+    for partition in partitions:
+        each = reparse(ctx.sql)
+        each.relation.schemaname, _, each.relation.relname = partition.rpartition(".")
+        each.relation.schemaname = each.relation.schemaname or None
+        each.idxname, each.concurrent = f"{partition.rpartition('.')[2]}_{columns}_idx"[:63], True
+        steps += [run_sql(deparse(each), f"DROP INDEX CONCURRENTLY IF EXISTS {q(each.idxname)}", indent=""),
+                  run_sql(f"ALTER INDEX {q(parent)} ATTACH PARTITION {q(each.idxname)}", None, indent="")]
+    first = run_sql(deparse(only), f"DROP INDEX IF EXISTS {q(parent)}", indent="")
+    operation = ctx.operation
+    if operation is not None and operation.name == "AddIndex" and operation.definition:
+        first = "\n".join([*operation.definition_imports, separate(
+            state=[f"migrations.AddIndex({model_ref(ctx, action.detail['partition_of'])}, {operation.definition}),"],
+            database=[first])])
+    return "\n".join([
+        split_note("migration 1: the index of the partitioned table alone (ON ONLY: it builds nothing, and is "
+                   "invalid until each partition's is attached)"),
+        first,
+        split_note("migration 2, with atomic = False: each partition's index, built concurrently, then attached"),
+        *steps,
+    ])
 
 
 def _collation_recipe(action, rebuilt=None) -> str:

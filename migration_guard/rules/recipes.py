@@ -8,8 +8,11 @@ from collections.abc import Collection, Sequence
 
 from migration_guard.rules.base import StatementContext
 
-__all__ = ["BATCH", "batched", "deparse", "model_ref", "not_null_check", "not_null_steps", "q", "reparse", "run_sql",
-           "separate", "set_not_null", "split_note", "without_constraints"]
+__all__ = ["BATCH", "added_constraint", "batched", "column_constraint", "deparse", "model_ref", "not_null_check",
+           "not_null_steps", "q", "reparse", "run_sql", "separate", "set_not_null", "split_note", "table_constraint",
+           "without_constraints"]
+
+_ATTRIBUTES = ("ATTR_DEFERRABLE", "ATTR_NOT_DEFERRABLE", "ATTR_DEFERRED", "ATTR_IMMEDIATE")
 
 BATCH = 10_000  # rows (keys) a batched backfill writes per transaction
 
@@ -125,16 +128,67 @@ def deparse(node) -> str:
     return RawStream()(node)
 
 
-def without_constraints(sql: str, column: str, kinds: Collection[str] | None = None) -> str:
-    """The ALTER TABLE ``sql`` with the constraints of the column it adds named ``column`` left out: those
-    of ``kinds`` (``DEFAULT``, ``NOTNULL``, ``CHECK``, ``FOREIGN``, ``UNIQUE``, ``PRIMARY``, ...), or all."""
-    node = reparse(sql)
+def _column_def(node, column: str):
     for cmd in node.cmds or ():
         column_def = getattr(cmd, "def_", None)
-        if getattr(column_def, "colname", None) == column and column_def.constraints:
-            column_def.constraints = tuple(c for c in column_def.constraints if kinds is not None
-                                           and c.contype.name.removeprefix("CONSTR_") not in kinds) or None
+        if getattr(column_def, "colname", None) == column:
+            return column_def
+    return None
+
+
+def without_constraints(sql: str, column: str, kinds: Collection[str] | None = None) -> str:
+    """The ALTER TABLE ``sql`` with the constraints of the column it adds named ``column`` left out: those
+    of ``kinds`` (``DEFAULT``, ``NOTNULL``, ``CHECK``, ``FOREIGN``, ``UNIQUE``, ``PRIMARY``, ...; with
+    ``FOREIGN`` or ``UNIQUE`` their DEFERRABLE clauses too), or all."""
+    node = reparse(sql)
+    column_def = _column_def(node, column)
+    if column_def is not None and column_def.constraints:
+        if kinds is not None and {"FOREIGN", "UNIQUE", "PRIMARY"} & set(kinds):
+            kinds = {*kinds, *_ATTRIBUTES}
+        column_def.constraints = tuple(c for c in column_def.constraints if kinds is not None
+                                       and c.contype.name.removeprefix("CONSTR_") not in kinds) or None
     return deparse(node)
+
+
+def column_constraint(sql: str, column: str, kind: str):
+    """The constraint of ``kind`` (``FOREIGN``, ``CHECK``, ``UNIQUE``, ...) that the ALTER TABLE ``sql``
+    declares on the column it adds, with the DEFERRABLE clauses that follow it; None when there is none."""
+    column_def = _column_def(reparse(sql), column)
+    found = None
+    for constraint in (column_def.constraints or ()) if column_def is not None else ():
+        name = constraint.contype.name.removeprefix("CONSTR_")
+        if name == kind:
+            found = constraint
+        elif found is not None and name in _ATTRIBUTES:
+            found.deferrable = name == "ATTR_DEFERRABLE" or (found.deferrable and name != "ATTR_NOT_DEFERRABLE")
+            found.initdeferred = name == "ATTR_DEFERRED" or (found.initdeferred and name != "ATTR_IMMEDIATE")
+        elif found is not None:
+            break
+    return found
+
+
+def added_constraint(sql: str, name: str | None):
+    """The constraint node an ``ALTER TABLE ... ADD CONSTRAINT`` ``sql`` adds under ``name`` (the first one
+    when unnamed), or None."""
+    constraints = [cmd.def_ for cmd in reparse(sql).cmds or () if cmd.subtype.name == "AT_AddConstraint"]
+    return next((c for c in constraints if c.conname == name), constraints[0] if constraints else None)
+
+
+def table_constraint(table: str, constraint, name: str, column: str | None = None, *, not_valid: bool = False) -> str:
+    """``ALTER TABLE table ADD CONSTRAINT name ...`` of a constraint node (a column's own: on ``column``)."""
+    from pglast import ast
+    from pglast.enums import AlterTableType, ObjectType
+
+    constraint.conname = name
+    if column is not None and constraint.contype.name == "CONSTR_FOREIGN":
+        constraint.fk_attrs = (ast.String(sval=column),)
+    elif column is not None and constraint.contype.name in ("CONSTR_UNIQUE", "CONSTR_PRIMARY"):
+        constraint.keys = (ast.String(sval=column),)
+    if not_valid:
+        constraint.skip_validation, constraint.initially_valid = True, False
+    relation = reparse(f"SELECT FROM {q(table)}").fromClause[0]
+    return deparse(ast.AlterTableStmt(relation=relation, objtype=ObjectType.OBJECT_TABLE, cmds=(
+        ast.AlterTableCmd(subtype=AlterTableType.AT_AddConstraint, def_=constraint),)))
 
 
 def split_note(what: str) -> str:

@@ -128,11 +128,14 @@ def dangerous_tables(measured: Trace) -> set[str]:
     """Existing tables the server rewrote, read in full or built an index on while the statement held a lock
     that blocks their reads or writes: on the table itself, or (in one transaction, where every lock is held to
     its end) on one of its indexes, which every query plan locks. A statement run outside a transaction block
-    (the CONCURRENTLY family) takes its locks in phases: only its lock on the table counts."""
+    (the CONCURRENTLY family) takes its locks in phases: only its lock on the table counts. Nothing writes to a
+    materialized view (nor locks its rows): a lock there blocks traffic only if it blocks reads."""
     owner = {lock.relation: lock.of_table for lock in measured.locks}
     blocked = set()
     for lock in measured.locks:
         if lock.created or not lock.mode.blocks_traffic:
+            continue
+        if lock.relkind == "materialized view" and not lock.mode.blocks_reads:
             continue
         if lock.of_table is None:
             blocked.add(lock.relation)

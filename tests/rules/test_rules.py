@@ -151,7 +151,7 @@ def test_findings_carry_names_size_lock_duration_and_recipe():
     assert finding.table == "shop_order" and finding.size.rows == BIG
     assert finding.lock.pg_name == "ShareLock"
     assert finding.duration and finding.duration.startswith("~")
-    assert '"order_created_idx"' in finding.message and "AddIndexConcurrently" in finding.recipe
+    assert '"order_created_idx"' in finding.message and "CREATE INDEX CONCURRENTLY order_created_idx" in finding.recipe
     assert len(finding.fingerprint) == 16
 
 

@@ -20,7 +20,8 @@ def _create_index(node: ast.IndexStmt, ctx: _Context) -> None:
     concurrently = bool(node.concurrent)
     f = ctx.fact("create_index.concurrently" if concurrently else "create_index")
     ctx.needs_no_transaction = ctx.needs_no_transaction or concurrently
-    ctx.lock(table, f.mode)
+    # (a materialized view's index: rules tell its locks apart, as nothing writes to one)
+    ctx.lock(table, f.mode, "materialized view" if ctx.catalog.relkind(table) == "materialized view" else "table")
     columns = tuple(
         p.name if p.name else _sql(p.expr) for p in node.indexParams or ()
     )
