@@ -162,6 +162,9 @@ class Catalog:
     index_columns: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _frozen({}))  # index -> columns
     # index with expressions or a WHERE -> every column it reads (its keys too); only such indexes are here
     index_reads: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _frozen({}))
+    # index -> ((column, collation), ...) of its keys with a collation of their own (COLLATE in the index, not the
+    # column's): a type change to that collation keeps the index
+    index_collations: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=lambda: _frozen({}))
     timezone: str | None = None  # session TimeZone; None: unknown
     relkinds: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # relation -> "table", "view", ...
     children: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _frozen({}))  # parent -> children
@@ -219,18 +222,21 @@ class Catalog:
         return replace(self, foreign_keys=self.foreign_keys + tuple(keys))
 
     def with_indexes(self, indexes: Mapping[str, str], columns: Mapping[str, tuple[str, ...]] | None = None,
-                     reads: Mapping[str, tuple[str, ...]] | None = None) -> Catalog:
+                     reads: Mapping[str, tuple[str, ...]] | None = None,
+                     collations: Mapping[str, tuple[tuple[str, str], ...]] | None = None) -> Catalog:
         """This catalog plus ``{index name: table}`` and, when known, ``{index name: (column, ...)}`` (its
-        keys) and, for indexes with expressions or a WHERE, ``{index name: (column, ...)}`` (every column it
-        reads)."""
+        keys), for indexes with expressions or a WHERE, ``{index name: (column, ...)}`` (every column it
+        reads), and ``{index name: ((column, collation), ...)}`` of keys with a collation of their own."""
         merged = dict(self.indexes)
         merged.update({_key(i): t for i, t in indexes.items()})
         merged_columns = dict(self.index_columns)
         merged_columns.update({_key(i): tuple(c) for i, c in (columns or {}).items()})
         merged_reads = dict(self.index_reads)
         merged_reads.update({_key(i): tuple(c) for i, c in (reads or {}).items() if c})
+        merged_collations = dict(self.index_collations)
+        merged_collations.update({_key(i): tuple(c) for i, c in (collations or {}).items() if c})
         return replace(self, indexes=_frozen(merged), index_columns=_frozen(merged_columns),
-                       index_reads=_frozen(merged_reads))
+                       index_reads=_frozen(merged_reads), index_collations=_frozen(merged_collations))
 
     def with_created_tables(self, tables: Iterable[str]) -> Catalog:
         """This catalog plus tables created earlier in the plan."""
@@ -415,6 +421,10 @@ class Catalog:
         """The table ``index`` is on, if known."""
         return self.indexes.get(_key(index))
 
+    def key_collation(self, index: str, column: str) -> str | None:
+        """The collation of ``index``'s key on ``column`` when it has one of its own (None: the column's)."""
+        return dict(self.index_collations.get(_key(index), ())).get(column)
+
     def indexes_on(self, table: str, column: str) -> tuple[str, ...]:
         """Known indexes of ``table`` that include ``column``: as a key, in an expression or in their WHERE."""
         return tuple(sorted(
@@ -441,7 +451,7 @@ class Catalog:
             self.created_tables, self.from_database, self.described_tables, frozenset(self.column_types.items()),
             self.not_null_checks, self.pending_not_null_checks, self.not_null_columns, frozenset(self.foreign_keys),
             frozenset(self.indexes.items()), frozenset(self.index_columns.items()),
-            frozenset(self.index_reads.items()), self.timezone,
+            frozenset(self.index_reads.items()), frozenset(self.index_collations.items()), self.timezone,
             frozenset(self.relkinds.items()), frozenset(self.children.items()),
             frozenset(self.default_partitions.items()), frozenset(self.unique_constraints.items()),
             frozenset(self.view_tables.items()), frozenset(self.checks.items()),
@@ -474,6 +484,7 @@ _THAW = {
     "indexes": ("indexes", dict),
     "index_columns": ("index_columns", dict),
     "index_reads": ("index_reads", dict),
+    "collated": ("index_collations", dict),
     "relkinds": ("relkinds", dict),
     "children": ("children", dict),
     "defaults": ("default_partitions", dict),
@@ -535,6 +546,9 @@ class _Mutable:
             index_reads = self.index_reads
             for stale in [i for i in index_reads if i not in indexes]:
                 del index_reads[stale]
+            if self._current("collated"):
+                for stale in [i for i in self.collated if i not in indexes]:
+                    del self.collated[stale]
         if "children" in touched or not getattr(catalog, "_normalised", False):
             children = self.children
             for empty in [p for p, c in children.items() if not c]:
@@ -557,6 +571,7 @@ class _Mutable:
             indexes=part("indexes", MappingProxyType),
             index_columns=part("index_columns", MappingProxyType),
             index_reads=part("index_reads", MappingProxyType),
+            index_collations=part("collated", MappingProxyType),
             timezone=self.timezone,
             relkinds=part("relkinds", MappingProxyType),
             children=part("children", MappingProxyType),
@@ -627,6 +642,8 @@ class _Mutable:
         self.index_columns.pop(index, None)
         if index in self._current("index_reads"):
             del self.index_reads[index]
+        if index in self._current("collated"):
+            self.collated.pop(index)
         if index in self._current("invalid"):
             self.invalid.discard(index)
 
@@ -715,14 +732,21 @@ class _Mutable:
                 self.index_reads[_key(detail["name"])] = tuple(detail["reads"])
             elif _key(detail["name"]) in self._current("index_reads"):
                 del self.index_reads[_key(detail["name"])]
+            own = tuple((c, k) for c, k in zip(detail.get("columns", ()), detail.get("collations", ())) if k)
+            if own or _key(detail["name"]) in self._current("collated"):
+                self.collated[_key(detail["name"])] = own
         elif kind is ActionKind.DROP_INDEX and detail.get("name"):
             self._drop_index(_key(detail["name"]))
         elif kind is ActionKind.RENAME_INDEX and detail.get("name") and detail.get("new_name"):
             owner = self.indexes.pop(_key(detail["name"]), None)
             columns = self.index_columns.pop(_key(detail["name"]), ())
+            collated = self.collated.pop(_key(detail["name"]), ()) if _key(detail["name"]) in self._current(
+                "collated") else ()
             if owner:
                 self.indexes[_key(detail["new_name"])] = owner
                 self.index_columns[_key(detail["new_name"])] = columns
+                if collated:
+                    self.collated[_key(detail["new_name"])] = collated
             if _key(detail["name"]) in self._current("index_reads"):
                 reads = self.index_reads.pop(_key(detail["name"]))
                 if owner:
@@ -813,3 +837,6 @@ class _Mutable:
             self.index_reads = {
                 i: tuple(renamed(_key(self.indexes.get(i, "")), c) for c in cols) for i, cols in self.index_reads.items()
             }
+        if self._current("collated"):
+            self.collated = {i: tuple((renamed(_key(self.indexes.get(i, "")), c), k) for c, k in keys)
+                             for i, keys in self.collated.items()}

@@ -113,6 +113,19 @@ SELECT CASE WHEN n.nspname = ANY (current_schemas(false)) THEN i.relname
 """
 
 
+# Index keys on a column whose collation is the key's own (COLLATE in the index), not the column's.
+_INDEX_COLLATIONS_SQL = f"""
+SELECT CASE WHEN n.nspname = ANY (current_schemas(false)) THEN i.relname
+            ELSE n.nspname || '.' || i.relname END, a.attname, co.collname
+  FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  CROSS JOIN LATERAL unnest(x.indkey::int2[], x.indcollation::oid[]) AS k(attnum, coll)
+  JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+  JOIN pg_collation co ON co.oid = k.coll
+ WHERE {_USER_SCHEMAS} AND k.coll <> 0 AND k.coll <> a.attcollation
+"""
+
+
 def catalog_from_database(conn) -> Catalog:
     """A catalog describing the database behind the psycopg connection ``conn`` as it is now."""
     types: dict[tuple[str, str], str] = {}
@@ -145,6 +158,9 @@ def catalog_from_database(conn) -> Catalog:
     index_columns = {index: tuple(columns) for index, _table, columns, _valid, _reads in rows}
     index_reads = {index: tuple(reads) for index, _table, _columns, _valid, reads in rows if reads}
     invalid = [index for index, _table, _columns, valid, _reads in rows if not valid]
+    collations: dict[str, list[tuple[str, str]]] = {}
+    for index, column, collation in conn.execute(_INDEX_COLLATIONS_SQL).fetchall():
+        collations.setdefault(index, []).append((column, collation))
     timezone = conn.execute("SHOW TimeZone").fetchone()[0]
     relkinds = {name: _RELKIND_NAMES[kind] for name, kind in conn.execute(_RELATIONS_SQL).fetchall()}
     views: dict[str, list[str]] = {}
@@ -159,7 +175,7 @@ def catalog_from_database(conn) -> Catalog:
         .with_not_null_columns(not_null)
         .with_not_null_checks(checks)
         .with_foreign_keys(fks)
-        .with_indexes(indexes, index_columns, index_reads)
+        .with_indexes(indexes, index_columns, index_reads, {i: tuple(keys) for i, keys in collations.items()})
         .with_timezone(timezone)
         .with_not_null_checks(pending, validated=False)
         .with_relations(relkinds)

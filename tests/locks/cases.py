@@ -174,6 +174,9 @@ CASES = [
     _c("type_collation", 'ALTER TABLE "shop_order" ALTER COLUMN "note" TYPE varchar(20) COLLATE "C"'),
     _c("type_collation_indexed", 'ALTER TABLE "shop_order" ALTER COLUMN "note" TYPE varchar(20) COLLATE "C"',
        "CREATE INDEX shop_order_note_idx ON shop_order (note);"),
+    # an index whose key already has the new collation is kept (MG010's recipe builds it first)
+    _c("type_collation_index_already_collated", 'ALTER TABLE "shop_order" ALTER COLUMN "note" TYPE varchar(20) '
+       'COLLATE "C"', 'CREATE INDEX shop_order_note_c_idx ON shop_order (note COLLATE "C");'),
     # -- NOT NULL, DEFAULT, identity --------------------------------------------------------------
     _c("set_not_null", 'ALTER TABLE "shop_order" ALTER COLUMN "qty" SET NOT NULL'),
     _c("set_not_null_proven", 'ALTER TABLE "shop_order" ALTER COLUMN "qty" SET NOT NULL',

@@ -392,7 +392,10 @@ def _alter_column_type(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> Non
     else:
         reason = f"changing {q_col} to {new_text}: {why}, so no row is rewritten"
         if collation:
-            rebuilt = ctx.catalog.indexes_on(table, column)
+            # an index whose key already has the collation is kept (measured: its relfilenode stays), unless it
+            # reads the column in an expression or its WHERE
+            rebuilt = tuple(i for i in ctx.catalog.indexes_on(table, column)
+                            if ctx.catalog.key_collation(i, column) != collation or i in ctx.catalog.index_reads)
             assumed = not rebuilt and not ctx.catalog.knows_table(table)
             if rebuilt:
                 on = f"its indexes {', '.join(map(_q, rebuilt))}"

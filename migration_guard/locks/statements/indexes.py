@@ -49,6 +49,8 @@ def _create_index(node: ast.IndexStmt, ctx: _Context) -> None:
         reason = f"building {label} on {_q(table)} holds SHARE, blocking writes for the whole build"
     partitioned = ctx.catalog.relkind(table) == "partitioned table"
     detail = dict(name=name, concurrently=concurrently, unique=bool(node.unique), columns=columns,
+                  collations=tuple(".".join(n.sval for n in p.collation) if p.collation else None
+                                   for p in node.indexParams or ()),
                   method=node.accessMethod, partial=node.whereClause is not None,
                   include=tuple(p.name for p in node.indexIncludingParams or ()),
                   if_not_exists=bool(node.if_not_exists), existing_invalid=invalid, reads=reads,
