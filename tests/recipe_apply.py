@@ -190,8 +190,9 @@ def describe(dsn: str, *, data: bool = True) -> dict:
                 "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) || CASE WHEN indisvalid THEN '' "
                 "ELSE ' (INVALID)' END FROM pg_index WHERE indrelid = %s::regclass", (table,)).fetchall())
             constraints = {name: rest for name, *rest in conn.execute(
+                # (PostgreSQL 18's NOT NULL constraints, named after the column: the columns' NOT NULL says it)
                 "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint "
-                "WHERE conrelid = %s::regclass", (table,))}
+                "WHERE conrelid = %s::regclass AND contype <> 'n'", (table,))}
             entry = {"columns": columns, "indexes": indexes, "constraints": constraints}
             if data and populated:
                 entry["rows"] = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]

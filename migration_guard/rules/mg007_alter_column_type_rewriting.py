@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext, lock_label
-from migration_guard.rules.compat import field_for
-from migration_guard.rules.recipes import model_ref, split_note
+from migration_guard.rules.compat import column_change, state_ops
+from migration_guard.rules.recipes import batched, not_null_steps, q, run_sql, set_not_null, split_note
 
 DOC = """\
 ## What it does
@@ -49,22 +49,78 @@ def check(ctx: StatementContext):
             work="rewrite",
             message=f'Changing "{column}" {change} rewrites all of "{table}" under {lock_label(action)}, blocking '
             "reads and writes.",
-            recipe=_recipe(ctx, table, column, action.detail.get("new_type")),
+            recipe=_recipe(ctx, action),
         )
 
 
-def _recipe(ctx: StatementContext, table: str, column: str, new_type: str | None) -> str:
-    model = model_ref(ctx, table)
-    # the new field under another name: its own column, nullable, no default to fill old rows with
-    field = field_for(ctx, table, column, new_type, null="True", db_column=None, db_default=None, default=None,
-                      unique=None, primary_key=None)
-    return "\n".join([
-        split_note("deploy 1: a new nullable column of the new type"),
-        f"migrations.AddField({model}, \"{column}_new\", {field}),",
-        "# write both columns from the application (or a trigger)",
-        split_note("deploy 1, a non-atomic migration: backfill old rows in batches"),
-        split_note("deploy 2: read the new column; deploy 3: RemoveField the old one, RenameField the new"),
-    ])
+def _recipe(ctx: StatementContext, action) -> str:
+    """Expand and contract over four deploys, each passing the gate with the code of the deploy before it
+    running: a new column (the code then writes both); its rows filled in batches and, if the column is NOT
+    NULL, the model saying so (the code then reads the new one); NOT NULL without a scan, the old column made
+    nullable and, in the models, the new field taking the old one's name (the code then writes only the
+    new one); the old column dropped."""
+    table, column, detail = action.table, action.column or "?", action.detail
+    new_type = detail.get("new_type") or "?"
+    new = f"{column}_new"
+    value = detail.get("using") or f"CAST({q(column)} AS {new_type})"
+    found = column_change(ctx, table, column)
+    found = found if found is not None and found[0].operation == "AlterField" else None
+    lines = [split_note("deploy 1: a new nullable column of the new type")]
+    if found is not None:
+        change, field = found
+        before = change.field_before
+        not_null, was_not_null = not field.null, before is not None and not before.null
+        name = f"{field.name}_new"
+        own = {} if field.column == field.name else {"db_column": repr(new)}
+        imports = [line for line in field.imports if line != "from django.db import models"]
+        # the new field under another name: its own column, nullable, no default to fill old rows with
+        added = field.source(**{"null": "True", "db_column": None, "db_default": None, "default": None, "unique": None,
+                                "primary_key": None, **own})
+        lines += [*imports, f'migrations.AddField("{change.model}", "{name}", {added}),']
+        filled = ([split_note("migration 3: the model says NOT NULL (the code writes no NULL to it)"), *imports,
+                   state_ops("state_operations", f'migrations.AlterField("{change.model}", "{name}", '
+                                                 f'{field.source(db_column=None, **own)})')] if not_null else [])
+        renamed = [*imports, state_ops(
+            "state_operations", f'migrations.RemoveField("{change.model}", "{field.name}")',
+            f'migrations.RenameField("{change.model}", "{name}", "{field.name}")',
+            f'migrations.AlterField("{change.model}", "{field.name}", {field.source(db_column=repr(new))})')]
+    else:
+        not_null = was_not_null = ctx.catalog is not None and ctx.catalog.is_not_null(table, column)
+        collate = f" COLLATE {q(detail['collation'])}" if detail.get("collation") else ""
+        lines.append(run_sql(f"ALTER TABLE {q(table)} ADD COLUMN {q(new)} {new_type}{collate}",
+                             f"ALTER TABLE {q(table)} DROP COLUMN {q(new)}", indent=""))
+        filled = []
+        renamed = ["# the application stops writing the old column (Django: its field leaves the models, "
+                   "SeparateDatabaseAndState(state_operations=[RemoveField(...)]))"]
+    number = 3 + bool(filled)
+    lines += [
+        "# the application writes both columns from now on (or a trigger does)",
+        split_note("deploy 2, migration 2, with atomic = False: the rows there are, 10,000 at a time"),
+        *batched(table, f"UPDATE {q(table)} SET {q(new)} = {value.replace('%', '%%')} WHERE {q(new)} IS NULL "
+                        'AND "id" >= %s AND "id" < %s'),
+        *filled,
+        "# the application reads the new column from now on",
+    ]
+    third = f"deploy 3, migration {number}: "
+    if not_null:
+        lines += not_null_steps(table, new, number, [set_not_null(table, new)], prefix="deploy 3, ")
+        number += 3
+        third = f"migration {number}: "
+    if was_not_null or found is not None:
+        lines += [split_note(third + "the old column accepts NULL (nothing writes it from now on)"
+                             + ("; in the models the new field takes its name" if found is not None else ""))]
+        if was_not_null:
+            lines.append(run_sql(f"ALTER TABLE {q(table)} ALTER COLUMN {q(column)} DROP NOT NULL",
+                                 f"ALTER TABLE {q(table)} ALTER COLUMN {q(column)} SET NOT NULL", indent=""))
+        lines += renamed
+    lines += [
+        split_note("deploy 4: the old column goes"),
+        run_sql(f"ALTER TABLE {q(table)} DROP COLUMN {q(column)}", None, indent=""),
+    ]
+    if ctx.catalog is not None and (ctx.catalog.indexes_on(table, column) or ctx.catalog.foreign_keys_from(
+            table, column)):
+        lines.insert(1, "# its indexes and constraints: made on the new column in deploy 2 (CONCURRENTLY, NOT VALID)")
+    return "\n".join(lines)
 
 
 RULE = Rule(
