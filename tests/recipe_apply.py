@@ -71,9 +71,8 @@ def split_recipe(recipe: str) -> list[RecipeMigration]:
     return migrations
 
 
-def migration_module(migration: RecipeMigration, dependency: tuple[str, str], helpers: str = "") -> str:
-    """The migration as a file, depending on ``dependency`` (app label, migration name); ``helpers``:
-    module-level code the user writes (a backfill function the recipe names)."""
+def migration_module(migration: RecipeMigration, dependency: tuple[str, str]) -> str:
+    """The migration as a file, depending on ``dependency`` (app label, migration name)."""
     if migration.module is not None:
         module = "\n".join(line for line in migration.module.splitlines() if not _HEADING.match(line))
         return re.sub(r"^(class Migration\(migrations\.Migration\):\n)",
@@ -83,7 +82,6 @@ def migration_module(migration: RecipeMigration, dependency: tuple[str, str], he
     return "\n".join([
         *imports,
         "",
-        helpers,
         "",
         "class Migration(migrations.Migration):",
         f"    atomic = {migration.atomic}",
@@ -138,10 +136,11 @@ class Deployed:
 
 
 def deploy_recipe(server, project: Path, settings: str, app: str, database: str, after: str,
-                  migrations: list[RecipeMigration], stats: Path, prefix: str, helpers: str = "",
-                  first: list[dict] = ()) -> list[Deployed]:
+                  migrations: list[RecipeMigration], stats: Path, prefix: str, *, first: list[dict] = (),
+                  then: list[dict] = ()) -> tuple[list[Deployed], list[dict]]:
     """Write the recipe's migrations into ``app`` after migration ``after``, a deploy at a time: lint
-    the deploy's migrations (the pending ones) with the sizes of ``stats``, then migrate."""
+    the deploy's migrations (the pending ones) with the sizes of ``stats``, then migrate. ``first`` and
+    ``then``: driver steps before and after, whose results come second."""
     steps: list[dict] = [{"database": database}, *first]
     deploys: list[tuple[int, list[str]]] = []
     previous = after
@@ -149,14 +148,14 @@ def deploy_recipe(server, project: Path, settings: str, app: str, database: str,
         files = {}
         for migration in (m for m in migrations if m.deploy == number):
             name = f"{prefix}_{len(files) + sum(len(f) for _, f in deploys) + 1}"
-            used = helpers if helpers and any(h in "\n".join(migration.lines) for h in _defined(helpers)) else ""
-            files[f"{app}/migrations/{name}.py"] = migration_module(migration, (app, previous), used)
+            files[f"{app}/migrations/{name}.py"] = migration_module(migration, (app, previous))
             previous = name
         deploys.append((number, list(files)))
         steps += [{"write": files},
                   {"manage": ["lint_migrations", "--stats", str(stats), "--format", "json"]},
                   {"manage": ["migrate", "--no-input"]}]
-    results = driver(server, project, settings, steps)[1 + len(first):]
+    results = driver(server, project, settings, [*steps, *then])
+    around, results = results[1:1 + len(first)] + results[len(steps):], results[1 + len(first):len(steps)]
     done = []
     for index, (number, files) in enumerate(deploys):
         _, lint, migrate = results[3 * index:3 * index + 3]
@@ -165,11 +164,7 @@ def deploy_recipe(server, project: Path, settings: str, app: str, database: str,
         except ValueError:
             findings = []
         done.append(Deployed(number, files, lint, findings, migrate))
-    return done
-
-
-def _defined(helpers: str) -> list[str]:
-    return re.findall(r"^def (\w+)", helpers, re.M)
+    return done, around
 
 
 def describe(dsn: str, *, data: bool = True) -> dict:
@@ -204,9 +199,10 @@ def describe(dsn: str, *, data: bool = True) -> dict:
     return out
 
 
-def differences(expected: dict, got: dict, volatile: tuple[str, str] | None = None) -> list[str]:
+def differences(expected: dict, got: dict, volatile: str | None = None) -> list[str]:
     """What ``got`` lacks or has otherwise than ``expected`` (and has in more), one line each. The
-    ``volatile`` (table, column) has values from a volatile default: only how many are not NULL counts."""
+    ``volatile`` column (of any table: a partitioned table's partitions have it too) has values from a
+    volatile default: only how many are not NULL counts."""
     lines = []
     for table in sorted(set(expected) | set(got)):
         if table not in got:
@@ -225,7 +221,7 @@ def differences(expected: dict, got: dict, volatile: tuple[str, str] | None = No
             lines.append(f"{table} rows: expected {expected[table].get('rows')}, got {got[table].get('rows')}")
         want, have = expected[table].get("values", {}), got[table].get("values", {})
         for column in sorted(set(want) & set(have)):
-            same = (want[column][0] == have[column][0] if (table, column) == volatile
+            same = (want[column][0] == have[column][0] if column == volatile
                     else want[column] == have[column])
             if not same:
                 lines.append(f"{table} values of {column}: expected {want[column]}, got {have[column]}")

@@ -97,13 +97,12 @@ def user_part(rule: str, migrations: list[RecipeMigration], original: str | None
     return migrations
 
 
-def _volatile(rule: str, finding) -> tuple[str, str] | None:
+def _volatile(rule: str, finding) -> str | None:
     """The column whose values come from a volatile default (random(), ...): MG001's."""
     if rule != "MG001":
         return None
     message = finding["message"] if isinstance(finding, dict) else finding.message
-    table = finding["table"] if isinstance(finding, dict) else finding.table
-    return table, re.search(r'column "([^"]+)"', message)[1]
+    return re.search(r'column "([^"]+)"', message)[1]
 
 
 def _as_named(described: dict, rule: str, finding) -> dict:
@@ -112,12 +111,11 @@ def _as_named(described: dict, rule: str, finding) -> dict:
     if rule != "MG007":
         return described
     message = finding["message"] if isinstance(finding, dict) else finding.message
-    table = finding["table"] if isinstance(finding, dict) else finding.table
     column = re.match(r'Changing "([^"]+)"', message)[1]
-    entry = described[table]
-    for part in ("columns", "values"):
-        if part in entry and f"{column}_new" in entry[part]:
-            entry[part] = {column if name == f"{column}_new" else name: value for name, value in entry[part].items()}
+    for entry in described.values():  # the table's (and a partitioned table's partitions')
+        for part in ("columns", "values"):
+            if part in entry and f"{column}_new" in entry[part]:
+                entry[part] = {column if name == f"{column}_new" else name: v for name, v in entry[part].items()}
     return described
 
 
@@ -137,8 +135,28 @@ def check_deploys(deployed: list, rule: str, recipe: str) -> None:
         assert step.migrate["code"] == 0, f"{where}: migrate failed:\n{step.migrate['err'][-3000:]}\n{recipe}"
 
 
+_created: list[str] = []  # databases made here (a server holds them until dropped)
+
+
 def _name(prefix: str) -> str:
-    return f"{prefix}_{os.getpid()}_{next(_numbers)}"
+    """The name of a database to make, dropped by :func:`_drop` (at the end of the test, or the module)."""
+    _created.append(f"{prefix}_{os.getpid()}_{next(_numbers)}")
+    return _created[-1]
+
+
+def _drop(pg_server, names) -> None:
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(autouse=True)
+def _dropped(pg_server):
+    """The databases a test makes, dropped after it."""
+    made = len(_created)
+    yield
+    _drop(pg_server, _created[made:])
+    del _created[made:]
 
 
 # -- the sample project ---------------------------------------------------------------------------------
@@ -171,7 +189,7 @@ def _previous(label: str) -> tuple[str, str, str]:
 @pytest.fixture(scope="module")
 def sample(pg_server, tmp_path_factory):
     """The sample project at the demo's base with rows, linted at production size; for each migration of
-    :data:`SAMPLE_RECIPES`, a database just before it and one just after it."""
+    :data:`SAMPLE_RECIPES`, a database just before it and one just after it, and Django's state after it."""
     folder = tmp_path_factory.mktemp("sample")
     base = _name("sample_base")
     with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
@@ -188,14 +206,18 @@ def sample(pg_server, tmp_path_factory):
         databases[label] = (_name("before"), _name("after"))
         steps += [{"manage": ["migrate", app, previous, "--no-input"]}, {"clone": databases[label][0]},
                   {"manage": ["migrate", app, name, "--no-input"]}, {"clone": databases[label][1]}]
+    labels = sorted(databases)
+    steps += [{"state": [label.split(".")[0], label.split(".")[1]]} for label in labels]
     results = driver(pg_server, SAMPLE, "shopsite.settings", steps)
     assert all(r.get("code", 0) == 0 for r in results[2:]), results
     findings = json.loads(results[1]["out"])["findings"]
-    return findings, databases
+    states = {label: result["state"] for label, result in zip(labels, results[-len(labels):])}
+    yield findings, databases, states
+    _drop(pg_server, [base, *(name for pair in databases.values() for name in pair)])
 
 
 def test_the_sample_recipes_listed_are_every_code_recipe_of_the_sample_project(sample):
-    findings, _ = sample
+    findings, _, _ = sample
     assert sorted({(f["migration"], f["rule"]) for f in findings if f["recipe"] and has_code(f["recipe"])}) == \
         sorted(SAMPLE_RECIPES)
 
@@ -212,12 +234,6 @@ def _sample_project(pg_server, database: str, folder: Path) -> Path:
     return project
 
 
-def _state(pg_server, project: Path, database: str, app: str, node: str | None) -> dict:
-    """Django's migration state of ``app``'s models at ``node`` (None: the last migration on disk)."""
-    [_, result] = driver(pg_server, project, "shopsite.settings", [{"database": database}, {"state": [app, node]}])
-    return result["state"]
-
-
 def _original(label: str) -> str:
     """The original migration file without its dependencies (the user's own migration, moved)."""
     app, _, name = _previous(label)
@@ -227,7 +243,7 @@ def _original(label: str) -> str:
 
 @pytest.mark.parametrize("label, rule", SAMPLE_RECIPES, ids=[f"{m.split('_')[0]}-{r}" for m, r in SAMPLE_RECIPES])
 def test_a_sample_recipe_applies_and_the_gate_passes_it(label, rule, sample, pg_server, tmp_path):
-    findings, databases = sample
+    findings, databases, states = sample
     [finding] = [f for f in findings if (f["migration"], f["rule"]) == (label, rule)]
     before, after = databases[label]
     app, previous, name = _previous(label)
@@ -235,9 +251,9 @@ def test_a_sample_recipe_applies_and_the_gate_passes_it(label, rule, sample, pg_
     database = clone(pg_server, before, _name("recipe"))
     migrations = user_part(rule, split_recipe(finding["recipe"]), _original(label))
 
-    deployed = deploy_recipe(pg_server, project, "shopsite.settings", app, database, previous, migrations,
-                             large_snapshot(pg_server.dsn(before), tmp_path / "production.json"),
-                             prefix=f"{name[:4]}_recipe")
+    deployed, [state] = deploy_recipe(pg_server, project, "shopsite.settings", app, database, previous, migrations,
+                                      large_snapshot(pg_server.dsn(before), tmp_path / "production.json"),
+                                      prefix=f"{name[:4]}_recipe", then=[{"state": [app, None]}])
 
     check_deploys(deployed, rule, finding["recipe"])
     found = differences(describe(pg_server.dsn(after)), _as_named(describe(pg_server.dsn(database)), rule, finding),
@@ -247,7 +263,7 @@ def test_a_sample_recipe_applies_and_the_gate_passes_it(label, rule, sample, pg_
         indexes = [*built, *INSTEAD[rule]]
         found = [line for line in found if not any(re.match(rf"\S+ index {re.escape(name)}: ", line) for name in indexes)]
     assert found == [], finding["recipe"]
-    got, expected = _state(pg_server, project, database, app, None), _state(pg_server, SAMPLE, after, app, name)
+    got, expected = state["state"], states[label]
     if rule in WITHOUT_NULL:
         got, expected = _without(got, "null=True"), _without(expected, "null=True")
     if rule in INSTEAD:
@@ -368,17 +384,32 @@ def _findings(case, sizes: TableSizes, catalog=None):
                               pg_version=18, config=Config(), catalog=catalog).findings
 
 
+# What a recipe leaves to the user in words, which the test does not write for them (the full set only).
+IN_WORDS = {
+    "type_two_columns": "two columns change: each finding's recipe moves its own (a user applies both)",
+    "type_indexed_rewrite": "the old column's index, made for the new column as the recipe says in words",
+    "type_int_array_grow": "the old column's default, given to the new column as the recipe says in words",
+    "type_varchar_array_grow": "the old column's default, given to the new column as the recipe says in words",
+    "type_enum_to_text": "the old column's default, given to the new column as the recipe says in words",
+}
+
+
 def _traced_with_code() -> list[str]:
+    """The cases (but those needing the role and tablespace test_traced.py makes) with a code recipe when
+    every table's size is unknown (the database's catalog may show some to be harmless)."""
     ids = []
     for case in CASES:
         if not case.runs_on(18) or case.fails or case.opaque or case.invalid_index:
+            continue
+        if "mg_space" in case.setup + case.sql or "mg_role" in case.setup + case.sql:
             continue
         if any(f.recipe and has_code(f.recipe) for f in _findings(case, TableSizes())):
             ids.append(case.id)
     return ids
 
 
-TRACED = _traced_with_code() if os.environ.get("MIGRATION_GUARD_ALL_RECIPES") == "1" else TRACED_IN_CI
+TRACED = ([pytest.param(i, marks=pytest.mark.xfail(reason=IN_WORDS[i], strict=True)) if i in IN_WORDS else i
+           for i in _traced_with_code()] if os.environ.get("MIGRATION_GUARD_ALL_RECIPES") == "1" else TRACED_IN_CI)
 CASE = {case.id: case for case in CASES}
 
 
@@ -403,7 +434,8 @@ def traced(pg_server, tmp_path_factory):
         conn.execute(f'CREATE DATABASE "{base}"')
     [_, done] = driver(pg_server, project, "tracedsite.settings", [{"database": base}, {"manage": ["migrate"]}])
     assert done["code"] == 0, done
-    return project, base
+    yield project, base
+    _drop(pg_server, [base])
 
 
 @pytest.mark.parametrize("case_id", TRACED)
@@ -420,6 +452,8 @@ def test_a_traced_recipe_applies_and_the_gate_passes_it(case_id, traced, pg_serv
         conn.execute(case.sql)
     expected = describe(pg_server.dsn(expected_db))
     recipes = list({(f.rule, f.recipe): f for f in findings if f.recipe and has_code(f.recipe)}.items())
+    if not recipes and case_id not in TRACED_IN_CI:
+        pytest.skip("no code recipe once the database's catalog is known")
     assert recipes, f"{case_id}: no recipe to apply"
     models = ", ".join(model for statement, model in SETUP_MODELS.items() if statement in case.setup)
     for number, ((rule, recipe), finding) in enumerate(recipes):
@@ -430,8 +464,9 @@ def test_a_traced_recipe_applies_and_the_gate_passes_it(case_id, traced, pg_serv
         database = clone(pg_server, base, _name("recipe"))
         migrations = user_part(rule, split_recipe(recipe), None)
 
-        deployed = deploy_recipe(pg_server, project, "tracedsite.settings", "shop", database, "0002_setup",
-                                 migrations, stats, prefix="0003_recipe", first=[{"manage": ["migrate"]}])
+        deployed, [setup] = deploy_recipe(pg_server, project, "tracedsite.settings", "shop", database, "0002_setup",
+                                          migrations, stats, prefix="0003_recipe", first=[{"manage": ["migrate"]}])
+        assert setup["code"] == 0, setup["err"]
 
         check_deploys(deployed, rule, recipe)
         found = differences(expected, _as_named(describe(pg_server.dsn(database)), rule, finding),

@@ -13,6 +13,7 @@ from migration_guard.rules.recipes import (
     separate,
     set_not_null,
     split_note,
+    target,
     without_constraints,
 )
 
@@ -77,7 +78,7 @@ def _why(action) -> str:
 def _recipe(ctx: StatementContext, action) -> str:
     """A volatile default: the column added bare and its default set apart (neither rewrites), the existing
     rows filled in batches, then NOT NULL without a scan. A serial, identity or generated column: words."""
-    table, column, detail = action.table, action.column or "?", action.detail
+    table, column, detail = target(action), action.column or "?", action.detail
     default = detail.get("default")
     own = column_operation(ctx, table, column)
     if detail.get("serial") or detail.get("identity") or detail.get("generated_stored") or not default or (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext, lock_label
 from migration_guard.rules.compat import column_operation
-from migration_guard.rules.recipes import not_null_steps, run_sql
+from migration_guard.rules.recipes import not_null_steps, run_sql, target
 
 DOC = """\
 ## What it does
@@ -50,7 +50,7 @@ def check(ctx: StatementContext):
             work="scan",
             message=f'Setting "{column}" NOT NULL scans all of "{table}" under {lock_label(action)}, blocking reads '
             "and writes.",
-            recipe=_recipe(ctx, table, column),
+            recipe=_recipe(ctx, target(action), column),
         )
 
 

@@ -14,6 +14,7 @@ from migration_guard.rules.recipes import (
     separate,
     split_note,
     table_constraint,
+    target,
     without_constraints,
 )
 
@@ -73,7 +74,7 @@ def check(ctx: StatementContext):
 def _recipe(ctx: StatementContext, action, name: str | None) -> str:
     """The CHECK added NOT VALID (a new column's: the column first, without it), then VALIDATE; Django's
     state gets the migration's own constraint (or field)."""
-    table = action.table
+    table = target(action)
     if name is None:  # a new column's inline CHECK
         column = action.column
         constraint = column_constraint(ctx.sql, column, "CHECK")

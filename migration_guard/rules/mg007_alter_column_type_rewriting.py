@@ -5,7 +5,7 @@ from __future__ import annotations
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext, lock_label
 from migration_guard.rules.compat import column_change, state_ops
-from migration_guard.rules.recipes import batched, not_null_steps, q, run_sql, set_not_null, split_note
+from migration_guard.rules.recipes import batched, not_null_steps, q, run_sql, set_not_null, split_note, target
 
 DOC = """\
 ## What it does
@@ -59,7 +59,14 @@ def _recipe(ctx: StatementContext, action) -> str:
     NULL, the model saying so (the code then reads the new one); NOT NULL without a scan, the old column made
     nullable and, in the models, the new field taking the old one's name (the code then writes only the
     new one); the old column dropped."""
-    table, column, detail = action.table, action.column or "?", action.detail
+    table, column, detail = target(action), action.column or "?", action.detail
+    catalog = ctx.catalog
+    if detail.get("other_tables") or (catalog is not None and any(
+            t == table and column in columns for (t, _), columns in catalog.unique_constraints.items())):
+        return "\n".join([
+            "# the column is in a key (a primary key, a unique constraint or a foreign key changes with it): a new",
+            "# column means new keys, and the tables that refer to them moved over, deploy by deploy; or change it",
+            "# in a maintenance window and approve it"])
     new_type = detail.get("new_type") or "?"
     new = f"{column}_new"
     value = detail.get("using") or f"CAST({q(column)} AS {new_type})"
@@ -75,7 +82,8 @@ def _recipe(ctx: StatementContext, action) -> str:
         imports = [line for line in field.imports if line != "from django.db import models"]
         # the new field under another name: its own column, nullable, no default to fill old rows with
         added = field.source(**{"null": "True", "db_column": None, "db_default": None, "default": None, "unique": None,
-                                "primary_key": None, **own})
+                                "primary_key": None, "db_index": None, **own})
+        indexed = field.kwarg("db_index") == "True"
         lines += [*imports, f'migrations.AddField("{change.model}", "{name}", {added}),']
         filled = ([split_note("migration 3: the model says NOT NULL (the code writes no NULL to it)"), *imports,
                    state_ops("state_operations", f'migrations.AlterField("{change.model}", "{name}", '
@@ -85,7 +93,8 @@ def _recipe(ctx: StatementContext, action) -> str:
             f'migrations.RenameField("{change.model}", "{name}", "{field.name}")',
             f'migrations.AlterField("{change.model}", "{field.name}", {field.source(db_column=repr(new))})')]
     else:
-        not_null = was_not_null = ctx.catalog is not None and ctx.catalog.is_not_null(table, column)
+        not_null = was_not_null = catalog is not None and catalog.is_not_null(table, column)
+        indexed = True  # as far as anyone knows: raw SQL says nothing of the column's default and CHECKs
         collate = f" COLLATE {q(detail['collation'])}" if detail.get("collation") else ""
         lines.append(run_sql(f"ALTER TABLE {q(table)} ADD COLUMN {q(new)} {new_type}{collate}",
                              f"ALTER TABLE {q(table)} DROP COLUMN {q(new)}", indent=""))
@@ -117,9 +126,9 @@ def _recipe(ctx: StatementContext, action) -> str:
         split_note("deploy 4: the old column goes"),
         run_sql(f"ALTER TABLE {q(table)} DROP COLUMN {q(column)}", None, indent=""),
     ]
-    if ctx.catalog is not None and (ctx.catalog.indexes_on(table, column) or ctx.catalog.foreign_keys_from(
-            table, column)):
-        lines.insert(1, "# its indexes and constraints: made on the new column in deploy 2 (CONCURRENTLY, NOT VALID)")
+    if indexed:
+        lines.insert(1, "# the old column's indexes, default and CHECKs, if any: the new column's too, made in deploy 2 "
+                        "(CREATE INDEX CONCURRENTLY, ADD CONSTRAINT ... NOT VALID)")
     return "\n".join(lines)
 
 

@@ -10,11 +10,17 @@ from migration_guard.rules.base import StatementContext
 
 __all__ = ["BATCH", "added_constraint", "batched", "column_constraint", "deparse", "model_ref", "not_null_check",
            "not_null_steps", "q", "reparse", "run_sql", "separate", "set_not_null", "split_note", "table_constraint",
-           "without_constraints"]
+           "target", "without_constraints"]
 
 _ATTRIBUTES = ("ATTR_DEFERRABLE", "ATTR_NOT_DEFERRABLE", "ATTR_DEFERRED", "ATTR_IMMEDIATE")
 
 BATCH = 10_000  # rows (keys) a batched backfill writes per transaction
+
+
+def target(action) -> str:
+    """The table the statement names: for its action on a partition, the partitioned table (the recipe changes
+    that, and PostgreSQL the partitions with it)."""
+    return action.detail.get("partition_of") or action.table
 
 
 def q(identifier: str) -> str:
