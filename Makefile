@@ -10,7 +10,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$(ls -d /root/.pyenv/versions/3.12*/bi
 DJANGO ?= django>=5.2,<5.3
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-django6 test-pg-versions lint clean bench bench-each pg-regress bench-traffic docs
+.PHONY: venv demo test test-recipes test-django6 test-pg-versions lint clean bench bench-each pg-regress bench-traffic docs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ pg-regress: venv
 	  tar xzf $(PG_REGRESS)/pglast-$(PGLAST_VERSION).tar.gz -C $(PG_REGRESS) --strip-components=5 \
 	    pglast-$(PGLAST_VERSION)/libpg_query/test/sql/postgres_regress && \
 	  rm $(PG_REGRESS)/pglast-$(PGLAST_VERSION).tar.gz && touch $(PG_REGRESS)/.pglast-$(PGLAST_VERSION); }
+
+# Every recipe of the traced lock cases applied on a real server and linted at production size (CI runs a
+# representative set: tests/test_recipes_apply.py); a few minutes.
+test-recipes: venv
+	MIGRATION_GUARD_ALL_RECIPES=1 $(PY) -m pytest -n 2 tests/test_recipes_apply.py $(PYTEST_ARGS)
 
 # The same suite on the newest Django 6 and Python 3.12 (CI runs both).
 test-django6:

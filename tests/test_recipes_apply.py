@@ -369,12 +369,11 @@ class Migration(migrations.Migration):
 
 # A representative set: one or two cases of each recipe's form (the full set: make test-recipes).
 TRACED_IN_CI = [
-    "add_column_random", "add_column_gen_random_uuid", "add_column_fk_default", "add_column_unique",
-    "add_column_inline_check", "set_not_null", "type_int_to_bigint", "type_varchar_shrink", "type_char_grow",
-    "add_check", "add_fk", "add_unique_deferrable", "add_primary_key_nullable", "create_index_partial",
-    "create_index_expression", "create_unique_index_partial", "partitioned_create_index", "reindex_table",
-    "refresh_matview", "type_collation_indexed", "update_backfill", "insert_select_join",
-    "add_column_not_null_no_default_empty",
+    "add_column_random", "add_column_fk_default", "add_column_unique", "add_column_inline_check", "set_not_null",
+    "partitioned_set_not_null", "type_int_to_bigint", "type_varchar_shrink", "type_char_grow", "add_check", "add_fk",
+    "add_unique_deferrable", "add_primary_key_nullable", "create_index_partial", "create_index_expression",
+    "partitioned_create_index", "reindex_table", "refresh_matview", "type_collation_indexed", "update_backfill",
+    "insert_select_join", "add_column_not_null_no_default_empty",
 ]
 
 
