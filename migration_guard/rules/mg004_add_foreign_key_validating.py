@@ -56,7 +56,7 @@ def check(ctx: StatementContext):
             work="scan",
             message=f'Adding foreign key "{name}" scans all of "{table}" while blocking writes to '
             f'"{table}" and "{referenced}".',
-            recipe=_recipe(ctx, table, name),
+            recipe=_recipe(ctx, action, table, name),
         )
 
 
@@ -85,8 +85,8 @@ def _new_column(ctx: StatementContext, action):
     )
 
 
-def _recipe(ctx: StatementContext, table: str, name: str) -> str:
-    sql = ctx.sql.strip().rstrip(";")
+def _recipe(ctx: StatementContext, action, table: str, name: str) -> str:
+    sql = ctx.sql_of(action).strip().rstrip(";")
     single = sql.upper().count(" ADD CONSTRAINT ") == 1 and "," not in sql.split("FOREIGN KEY", 1)[0]
     add = f"{sql} NOT VALID" if single else (
         f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} FOREIGN KEY (...) REFERENCES ... NOT VALID")
