@@ -284,9 +284,9 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
     return tuple(results)
 
 
-# Changes that touch the named columns only: their constraints are all a later lookup by those
-# columns can find changed (a table-wide change, a constraint or an index dropped or renamed by name,
-# counts for every column).
+# Changes that touch the named columns only (and OTHER actions on one column: a comment, statistics):
+# their constraints are all a later lookup by those columns can find changed (a table-wide change, a
+# constraint or an index dropped or renamed by name, counts for every column).
 _COLUMN_CHANGES = {ActionKind.ADD_COLUMN, ActionKind.DROP_COLUMN, ActionKind.ALTER_COLUMN_TYPE,
                    ActionKind.SET_NOT_NULL, ActionKind.DROP_NOT_NULL, ActionKind.SET_DEFAULT, ActionKind.DROP_DEFAULT,
                    ActionKind.RENAME_COLUMN, ActionKind.ADD_CONSTRAINT, ActionKind.CREATE_INDEX}
@@ -295,9 +295,10 @@ _COLUMN_CHANGES = {ActionKind.ADD_COLUMN, ActionKind.DROP_COLUMN, ActionKind.ALT
 def _note_change(changed: dict[str, set[str] | None], action: Action) -> None:
     """Add what ``action`` changes of its table to ``changed`` (table -> columns, None: the whole table)."""
     columns: set[str] | None = None
-    if action.kind in _COLUMN_CHANGES:
+    if action.kind in _COLUMN_CHANGES or (action.kind is ActionKind.OTHER and action.column):
         named = (action.column, action.detail.get("new_name")) if action.column else action.detail.get("columns")
-        if named and all(isinstance(c, str) for c in named if c is not None):
+        # an index on an expression ("lower(name)") is no column: the whole table
+        if named and all(isinstance(c, str) and "(" not in c for c in named if c is not None):
             columns = {c for c in named if c is not None}
     if columns is None or changed.get(action.table, set()) is None:
         changed[action.table] = None
