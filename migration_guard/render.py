@@ -765,9 +765,10 @@ class _Introspected:
 
     def read(self, table: str) -> None:
         scope = self.scopes[-1] if self.scopes else None
-        # PostgreSQL cuts names at 63 bytes; a longer one might not match the catalog's: the whole table.
+        # PostgreSQL cuts names at 63 bytes; a longer one might not match the catalog's; no column at all
+        # matches constraints on expressions: the whole table.
         columns = scope[1] if scope is not None and scope[0] == table else None
-        if columns is None or any(len(column.encode()) > 63 for column in columns):
+        if not columns or any(len(column.encode()) > 63 for column in columns):
             self.tables[table] = None
         elif table not in self.tables:
             self.tables[table] = set(columns)
