@@ -18,6 +18,8 @@ deploy_order = "migrate_first"      # or "code_first": which runs first in a dep
 base_cache = true                   # keep scratch databases at the base state between runs (CI)
 base_cache_max_bytes = "1GB"        # ... at most this much of them per server (oldest dropped first)
 max_findings = 50                   # the text report details this many findings, one line each after
+show_warnings = true                # the text report gives each warning on a table below the threshold
+                                    # in full (default: counted per rule at the end)
 ```
 """
 
@@ -86,6 +88,9 @@ class Config:
     # The text report gives this many findings in full, then one line each (None: all in full); JSON,
     # SARIF and the other formats always carry every finding.
     max_findings: int | None = None
+    # The text and markdown reports give each warning on a table below the threshold in full (default: one
+    # line per rule, with counts and tables); JSON, SARIF and the other formats always carry each one.
+    show_warnings: bool = False
     source: str = "defaults"  # where it came from, for messages
 
 
@@ -176,7 +181,7 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
             if value not in DEPLOY_ORDERS:
                 raise ConfigError(f"{where}: {key} = {value!r}: use \"migrate_first\" or \"code_first\"")
             changes[key_name] = value
-        elif key_name == "base_cache":
+        elif key_name in {"base_cache", "show_warnings"}:
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
             changes[key_name] = value
@@ -203,7 +208,7 @@ def _apply(config: Config, values: Any, where: str, base: Path, known_rules: fro
             raise ConfigError(
                 f"{where}: unknown setting {_shown(key)}; known: threshold_rows, threshold_bytes, approvals_file, "
                 "pg_version, assume_rows, disable, severity, preflight_max_age_seconds, stats_max_age_days, "
-                "search_path, deploy_order, base_cache, base_cache_max_bytes, max_findings"
+                "search_path, deploy_order, base_cache, base_cache_max_bytes, max_findings, show_warnings"
             )
     return replace(config, **changes, source=where)
 

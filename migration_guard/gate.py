@@ -10,6 +10,7 @@ import functools
 import os
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from migration_guard.model import ActionKind
 from migration_guard.pipeline import MigrationResult, analyse_migrations
 from migration_guard.plan import PlanError, build_plan, changed_files_since, migrations_before
 from migration_guard.preflight import planned_locks, read_sessions
+from migration_guard.progress import Progress
 from migration_guard.redact import redact_dsn
 from migration_guard.render import bulk_load, render_plan
 from migration_guard.report import DatabaseInfo, Report
@@ -93,6 +95,8 @@ class GateOptions:
     approve_by: str | None = None
     today: dt.date | None = None
     now: dt.datetime | None = None
+    # Where progress lines go (one line a call) while a long plan renders; None: nowhere.
+    progress: Callable[[str], None] | None = None
 
 
 def load_project_config(config_file: Path | None) -> Config:
@@ -378,6 +382,9 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
     running, basis = _running_code(executor, plan, options, alias, by_files=by_files)
     compat = {"running": running, "basis": basis, "release": config.deploy_order == "code_first",
               "each": options.each}
+    progress = Progress(options.progress, alias) if options.progress is not None and plan.lint else None
+    if progress is not None:
+        compat["progress"] = progress.migration
     try:
         if scratch:
             # A kept base (not for schema-per-tenant projects: their scratch layout is not in the key)
@@ -419,8 +426,12 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
     # NOT NULL checks, foreign keys, indexes), so that e.g. SET NOT NULL after an earlier deploy's
     # VALIDATE CONSTRAINT is known not to scan.
     catalog = catalogs[0] if catalogs else Catalog.empty()
+    if progress is not None:
+        progress.analysing(len(rendered), sum(len(r.statements) for r in rendered))
     results = analyse_migrations(rendered, sizes=sizes, pg_version=pg_version, config=config, catalog=catalog,
                                  each=options.each)
+    if progress is not None:
+        progress.analysed()
     if prefetch is not None:
         prefetch.close()  # its session must be gone before pre-flight reads pg_locks
     if not scratch and PREFLIGHT_RULE.id not in config.disable:

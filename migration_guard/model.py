@@ -339,10 +339,10 @@ class RenderedMigration:
     # migration is not to blame, the gate's server is.
     missing_feature: str | None = None
     how: str = "collect_sql"  # "collect_sql" (rendered only) or "executed" (run on a scratch db)
-    # Tables whose catalog entries rendering read (constraint names etc.): when an earlier
-    # pending migration changes them and the database is not at this migration's state,
-    # the rendered SQL may be wrong.
-    introspected_tables: frozenset[str] = frozenset()
+    # What rendering read of the catalog (constraint names etc.): (table, the columns whose constraints
+    # it looked up, or None for more of the table), by table. When an earlier pending migration changes
+    # them and the database is not at this migration's state, the rendered SQL may be wrong.
+    introspected: tuple[tuple[str, frozenset[str] | None], ...] = ()
     # False: rendered only so that later migrations see what it does (a pending migration that
     # was not selected for linting); its findings are not reported.
     linted: bool = True
@@ -462,7 +462,8 @@ class Action:
       DML: verb ("update", "delete", "insert"), where (bool: has a WHERE clause), bounded (bool: a key
         range or a LIMIT bounds the rows it writes), source (tables an INSERT ... SELECT reads), key (the
         table's primary key column, or "id"), alias (the table's alias in the statement)
-      CALL: function (name, or "DO")
+      CALL: function (name, or "DO"), why (a DO block: what keeps it opaque)
+      any kind, done by a statement inside a DO block: block_sql (that statement's SQL)
       SET_SETTING: name, value
       TRANSACTION: verb ("begin", "commit", "rollback")
     """
@@ -571,6 +572,9 @@ class Finding:
     # Other statements of the migration (indexes) the finding is about too (MG008: the statements
     # whose locks are held while this one works): its fingerprint covers them all.
     related: tuple[int, ...] = ()
+    # A warning only because its table is below the size threshold (on a large one the rule blocks):
+    # the text report counts these per rule instead of giving each in full (--show-warnings gives them).
+    below_threshold: bool = False
 
     @property
     def blocking(self) -> bool:

@@ -10,10 +10,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
+from types import MappingProxyType
 
 from migration_guard.config import Config
 from migration_guard.locks import Catalog, advance, analyse
 from migration_guard.model import (
+    Action,
     ActionKind,
     Effects,
     Finding,
@@ -29,8 +31,9 @@ from migration_guard.stats import TableSizes
 
 __all__ = ["MigrationResult", "StatementResult", "analyse_migrations", "analyse_statements"]
 
-# Actions that change a table's definition (what a later migration's rendering may depend on).
-_NOT_DDL = {ActionKind.DML, ActionKind.SET_SETTING, ActionKind.TRANSACTION, ActionKind.OTHER}
+# Actions that leave a table's definition (what a later migration's rendering may read) as it is. Every
+# other action on a table changes it: OTHER too (RENAME CONSTRAINT changes the names a lookup finds).
+_NOT_DDL = {ActionKind.DML, ActionKind.SET_SETTING, ActionKind.TRANSACTION}
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,9 @@ class _PlanState:
 
     catalog: Catalog
     sizes: TableSizes
-    changed_tables: set[str] = field(default_factory=set)
+    # Tables earlier statements changed: the columns they changed, or None when more of the table
+    # (a constraint or index by name, the table itself, a statement the model does not know).
+    changed: dict[str, set[str] | None] = field(default_factory=dict)
     # The catalog's created tables last added to ``sizes``: only new ones are added, not all of them
     # again at every statement (which made long plans and SQL files quadratic).
     created_seen: frozenset[str] = frozenset()
@@ -110,7 +115,8 @@ def analyse_migrations(
         if each:
             _new_deploy(state, sizes, timezone)
         context = MigrationContext(
-            rendered=migration, tables_changed_earlier=frozenset(state.changed_tables), config=config
+            rendered=migration, config=config,
+            changed_earlier=MappingProxyType({t: None if c is None else frozenset(c) for t, c in state.changed.items()})
         )
         migration_findings = [f for rule in active if rule.check_migration for f in rule.check_migration(context)]
         if migration.error and not migration.linted:
@@ -270,12 +276,34 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
             held.pop(key, None)
             explicit_transaction = None
             local.clear()
-        state.changed_tables.update(
-            a.table for a in effects.actions if a.table and a.kind not in _NOT_DDL
-        )
+        for action in effects.actions:
+            if action.table and action.kind not in _NOT_DDL:
+                _note_change(state.changed, action)
     for members in open_transactions.values():  # the migration's transaction ends with it
         _end_transaction(members, results, spanning)
     return tuple(results)
+
+
+# Changes that touch the named columns only (and OTHER actions on one column: a comment, statistics):
+# their constraints are all a later lookup by those columns can find changed (a table-wide change, a
+# constraint or an index dropped or renamed by name, counts for every column).
+_COLUMN_CHANGES = {ActionKind.ADD_COLUMN, ActionKind.DROP_COLUMN, ActionKind.ALTER_COLUMN_TYPE,
+                   ActionKind.SET_NOT_NULL, ActionKind.DROP_NOT_NULL, ActionKind.SET_DEFAULT, ActionKind.DROP_DEFAULT,
+                   ActionKind.RENAME_COLUMN, ActionKind.ADD_CONSTRAINT, ActionKind.CREATE_INDEX}
+
+
+def _note_change(changed: dict[str, set[str] | None], action: Action) -> None:
+    """Add what ``action`` changes of its table to ``changed`` (table -> columns, None: the whole table)."""
+    columns: set[str] | None = None
+    if action.kind in _COLUMN_CHANGES or (action.kind is ActionKind.OTHER and action.column):
+        named = (action.column, action.detail.get("new_name")) if action.column else action.detail.get("columns")
+        # an index on an expression ("lower(name)") is no column: the whole table
+        if named and all(isinstance(c, str) and "(" not in c for c in named if c is not None):
+            columns = {c for c in named if c is not None}
+    if columns is None or changed.get(action.table, set()) is None:
+        changed[action.table] = None
+    else:
+        changed.setdefault(action.table, set()).update(columns)
 
 
 def _end_transaction(members, results: list[StatementResult], rules: Sequence[Rule]) -> None:

@@ -99,6 +99,7 @@ def render_plan(
     each: bool = False,
     start: tuple[ProjectState, frozenset] | None = None,
     at_base: Callable[[object, ProjectState], None] | None = None,
+    progress: Callable[[int, int, str, int], None] | None = None,
 ) -> Iterator[RenderedMigration]:
     """Render every migration of ``plan.lint``, in order.
 
@@ -124,6 +125,8 @@ def render_plan(
     project state after the migrations the scratch database already has, and those migrations;
     ``at_base(connection, state)`` is called once the database is at the state just before the
     first linted migration, before ``before_first``.
+    ``progress(done, total, label, failed)`` is called before each migration of the plan is rendered
+    or applied: how many are done, of how many, which one is next, how many failed so far.
     """
     connection = executor.connection
     graph = executor.loader.graph
@@ -161,8 +164,11 @@ def render_plan(
         # migration that does not depend on any of them is rendered as usual: one failure does not
         # hide the rest of the plan.
         failed: dict[tuple[str, str], tuple[str, str]] = {}
-        for node in todo:
+        for position, node in enumerate(todo):
             migration = graph.nodes[node]
+            if progress is not None:
+                progress(position, len(todo), f"{migration.app_label}.{migration.name}",
+                         len({root for root, _ in failed.values()}))
             if guard is not None:
                 guard.migration = f"{migration.app_label}.{migration.name}"
             root = next((failed[parent.key] for parent in graph.node_map[node].parents if parent.key in failed), None)
@@ -406,7 +412,7 @@ def _render_migration(connection, migration, state, execute: bool, facts: FactsB
         missing = missing_feature(exc)
     if interrupt.requested() is not None:  # the code swallowed the signal's exception
         raise interrupt.Stopped(interrupt.requested())
-    introspected = frozenset(spy) if spy is not None else frozenset()
+    introspected = spy.frozen() if spy is not None else ()
     statements = recording.statements
     if not execute and error is None:
         statements = _as_collected(statements, editor.collected_sql)
@@ -419,7 +425,7 @@ def _render_migration(connection, migration, state, execute: bool, facts: FactsB
         error=error,
         missing_feature=missing,
         how="executed" if execute else "collect_sql",
-        introspected_tables=introspected,
+        introspected=introspected,
         operations=tuple(recording.operations),
     )
     return rendered, state, error, recording.before if recording.before is not None else state
@@ -770,11 +776,41 @@ def _read_only_session(connection, guard: Guard | None = None):
         connection.close()
 
 
+class _Introspected:
+    """What rendering one migration read of the catalog: per table, the columns whose constraints it
+    looked up (``BaseDatabaseSchemaEditor._constraint_names`` with ``column_names``: the constraints on
+    exactly those columns), or None when it read more (every constraint, the columns, the sequences)."""
+
+    def __init__(self):
+        self.tables: dict[str, set[str] | None] = {}
+        self.scopes: list[tuple[str, tuple[str, ...] | None]] = []  # the _constraint_names calls in progress
+
+    def clear(self) -> None:
+        self.tables.clear()
+        self.scopes.clear()
+
+    def read(self, table: str) -> None:
+        scope = self.scopes[-1] if self.scopes else None
+        # PostgreSQL cuts names at 63 bytes; a longer one might not match the catalog's; no column at all
+        # matches constraints on expressions: the whole table.
+        columns = scope[1] if scope is not None and scope[0] == table else None
+        if not columns or any(len(column.encode()) > 63 for column in columns):
+            self.tables[table] = None
+        elif table not in self.tables:
+            self.tables[table] = set(columns)
+        elif self.tables[table] is not None:
+            self.tables[table].update(columns)
+
+    def frozen(self) -> tuple[tuple[str, frozenset[str] | None], ...]:
+        return tuple(sorted((table, None if columns is None else frozenset(columns))
+                            for table, columns in self.tables.items()))
+
+
 @contextlib.contextmanager
 def _introspection_spy(connection):
-    """Note the table every introspection call reads, in ``connection._migration_guard_introspected``."""
+    """Note what every introspection call reads, in ``connection._migration_guard_introspected``."""
     introspection = connection.introspection
-    seen: set[str] = set()
+    seen = _Introspected()
     connection._migration_guard_introspected = seen
     originals = {}
     for name in _INTROSPECTION_METHODS:
@@ -784,13 +820,25 @@ def _introspection_spy(connection):
         originals[name] = method
 
         def spy(cursor, table_name, *args, _method=method, **kwargs):
-            seen.add(table_name)
+            seen.read(table_name)
             return _method(cursor, table_name, *args, **kwargs)
 
         setattr(introspection, name, spy)
+    constraint_names = BaseDatabaseSchemaEditor._constraint_names
+
+    def scoped(self, model, column_names=None, *args, **kwargs):
+        scope = None if column_names is None else tuple(column_names)
+        seen.scopes.append((model._meta.db_table, scope))
+        try:
+            return constraint_names(self, model, column_names, *args, **kwargs)
+        finally:
+            seen.scopes.pop()
+
+    BaseDatabaseSchemaEditor._constraint_names = scoped
     try:
         yield
     finally:
+        BaseDatabaseSchemaEditor._constraint_names = constraint_names
         for name in originals:
             delattr(introspection, name)
         del connection._migration_guard_introspected

@@ -18,7 +18,8 @@ from migration_guard.model import Finding, Severity
 from migration_guard.pipeline import MigrationResult
 from migration_guard.stats import format_schema, format_size
 
-__all__ = ["JSON_SCHEMA_VERSION", "DatabaseInfo", "Report", "render_json", "render_text"]
+__all__ = ["JSON_SCHEMA_VERSION", "DatabaseInfo", "Report", "below_threshold_lines", "counted_only", "render_json",
+           "render_text"]
 
 JSON_SCHEMA_VERSION = 1
 
@@ -74,6 +75,8 @@ def migration_status(result: MigrationResult) -> str:
 
 # -- text ---------------------------------------------------------------------------------------
 
+# Tables named on a rule's line of warnings below the threshold (the others are counted).
+_TABLES_NAMED = 5
 _COLOURS = {"blocked": "31;1", "approved": "33", "warning": "33", "ok": "32", "error": "31", "dim": "2"}
 
 
@@ -108,14 +111,21 @@ def render_text(report: Report, *, color: bool = False) -> str:
         out.append(f"note: {note}")
     room = report.config.max_findings
     short = 0
+    counted: list[tuple[MigrationResult, Finding]] = []
     for result in report.migrations:
         out.append("")
         status = migration_status(result)
         summary = _locks_summary(result)
         label = f"{result.label} [{result.database}]" if several and result.database else result.label
+        small = [f for f in result.findings if counted_only(report, f)]
+        if small:
+            summary = f"({len(small)} warning(s) on tables below the threshold: {', '.join(_per_rule(small))})"
         out.append(f"{paint(label, 'dim' if status == 'ok' else status)}  {paint(status.upper(), status)}"
-                   + (f"  {summary}" if summary and status == "ok" else ""))
+                   + (f"  {summary}" if summary and (status == "ok" or small) else ""))
+        counted.extend((result, f) for f in small)
         for finding in result.findings:
+            if counted_only(report, finding):
+                continue
             if room is None or room > 0:
                 out.extend(_finding_text(result, finding, paint))
                 room = None if room is None else room - 1
@@ -127,6 +137,11 @@ def render_text(report: Report, *, color: bool = False) -> str:
         out.append(f"note: {short} finding(s) after the first {report.config.max_findings} are given in one line "
                    "each (max_findings); --format json has every detail, and `migration-guard approve "
                    "--all-blocking REPORT.json --reason ...` approves them at once")
+    if counted:
+        out.append("")
+        out.append(f"{len(counted)} warning(s) on tables below the threshold, counted per rule (they would block on "
+                   "a large table; --show-warnings gives each in full, --format json has them all):")
+        out.extend(f"  {line}" for line in below_threshold_lines(counted))
     if report.approvals:
         out.append("")
         out.append("approvals:")
@@ -152,6 +167,42 @@ def rule_counts(report: Report) -> list[str]:
         count[1] += finding.blocking
     return [f"{rule} {total}" + ("" if blocking == total else f" ({blocking} blocking)")
             for rule, (total, blocking) in sorted(counts.items())]
+
+
+def counted_only(report: Report, finding: Finding) -> bool:
+    """Whether a human-readable report counts this finding instead of giving it in full: a warning only
+    because its table is below the threshold, unless ``show_warnings`` asks for each."""
+    return (finding.below_threshold and finding.severity is Severity.WARNING and finding.approval is None
+            and not report.config.show_warnings)
+
+
+def below_threshold_lines(counted: list[tuple[MigrationResult, Finding]]) -> list[str]:
+    """One line per rule: ``MG002 add-index-non-concurrently: 213 in 61 migration(s), on 87 table(s): a (30),
+    b (12), ... and 82 more``; the tables with the most findings first."""
+    by_rule: dict[str, list[tuple[MigrationResult, Finding]]] = {}
+    for result, finding in counted:
+        by_rule.setdefault(finding.rule, []).append((result, finding))
+    lines = []
+    for rule, items in sorted(by_rule.items()):
+        tables: dict[str, int] = {}
+        for _, finding in items:
+            if finding.table:
+                tables[finding.table] = tables.get(finding.table, 0) + 1
+        ranked = sorted(tables.items(), key=lambda item: (-item[1], item[0]))
+        named = ", ".join(f"{table} ({count})" for table, count in ranked[:_TABLES_NAMED])
+        more = f" and {len(ranked) - _TABLES_NAMED} more" if len(ranked) > _TABLES_NAMED else ""
+        migrations = len({id(result) for result, _ in items})
+        lines.append(f"{rule} {items[0][1].slug}: {len(items)} in {migrations} migration(s)"
+                     + (f", on {len(ranked)} table(s): {named}{more}" if ranked else ""))
+    return lines
+
+
+def _per_rule(findings: list[Finding]) -> list[str]:
+    """``MG002 3``, ``MG005 1``: how many of ``findings`` each rule made."""
+    counts: dict[str, int] = {}
+    for finding in findings:
+        counts[finding.rule] = counts.get(finding.rule, 0) + 1
+    return [f"{rule} {count}" for rule, count in sorted(counts.items())]
 
 
 def _finding_line(finding: Finding, paint) -> str:
@@ -362,4 +413,5 @@ def _finding_json(result: MigrationResult, finding: Finding) -> dict:
         "recipe": finding.recipe,
         "fingerprint": finding.fingerprint,
         "approval": finding.approval,
+        "below_threshold": finding.below_threshold,
     }

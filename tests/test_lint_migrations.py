@@ -415,6 +415,56 @@ class Migration(migrations.Migration):
     assert any(s.startswith('ALTER TABLE "inventory_item" DROP CONSTRAINT') for s in sql)
 
 
+
+OWNER_FK = """
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0004_item_warehouse_note")]
+    operations = [migrations.AddField("item", "owner", models.ForeignKey("inventory.warehouse", null=True,
+                                                                         on_delete=models.CASCADE))]
+"""
+
+
+@pytest.mark.parametrize("earlier, stale", [
+    # another column of the table: the foreign key looked up on "owner_id" is as the database has it
+    ('migrations.AddField("item", "extra", models.IntegerField(null=True))', False),
+    # the same column: its constraints may differ by then
+    ('migrations.AlterField("item", "owner", models.ForeignKey("inventory.warehouse", null=True, '
+     'on_delete=models.CASCADE, db_index=False))', True),
+    # a constraint renamed by name (its columns unknown): the whole table
+    ('migrations.RunSQL("ALTER TABLE inventory_item RENAME CONSTRAINT inventory_item_pkey TO item_pk", '
+     'migrations.RunSQL.noop)', True),
+])
+def test_render_state_mismatch_only_where_the_catalog_read_was_changed(project, earlier, stale):
+    """NetBox v4.0 -> HEAD: 8 migrations blocked as MG904 because an earlier pending migration added
+    columns to a table whose foreign key on another column a RemoveField looked up."""
+    project.add_migration("0005_item_owner", OWNER_FK)
+    project.migrate("0005")
+    project.add_migration("0006_earlier", f"""
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0005_item_owner")]
+    operations = [{earlier}]
+""")
+    project.add_migration("0007_remove_owner", """
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0006_earlier")]
+    operations = [migrations.RemoveField("item", "owner")]
+""")
+    run = project.lint("--format", "json", "--assume-rows", "0")
+    mg904 = [f for f in run.json()["findings"] if f["rule"] == "MG904"]
+    assert [f["migration"] for f in mg904] == (["inventory.0007_remove_owner"] if stale else []), run.out
+    if stale:
+        assert mg904[0]["blocking"] and 'inventory_item' in mg904[0]["message"]
+
+
 SCHEMA_EDITOR_AND_CURSOR = '''
 from django.db import migrations
 

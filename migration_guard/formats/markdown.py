@@ -11,7 +11,7 @@ from migration_guard import __version__
 from migration_guard.formats.common import approve_command, details, label_of, relative_path, statement_of
 from migration_guard.model import Finding, Severity
 from migration_guard.pipeline import MigrationResult
-from migration_guard.report import Report, migration_status, summary_line
+from migration_guard.report import Report, below_threshold_lines, counted_only, migration_status, summary_line
 
 __all__ = ["render_markdown"]
 
@@ -46,12 +46,19 @@ def render_markdown(report: Report, *, root: Path) -> str:
         for result, finding in blocking:
             out += ["", *_finding(label_of(report, result), result, finding, root)]
     warnings = [(r, f) for r in report.migrations for f in r.findings if f.severity is Severity.WARNING]
+    counted = [(r, f) for r, f in warnings if counted_only(report, f)]
     if warnings:
         out += ["", "### Warnings", ""]
         for result, finding in warnings:
+            if counted_only(report, finding):
+                continue
             where = _where(result, finding, root)
             out.append(f"- `{label_of(report, result)}` **{finding.rule} {finding.slug}**: {_text(finding.message)}"
                        + (f" ({where})" if where else ""))
+    if counted:
+        out += ["", f"{len(counted)} warning(s) on tables below the threshold, counted per rule (they would block on "
+                    "a large table; `--show-warnings` lists each, the JSON and SARIF reports have them all):", ""]
+        out += [f"- {_text(line)}" for line in below_threshold_lines(counted)]
     approved = [(r, f) for r in report.migrations for f in r.findings if f.approval]
     if approved or report.approvals:
         out += ["", "### Approvals", ""]

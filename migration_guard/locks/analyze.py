@@ -31,16 +31,19 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from pglast import ast
+from pglast import ast, parse_sql
 from pglast.enums import DropBehavior, ObjectType
+from pglast.parser import ParseError
 
-from migration_guard.locks.catalog import Catalog
+from migration_guard.locks.catalog import Catalog, advance
 from migration_guard.locks.facts import fact
+from migration_guard.locks.modes import LockMode
 from migration_guard.locks.statements.columns import _rename_column
 from migration_guard.locks.statements.common import _CT, _Context, _dotted, _name, _q, _RangeVars
 from migration_guard.locks.statements.constraints import not_null_columns
 from migration_guard.locks.statements.dml import _dml, _lock_table, _select, _truncate
 from migration_guard.locks.statements.indexes import _alter_index, _create_index, _drop_indexes, _reindex, _rename_index
+from migration_guard.locks.statements.plpgsql import MARKER, Opaque, block_statements, names_run_time_value
 from migration_guard.locks.statements.objects import (
     _alter_domain,
     _alter_sequence,
@@ -202,8 +205,7 @@ def _dispatch(node: Any, ctx: _Context) -> None:
             ctx.act(ActionKind.CALL, None, ctx.fact("call"), f"CALL {name}() runs a procedure the lock model cannot see "
                     "into: it may take any lock and run DDL", function=name, mode=None)
         case ast.DoStmt():
-            ctx.act(ActionKind.CALL, None, ctx.fact("call"), "DO runs an anonymous code block the lock model cannot "
-                    "see into: it may take any lock and run DDL", function="DO", mode=None)
+            _do(node, ctx)
         case ast.DropStmt(removeType=ObjectType.OBJECT_FUNCTION | ObjectType.OBJECT_PROCEDURE
                           | ObjectType.OBJECT_SCHEMA | ObjectType.OBJECT_ROUTINE, behavior=DropBehavior.DROP_RESTRICT):
             f = ctx.fact("catalog_object")
@@ -249,6 +251,77 @@ def _dispatch(node: Any, ctx: _Context) -> None:
             ctx.actions.extend(unknown.actions)
             for lock in unknown.locks:
                 ctx.lock(lock.relation, lock.mode, lock.relkind)
+
+
+# -- DO blocks ---------------------------------------------------------------------------------
+
+# Why a statement inside a DO block keeps the block opaque, by what it does: the block runs in the caller's
+# transaction and the model follows no code but its own, no transaction control and no session settings.
+_NOT_IN_A_BLOCK = {ActionKind.CALL: "calls {function}()", ActionKind.TRANSACTION: "ends the transaction",
+                   ActionKind.SET_SETTING: "changes a session setting",
+                   ActionKind.UNKNOWN: "runs {label}, which the lock model does not know"}
+_AT_RUN_TIME = f'"{MARKER}"'
+
+
+def _do(node: ast.DoStmt, ctx: _Context) -> None:
+    """A DO block is the statements it may run (:mod:`~migration_guard.locks.statements.plpgsql`), each
+    modelled as if written in place, in order, each at least once; else it stays code the model cannot
+    see into (CALL: MG905 blocks it, saying ``why``)."""
+    try:
+        inner = _block_effects(node, ctx)
+    except Opaque as exc:
+        ctx.act(ActionKind.CALL, None, ctx.fact("call"), f"DO runs an anonymous code block the lock model cannot "
+                f"follow ({exc}): it may take any lock and run DDL", function="DO", mode=None, why=str(exc))
+        return
+    for effects in inner:
+        for lock in effects.locks:
+            if not _reads_system_catalog(lock):
+                ctx.lock(lock.relation, lock.mode, lock.relkind)
+        ctx.actions.extend(replace(action, reason="in the DO block, " + action.reason.replace(
+            _AT_RUN_TIME, "(a name given when it runs)")) for action in effects.actions)
+
+
+def _reads_system_catalog(lock: RelationLock) -> bool:
+    """A read of a system catalog (``IF NOT EXISTS (SELECT ... FROM pg_constraint ...)``): it blocks nobody,
+    and the server shows no lock on it to compare with (the tracer leaves system relations out)."""
+    name = lock.relation
+    return lock.mode <= LockMode.ACCESS_SHARE and (
+        name.startswith(("pg_catalog.", "information_schema.")) or ("." not in name and name.startswith("pg_")))
+
+
+def _block_effects(node: ast.DoStmt, ctx: _Context) -> list[Effects]:
+    """The effects of each statement the block may run; :class:`Opaque` unless every one is modelled and
+    no value known only at run time reaches a lock, a table, a column or a name the catalog keeps."""
+    catalog = ctx.catalog
+    found = []
+    for sql in block_statements(node):
+        try:
+            raws = parse_sql(sql)
+        except ParseError as exc:
+            raise Opaque(f"a statement it runs does not parse ({exc})") from None
+        encoded = sql.encode()
+        for raw in raws:
+            label = _statement_label(raw.stmt) if not isinstance(raw.stmt, ast.RenameStmt) else (
+                f"ALTER {raw.stmt.renameType.name.removeprefix('OBJECT_')} ... RENAME")
+            end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(encoded)
+            text = encoded[raw.stmt_location:end].decode().strip()
+            if names_run_time_value(raw.stmt):
+                raise Opaque(f"it runs {label} on a name known only when it runs")
+            effects = analyse(raw.stmt, ctx.pg_version, catalog)
+            for action in effects.actions:
+                if action.kind in _NOT_IN_A_BLOCK:
+                    raise Opaque("it " + _NOT_IN_A_BLOCK[action.kind].format(
+                        function=action.detail.get("function"), label=label))
+                if MARKER in repr((action.table, action.column, action.detail)):
+                    raise Opaque(f"it runs {label} on a name known only when it runs")
+            if any(MARKER in lock.relation for lock in effects.locks):
+                raise Opaque(f"it runs {label} on a relation known only when it runs")
+            if not effects.known or effects.needs_no_transaction:
+                raise Opaque(f"it runs {label}, which cannot run in it")
+            found.append(replace(effects, actions=tuple(
+                replace(action, detail={**action.detail, "block_sql": text}) for action in effects.actions)))
+            catalog = advance(catalog, effects)
+    return found
 
 
 # -- unknown statements ------------------------------------------------------------------------

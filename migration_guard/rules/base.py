@@ -3,11 +3,14 @@ turns a table's size into a severity and a rough duration. Rules never import ea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
+from pglast import parse_sql
+
 from migration_guard.config import Config
+from migration_guard.guard import shorten_sql
 from migration_guard.locks.modes import LockMode
 from migration_guard.model import (
     Action,
@@ -86,6 +89,26 @@ class StatementContext:
         """The Django operation the statement came from (None for raw SQL)."""
         return self.parsed.statement.operation
 
+    def sql_of(self, action: Action) -> str:
+        """The SQL of the statement that does ``action``: this one, or the one inside its DO block."""
+        return action.detail.get("block_sql") or self.sql
+
+    def node_of(self, action: Action):
+        """The pglast node of the statement that does ``action`` (see :meth:`sql_of`)."""
+        inner = action.detail.get("block_sql")
+        return self.parsed.node if inner is None else parse_sql(inner)[0].stmt
+
+    @property
+    def place(self) -> str:
+        """Where the statement is, as the text report's ``where`` line says it: its operation (counted
+        from 1, as a reader counts ``operations``), else its line in the SQL file, else its SQL."""
+        operation = self.operation
+        if operation is not None:
+            return f"operation {operation.index + 1} {operation.name}"
+        if self.parsed.statement.line is not None:
+            return f"line {self.parsed.statement.line}"
+        return shorten_sql(self.sql, 60)
+
     @property
     def is_python(self) -> bool:
         """Whether the statement stands for opaque RunPython work."""
@@ -143,10 +166,12 @@ class StatementContext:
         severity = rule.severity
         if sized and size is not None and severity is Severity.ERROR and not self.is_large(table):
             severity = Severity.WARNING
+        configured = self.config.severity.get(rule.id)
         return Finding(
             rule=rule.id,
             slug=rule.slug,
-            severity=self.config.severity.get(rule.id, severity),
+            severity=configured or severity,
+            below_threshold=configured is None and severity is not rule.severity,
             message=message,
             migration=self.label,
             statement_index=self.index,
@@ -164,8 +189,10 @@ class MigrationContext:
     """What a migration rule sees: the rendered migration and the plan around it."""
 
     rendered: RenderedMigration
-    tables_changed_earlier: frozenset[str]  # by earlier migrations of this plan
     config: Config
+    # What earlier migrations of this plan changed: table -> the columns they changed (None: more of
+    # the table than columns, e.g. a constraint dropped by name).
+    changed_earlier: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ def _new_column(ctx: StatementContext, action):
 
 
 def _recipe(ctx: StatementContext, table: str, name: str, action) -> str:
-    sql = ctx.sql.strip().rstrip(";")
+    sql = ctx.sql_of(action).strip().rstrip(";")
     single = sql.upper().count(" ADD CONSTRAINT ") == 1 and "," not in sql.split("FOREIGN KEY", 1)[0]
     add = f"{sql} NOT VALID" if single else (
         f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} FOREIGN KEY (...) REFERENCES ... NOT VALID")

@@ -67,12 +67,13 @@ def check_transaction(tx: TransactionContext):
     lock, index = max(locks.values(), key=lambda item: (first.is_large(item[0].relation), item[0].mode, -item[1]))
     others = sorted(set(locks) - {lock.relation})
     also = f" (and {_names(others)})" if others else ""
-    doing = "; ".join(f"{description} (statement {ctx.index + 1})" for ctx, description in work)
+    doing = "; ".join(f"{description} ({ctx.place})" for ctx, description in work)
+    taken = next((ctx.place for ctx, _ in tx.statements if ctx.index == index), "an earlier statement")
     finding = first.finding(
         RULE,
         table=lock.relation,
         lock=lock.mode,
-        message=f'"{lock.relation}"{also} stays locked ({lock.mode.label} from statement {index + 1}, blocking '
+        message=f'"{lock.relation}"{also} stays locked ({lock.mode.label} from {taken}, blocking '
         f"{lock.mode.blocks}) until the transaction commits, while long work runs: {doing}.",
         recipe="\n".join([
             split_note("move the long work into a migration of its own"),
@@ -84,9 +85,11 @@ def check_transaction(tx: TransactionContext):
     # Approving it approves those locks and that work: a change to any of these statements makes it stale.
     related = lockers | {ctx.index for ctx, _ in work[1:]}
     finding = replace(finding, related=tuple(sorted(related)))
-    if all(ctx.is_python for ctx, _ in work) and not any(first.is_large(table) for table in locks):
-        # RunPython of unknown length behind locks on small tables only: probably short.
-        finding = replace(finding, severity=Severity.WARNING)
+    if (RULE.id not in first.config.severity and all(ctx.is_python for ctx, _ in work)
+            and not any(first.is_large(table) for table in locks)):
+        # RunPython of unknown length behind locks on small tables only: probably short (a severity set in
+        # the configuration wins, as it does over every rule's size).
+        finding = replace(finding, severity=Severity.WARNING, below_threshold=True)
     yield finding
 
 

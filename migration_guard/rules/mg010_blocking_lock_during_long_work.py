@@ -64,7 +64,7 @@ def check(ctx: StatementContext):
             continue
         seen.add(table)
         work = "rewrite" if action.rewrites else "index" if action.builds_index else "scan"
-        reindex = isinstance(ctx.parsed.node, ast.ReindexStmt)
+        reindex = isinstance(ctx.node_of(action), ast.ReindexStmt)
         doing = {"rewrite": "copies every row of", "index": "rebuilds indexes of" if reindex else "builds an index on",
                  "scan": "reads every row of"}[work]
         maybe = "may read every row of" if action.detail.get("assumed_default") else doing
@@ -84,7 +84,7 @@ def check(ctx: StatementContext):
 
 
 def _recipe(ctx: StatementContext, action) -> str:
-    node = ctx.parsed.node
+    node = ctx.node_of(action)
     match node:
         case ast.IndexStmt() if action.detail.get("partition_of") and node.idxname:
             return _partitions_recipe(ctx, node, action)

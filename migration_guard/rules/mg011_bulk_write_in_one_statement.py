@@ -73,7 +73,7 @@ def check(ctx: StatementContext):
 
 def _recipe(ctx: StatementContext, action, source: str) -> str:
     key = (action.detail.get("key") or "id") if source == action.table else "id"
-    sql, column, given = _batched(ctx.sql, source, key)
+    sql, column, given = _batched(ctx.sql_of(action), source, key)
     if given:  # parameters RunPython passed: recorded as $1, $2, ... without their values (they can be secrets)
         names = ", ".join(f"${n}" for n in range(1, given + 1))
         values = ", ".join(f'"p{n}": ...' for n in range(1, given + 1))

@@ -12,8 +12,11 @@ DOC = """\
 ## What it does
 When several migrations are pending, only the first sees the database at its own state. Django
 reads the catalog to render some operations (the names of constraints an `AlterField` drops and
-re-creates); if an earlier pending migration changes that table, the SQL rendered may differ from
-what will run.
+re-creates); if an earlier pending migration changes what was read, the SQL rendered may differ
+from what will run. A lookup of the constraints on some columns (`RemoveField` of a foreign key,
+`AlterField`) is stale when an earlier migration changed one of those columns, or the table as a
+whole (created it, dropped or renamed a constraint or an index by name, ran a statement the gate
+does not model); a change to other columns of the table leaves it as it is.
 
 ## Why is this bad?
 The gate would judge SQL that is not what runs in production (fail closed: it blocks).
@@ -32,10 +35,18 @@ def check_migration(ctx: MigrationContext):
     rendered = ctx.rendered
     if rendered.how != "collect_sql" or rendered.error is not None:
         return
-    stale = sorted(rendered.introspected_tables & ctx.tables_changed_earlier)
+    stale = {}
+    for table, read in rendered.introspected:
+        if table not in ctx.changed_earlier:
+            continue
+        changed = ctx.changed_earlier[table]
+        if read is None or changed is None:
+            stale[table] = ""
+        elif read & changed:
+            stale[table] = " (" + ", ".join(f'"{c}"' for c in sorted(read & changed)) + ")"
     if not stale:
         return
-    names = ", ".join(f'"{t}"' for t in stale)
+    names = ", ".join(f'"{t}"{columns}' for t, columns in sorted(stale.items()))
     yield Finding(
         rule=RULE.id,
         slug=RULE.slug,
@@ -43,9 +54,9 @@ def check_migration(ctx: MigrationContext):
         message=f"Rendering read the catalog of {names}, which an earlier pending migration changes, "
         "so this SQL may not be what will run.",
         migration=rendered.label,
-        table=stale[0],
+        table=min(stale),
         recipe="# lint with --scratch (a throwaway database that applies each migration in turn)",
-        fingerprint=hashlib.sha256(",".join(stale).encode()).hexdigest()[:16],
+        fingerprint=hashlib.sha256(",".join(sorted(stale)).encode()).hexdigest()[:16],
     )
 
 

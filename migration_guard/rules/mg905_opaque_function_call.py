@@ -12,6 +12,12 @@ DOC = """\
 ## What it does
 Reports `SELECT f(...)` where `f` is not a known built-in function of PostgreSQL, `CALL p(...)`
 and `DO $$ ... $$`: the code they run is not in the migration, so the gate cannot tell what it locks.
+A PL/pgSQL `DO` block whose every statement the gate can list is judged as those statements instead
+(each as if written in place, however often a loop runs it): static SQL, the queries of `IF`, `FOR`
+and assignments, and `EXECUTE` of a constant or of `format()` of a constant template, as long as a
+value known only when it runs names nothing the verdict depends on (the constraint of
+`ALTER TABLE t RENAME CONSTRAINT %I TO %I`, not the table of `ALTER TABLE %I ...`). The finding
+says why a block stays opaque.
 Under `--scratch` a `DO` block or `CALL` is run on the scratch database and the finding names the
 table locks it really took: then it is an error on a table above the threshold or of unknown size and
 a warning below it, and a warning when it took no lock on an existing table.
@@ -24,7 +30,7 @@ function does approves it.
 ## Example
 ```sql
 SELECT create_hypertable('shop_event', 'created_at');
-DO $$ BEGIN EXECUTE 'ALTER TABLE shop_order ADD COLUMN n serial'; END $$;
+DO $$ BEGIN EXECUTE format('ALTER TABLE %I ADD COLUMN n serial', current_setting('app.table')); END $$;
 ```
 
 ## Use instead
@@ -34,10 +40,12 @@ or check its locks with `migration-guard trace` and approve it with `migration-g
 
 
 def check(ctx: StatementContext):
-    calls = [a.detail.get("function") for a in ctx.effects.actions if a.kind is ActionKind.CALL]
+    calls = [a for a in ctx.effects.actions if a.kind is ActionKind.CALL]
     if not calls:
         return
-    what = "a DO block" if calls[0] == "DO" else f"{calls[0]}()"
+    function = calls[0].detail.get("function")
+    why = calls[0].detail.get("why")
+    what = (f"a DO block ({why})" if why else "a DO block") if function == "DO" else f"{function}()"
     observed = ctx.parsed.statement.observed_locks
     if observed is not None:
         yield _observed(ctx, what, observed)

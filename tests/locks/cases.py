@@ -651,8 +651,21 @@ CASES += [
     _c("matview_set_tablespace", "ALTER MATERIALIZED VIEW shop_order_mv SET TABLESPACE mg_space", VIEWS),
     _c("select_ddl_function", "SELECT mg_add_number()", DDL_FUNCTION, opaque=True),
     _c("call_ddl_procedure", "CALL mg_index_total()", DDL_FUNCTION, opaque=True),
-    _c("do_ddl_block", "DO $$ BEGIN ALTER TABLE shop_order ADD CONSTRAINT total_gte_0 CHECK (total >= 0); END $$",
-       opaque=True),
+    _c("do_ddl_block_calling_a_function", "DO $$ BEGIN PERFORM mg_add_number(); END $$", DDL_FUNCTION, opaque=True),
+    _c("do_dynamic_table", "DO $$ BEGIN EXECUTE format('ALTER TABLE %I ADD COLUMN number serial', 'shop_order'); "
+       "END $$", opaque=True),
+    # -- DO blocks the model can list: each statement as if written in place ---------------------------
+    _c("do_ddl_block", "DO $$ BEGIN ALTER TABLE shop_order ADD CONSTRAINT total_gte_0 CHECK (total >= 0); END $$"),
+    # NetBox dcim.0228: constraints renamed in a loop over a catalog query, names given when it runs
+    _c("do_rename_constraints", "DO $$ DECLARE r RECORD; BEGIN FOR r IN (SELECT old_name, new_name FROM (VALUES "
+       "('shop_order_customer_id_fk', 'shop_order_customer_fk'), ('gone', 'never')) AS m(old_name, new_name) "
+       "WHERE EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass('shop_order') AND conname = m.old_name)"
+       ") LOOP EXECUTE format('ALTER TABLE shop_order RENAME CONSTRAINT %I TO %I', r.old_name, r.new_name); "
+       "END LOOP; END $$"),
+    _c("do_if_not_exists_index", "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'shop_tag_n_idx') "
+       "THEN CREATE INDEX shop_tag_n_idx ON shop_tag (n); END IF; END $$"),
+    _c("do_backfill_in_a_loop", "DO $$ DECLARE i int; BEGIN FOR i IN 1..2 LOOP EXECUTE format("
+       "'UPDATE shop_tag SET name = %L WHERE n = %L', 'x', i); END LOOP; END $$"),
     # -- lock-model gaps --------------------------------------------------------------------------------
     _c("partitioned_drop_index", "DROP INDEX ev_created_idx", PARTS),
     _c("insert_immediate_fk", "INSERT INTO shop_order (customer_id, total) VALUES (1, 5)", IMMEDIATE_FK),

@@ -463,7 +463,7 @@ def test_a_statement_naming_no_table_is_still_unknown():
 
 
 @pytest.mark.parametrize("sql", ["SELECT my_function()", "SELECT public.now()", "SELECT 1 FROM t WHERE f(t.a)",
-                                 "CALL archive_orders()", "DO $$ BEGIN PERFORM 1; END $$"])
+                                 "CALL archive_orders()", "DO $$ BEGIN PERFORM my_function(); END $$"])
 def test_code_the_model_cannot_see_into_is_a_call(sql):
     effects = run(sql)
     assert effects.known and one(effects, ActionKind.CALL).detail["function"]

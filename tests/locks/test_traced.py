@@ -119,6 +119,7 @@ BLOCKING_BY_DESIGN = {
     "update_from_other_table": "MG011", "delete_rows": "MG011", "insert_select": "MG011", "update_backfill": "MG011",
     "update_returning": "MG011", "update_cte": "MG011", "delete_using": "MG011", "insert_select_join": "MG011",
     "partitioned_update": "MG011", "update_all_rows": "MG011", "delete_all_rows": "MG011",
+    "do_backfill_in_a_loop": "MG011",
     # MG014: IF NOT EXISTS over an INVALID index builds nothing and leaves it invalid
     "create_index_if_not_exists_over_invalid": "MG014",
 }

@@ -226,3 +226,32 @@ def test_the_sql_example_on_a_rule_page_triggers_the_rule(rule):
                                   catalog=catalog).findings
     reported = {finding.statement_index for finding in findings if finding.rule == rule.id}
     assert reported == set(range(len(parsed))), [(f.rule, f.statement_index) for f in findings]
+
+
+def test_changes_noted_for_a_later_catalog_lookup():
+    """MG904's input: what each statement changes of its table, by column where that is all it changes."""
+    from migration_guard.pipeline import analyse_migrations
+    from migration_guard.model import RenderedMigration, Statement
+
+    def changed(*sql):
+        seen = {}
+
+        def check(ctx):
+            seen.update(ctx.changed_earlier)
+            return ()
+
+        from migration_guard.rules.base import Rule
+        probe = Rule(id="MG999", slug="probe", severity=None, summary="", doc="", check_migration=check)
+        migrations = [RenderedMigration("a", f"{n:04d}", None, True, (Statement(sql=text, migration=f"a.{n:04d}"),))
+                      for n, text in enumerate(sql)] + [RenderedMigration("a", "last", None, True, ())]
+        catalog = Catalog.empty().with_indexes({"i": "t"}, {"i": ("a",)})
+        analyse_migrations(migrations, sizes=TableSizes(), pg_version=16, config=Config(), rules=[probe], catalog=catalog)
+        return seen
+
+    assert changed("ALTER TABLE t ADD COLUMN x int", "ALTER TABLE t RENAME COLUMN a TO b",
+                   "CREATE INDEX i ON t (c, d)", "COMMENT ON COLUMN t.e IS 'x'") == {"t": {"x", "a", "b", "c", "d", "e"}}
+    for table_wide in ("CREATE INDEX i ON t (lower(name))", "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0)",
+                       "ALTER TABLE t DROP CONSTRAINT c", "ALTER TABLE t RENAME CONSTRAINT c TO d", "DROP INDEX i",
+                       "ALTER TABLE t RENAME TO u", "CREATE TABLE t (a int)"):
+        assert changed("ALTER TABLE t ADD COLUMN x int", table_wide).get("t", "absent") is None, table_wide
+    assert changed("UPDATE t SET a = 1", "SELECT count(*) FROM t") == {}

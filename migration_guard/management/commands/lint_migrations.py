@@ -87,6 +87,14 @@ class Command(BaseCommand):
                             help="The text report gives the first N findings in full, the others in one line "
                                  "each (default: max_findings from the configuration, else all in full); the "
                                  "other formats always carry everything.")
+        parser.add_argument("--progress", action="store_true",
+                            help="Progress lines on stderr while the migrations render (how many are done, the "
+                                 "next one, the time spent; at most one every 15 s): for CI logs of a long run. "
+                                 "On by itself when stderr is a terminal; -v 0 turns it off.")
+        parser.add_argument("--show-warnings", action="store_true",
+                            help="The text and markdown reports give each warning on a table below the threshold "
+                                 "in full (default: show_warnings from the configuration, else one line per rule "
+                                 "with counts and tables); the other formats always carry each one.")
         parser.add_argument("--output", action="append", metavar="FORMAT:PATH", default=[],
                             help="Also write the report in FORMAT to PATH ('-': stdout); repeatable, e.g. "
                                  "--output sarif:migration-guard.sarif --output github:-. With --output, "
@@ -152,6 +160,7 @@ class Command(BaseCommand):
                 pg_version=pg_version,
                 approvals_file=options["approvals"],
                 config_file=options["config"],
+                progress=self._progress_writer(options),
             )
             if options["print_cache_key"]:
                 self.stdout.write(base_cache_key(gate_options))
@@ -161,8 +170,16 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=2) from None
         if options["max_findings"] is not None:
             report = replace(report, config=replace(report.config, max_findings=options["max_findings"]))
+        if options["show_warnings"]:
+            report = replace(report, config=replace(report.config, show_warnings=True))
         self._write(report, outputs, options)
         return report.exit_code
+
+    def _progress_writer(self, options):
+        """Where progress lines go: stderr, with --progress or when it is a terminal, unless -v 0."""
+        if options.get("verbosity", 1) < 1 or not (options.get("progress") or self.stderr.isatty()):
+            return None
+        return lambda line: self.stderr.write(line, style_func=str)
 
     def _trace(self, options) -> int:
         """``--trace``: the measured truth for the migrations, not the lint report."""
