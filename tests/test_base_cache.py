@@ -3,6 +3,7 @@ template, and the reports it gives, which must be those of a full build, push af
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 
@@ -10,6 +11,7 @@ import psycopg
 import pytest
 
 from migration_guard.base_cache import TEMPLATE_PREFIX, Base, drop_templates, list_templates
+from migration_guard.embedded import EmbeddedPostgres, EmbeddedPostgresError, _KeptFolder
 
 MIGRATION_0005 = '''
 from django.db import migrations, models
@@ -239,6 +241,67 @@ def test_embedded_keeps_its_data_folder_privately_and_turns_off(project, tmp_pat
     assert _lint(project, tmp_path, "--since", "main", "--embedded")[1] == []
 
 
+def _kept_files(cache) -> dict[str, str]:
+    """Every file of the kept embedded data folder, by relative path, with the sha256 of its content."""
+    (cluster,) = cache.glob("embedded-*/cluster")
+    return {str(path.relative_to(cluster)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(cluster.rglob("*")) if path.is_file()}
+
+
+def _template_folders(cache) -> list[str]:
+    """The kept data folder's databases made after initdb (the templates)."""
+    (cluster,) = cache.glob("embedded-*/cluster")
+    return sorted(path.name for path in (cluster / "base").iterdir() if int(path.name) >= 16384)
+
+
+def test_embedded_runs_use_a_template_in_their_copy_and_keep_every_template_whole(project, tmp_path):
+    """A run uses a template of its own copy of the kept data folder (the one at its base becomes its
+    scratch database; the others' files are copied only when used) and never changes the kept folder;
+    a run that makes a template keeps a folder with every template's files."""
+    cache = tmp_path / "cache"
+    _repository(project)
+    _git(project.root, "checkout", "-qb", "feature")
+    project.add_migration("0005_item_quantity_big", MIGRATION_0005)
+    assert _lint(project, tmp_path, "--since", "main", "--embedded")[1][1].startswith("base cache: kept the base (4")
+    # 0005 and 0006 merged to main, the branch rebased with 0007: the base (6) is kept next to the first (4).
+    _git(project.root, "checkout", "-q", "main")
+    project.add_migration("0006_item_colour", MIGRATION_0006)
+    _git(project.root, "add", "-A")
+    _git(project.root, "commit", "-qm", "merge 0005, 0006")
+    _git(project.root, "checkout", "-q", "-B", "feature")
+    project.add_migration("0007_item_colour_char", MIGRATION_0007)
+    notes = _lint(project, tmp_path, "--since", "main", "--embedded")[1]
+    assert notes[0].endswith("(4 migrations; 2 more applied)") and notes[1].startswith("base cache: kept the base (6")
+    assert len(_template_folders(cache)) == 2
+    kept = _kept_files(cache)
+    # The next push: the template at the base, in the run's copy; the kept folder is left as it was.
+    notes = _same_with_and_without(project, tmp_path, "--since", "main", "--embedded")
+    assert notes == [notes[0]] and notes[0].startswith("base cache: the scratch database is a copy of template")
+    assert notes[0].endswith("(6 migrations)")
+    assert _kept_files(cache) == kept
+    # A branch made before the merge: the first template's files, which no run had copied since the merge.
+    (project.root / "inventory" / "migrations" / "0007_item_colour_char.py").unlink()
+    _git(project.root, "checkout", "-q", "-b", "older", "main~1")
+    project.add_migration("0005_item_code", MIGRATION_0005.replace("quantity", "code").replace("AlterField", "AddField"))
+    notes = _same_with_and_without(project, tmp_path, "--since", "main", "--embedded")
+    assert notes == [notes[0]] and notes[0].endswith("(4 migrations)")
+    assert _kept_files(cache) == kept
+    # On top of it, a base made from the first template: kept with the newest other one (6), whose
+    # files this run did not need but copies before it keeps its folder.
+    _git(project.root, "add", "-A")
+    _git(project.root, "commit", "-qm", "code")
+    _git(project.root, "checkout", "-q", "-b", "newer")
+    project.add_migration("0006_item_note", MIGRATION_0006.replace("0005_item_quantity_big", "0005_item_code"))
+    notes = _lint(project, tmp_path, "--since", "older", "--embedded")[1]
+    assert notes[0].endswith("(4 migrations; 1 more applied)") and notes[1].startswith("base cache: kept the base (5")
+    assert len(_template_folders(cache)) == 2
+    (project.root / "inventory" / "migrations" / "0006_item_note.py").unlink()
+    _git(project.root, "checkout", "-q", "feature")
+    project.add_migration("0007_item_colour_char", MIGRATION_0007)
+    notes = _same_with_and_without(project, tmp_path, "--since", "main", "--embedded")
+    assert notes == [notes[0]] and notes[0].endswith("(6 migrations)")
+
+
 UNDESCRIBABLE = '''
 from django.db import migrations, models
 
@@ -264,3 +327,65 @@ def test_a_base_the_key_cannot_describe_is_built_in_full_and_says_why(project, t
     assert notes == ["base cache: not used (inventory.0005_item_code: a inventory.migrations.0005_item_code.Odd in "
                      "its operations has no deconstruct()); every migration applied"]
     assert templates() == []
+
+
+def _data_folder(root):
+    """A stand-in for a stopped data folder: a system database's files and a template's."""
+    for relative in ("PG_VERSION", "base/1/1259", "base/16384/1259", "base/16384/2619"):
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_bytes(relative.encode() * 1000)
+    return root
+
+
+def test_a_copy_reads_one_kept_folder_and_fails_when_it_is_replaced_meanwhile(tmp_path):
+    """A folder copied later comes from the folder the copy started from; when that folder is renamed
+    away meanwhile (a run kept another in its place, and deletes the old), the copy fails."""
+    kept = _data_folder(tmp_path / "cluster")
+    source = _KeptFolder(kept)
+    try:
+        source.copy(tmp_path / "copy", None, later=["base/16384"])
+        assert (tmp_path / "copy" / "base" / "1" / "1259").exists()
+        assert not (tmp_path / "copy" / "base" / "16384").exists()
+        source.copy_later(tmp_path / "copy", None, ["base/16384"])
+        assert (tmp_path / "copy" / "base" / "16384" / "2619").read_bytes() == b"base/16384/2619" * 1000
+    finally:
+        source.close()
+    source = _KeptFolder(kept)
+    try:
+        source.copy(tmp_path / "again", None, later=["base/16384"])
+        os.rename(kept, tmp_path / "old")
+        _data_folder(tmp_path / "cluster")
+        with pytest.raises(EmbeddedPostgresError, match="was replaced while it was copied"):
+            source.copy_later(tmp_path / "again", None, None)
+    finally:
+        source.close()
+
+
+@pytest.mark.parametrize("entry", ["link", "fifo", "writable", "folder link"])
+def test_a_kept_folder_with_anything_another_user_could_have_made_is_not_copied(tmp_path, entry):
+    kept = _data_folder(tmp_path / "cluster")
+    if entry == "link":
+        (kept / "base" / "1" / "2619").symlink_to(tmp_path / "elsewhere")
+    elif entry == "fifo":
+        os.mkfifo(kept / "base" / "1" / "2619")  # never waited on
+    elif entry == "writable":
+        os.chmod(kept / "base" / "1" / "1259", 0o666)
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        (kept / "pg_tblspc").symlink_to(tmp_path / "elsewhere")
+    source = _KeptFolder(kept)
+    try:
+        with pytest.raises(EmbeddedPostgresError, match="in the data folder"):
+            source.copy(tmp_path / "copy", None)
+    finally:
+        source.close()
+
+
+def test_a_server_that_does_not_start_says_why(tmp_path):
+    server = EmbeddedPostgres(settings={"max_connections": "many"})
+    try:
+        with pytest.raises(EmbeddedPostgresError, match='invalid value for parameter "max_connections"'):
+            server.start()
+    finally:
+        server.stop()
