@@ -584,18 +584,21 @@ class EmbeddedCluster:
         except OSError:
             return False
 
-    def later(self) -> list[str]:
+    def later(self) -> tuple[list[str], list[str]]:
         """The folders of the kept data directory a run copies only if it uses them: those of the
         databases made after initdb (``base/<oid>``, oid 16384 and up: the templates) and, from
         PostgreSQL 15 on, template0's (oid 4). None of them accepts connections; a run that uses
-        a template copies its folder first, and one that keeps its data directory copies them all."""
+        a template copies its folder first, and one that keeps its data directory copies them all.
+        Second, the newest template's (the largest oid), which a run on the latest base uses."""
         try:
             major = int((self.data / "PG_VERSION").read_text().split(".")[0])
-            names = [entry.name for entry in os.scandir(self.data / "base") if entry.is_dir(follow_symlinks=False)]
+            oids = [int(entry.name) for entry in os.scandir(self.data / "base")
+                    if entry.is_dir(follow_symlinks=False) and entry.name.isdigit()]
         except (OSError, ValueError):
-            return []
-        return [f"base/{name}" for name in names
-                if name.isdigit() and (int(name) >= _FIRST_NORMAL_OID or (major >= 15 and int(name) == _TEMPLATE0_OID))]
+            return [], []
+        templates = sorted((oid for oid in oids if oid >= _FIRST_NORMAL_OID), reverse=True)
+        later = templates + ([_TEMPLATE0_OID] if major >= 15 and _TEMPLATE0_OID in oids else [])
+        return [f"base/{oid}" for oid in later], [f"base/{oid}" for oid in templates[:1]]
 
     def keep(self, data: Path, templates: list[dict]) -> None:
         """Make ``data`` (a stopped data directory) the kept one, atomically."""

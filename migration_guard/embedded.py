@@ -23,6 +23,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Iterable
@@ -143,11 +144,14 @@ class EmbeddedPostgres:
         }
 
     # -- life cycle ---------------------------------------------------------------------------
-    def start(self, data_from: Path | None = None, *, later: Iterable[str] = ()) -> EmbeddedPostgres:
+    def start(self, data_from: Path | None = None, *, later: Iterable[str] = (),
+              soon: Iterable[str] = ()) -> EmbeddedPostgres:
         """Create a data folder, initdb it (or copy the stopped data folder ``data_from``, whose
         configuration files are written anew) and start the server; returns self. ``later``: folders
         of ``data_from`` (``base/<oid>``) not copied now but by :meth:`copy_later`, before the server
-        opens them (databases that accept no connections and that the run may not need)."""
+        opens them (databases that accept no connections and that the run may not need); those of
+        them in ``soon`` are copied in the background from the start (the one a run most likely
+        uses; :meth:`copy_later` waits for them)."""
         if not (self._source_bin / "initdb").exists():
             raise EmbeddedPostgresError(f"no initdb in {self._source_bin}: is the PostgreSQL install complete?")
         self._root = Path(tempfile.mkdtemp(prefix="migration-guard-pg-"))
@@ -187,6 +191,8 @@ class EmbeddedPostgres:
             **self._extra_settings,
         }
         self._launch(data, [arg for name, value in settings.items() for arg in ("-c", f"{name}={value}")])
+        if self._source is not None and soon:
+            self._source.copy_soon(data, self._owner(), soon)
         self.version = self._pg(["postgres", "--version"]).removeprefix("postgres (PostgreSQL) ")
         return self
 
@@ -337,21 +343,47 @@ class _KeptFolder:
         except OSError as exc:
             raise EmbeddedPostgresError(f"cannot open the data folder {path}: {exc}") from None
         self.later: set[str] = set()
+        self._soon: threading.Thread | None = None
+        self._soon_error: EmbeddedPostgresError | None = None
 
     def copy(self, data: Path, owner: tuple[int, int] | None, *, later: Iterable[str] = ()) -> None:
         """Copy the folder to ``data`` but the folders ``later`` (relative paths, ``base/<oid>``)."""
         self.later = {os.path.normpath(folder) for folder in later}
         self._copy(".", data, owner, skip=self.later)
 
+    def copy_soon(self, data: Path, owner: tuple[int, int] | None, folders: Iterable[str]) -> None:
+        """Start copying ``folders`` (of those left for later) in a thread of its own: file copies
+        that wait on the disk while the caller's thread loads the migrations."""
+        def copy(folders: list[str]) -> None:
+            try:
+                self._copy_later(data, owner, folders)
+            except EmbeddedPostgresError as exc:  # raised by the next copy_later
+                self._soon_error = exc
+
+        self._soon = threading.Thread(target=copy, args=(list(folders),), daemon=True, name="migration-guard-copy")
+        self._soon.start()
+
     def copy_later(self, data: Path, owner: tuple[int, int] | None, folders: Iterable[str] | None) -> None:
+        self._wait()
+        if self._soon_error is not None:
+            raise self._soon_error
+        self._copy_later(data, owner, folders)
+        if not self.later:
+            self.close()
+
+    def _copy_later(self, data: Path, owner: tuple[int, int] | None, folders: Iterable[str] | None) -> None:
         wanted = sorted(self.later if folders is None else self.later & {os.path.normpath(f) for f in folders})
         for folder in wanted:
             self._copy(folder, data / folder, owner, skip=set())
             self.later.discard(folder)
-        if not self.later:
-            self.close()
+
+    def _wait(self) -> None:
+        if self._soon is not None:
+            self._soon.join()
+            self._soon = None
 
     def close(self) -> None:
+        self._wait()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

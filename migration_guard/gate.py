@@ -609,8 +609,13 @@ def _embedded_server(alias: str, config: Config):
         server = EmbeddedPostgres(bin_dir)
         kept = cluster is not None and cluster.usable()
         try:
-            # The templates' folders are copied when the run uses them (most runs use one).
-            server.start(data_from=cluster.data, later=cluster.later()) if kept else server.start()
+            # The templates' folders are copied when the run uses them (most runs use the newest,
+            # copied while the migrations load).
+            if kept:
+                later, newest = cluster.later()
+                server.start(data_from=cluster.data, later=later, soon=newest)
+            else:
+                server.start()
         except EmbeddedPostgresError:
             if not kept:
                 raise

@@ -360,6 +360,24 @@ def test_a_copy_reads_one_kept_folder_and_fails_when_it_is_replaced_meanwhile(tm
             source.copy_later(tmp_path / "again", None, None)
     finally:
         source.close()
+    # Copied in the background from the start: the next copy_later waits for it, and fails the same way.
+    source = _KeptFolder(tmp_path / "cluster")
+    try:
+        source.copy(tmp_path / "soon", None, later=["base/16384"])
+        source.copy_soon(tmp_path / "soon", None, ["base/16384"])
+        source.copy_later(tmp_path / "soon", None, ["base/16384"])
+        assert (tmp_path / "soon" / "base" / "16384" / "2619").exists() and source.later == set()
+    finally:
+        source.close()
+    source = _KeptFolder(tmp_path / "cluster")
+    try:
+        source.copy(tmp_path / "late", None, later=["base/16384"])
+        os.rename(tmp_path / "cluster", tmp_path / "older")
+        source.copy_soon(tmp_path / "late", None, ["base/16384"])
+        with pytest.raises(EmbeddedPostgresError, match="was replaced while it was copied"):
+            source.copy_later(tmp_path / "late", None, ["base/16384"])
+    finally:
+        source.close()
 
 
 @pytest.mark.parametrize("entry", ["link", "fifo", "writable", "folder link"])
