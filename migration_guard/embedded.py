@@ -2,9 +2,10 @@
 
 PostgreSQL refuses to run as root, and CI machines run as root; the wheel's own ``get_server()``
 copes by creating a system user and loosening permissions on every parent folder. We instead run
-``initdb``/``pg_ctl`` as ``nobody`` from a world-readable copy of the binaries, listen only on a
+``initdb``/``postgres`` as ``nobody`` from a world-readable copy of the binaries, listen only on a
 unix socket in a private temp folder (no port clashes between parallel servers), and turn off
-durability, which a throwaway server does not need.
+durability, which a throwaway server does not need. A server started from a copy of a stopped data
+folder (the base cache's) has its temp folder in memory when it fits (see :func:`_memory_folder`).
 
 Other majors, or a build with options the wheel's lacks (ICU): point ``MIGRATION_GUARD_PG_BIN`` (or
 ``bin_dir=``) at a ``bin`` folder holding ``initdb``, ``pg_ctl`` and ``postgres`` of that version, e.g.
@@ -154,7 +155,12 @@ class EmbeddedPostgres:
         uses; :meth:`copy_later` waits for them)."""
         if not (self._source_bin / "initdb").exists():
             raise EmbeddedPostgresError(f"no initdb in {self._source_bin}: is the PostgreSQL install complete?")
-        self._root = Path(tempfile.mkdtemp(prefix="migration-guard-pg-"))
+        if data_from is not None:
+            self._source = _KeptFolder(Path(data_from))
+        # A copy goes to memory when it fits: creating its thousands of files is most of a run from a
+        # kept folder on a disk slow to create files, and the copy is thrown away at the end.
+        self._root = Path(tempfile.mkdtemp(prefix="migration-guard-pg-",
+                                           dir=_memory_folder(self._source.size()) if self._source else None))
         as_root = os.geteuid() == 0
         bin_dir = _reachable_install(self._source_bin) if as_root else self._source_bin
         self._bin = bin_dir
@@ -174,7 +180,6 @@ class EmbeddedPostgres:
             self._pg(["initdb", "-D", str(data), "-U", _SUPERUSER, "--auth=trust", "--encoding=UTF8",
                       "--no-sync", "--no-instructions", "--wal-segsize=1"])
         else:
-            self._source = _KeptFolder(Path(data_from))
             self._source.copy(data, self._owner(), later=later)
             self._own_configuration(data)
         self.copied = data_from is not None
@@ -273,6 +278,9 @@ class EmbeddedPostgres:
         """Stop the server and delete its data folder. ``keep(data)``, when given, first gets the
         data folder, stopped cleanly, to move elsewhere (the base cache keeps it for later runs)."""
         if self._root is None:
+            if self._source is not None:  # its temp folder was not made
+                self._source.close()
+                self._source = None
             return
         try:
             self._halt(signal.SIGINT if keep is not None else signal.SIGQUIT)
@@ -316,6 +324,26 @@ class EmbeddedPostgres:
         return result.stdout.strip()
 
 
+_MEMORY_FOLDER = "/dev/shm"
+_MEMORY_SPARE = 256 * 2**20
+
+
+def _memory_folder(size: int) -> str | None:
+    """A folder in memory (Linux's ``/dev/shm``) for a data folder of ``size`` bytes, when TMPDIR
+    does not name the temp folder and four times the size and 256 MB more are free there and in
+    memory (what the run adds: the linted migrations, WAL); None: the temp folder."""
+    needed = 4 * size + _MEMORY_SPARE
+    if os.environ.get("TMPDIR") or not os.path.isdir(_MEMORY_FOLDER) or not os.access(_MEMORY_FOLDER, os.W_OK):
+        return None
+    try:
+        free = shutil.disk_usage(_MEMORY_FOLDER).free
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            available = next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    return _MEMORY_FOLDER if min(free, available) >= needed else None
+
+
 def _ready(pid_file: Path, pid: int) -> bool:
     """Whether ``postmaster.pid`` says that the postmaster ``pid`` accepts connections (its first
     line is the pid, its eighth the status, as ``pg_ctl -w`` reads them)."""
@@ -345,6 +373,17 @@ class _KeptFolder:
         self.later: set[str] = set()
         self._soon: threading.Thread | None = None
         self._soon_error: EmbeddedPostgresError | None = None
+
+    def size(self) -> int:
+        """The bytes of its files (their sizes as the folder lists them; nothing is read)."""
+        total = 0
+        try:
+            for _folder, _names, files, folder_fd in os.fwalk(".", dir_fd=self.fd):
+                for name in files:
+                    total += os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_size
+        except OSError:
+            pass
+        return total
 
     def copy(self, data: Path, owner: tuple[int, int] | None, *, later: Iterable[str] = ()) -> None:
         """Copy the folder to ``data`` but the folders ``later`` (relative paths, ``base/<oid>``)."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 
 import psycopg
 import pytest
 
 from migration_guard.base_cache import TEMPLATE_PREFIX, Base, drop_templates, list_templates
-from migration_guard.embedded import EmbeddedPostgres, EmbeddedPostgresError, _KeptFolder
+from migration_guard.embedded import EmbeddedPostgres, EmbeddedPostgresError, _KeptFolder, _memory_folder
 
 MIGRATION_0005 = '''
 from django.db import migrations, models
@@ -407,3 +408,22 @@ def test_a_server_that_does_not_start_says_why(tmp_path):
             server.start()
     finally:
         server.stop()
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm on this system")
+def test_a_copied_data_folder_goes_to_memory_when_it_fits_and_tmpdir_is_not_set(tmp_path, monkeypatch):
+    monkeypatch.delenv("TMPDIR", raising=False)
+    kept = tmp_path / "kept"
+    server = EmbeddedPostgres().start()
+    server.stop(keep=lambda data: shutil.copytree(data, kept))
+    try:
+        server.start(data_from=kept)
+        assert server.host.startswith("/dev/shm/migration-guard-pg-")
+        with psycopg.connect(server.dsn()) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.stop()
+    # Too big for the memory free, or TMPDIR naming the temp folder: the temp folder.
+    assert _memory_folder(2**60) is None
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    assert _memory_folder(0) is None
