@@ -329,11 +329,12 @@ _MEMORY_SPARE = 256 * 2**20
 
 
 def _memory_folder(size: int) -> str | None:
-    """A folder in memory (Linux's ``/dev/shm``) for a data folder of ``size`` bytes, when TMPDIR
-    does not name the temp folder and four times the size and 256 MB more are free there and in
+    """A folder in memory (Linux's ``/dev/shm``) for a data folder of ``size`` bytes, when no TMPDIR
+    (TEMP, TMP) names the temp folder and four times the size and 256 MB more are free there and in
     memory (what the run adds: the linted migrations, WAL); None: the temp folder."""
     needed = 4 * size + _MEMORY_SPARE
-    if os.environ.get("TMPDIR") or not os.path.isdir(_MEMORY_FOLDER) or not os.access(_MEMORY_FOLDER, os.W_OK):
+    if any(os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")) or not os.path.isdir(_MEMORY_FOLDER) \
+            or not os.access(_MEMORY_FOLDER, os.W_OK):
         return None
     try:
         free = shutil.disk_usage(_MEMORY_FOLDER).free

@@ -412,7 +412,8 @@ def test_a_server_that_does_not_start_says_why(tmp_path):
 
 @pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm on this system")
 def test_a_copied_data_folder_goes_to_memory_when_it_fits_and_tmpdir_is_not_set(tmp_path, monkeypatch):
-    monkeypatch.delenv("TMPDIR", raising=False)
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.delenv(name, raising=False)
     kept = tmp_path / "kept"
     server = EmbeddedPostgres().start()
     server.stop(keep=lambda data: shutil.copytree(data, kept))
@@ -425,5 +426,7 @@ def test_a_copied_data_folder_goes_to_memory_when_it_fits_and_tmpdir_is_not_set(
         server.stop()
     # Too big for the memory free, or TMPDIR naming the temp folder: the temp folder.
     assert _memory_folder(2**60) is None
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    assert _memory_folder(0) is None
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.setenv(name, str(tmp_path))
+        assert _memory_folder(0) is None
+        monkeypatch.delenv(name)
