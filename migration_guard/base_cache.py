@@ -47,13 +47,14 @@ trusted as far as that role is (see the README's base cache section).
 
 **Where.** ``--scratch`` (and ``--since``/``--files`` on a configured server): on that server.
 ``--embedded``: in the embedded server, whose stopped data directory is kept between runs in the
-cache folder (``<cache>/embedded-<PostgreSQL version>-<tag>/cluster``) and copied for each run, so it
-keeps only the two newest templates (a base, and the one before a merge); private like the state
-cache (a folder only this user can write to, every file this user's, no symbolic links; anything
-else is never used). The copy leaves the templates' folders for later (:meth:`EmbeddedCluster.later`):
-a run copies the one it uses, and a template at its base is its scratch database itself (the copy
-is the run's own); a run that makes a template copies them all before its data directory replaces
-the kept one. Templates are bounded by ``base_cache_max_bytes`` (oldest dropped first) and
+cache folder (``<cache>/embedded-<PostgreSQL version>-<tag>/cluster``, as archives: a few large files
+rather than thousands of small ones) and extracted for each run, so it keeps only the two newest
+templates (a base, and the one before a merge); private like the state cache (a folder only this
+user can write to, every archive this user's, only folders and files in them; anything else is never
+used). The templates' folders are archived apart (:meth:`EmbeddedCluster.keep`): a run extracts the
+one it uses, and a template at its base is its scratch database itself (the server's data directory
+is the run's own); a run that makes a template extracts them all before its data directory is kept
+in place of the old one. Templates are bounded by ``base_cache_max_bytes`` (oldest dropped first) and
 listed and pruned by ``migration-guard cache list|prune``. Off with
 ``MIGRATION_GUARD_BASE_CACHE=0`` or ``base_cache = false`` in the configuration
 (``MIGRATION_GUARD_CACHE=0`` turns every cache off).
@@ -80,7 +81,7 @@ import time
 import types
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -576,44 +577,48 @@ class EmbeddedCluster:
 
     def usable(self) -> bool:
         """Whether the kept data directory exists and only this user could have written to the
-        folders that hold it (a data directory's configuration can run programs; the copy that
-        starts a server from it checks every entry of it, and stops at one another user could
-        have written)."""
+        folders that hold it (a data directory's configuration can run programs; the server that
+        starts from it checks its archives, and stops at one another user could have written)."""
         try:
             return all(_private_folder(folder) for folder in (self.folder.parent, self.folder, self.data))
         except OSError:
             return False
 
     def later(self) -> tuple[list[str], list[str]]:
-        """The folders of the kept data directory a run copies only if it uses them: those of the
-        databases made after initdb (``base/<oid>``, oid 16384 and up: the templates) and, from
-        PostgreSQL 15 on, template0's (oid 4). None of them accepts connections; a run that uses
-        a template copies its folder first, and one that keeps its data directory copies them all.
-        Second, the newest template's (the largest oid), which a run on the latest base uses."""
+        """The folders of the kept data directory a run extracts only if it uses them (archived
+        apart, see :meth:`keep`), and among them the newest template's (the largest oid), which a
+        run on the latest base uses."""
         try:
-            major = int((self.data / "PG_VERSION").read_text().split(".")[0])
-            oids = [int(entry.name) for entry in os.scandir(self.data / "base")
-                    if entry.is_dir(follow_symlinks=False) and entry.name.isdigit()]
-        except (OSError, ValueError):
+            oids = [int(name[len("base."):-len(".tar")]) for name in os.listdir(self.data)
+                    if re.fullmatch(r"base\.[0-9]+\.tar", name)]
+        except OSError:
             return [], []
-        templates = sorted((oid for oid in oids if oid >= _FIRST_NORMAL_OID), reverse=True)
-        later = templates + ([_TEMPLATE0_OID] if major >= 15 and _TEMPLATE0_OID in oids else [])
-        return [f"base/{oid}" for oid in later], [f"base/{oid}" for oid in templates[:1]]
+        later = sorted(oids, reverse=True)
+        return [f"base/{oid}" for oid in later], [f"base/{oid}" for oid in later[:1] if oid >= _FIRST_NORMAL_OID]
 
     def keep(self, data: Path, templates: list[dict]) -> None:
-        """Make ``data`` (a stopped data directory) the kept one, atomically."""
+        """Make ``data`` (a stopped data directory) the kept one, atomically: archives in a new
+        folder (:func:`~migration_guard.embedded.archive_data_folder`) renamed in place of the old
+        one. Archived apart, for a run to extract only if it uses them: the folders of the databases
+        made after initdb (``base/<oid>``, oid 16384 and up: the templates) and, from PostgreSQL 15
+        on, template0's (oid 4). None of them accepts connections; a run that uses a template
+        extracts its folder first, and one that keeps its data directory extracts them all."""
+        from migration_guard.embedded import archive_data_folder
+
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not _private_folder(self.folder):
             return
+        try:
+            major = int((data / "PG_VERSION").read_text().split(".")[0])
+            oids = [int(entry.name) for entry in os.scandir(data / "base")
+                    if entry.is_dir(follow_symlinks=False) and entry.name.isdigit()]
+        except (OSError, ValueError):
+            return
+        apart = [f"base/{oid}" for oid in oids if oid >= _FIRST_NORMAL_OID or (major >= 15 and oid == _TEMPLATE0_OID)]
         incoming = Path(tempfile.mkdtemp(prefix=".cluster-", dir=self.folder))
         try:
-            target = incoming / "data"
-            try:
-                os.rename(data, target)
-            except OSError:  # another file system
-                shutil.copytree(data, target, symlinks=True)
-            if os.geteuid() == 0:
-                _chown_tree(target, os.getuid(), os.getgid())
+            target = incoming / "cluster"
+            archive_data_folder(data, target, apart=apart)
             old = self.folder / f".old-{os.getpid()}-{time.time_ns()}"
             with contextlib.suppress(FileNotFoundError):
                 os.rename(self.data, old)
@@ -649,15 +654,3 @@ def _private_folder(path: Path) -> bool:
     """Whether ``path`` is a folder (not a symbolic link) of this user's that no one else can write to."""
     info = path.lstat()
     return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022
-
-
-def _walk(root: Path) -> Iterator[Path]:
-    yield root
-    for folder, names, files in os.walk(root):
-        for name in names + files:
-            yield Path(folder) / name
-
-
-def _chown_tree(root: Path, uid: int, gid: int) -> None:
-    for path in _walk(root):
-        os.lchown(path, uid, gid)

@@ -4,8 +4,9 @@ PostgreSQL refuses to run as root, and CI machines run as root; the wheel's own 
 copes by creating a system user and loosening permissions on every parent folder. We instead run
 ``initdb``/``postgres`` as ``nobody`` from a world-readable copy of the binaries, listen only on a
 unix socket in a private temp folder (no port clashes between parallel servers), and turn off
-durability, which a throwaway server does not need. A server started from a copy of a stopped data
-folder (the base cache's) has its temp folder in memory when it fits (see :func:`_memory_folder`).
+durability, which a throwaway server does not need. A server started from a kept data folder (the
+base cache's, see :func:`archive_data_folder`) has its temp folder in memory when it fits (see
+:func:`_memory_folder`).
 
 Other majors, or a build with options the wheel's lacks (ICU): point ``MIGRATION_GUARD_PG_BIN`` (or
 ``bin_dir=``) at a ``bin`` folder holding ``initdb``, ``pg_ctl`` and ``postgres`` of that version, e.g.
@@ -14,7 +15,6 @@ Debian's ``/usr/lib/postgresql/16/bin`` (``apt install postgresql-16``).
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import pwd
@@ -23,6 +23,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import tarfile
 import tempfile
 import threading
 import time
@@ -30,7 +31,8 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["EMBEDDED_USER", "EmbeddedPostgres", "EmbeddedPostgresError", "default_bin_dir", "server_major"]
+__all__ = ["EMBEDDED_USER", "EmbeddedPostgres", "EmbeddedPostgresError", "archive_data_folder", "default_bin_dir",
+           "server_major"]
 
 _UNPRIVILEGED_USER = "nobody"
 _SUPERUSER = EMBEDDED_USER = "postgres"
@@ -117,7 +119,7 @@ class EmbeddedPostgres:
         self._root: Path | None = None
         self._process: subprocess.Popen | None = None
         self._source: _KeptFolder | None = None
-        self.copied = False  # whether the data folder is a copy of a stopped one (start's data_from)
+        self.copied = False  # whether the data folder was extracted from a kept one (start's data_from)
         self.version = ""  # what ``postgres --version`` says, once started
         self.port = 5432
         self.user = _SUPERUSER
@@ -147,12 +149,13 @@ class EmbeddedPostgres:
     # -- life cycle ---------------------------------------------------------------------------
     def start(self, data_from: Path | None = None, *, later: Iterable[str] = (),
               soon: Iterable[str] = ()) -> EmbeddedPostgres:
-        """Create a data folder, initdb it (or copy the stopped data folder ``data_from``, whose
-        configuration files are written anew) and start the server; returns self. ``later``: folders
-        of ``data_from`` (``base/<oid>``) not copied now but by :meth:`copy_later`, before the server
-        opens them (databases that accept no connections and that the run may not need); those of
-        them in ``soon`` are copied in the background from the start (the one a run most likely
-        uses; :meth:`copy_later` waits for them)."""
+        """Create a data folder, initdb it (or extract the kept data folder ``data_from``, see
+        :func:`archive_data_folder`, whose configuration files are written anew) and start the
+        server; returns self. ``later``: folders of ``data_from`` archived apart (``base/<oid>``)
+        not extracted now but by :meth:`copy_later`, before the server opens them (databases that
+        accept no connections and that the run may not need); those of them in ``soon`` are
+        extracted in the background from the start (the one a run most likely uses;
+        :meth:`copy_later` waits for them)."""
         if not (self._source_bin / "initdb").exists():
             raise EmbeddedPostgresError(f"no initdb in {self._source_bin}: is the PostgreSQL install complete?")
         if data_from is not None:
@@ -202,9 +205,8 @@ class EmbeddedPostgres:
         return self
 
     def copy_later(self, folders: Iterable[str] | None = None) -> None:
-        """Copy the folders :meth:`start` left for later (those of ``folders`` only, when given);
-        raises :class:`EmbeddedPostgresError` when the kept folder was replaced meanwhile (the copy
-        could mix two of them)."""
+        """Extract the folders :meth:`start` left for later (those of ``folders`` only, when given);
+        raises :class:`EmbeddedPostgresError` when one cannot be."""
         if self._source is not None:
             self._source.copy_later(self._root / "data", self._owner(), folders)
 
@@ -221,7 +223,7 @@ class EmbeddedPostgres:
         return (self._run_as["user"], self._run_as["group"]) if self._run_as else None
 
     def _own_configuration(self, data: Path) -> None:
-        """Only our own configuration in a copied data folder: its ``postgresql.auto.conf`` could
+        """Only our own configuration in an extracted data folder: its ``postgresql.auto.conf`` could
         name programs to run, so it starts empty (every setting is given on the command line) and
         only local connections are trusted."""
         owner = self._owner()
@@ -355,45 +357,112 @@ def _ready(pid_file: Path, pid: int) -> bool:
     return len(lines) >= 8 and lines[0].strip() == str(pid) and lines[7].strip() == "ready"
 
 
-class _KeptFolder:
-    """A stopped data folder being copied, held open by its folder descriptor: every file is read
-    through it, so a folder that is replaced by another (the base cache renames a new one into its
-    place, then deletes the old) is never mixed with it. A copy is good only when the path still
-    names the folder held open once it is done (one that was renamed away may be half deleted).
+# A stopped data folder kept for later runs: in a folder of its own, every file and folder of it in
+# data.tar but the folders set apart (base/<oid>: databases a run may not need), each in an archive
+# of its own named after it (base.<oid>.tar). A few large files: a disk slow to create files writes
+# and reads them at its streaming speed.
+_ARCHIVE = "data.tar"
 
-    A data folder's configuration can run programs: every entry must be this user's and writable by
-    no one else, with no symbolic link and nothing but folders and files; anything else stops the
-    copy (the server is never started on it)."""
+
+def archive_data_folder(data: Path, target: Path, *, apart: Iterable[str] = ()) -> None:
+    """Write the stopped data folder ``data`` into ``target`` (a new folder; files only this user can
+    read): ``data.tar`` with everything but the folders ``apart`` (relative paths, ``base/<oid>``),
+    each in an archive of its own. Links and anything but folders and files are left out (a data
+    folder of ours has none)."""
+    apart = {os.path.normpath(folder) for folder in apart}
+    target.mkdir(mode=0o700)
+    _archive(data, ".", target / _ARCHIVE, skip=apart)
+    for folder in sorted(apart):
+        if (data / folder).is_dir():
+            _archive(data, folder, target / (folder.replace("/", ".") + ".tar"), skip=set())
+
+
+def _archive(data: Path, top: str, path: Path, *, skip: set[str]) -> None:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "wb") as file, \
+            tarfile.open(fileobj=file, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for folder, names, files in os.walk(data / top):
+            relative = os.path.relpath(folder, data)
+            names[:] = sorted(name for name in names if os.path.normpath(os.path.join(relative, name)) not in skip
+                              and not os.path.islink(os.path.join(folder, name)))
+            tar.addfile(_member(relative, tarfile.DIRTYPE))
+            for name in sorted(files):
+                source = os.path.join(folder, name)
+                if os.path.islink(source) or not os.path.isfile(source):
+                    continue
+                with open(source, "rb") as content:
+                    member = _member(os.path.join(relative, name), tarfile.REGTYPE)
+                    member.size = os.fstat(content.fileno()).st_size
+                    tar.addfile(member, content)
+
+
+def _member(name: str, kind: bytes) -> tarfile.TarInfo:
+    """An archive entry that says only its name and kind: owners and modes are set on extraction."""
+    member = tarfile.TarInfo(os.path.normpath(name))
+    member.type = kind
+    member.mode = 0o700 if kind == tarfile.DIRTYPE else 0o600
+    return member
+
+
+class _KeptFolder:
+    """A kept data folder (see :func:`archive_data_folder`) being extracted. Its archives are opened
+    once, through the folder's descriptor, and the folder must still be in place after that: a run
+    that keeps another folder renames it into place, then deletes the old one, and an archive opened
+    before stays whole for this copy.
+
+    A data folder's configuration can run programs: the folder and every archive must be this
+    user's and writable by no one else, and an archive may hold only folders and files under its own
+    folder; anything else stops the copy (the server is never started on it)."""
 
     def __init__(self, path: Path):
         self.path = path
-        try:
-            self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError as exc:
-            raise EmbeddedPostgresError(f"cannot open the data folder {path}: {exc}") from None
+        self.archives: dict[str, int] = {}  # folder (".", "base/<oid>") -> open archive
         self.later: set[str] = set()
         self._soon: threading.Thread | None = None
         self._soon_error: EmbeddedPostgresError | None = None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise EmbeddedPostgresError(f"cannot open the kept data folder {path}: {exc}") from None
+        try:
+            _private(os.fstat(fd), str(path))
+            for name in os.listdir(fd):
+                if not name.endswith(".tar"):
+                    raise EmbeddedPostgresError(f"{path / name} is not an archive of the kept data folder")
+                folder = "." if name == _ARCHIVE else name[:-len(".tar")].replace(".", "/")
+                if folder != "." and not re.fullmatch(r"base/[0-9]+", folder):
+                    raise EmbeddedPostgresError(f"{path / name} is not an archive of the kept data folder")
+                archive = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+                self.archives[folder] = archive
+                _private(os.fstat(archive), str(path / name))
+            if "." not in self.archives:
+                raise EmbeddedPostgresError(f"no {_ARCHIVE} in the kept data folder {path}")
+            named = os.stat(path, follow_symlinks=False)
+            held = os.fstat(fd)
+            if (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino):
+                raise EmbeddedPostgresError(f"the kept data folder {path} was replaced while it was opened")
+        except OSError as exc:
+            self.close()
+            raise EmbeddedPostgresError(f"cannot open the kept data folder {path}: {exc}") from None
+        except EmbeddedPostgresError:
+            self.close()
+            raise
+        finally:
+            os.close(fd)
 
     def size(self) -> int:
-        """The bytes of its files (their sizes as the folder lists them; nothing is read)."""
-        total = 0
-        try:
-            for _folder, _names, files, folder_fd in os.fwalk(".", dir_fd=self.fd):
-                for name in files:
-                    total += os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_size
-        except OSError:
-            pass
-        return total
+        """The bytes of its archives (about those of the data folder)."""
+        return sum(os.fstat(archive).st_size for archive in self.archives.values())
 
     def copy(self, data: Path, owner: tuple[int, int] | None, *, later: Iterable[str] = ()) -> None:
-        """Copy the folder to ``data`` but the folders ``later`` (relative paths, ``base/<oid>``)."""
-        self.later = {os.path.normpath(folder) for folder in later}
-        self._copy(".", data, owner, skip=self.later)
+        """Extract it into ``data`` (a new folder), but the folders ``later`` (``base/<oid>``, of those
+        archived apart) left for :meth:`copy_later`."""
+        self.later = {os.path.normpath(folder) for folder in later} & set(self.archives)
+        for folder in ["."] + sorted(set(self.archives) - self.later - {"."}):
+            self._extract(folder, data, owner)
 
     def copy_soon(self, data: Path, owner: tuple[int, int] | None, folders: Iterable[str]) -> None:
-        """Start copying ``folders`` (of those left for later) in a thread of its own: file copies
-        that wait on the disk while the caller's thread loads the migrations."""
+        """Start extracting ``folders`` (of those left for later) in a thread of its own, while the
+        caller's thread loads the migrations."""
         def copy(folders: list[str]) -> None:
             try:
                 self._copy_later(data, owner, folders)
@@ -414,7 +483,7 @@ class _KeptFolder:
     def _copy_later(self, data: Path, owner: tuple[int, int] | None, folders: Iterable[str] | None) -> None:
         wanted = sorted(self.later if folders is None else self.later & {os.path.normpath(f) for f in folders})
         for folder in wanted:
-            self._copy(folder, data / folder, owner, skip=set())
+            self._extract(folder, data, owner)
             self.later.discard(folder)
 
     def _wait(self) -> None:
@@ -424,80 +493,45 @@ class _KeptFolder:
 
     def close(self) -> None:
         self._wait()
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        for archive in self.archives.values():
+            os.close(archive)
+        self.archives = {}
 
-    def _copy(self, top: str, target: Path, owner: tuple[int, int] | None, *, skip: set[str]) -> None:
-        if self.fd < 0:
-            raise EmbeddedPostgresError(f"the data folder {self.path} is no longer open")
-        def fail(exc: OSError):
-            raise exc
-
+    def _extract(self, folder: str, data: Path, owner: tuple[int, int] | None) -> None:
+        """Extract the archive of ``folder`` into ``data``: folders and files only, each under
+        ``folder``, new (never one already there), this process's, owned by ``owner``."""
+        if folder not in self.archives:
+            raise EmbeddedPostgresError(f"the kept data folder {self.path} is no longer open")
+        shown = self.path / (_ARCHIVE if folder == "." else folder.replace("/", ".") + ".tar")
         try:
-            for folder, names, files, folder_fd in os.fwalk(top, dir_fd=self.fd, onerror=fail):
-                _private(os.fstat(folder_fd), folder)
-                for name in names:  # fwalk lists a link to a folder among them, and skips it
-                    _private(os.stat(name, dir_fd=folder_fd, follow_symlinks=False), os.path.join(folder, name))
-                names[:] = [name for name in names if os.path.normpath(os.path.join(folder, name)) not in skip]
-                destination = target / os.path.relpath(folder, top)
-                destination.mkdir(mode=0o700)
-                if owner:
-                    os.chown(destination, *owner)
-                for name in files:
-                    _copy_file(name, folder_fd, destination / name, owner, os.path.join(folder, name))
-            if not self._in_place():
-                raise EmbeddedPostgresError(f"the data folder {self.path} was replaced while it was copied")
-        except OSError as exc:
-            raise EmbeddedPostgresError(f"cannot copy the data folder {self.path}: {exc}") from None
-
-    def _in_place(self) -> bool:
-        try:
-            named, held = os.stat(self.path, follow_symlinks=False), os.fstat(self.fd)
-        except OSError:
-            return False
-        return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+            with os.fdopen(os.dup(self.archives[folder]), "rb") as file:
+                file.seek(0)
+                with tarfile.open(fileobj=file, mode="r:") as tar:
+                    for member in tar:
+                        name = os.path.normpath(member.name)
+                        inside = name == folder or folder == "." or name.startswith(folder + "/")
+                        if os.path.isabs(name) or name.split("/")[0] == ".." or not inside:
+                            raise EmbeddedPostgresError(f"{shown} holds {member.name!r}, outside its folder")
+                        target = data if name == "." else data / name
+                        if member.isdir():
+                            target.mkdir(mode=0o700)
+                            if owner:
+                                os.chown(target, *owner)
+                        elif member.isreg():
+                            with os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                                   0o600), "wb") as out:
+                                shutil.copyfileobj(tar.extractfile(member), out)
+                                if owner:
+                                    os.fchown(out.fileno(), *owner)
+                        else:
+                            raise EmbeddedPostgresError(f"{shown} holds {member.name!r}, not a folder or file")
+        except (OSError, tarfile.TarError) as exc:
+            raise EmbeddedPostgresError(f"cannot extract {shown}: {exc}") from None
 
 
 def _private(info: os.stat_result, name: str) -> None:
     """Raise unless ``info`` is a folder or a file of this user's that no one else can write to."""
     if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)) or info.st_uid != os.getuid() \
             or info.st_mode & 0o022:
-        raise EmbeddedPostgresError(f"{name} in the data folder is not a folder or file of this user's that "
-                                    "only this user can write to")
-
-
-def _copy_file(name: str, folder_fd: int, target: Path, owner: tuple[int, int] | None, shown: str) -> None:
-    """Copy the file ``name`` of the folder ``folder_fd`` to ``target`` (a new file, this process's
-    only), after :func:`_private`; ``copy_file_range`` lets a file system that can share blocks (XFS,
-    Btrfs) share them."""
-    try:  # never follows a link, never waits on a pipe
-        source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder_fd)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise EmbeddedPostgresError(f"{shown} in the data folder is a symbolic link") from None
-        raise
-    try:
-        info = os.fstat(source)
-        _private(info, shown)
-        if not stat.S_ISREG(info.st_mode):
-            raise EmbeddedPostgresError(f"{shown} in the data folder is not a file")
-        copy = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            remaining = info.st_size
-            while remaining > 0:
-                try:
-                    done = os.copy_file_range(source, copy, remaining)
-                except (AttributeError, OSError):  # not on this system or file system: plain reads
-                    with os.fdopen(os.dup(source), "rb") as reading, os.fdopen(os.dup(copy), "wb") as writing:
-                        shutil.copyfileobj(reading, writing)
-                    break
-                if done == 0:
-                    break
-                remaining -= done
-            if owner:
-                os.fchown(copy, *owner)
-        finally:
-            os.close(copy)
-    finally:
-        os.close(source)
+        raise EmbeddedPostgresError(f"{name} is not a folder or file of this user's that only this user can "
+                                    "write to")

@@ -4,15 +4,18 @@ template, and the reports it gives, which must be those of a full build, push af
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import subprocess
+import tarfile
 
 import psycopg
 import pytest
 
 from migration_guard.base_cache import TEMPLATE_PREFIX, Base, drop_templates, list_templates
-from migration_guard.embedded import EmbeddedPostgres, EmbeddedPostgresError, _KeptFolder, _memory_folder
+from migration_guard.embedded import (EmbeddedPostgres, EmbeddedPostgresError, _KeptFolder, _memory_folder,
+                                      archive_data_folder)
 
 MIGRATION_0005 = '''
 from django.db import migrations, models
@@ -227,16 +230,17 @@ def test_embedded_keeps_its_data_folder_privately_and_turns_off(project, tmp_pat
     _, notes = _lint(project, tmp_path, "--since", "main", "--embedded")
     assert notes[1].startswith("base cache: kept the base (4 migrations)")
     (cluster,) = (tmp_path / "cache").glob("embedded-*/cluster")
-    assert (cluster / "PG_VERSION").read_text().strip() == "18"
+    with tarfile.open(cluster / "data.tar") as tar:
+        assert tar.extractfile("PG_VERSION").read().strip() == b"18"
     for path in [cluster, *cluster.rglob("*")]:  # this user's, nobody else can write to it
         assert path.stat().st_uid == os.getuid() and not path.stat().st_mode & 0o022, path
     _, notes = _lint(project, tmp_path, "--since", "main", "--embedded")
     assert notes[0].startswith("base cache: the scratch database is a copy of template")
     # A file another user could have written: the kept folder is never started, a fresh one is kept instead.
-    os.chmod(cluster / "postgresql.auto.conf", 0o666)
+    os.chmod(cluster / "data.tar", 0o666)
     _, notes = _lint(project, tmp_path, "--since", "main", "--embedded")
     assert notes[0].startswith("base cache: no template for this base yet")
-    assert not (cluster / "postgresql.auto.conf").stat().st_mode & 0o022  # replaced
+    assert not (cluster / "data.tar").stat().st_mode & 0o022  # replaced
     # Off with one setting: the configuration's base_cache, or the environment.
     project.config("[tool.migration_guard]\nbase_cache = false\n")
     assert _lint(project, tmp_path, "--since", "main", "--embedded")[1] == []
@@ -250,9 +254,9 @@ def _kept_files(cache) -> dict[str, str]:
 
 
 def _template_folders(cache) -> list[str]:
-    """The kept data folder's databases made after initdb (the templates)."""
+    """The kept data folder's databases made after initdb (the templates), each archived apart."""
     (cluster,) = cache.glob("embedded-*/cluster")
-    return sorted(path.name for path in (cluster / "base").iterdir() if int(path.name) >= 16384)
+    return sorted(path.name for path in cluster.glob("base.*.tar") if int(path.name.split(".")[1]) >= 16384)
 
 
 def test_embedded_runs_use_a_template_in_their_copy_and_keep_every_template_whole(project, tmp_path):
@@ -339,66 +343,76 @@ def _data_folder(root):
     return root
 
 
-def test_a_copy_reads_one_kept_folder_and_fails_when_it_is_replaced_meanwhile(tmp_path):
-    """A folder copied later comes from the folder the copy started from; when that folder is renamed
-    away meanwhile (a run kept another in its place, and deletes the old), the copy fails."""
-    kept = _data_folder(tmp_path / "cluster")
+def _kept(tmp_path, name="cluster", content=b""):
+    """A kept data folder (archives) of :func:`_data_folder`."""
+    data = _data_folder(tmp_path / f"data-{name}")
+    (data / "base" / "16384" / "2619").write_bytes(b"base/16384/2619" * 1000 + content)
+    archive_data_folder(data, tmp_path / name, apart=["base/16384"])
+    return tmp_path / name
+
+
+def test_a_kept_folder_is_extracted_from_the_archives_it_had_when_opened(tmp_path):
+    """Folders left for later (at once, or in the background) come from the archives opened at the
+    start, whole, even when another run has kept another folder in its place and deleted the old."""
+    kept = _kept(tmp_path)
+    assert sorted(path.name for path in kept.iterdir()) == ["base.16384.tar", "data.tar"]
     source = _KeptFolder(kept)
     try:
         source.copy(tmp_path / "copy", None, later=["base/16384"])
-        assert (tmp_path / "copy" / "base" / "1" / "1259").exists()
+        assert (tmp_path / "copy" / "base" / "1" / "1259").read_bytes() == b"base/1/1259" * 1000
         assert not (tmp_path / "copy" / "base" / "16384").exists()
+        os.rename(kept, tmp_path / "old")
+        _kept(tmp_path, content=b"another run's")
+        shutil.rmtree(tmp_path / "old")
         source.copy_later(tmp_path / "copy", None, ["base/16384"])
         assert (tmp_path / "copy" / "base" / "16384" / "2619").read_bytes() == b"base/16384/2619" * 1000
     finally:
         source.close()
     source = _KeptFolder(kept)
     try:
-        source.copy(tmp_path / "again", None, later=["base/16384"])
-        os.rename(kept, tmp_path / "old")
-        _data_folder(tmp_path / "cluster")
-        with pytest.raises(EmbeddedPostgresError, match="was replaced while it was copied"):
-            source.copy_later(tmp_path / "again", None, None)
-    finally:
-        source.close()
-    # Copied in the background from the start: the next copy_later waits for it, and fails the same way.
-    source = _KeptFolder(tmp_path / "cluster")
-    try:
         source.copy(tmp_path / "soon", None, later=["base/16384"])
         source.copy_soon(tmp_path / "soon", None, ["base/16384"])
         source.copy_later(tmp_path / "soon", None, ["base/16384"])
-        assert (tmp_path / "soon" / "base" / "16384" / "2619").exists() and source.later == set()
-    finally:
-        source.close()
-    source = _KeptFolder(tmp_path / "cluster")
-    try:
-        source.copy(tmp_path / "late", None, later=["base/16384"])
-        os.rename(tmp_path / "cluster", tmp_path / "older")
-        source.copy_soon(tmp_path / "late", None, ["base/16384"])
-        with pytest.raises(EmbeddedPostgresError, match="was replaced while it was copied"):
-            source.copy_later(tmp_path / "late", None, ["base/16384"])
+        assert (tmp_path / "soon" / "base" / "16384" / "2619").read_bytes().endswith(b"another run's")
+        assert source.later == set()
     finally:
         source.close()
 
 
-@pytest.mark.parametrize("entry", ["link", "fifo", "writable", "folder link"])
-def test_a_kept_folder_with_anything_another_user_could_have_made_is_not_copied(tmp_path, entry):
-    kept = _data_folder(tmp_path / "cluster")
-    if entry == "link":
-        (kept / "base" / "1" / "2619").symlink_to(tmp_path / "elsewhere")
+def _hostile(kept, entry, tmp_path):
+    """Make the kept folder ``kept`` hold what another user or a tampered archive would."""
+    if entry == "writable":
+        os.chmod(kept / "data.tar", 0o666)
     elif entry == "fifo":
-        os.mkfifo(kept / "base" / "1" / "2619")  # never waited on
-    elif entry == "writable":
-        os.chmod(kept / "base" / "1" / "1259", 0o666)
-    else:
-        (tmp_path / "elsewhere").mkdir()
-        (kept / "pg_tblspc").symlink_to(tmp_path / "elsewhere")
-    source = _KeptFolder(kept)
-    try:
-        with pytest.raises(EmbeddedPostgresError, match="in the data folder"):
+        (kept / "base.16384.tar").unlink()
+        os.mkfifo(kept / "base.16384.tar")  # never waited on
+    elif entry == "link":
+        (kept / "base.16384.tar").unlink()
+        (kept / "base.16384.tar").symlink_to(tmp_path / "elsewhere.tar")
+    elif entry == "other file":
+        (kept / "notes.txt").write_text("")
+    else:  # an archive entry: outside the data folder, outside its own folder, a link
+        (kept / "base.16384.tar").unlink()
+        with tarfile.open(kept / "base.16384.tar", "w") as tar:
+            member = tarfile.TarInfo({"parent": "../escaped", "absolute": "/tmp/escaped",
+                                      "elsewhere": "base/1/2619", "member link": "base/16384/2619"}[entry])
+            if entry == "member link":
+                member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(member, io.BytesIO(b""))
+
+
+@pytest.mark.parametrize("entry", ["writable", "fifo", "link", "other file", "parent", "absolute", "elsewhere",
+                                   "member link"])
+def test_a_kept_folder_with_anything_another_user_could_have_made_is_not_extracted(tmp_path, entry):
+    kept = _kept(tmp_path)
+    _hostile(kept, entry, tmp_path)
+    with pytest.raises(EmbeddedPostgresError):
+        source = _KeptFolder(kept)
+        try:
             source.copy(tmp_path / "copy", None)
-    finally:
-        source.close()
+        finally:
+            source.close()
+    assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()
 
 
 def test_a_server_that_does_not_start_says_why(tmp_path):
@@ -416,7 +430,7 @@ def test_a_copied_data_folder_goes_to_memory_when_it_fits_and_tmpdir_is_not_set(
         monkeypatch.delenv(name, raising=False)
     kept = tmp_path / "kept"
     server = EmbeddedPostgres().start()
-    server.stop(keep=lambda data: shutil.copytree(data, kept))
+    server.stop(keep=lambda data: archive_data_folder(data, kept))
     try:
         server.start(data_from=kept)
         assert server.host.startswith("/dev/shm/migration-guard-pg-")
