@@ -47,10 +47,14 @@ trusted as far as that role is (see the README's base cache section).
 
 **Where.** ``--scratch`` (and ``--since``/``--files`` on a configured server): on that server.
 ``--embedded``: in the embedded server, whose stopped data directory is kept between runs in the
-cache folder (``<cache>/embedded-<PostgreSQL version>-<tag>/cluster``) and copied for each run, so it
-keeps only the two newest templates (a base, and the one before a merge); private like the state
-cache (a folder only this user can write to, every file this user's, no symbolic links; anything
-else is never used). Templates are bounded by ``base_cache_max_bytes`` (oldest dropped first) and
+cache folder (``<cache>/embedded-<PostgreSQL version>-<tag>/cluster``, as archives: a few large files
+rather than thousands of small ones) and extracted for each run, so it keeps only the two newest
+templates (a base, and the one before a merge); private like the state cache (a folder only this
+user can write to, every archive this user's, only folders and files in them; anything else is never
+used). The templates' folders are archived apart (:meth:`EmbeddedCluster.keep`): a run extracts the
+one it uses, and a template at its base is its scratch database itself (the server's data directory
+is the run's own); a run that makes a template extracts them all before its data directory is kept
+in place of the old one. Templates are bounded by ``base_cache_max_bytes`` (oldest dropped first) and
 listed and pruned by ``migration-guard cache list|prune``. Off with
 ``MIGRATION_GUARD_BASE_CACHE=0`` or ``base_cache = false`` in the configuration
 (``MIGRATION_GUARD_CACHE=0`` turns every cache off).
@@ -77,9 +81,10 @@ import time
 import types
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import django
 from django.conf import settings
@@ -89,6 +94,10 @@ from django.utils.functional import Promise
 
 from migration_guard.plan import Plan, migration_path
 from migration_guard.state_cache import _FileDigests, _load, _module_file, _private, _store, _write_private, cache_dir
+
+if TYPE_CHECKING:
+    from migration_guard.embedded import EmbeddedPostgres
+    from migration_guard.scratch import ScratchCreation
 
 __all__ = [
     "Base", "BaseCache", "EmbeddedCluster", "TEMPLATE_PREFIX", "describe_base", "drop_templates", "enabled",
@@ -102,6 +111,9 @@ TEMPLATE_PREFIX = "migration_guard_base_"
 _TEMPLATE_NAME = re.compile(r"^migration_guard_base_[0-9a-f]{40}$")
 _OFF = {"0", "off", "no", "false"}
 EMBEDDED_TEMPLATES = 2
+# PostgreSQL's first oid after initdb (FirstNormalObjectId), and template0's since version 15.
+_FIRST_NORMAL_OID = 16384
+_TEMPLATE0_OID = 4
 # A template's drop waits this long for a copy of it in progress, then leaves it for a later run.
 _DROP_LOCK_TIMEOUT = "1s"
 _LIST_SQL = (
@@ -407,15 +419,19 @@ class BaseCache:
     # The embedded server's data folder is copied whole for every run: only the newest templates stay
     # (the base, and the one before a merge).
     max_count: int | None = None
+    # The embedded server this run owns (its data folder a copy of the kept one): a template at the
+    # base itself becomes the scratch database, and the folders of its templates are copied when used.
+    server: EmbeddedPostgres | None = None
     used: Base | None = None
     notes: list[str] = field(default_factory=list)
 
     @classmethod
-    def open(cls, executor, plan: Plan, connection, config, server_cursor, *, embedded: bool = False,
+    def open(cls, executor, plan: Plan, connection, config, server_cursor, *, embedded: EmbeddedPostgres | None = None,
              params: dict | None = None) -> BaseCache | None:
         """The cache for this run's base (the migrations before the first linted one), or None: the
-        cache is off, there is no base, or it cannot be described. ``params``: the connection's
-        settings as the project gives them (the gate adds read-only options to the target's)."""
+        cache is off, there is no base, or it cannot be described. ``embedded``: the run's embedded
+        server. ``params``: the connection's settings as the project gives them (the gate adds
+        read-only options to the target's)."""
         if not enabled(config) or not plan.lint:
             return None
         nodes = plan.full[:plan.first_lint_position]
@@ -428,11 +444,16 @@ class BaseCache:
             return cls(None, server_cursor, 0, notes=[f"base cache: not used ({exc}); every migration applied"])
         if base is None:
             return None
-        return cls(base, server_cursor, config.base_cache_max_bytes, max_count=EMBEDDED_TEMPLATES if embedded else None)
+        return cls(base, server_cursor, config.base_cache_max_bytes,
+                   max_count=EMBEDDED_TEMPLATES if embedded is not None else None, server=embedded)
 
-    def start(self, executor, scratch_name: str) -> tuple[ProjectState, frozenset[Node]] | None:
-        """Replace the (empty) scratch database by a copy of the best template; the project state
-        after the template's migrations and the migrations it has, or None: build in full."""
+    def start(self, executor, scratch: ScratchCreation) -> tuple[ProjectState, frozenset[Node]] | None:
+        """Make the scratch database a copy of the best template (in place of the empty one, when it
+        is made already); the project state after the template's migrations and the migrations it
+        has, or None: build in full (the scratch database is then an empty one). In the
+        embedded server, a template at the base itself is renamed to be the scratch database: the
+        server's data folder is this run's own copy, and nothing of it is kept unless a template is
+        made (see :meth:`at_base`), so the kept folder still has that template unchanged."""
         if self.base is None:
             return None
         try:
@@ -445,12 +466,28 @@ class BaseCache:
                     return None
                 best = max(closed, key=lambda base: len(base.nodes))
                 state = _state(executor, best)
-                cursor.execute(f'DROP DATABASE "{scratch_name}"')
+                in_place = self.server is not None and best.key == self.base.key
+                if self.server is not None:
+                    cursor.execute("SELECT oid FROM pg_catalog.pg_database WHERE datname = %s", (best.name,))
+                    self.server.copy_later([f"base/{cursor.fetchone()[0]}"])
+                name = scratch.name
+                made = scratch.started
+                if made:
+                    scratch.wait()
+                    cursor.execute(f'DROP DATABASE "{name}"')
                 try:
-                    cursor.execute(f'CREATE DATABASE "{scratch_name}" TEMPLATE "{best.name}"')
+                    if in_place:
+                        cursor.execute(f'ALTER DATABASE "{best.name}" RENAME TO "{name}"')
+                        cursor.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+                        cursor.execute(f'COMMENT ON DATABASE "{name}" IS NULL')
+                    else:
+                        cursor.execute(f'CREATE DATABASE "{name}" TEMPLATE "{best.name}"')
                 except Exception:
-                    cursor.execute(f'CREATE DATABASE "{scratch_name}"')  # an empty one, as before
+                    cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                    if made:
+                        cursor.execute(f'CREATE DATABASE "{name}"')  # an empty one, as before
                     raise
+                scratch.adopt()
         except Exception as exc:  # a template dropped meanwhile, a state that does not build: in full
             self.notes.append(f"base cache: not used ({' '.join(str(exc).split())[:200]}); every migration applied")
             return None
@@ -470,6 +507,8 @@ class BaseCache:
         _store(_state_path(base), _state_key(base), ProjectState(models=state.models, real_apps=state.real_apps))
         connection.close()  # a database is copied only when no session is connected to it
         try:
+            if self.server is not None:  # the run's data folder is kept: every template's files in it
+                self.server.copy_later()
             with self.server_cursor() as cursor:
                 cursor.execute(f'CREATE DATABASE "{base.name}" TEMPLATE "{scratch}"')
                 cursor.execute(f'ALTER DATABASE "{base.name}" ALLOW_CONNECTIONS false')
@@ -537,29 +576,49 @@ class EmbeddedCluster:
         return cls(directory / f"embedded-{number.group(1) if number else 'pg'}-{tag}")
 
     def usable(self) -> bool:
-        """Whether the kept data directory exists and only this user could have written any of it
-        (a data directory's configuration can run programs: anything else is never started)."""
+        """Whether the kept data directory exists and only this user could have written to the
+        folders that hold it (a data directory's configuration can run programs; the server that
+        starts from it checks its archives, and stops at one another user could have written)."""
         try:
-            if not all(_private_tree(folder, depth_only=True) for folder in (self.folder.parent, self.folder)):
-                return False
-            return self.data.is_dir() and _private_tree(self.data)
+            return all(_private_folder(folder) for folder in (self.folder.parent, self.folder, self.data))
         except OSError:
             return False
 
+    def later(self) -> tuple[list[str], list[str]]:
+        """The folders of the kept data directory a run extracts only if it uses them (archived
+        apart, see :meth:`keep`), and among them the newest template's (the largest oid), which a
+        run on the latest base uses."""
+        try:
+            oids = [int(name[len("base."):-len(".tar")]) for name in os.listdir(self.data)
+                    if re.fullmatch(r"base\.[0-9]+\.tar", name)]
+        except OSError:
+            return [], []
+        later = sorted(oids, reverse=True)
+        return [f"base/{oid}" for oid in later], [f"base/{oid}" for oid in later[:1] if oid >= _FIRST_NORMAL_OID]
+
     def keep(self, data: Path, templates: list[dict]) -> None:
-        """Make ``data`` (a stopped data directory) the kept one, atomically."""
+        """Make ``data`` (a stopped data directory) the kept one, atomically: archives in a new
+        folder (:func:`~migration_guard.embedded.archive_data_folder`) renamed in place of the old
+        one. Archived apart, for a run to extract only if it uses them: the folders of the databases
+        made after initdb (``base/<oid>``, oid 16384 and up: the templates) and, from PostgreSQL 15
+        on, template0's (oid 4). None of them accepts connections; a run that uses a template
+        extracts its folder first, and one that keeps its data directory extracts them all."""
+        from migration_guard.embedded import archive_data_folder
+
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not _private_tree(self.folder, depth_only=True):
+        if not _private_folder(self.folder):
             return
+        try:
+            major = int((data / "PG_VERSION").read_text().split(".")[0])
+            oids = [int(entry.name) for entry in os.scandir(data / "base")
+                    if entry.is_dir(follow_symlinks=False) and entry.name.isdigit()]
+        except (OSError, ValueError):
+            return
+        apart = [f"base/{oid}" for oid in oids if oid >= _FIRST_NORMAL_OID or (major >= 15 and oid == _TEMPLATE0_OID)]
         incoming = Path(tempfile.mkdtemp(prefix=".cluster-", dir=self.folder))
         try:
-            target = incoming / "data"
-            try:
-                os.rename(data, target)
-            except OSError:  # another file system
-                shutil.copytree(data, target, symlinks=True)
-            if os.geteuid() == 0:
-                _chown_tree(target, os.getuid(), os.getgid())
+            target = incoming / "cluster"
+            archive_data_folder(data, target, apart=apart)
             old = self.folder / f".old-{os.getpid()}-{time.time_ns()}"
             with contextlib.suppress(FileNotFoundError):
                 os.rename(self.data, old)
@@ -591,27 +650,7 @@ def template_rows(cursor) -> list[dict]:
     return rows
 
 
-def _private_tree(root: Path, *, depth_only: bool = False) -> bool:
-    """Every entry of ``root`` (only ``root`` itself with ``depth_only``) this user's, not writable
-    by others, no symbolic link."""
-    entries: Iterator[Path] = iter([root])
-    if not depth_only:
-        entries = _walk(root)
-    uid = os.getuid()
-    for path in entries:
-        info = path.lstat()
-        if stat.S_ISLNK(info.st_mode) or info.st_uid != uid or info.st_mode & 0o022:
-            return False
-    return True
-
-
-def _walk(root: Path) -> Iterator[Path]:
-    yield root
-    for folder, names, files in os.walk(root):
-        for name in names + files:
-            yield Path(folder) / name
-
-
-def _chown_tree(root: Path, uid: int, gid: int) -> None:
-    for path in _walk(root):
-        os.lchown(path, uid, gid)
+def _private_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder (not a symbolic link) of this user's that no one else can write to."""
+    info = path.lstat()
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022

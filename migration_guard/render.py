@@ -142,7 +142,11 @@ def render_plan(
     if lint:
         todo = todo[: max(todo.index(node) for node in plan.lint) + 1]
     facts = FactsBuilder(connection)
-    running_view = _running_view(executor, facts, state, running, collect_applied=not execute and running == plan.applied)
+    # The state rendering starts from is the running code's when those are its migrations: the
+    # applied ones in collect mode, a kept base's (the usual pull request) in execute mode.
+    running_view = _running_view(executor, facts, state, running,
+                                 ready=running == (done if execute and start is not None else
+                                                   None if execute else plan.applied))
     if running_view is None:
         basis = None  # the state just before the first linted migration, described there
     index = TableIndex(facts) if each else None  # --each: the tables' models before each migration
@@ -270,13 +274,12 @@ def describe_exception(exc: BaseException) -> str:
     if isinstance(exc, RecursionError):
         return "RecursionError: nested too deeply"
     return f"{type(exc).__name__}: {mask_sql(str(exc))}".strip()
-def _running_view(executor, facts: FactsBuilder, state: ProjectState, running, *, collect_applied: bool):
-    """The running code's models: the state of the ``running`` migrations (in collect mode, when
-    they are the applied ones, the state rendering starts from), or None: decided at the first linted
-    migration."""
+def _running_view(executor, facts: FactsBuilder, state: ProjectState, running, *, ready: bool):
+    """The running code's models: the state of the ``running`` migrations (``ready``: ``state``,
+    the state rendering starts from, is theirs), or None: decided at the first linted migration."""
     if running is None:
         return None
-    if collect_applied:
+    if ready:
         return facts.view(_model_copy(state))
     try:
         return facts.view(state_of(executor, running))

@@ -107,9 +107,10 @@ class ScratchCreation:
     about 0.2 s of server time that runs while the caller loads the migrations. Hand it to
     :func:`scratch_database`, which waits for it (and drops the database); :meth:`discard` drops
     it when it is not used after all. The same session first drops the scratch databases that
-    earlier runs left behind (:func:`_drop_leftovers`)."""
+    earlier runs left behind (:func:`_drop_leftovers`). ``now=False``: nothing is done until
+    :meth:`wait`, unless the caller makes the database itself (:meth:`adopt`)."""
 
-    def __init__(self, connection):
+    def __init__(self, connection, *, now: bool = True):
         self.name = scratch_name()
         self.dropped_leftovers: list[str] = []
         # The thread's own connection, with a copy of the settings as they are now (--embedded has
@@ -118,7 +119,9 @@ class ScratchCreation:
         self._error: Exception | None = None
         self.used = False  # handed to scratch_database, which drops it
         self._thread = threading.Thread(target=self._create, daemon=True, name="migration-guard-scratch")
-        self._thread.start()
+        self.started = now  # the database is made (or being made) under self.name
+        if now:
+            self._thread.start()
 
     def _create(self) -> None:
         try:
@@ -134,11 +137,25 @@ class ScratchCreation:
 
     def wait(self) -> str:
         """The database's name once it exists (raises what creating it raised)."""
-        self._thread.join()
+        if not self.started:
+            self.started = True
+            self._create()
+        self._join()
         self.used = True
         if self._error is not None:
             raise self._error
         return self.name
+
+    def adopt(self) -> None:
+        """The caller made the database under :attr:`name` itself (the base cache renamed a template
+        to it): :meth:`wait` makes none."""
+        self._join()
+        self.started = True
+        self._error = None
+
+    def _join(self) -> None:
+        if self._thread.ident is not None:
+            self._thread.join()
 
     def server_cursor(self):
         """A cursor on the server's maintenance database, opened with the settings the scratch
@@ -147,8 +164,8 @@ class ScratchCreation:
 
     def discard(self) -> None:
         """Drop the database if it was made (the run stopped before rendering)."""
-        self._thread.join()
-        if self._error is None:
+        self._join()
+        if self.started and self._error is None:
             with contextlib.suppress(Exception), self._wrapper._nodb_cursor() as cursor:
                 cursor.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
             with contextlib.suppress(Exception):

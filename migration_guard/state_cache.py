@@ -19,6 +19,7 @@ disables it; so does any failure to write.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -194,9 +195,22 @@ def _module_file(module_name: str) -> str | None:
         return None
     if path is None:
         return ""  # a namespace or built-in module: no code of its own
-    if os.path.realpath(path).startswith(_STDLIB + os.sep) and "site-packages" not in path:
+    if _real_path(path).startswith(_STDLIB + os.sep) and "site-packages" not in path:
         return ""
     return path
+
+
+def _real_path(path: str) -> str:
+    """``os.path.realpath(path)``, resolving each folder once: a project's thousands of migration
+    modules live in a few folders (only a file that is itself a link is resolved whole)."""
+    if os.path.islink(path):
+        return os.path.realpath(path)
+    return os.path.join(_real_folder(os.path.dirname(path)), os.path.basename(path))
+
+
+@functools.lru_cache(maxsize=1024)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
 
 
 def _file_digest(module_name: str) -> str | None:

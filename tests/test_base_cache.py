@@ -3,13 +3,19 @@ template, and the reports it gives, which must be those of a full build, push af
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import shutil
 import subprocess
+import tarfile
 
 import psycopg
 import pytest
 
 from migration_guard.base_cache import TEMPLATE_PREFIX, Base, drop_templates, list_templates
+from migration_guard.embedded import (EmbeddedPostgres, EmbeddedPostgresError, _KeptFolder, _memory_folder,
+                                      archive_data_folder)
 
 MIGRATION_0005 = '''
 from django.db import migrations, models
@@ -224,19 +230,81 @@ def test_embedded_keeps_its_data_folder_privately_and_turns_off(project, tmp_pat
     _, notes = _lint(project, tmp_path, "--since", "main", "--embedded")
     assert notes[1].startswith("base cache: kept the base (4 migrations)")
     (cluster,) = (tmp_path / "cache").glob("embedded-*/cluster")
-    assert (cluster / "PG_VERSION").read_text().strip() == "18"
+    with tarfile.open(cluster / "data.tar") as tar:
+        assert tar.extractfile("PG_VERSION").read().strip() == b"18"
     for path in [cluster, *cluster.rglob("*")]:  # this user's, nobody else can write to it
         assert path.stat().st_uid == os.getuid() and not path.stat().st_mode & 0o022, path
     _, notes = _lint(project, tmp_path, "--since", "main", "--embedded")
     assert notes[0].startswith("base cache: the scratch database is a copy of template")
     # A file another user could have written: the kept folder is never started, a fresh one is kept instead.
-    os.chmod(cluster / "postgresql.auto.conf", 0o666)
+    os.chmod(cluster / "data.tar", 0o666)
     _, notes = _lint(project, tmp_path, "--since", "main", "--embedded")
     assert notes[0].startswith("base cache: no template for this base yet")
-    assert not (cluster / "postgresql.auto.conf").stat().st_mode & 0o022  # replaced
+    assert not (cluster / "data.tar").stat().st_mode & 0o022  # replaced
     # Off with one setting: the configuration's base_cache, or the environment.
     project.config("[tool.migration_guard]\nbase_cache = false\n")
     assert _lint(project, tmp_path, "--since", "main", "--embedded")[1] == []
+
+
+def _kept_files(cache) -> dict[str, str]:
+    """Every file of the kept embedded data folder, by relative path, with the sha256 of its content."""
+    (cluster,) = cache.glob("embedded-*/cluster")
+    return {str(path.relative_to(cluster)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(cluster.rglob("*")) if path.is_file()}
+
+
+def _template_folders(cache) -> list[str]:
+    """The kept data folder's databases made after initdb (the templates), each archived apart."""
+    (cluster,) = cache.glob("embedded-*/cluster")
+    return sorted(path.name for path in cluster.glob("base.*.tar") if int(path.name.split(".")[1]) >= 16384)
+
+
+def test_embedded_runs_use_a_template_in_their_copy_and_keep_every_template_whole(project, tmp_path):
+    """A run uses a template of its own copy of the kept data folder (the one at its base becomes its
+    scratch database; the others' files are copied only when used) and never changes the kept folder;
+    a run that makes a template keeps a folder with every template's files."""
+    cache = tmp_path / "cache"
+    _repository(project)
+    _git(project.root, "checkout", "-qb", "feature")
+    project.add_migration("0005_item_quantity_big", MIGRATION_0005)
+    assert _lint(project, tmp_path, "--since", "main", "--embedded")[1][1].startswith("base cache: kept the base (4")
+    # 0005 and 0006 merged to main, the branch rebased with 0007: the base (6) is kept next to the first (4).
+    _git(project.root, "checkout", "-q", "main")
+    project.add_migration("0006_item_colour", MIGRATION_0006)
+    _git(project.root, "add", "-A")
+    _git(project.root, "commit", "-qm", "merge 0005, 0006")
+    _git(project.root, "checkout", "-q", "-B", "feature")
+    project.add_migration("0007_item_colour_char", MIGRATION_0007)
+    notes = _lint(project, tmp_path, "--since", "main", "--embedded")[1]
+    assert notes[0].endswith("(4 migrations; 2 more applied)") and notes[1].startswith("base cache: kept the base (6")
+    assert len(_template_folders(cache)) == 2
+    kept = _kept_files(cache)
+    # The next push: the template at the base, in the run's copy; the kept folder is left as it was.
+    notes = _same_with_and_without(project, tmp_path, "--since", "main", "--embedded")
+    assert notes == [notes[0]] and notes[0].startswith("base cache: the scratch database is a copy of template")
+    assert notes[0].endswith("(6 migrations)")
+    assert _kept_files(cache) == kept
+    # A branch made before the merge: the first template's files, which no run had copied since the merge.
+    (project.root / "inventory" / "migrations" / "0007_item_colour_char.py").unlink()
+    _git(project.root, "checkout", "-q", "-b", "older", "main~1")
+    project.add_migration("0005_item_code", MIGRATION_0005.replace("quantity", "code").replace("AlterField", "AddField"))
+    notes = _same_with_and_without(project, tmp_path, "--since", "main", "--embedded")
+    assert notes == [notes[0]] and notes[0].endswith("(4 migrations)")
+    assert _kept_files(cache) == kept
+    # On top of it, a base made from the first template: kept with the newest other one (6), whose
+    # files this run did not need but copies before it keeps its folder.
+    _git(project.root, "add", "-A")
+    _git(project.root, "commit", "-qm", "code")
+    _git(project.root, "checkout", "-q", "-b", "newer")
+    project.add_migration("0006_item_note", MIGRATION_0006.replace("0005_item_quantity_big", "0005_item_code"))
+    notes = _lint(project, tmp_path, "--since", "older", "--embedded")[1]
+    assert notes[0].endswith("(4 migrations; 1 more applied)") and notes[1].startswith("base cache: kept the base (5")
+    assert len(_template_folders(cache)) == 2
+    (project.root / "inventory" / "migrations" / "0006_item_note.py").unlink()
+    _git(project.root, "checkout", "-q", "feature")
+    project.add_migration("0007_item_colour_char", MIGRATION_0007)
+    notes = _same_with_and_without(project, tmp_path, "--since", "main", "--embedded")
+    assert notes == [notes[0]] and notes[0].endswith("(6 migrations)")
 
 
 UNDESCRIBABLE = '''
@@ -264,3 +332,115 @@ def test_a_base_the_key_cannot_describe_is_built_in_full_and_says_why(project, t
     assert notes == ["base cache: not used (inventory.0005_item_code: a inventory.migrations.0005_item_code.Odd in "
                      "its operations has no deconstruct()); every migration applied"]
     assert templates() == []
+
+
+def _data_folder(root):
+    """A stand-in for a stopped data folder: a system database's files and a template's."""
+    for relative in ("PG_VERSION", "base/1/1259", "base/16384/1259", "base/16384/2619"):
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_bytes(relative.encode() * 1000)
+    return root
+
+
+def _kept(tmp_path, name="cluster", content=b""):
+    """A kept data folder (archives) of :func:`_data_folder`."""
+    data = _data_folder(tmp_path / f"data-{name}")
+    (data / "base" / "16384" / "2619").write_bytes(b"base/16384/2619" * 1000 + content)
+    archive_data_folder(data, tmp_path / name, apart=["base/16384"])
+    return tmp_path / name
+
+
+def test_a_kept_folder_is_extracted_from_the_archives_it_had_when_opened(tmp_path):
+    """Folders left for later (at once, or in the background) come from the archives opened at the
+    start, whole, even when another run has kept another folder in its place and deleted the old."""
+    kept = _kept(tmp_path)
+    assert sorted(path.name for path in kept.iterdir()) == ["base.16384.tar", "data.tar"]
+    source = _KeptFolder(kept)
+    try:
+        source.copy(tmp_path / "copy", None, later=["base/16384"])
+        assert (tmp_path / "copy" / "base" / "1" / "1259").read_bytes() == b"base/1/1259" * 1000
+        assert not (tmp_path / "copy" / "base" / "16384").exists()
+        os.rename(kept, tmp_path / "old")
+        _kept(tmp_path, content=b"another run's")
+        shutil.rmtree(tmp_path / "old")
+        source.copy_later(tmp_path / "copy", None, ["base/16384"])
+        assert (tmp_path / "copy" / "base" / "16384" / "2619").read_bytes() == b"base/16384/2619" * 1000
+    finally:
+        source.close()
+    source = _KeptFolder(kept)
+    try:
+        source.copy(tmp_path / "soon", None, later=["base/16384"])
+        source.copy_soon(tmp_path / "soon", None, ["base/16384"])
+        source.copy_later(tmp_path / "soon", None, ["base/16384"])
+        assert (tmp_path / "soon" / "base" / "16384" / "2619").read_bytes().endswith(b"another run's")
+        assert source.later == set()
+    finally:
+        source.close()
+
+
+def _hostile(kept, entry, tmp_path):
+    """Make the kept folder ``kept`` hold what another user or a tampered archive would."""
+    if entry == "writable":
+        os.chmod(kept / "data.tar", 0o666)
+    elif entry == "fifo":
+        (kept / "base.16384.tar").unlink()
+        os.mkfifo(kept / "base.16384.tar")  # never waited on
+    elif entry == "link":
+        (kept / "base.16384.tar").unlink()
+        (kept / "base.16384.tar").symlink_to(tmp_path / "elsewhere.tar")
+    elif entry == "other file":
+        (kept / "notes.txt").write_text("")
+    else:  # an archive entry: outside the data folder, outside its own folder, a link
+        (kept / "base.16384.tar").unlink()
+        with tarfile.open(kept / "base.16384.tar", "w") as tar:
+            member = tarfile.TarInfo({"parent": "../escaped", "absolute": "/tmp/escaped",
+                                      "elsewhere": "base/1/2619", "member link": "base/16384/2619"}[entry])
+            if entry == "member link":
+                member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(member, io.BytesIO(b""))
+
+
+@pytest.mark.parametrize("entry", ["writable", "fifo", "link", "other file", "parent", "absolute", "elsewhere",
+                                   "member link"])
+def test_a_kept_folder_with_anything_another_user_could_have_made_is_not_extracted(tmp_path, entry):
+    kept = _kept(tmp_path)
+    _hostile(kept, entry, tmp_path)
+    with pytest.raises(EmbeddedPostgresError):
+        source = _KeptFolder(kept)
+        try:
+            source.copy(tmp_path / "copy", None)
+        finally:
+            source.close()
+    assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()
+
+
+def test_a_server_that_does_not_start_says_why(tmp_path):
+    server = EmbeddedPostgres(settings={"max_connections": "many"})
+    try:
+        with pytest.raises(EmbeddedPostgresError, match='invalid value for parameter "max_connections"'):
+            server.start()
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm on this system")
+def test_a_copied_data_folder_goes_to_memory_when_it_fits_and_tmpdir_is_not_set(tmp_path, monkeypatch):
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.delenv(name, raising=False)
+    kept = tmp_path / "kept"
+    server = EmbeddedPostgres().start()
+    server.stop(keep=lambda data: archive_data_folder(data, kept))
+    try:
+        server.start(data_from=kept)
+        assert server.host.startswith("/dev/shm/migration-guard-pg-")
+        with psycopg.connect(server.dsn()) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.stop()
+    # Too big for the memory free, or TMPDIR naming the temp folder: the temp folder.
+    assert _memory_folder(2**60) is None
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.setenv(name, str(tmp_path))
+        assert _memory_folder(0) is None
+        monkeypatch.delenv(name)

@@ -239,6 +239,19 @@ def test_files_must_be_migrations_and_stand_alone(project):
     assert combined.code == 2 and "--files names the migrations itself" in combined.err
 
 
+def test_files_are_matched_by_the_file_they_resolve_to(project):
+    """A migration named through a linked folder, and one whose own file is a link under another name."""
+    (project.root / "linked").symlink_to(project.root / "inventory" / "migrations")
+    (project.root / "elsewhere").mkdir()
+    (project.root / "elsewhere" / "real_0005.py").write_text(NULLABLE_COLUMN)
+    (project.root / "inventory" / "migrations" / "0005_item_colour.py").symlink_to(
+        project.root / "elsewhere" / "real_0005.py")
+    run = project.lint("--files", "linked/0002_item_created_idx.py", "elsewhere/real_0005.py", "--format", "json")
+    assert run.code in (0, 1), run.err
+    assert [m["migration"] for m in run.json()["migrations"]] == ["inventory.0002_item_created_idx",
+                                                                  "inventory.0005_item_colour"]
+
+
 ACTION = REPO / "action.yml"
 
 
