@@ -92,7 +92,7 @@ def _recipe(ctx: StatementContext, action) -> str:
         final = column_operation(ctx, table, column, as_operation="AlterField")
         then = [*final[:-1], separate(state=final[-1:], database=[set_not_null(table, column)])]
     else:
-        add = [run_sql(without_constraints(ctx.sql, column), f"ALTER TABLE {q(table)} DROP COLUMN {q(column)}",
+        add = [run_sql(without_constraints(ctx.sql_of(action), column), f"ALTER TABLE {q(table)} DROP COLUMN {q(column)}",
                        indent=""),
                run_sql(f"ALTER TABLE {q(table)} ALTER COLUMN {q(column)} SET DEFAULT {default}",
                        f"ALTER TABLE {q(table)} ALTER COLUMN {q(column)} DROP DEFAULT", indent="")]

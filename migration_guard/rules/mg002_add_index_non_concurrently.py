@@ -54,15 +54,16 @@ def check(ctx: StatementContext):
             work="index",
             message=f'Building index "{name}" on "{table}" without CONCURRENTLY holds {lock_label(action, "SHARE")}, '
             "which blocks writes for the whole build.",
-            recipe=_recipe(ctx, table, action.detail),
+            recipe=_recipe(ctx, table, action),
         )
 
 
-def _recipe(ctx: StatementContext, table: str, detail: dict) -> str:
+def _recipe(ctx: StatementContext, table: str, action) -> str:
     """The same index built CONCURRENTLY, in a migration with atomic = False: an AddIndex's own index with
     AddIndexConcurrently; a field's index (db_index, ForeignKey) with the field first added or altered
     without it, then the index built in the database while Django's state gets the field as the migration
     has it; raw SQL (RunSQL) as written, CONCURRENTLY."""
+    detail = action.detail
     operation = ctx.operation
     heading = split_note("a migration of its own, with atomic = False")
     if operation is not None and operation.name == "AddIndex" and operation.definition:
@@ -84,7 +85,7 @@ def _recipe(ctx: StatementContext, table: str, detail: dict) -> str:
             *full[:-1],
             separate(state=full[-1:], database=[_concurrently(p.statement.sql) for p in builds]),
         ])
-    return "\n".join([heading, _concurrently(ctx.sql)])
+    return "\n".join([heading, _concurrently(ctx.sql_of(action))])
 
 
 def _concurrently(sql: str) -> str:

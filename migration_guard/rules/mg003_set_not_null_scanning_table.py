@@ -50,14 +50,14 @@ def check(ctx: StatementContext):
             work="scan",
             message=f'Setting "{column}" NOT NULL scans all of "{table}" under {lock_label(action)}, blocking reads '
             "and writes.",
-            recipe=_recipe(ctx, target(action), column),
+            recipe=_recipe(ctx, target(action), column, action),
         )
 
 
-def _recipe(ctx: StatementContext, table: str, column: str) -> str:
+def _recipe(ctx: StatementContext, table: str, column: str, action) -> str:
     """The check first; then the migration's own operation (or statement), which no longer scans."""
     own = column_operation(ctx, table, column)
-    then = own if own is not None else [run_sql(ctx.sql.strip().rstrip(";"), None, indent="")]
+    then = own if own is not None else [run_sql(ctx.sql_of(action).strip().rstrip(";"), None, indent="")]
     return "\n".join(not_null_steps(table, column, 1, then))
 
 

@@ -73,11 +73,11 @@ def _new_column(ctx: StatementContext, action):
     table, column, referenced = action.table, action.column or "?", action.detail["references"]
     bare = table.strip('"').split(".")[-1]
     name = action.detail.get("constraint_name") or f"{bare}_{column}_fkey"[:63]  # PostgreSQL's own name for it
-    constraint = column_constraint(ctx.sql, column, "FOREIGN")
+    constraint = column_constraint(ctx.sql_of(action), column, "FOREIGN")
     add_key = (table_constraint(table, constraint, name, column, not_valid=True) if constraint is not None else
                f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} FOREIGN KEY ({q(column)}) REFERENCES {q(referenced)} "
                "NOT VALID")
-    column_only = run_sql(without_constraints(ctx.sql, column, {"FOREIGN"}),
+    column_only = run_sql(without_constraints(ctx.sql_of(action), column, {"FOREIGN"}),
                           f"ALTER TABLE {q(table)} DROP COLUMN {q(column)}", indent="")
     key = run_sql(add_key, f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}", indent="")
     own = column_operation(ctx, table, column)

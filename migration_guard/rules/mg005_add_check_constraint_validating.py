@@ -77,15 +77,15 @@ def _recipe(ctx: StatementContext, action, name: str | None) -> str:
     table = target(action)
     if name is None:  # a new column's inline CHECK
         column = action.column
-        constraint = column_constraint(ctx.sql, column, "CHECK")
+        constraint = column_constraint(ctx.sql_of(action), column, "CHECK")
         bare = table.strip('"').split(".")[-1]
         name = (constraint.conname if constraint is not None else None) or f"{bare}_{column}_check"[:63]
-        database = [run_sql(without_constraints(ctx.sql, column, {"CHECK"}),
+        database = [run_sql(without_constraints(ctx.sql_of(action), column, {"CHECK"}),
                             f"ALTER TABLE {q(table)} DROP COLUMN {q(column)}", indent="")]
         own = column_operation(ctx, table, column)
         heading = "migration 1: the column without its CHECK, then the CHECK NOT VALID (both instant)"
     else:
-        constraint = added_constraint(ctx.sql, name)
+        constraint = added_constraint(ctx.sql_of(action), name)
         database, own, heading = [], None, "migration 1: add it NOT VALID (instant)"
         operation = ctx.operation
         if operation is not None and operation.name == "AddConstraint" and operation.definition:

@@ -80,13 +80,13 @@ def _new_column(ctx: StatementContext, action):
     bare = table.strip('"').split(".")[-1]
     # PostgreSQL's own name for it, as the statement would have made it
     name = action.detail.get("unique_name") or (f"{bare}_pkey" if contype == "primary_key" else f"{bare}_{column}_key")
-    constraint = column_constraint(ctx.sql, column, "PRIMARY" if contype == "primary_key" else "UNIQUE")
+    constraint = column_constraint(ctx.sql_of(action), column, "PRIMARY" if contype == "primary_key" else "UNIQUE")
     if constraint is not None:
         constraint.keys = (ast.String(sval=column),)
     without = column_operation(ctx, table, column, unique=None, primary_key=None)
     state = column_operation(ctx, table, column, as_operation="AlterField")
     if without is None:
-        without = [run_sql(without_constraints(ctx.sql, column, {"UNIQUE", "PRIMARY"}),
+        without = [run_sql(without_constraints(ctx.sql_of(action), column, {"UNIQUE", "PRIMARY"}),
                            f"ALTER TABLE {q(table)} DROP COLUMN {q(column)}", indent="")]
     return ctx.action_finding(
         RULE,
@@ -110,7 +110,7 @@ def _recipe(ctx: StatementContext, action, table: str, name: str, contype: str) 
                  f"migrations.AddConstraint({model_ref(ctx, table)}, {operation.definition}),"]
     # a primary key on columns that may hold NULL sets them NOT NULL, which scans: proved first, without one
     nullable = action.detail.get("columns") or () if contype == "primary_key" and action.scans else ()
-    return "\n".join(_steps(table, name, contype, added_constraint(ctx.sql, name), action.detail.get("columns") or (),
+    return "\n".join(_steps(table, name, contype, added_constraint(ctx.sql_of(action), name), action.detail.get("columns") or (),
                              1, state=state, nullable=nullable))
 
 

@@ -138,12 +138,12 @@ def _partitions_recipe(ctx: StatementContext, node, action) -> str:
         return ("# partitions that are partitioned in turn: create the index ON ONLY each level, build the leaves' "
                 "CONCURRENTLY\n# and ALTER INDEX ... ATTACH PARTITION each level's to the one above")
     parent = node.idxname
-    only = reparse(ctx.sql)
+    only = reparse(ctx.sql_of(action))
     only.relation.inh = False
     columns = "_".join(e.name if e.name else "expr" for e in node.indexParams)
     steps = []
     for partition in partitions:
-        each = reparse(ctx.sql)
+        each = reparse(ctx.sql_of(action))
         each.relation.schemaname, _, each.relation.relname = partition.rpartition(".")
         each.relation.schemaname = each.relation.schemaname or None
         each.idxname, each.concurrent = f"{partition.rpartition('.')[2]}_{columns}_idx"[:63], True

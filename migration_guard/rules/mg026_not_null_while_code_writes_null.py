@@ -108,7 +108,7 @@ def _code_then_constraint(ctx: StatementContext, model: str, field, table: str, 
     own = column_operation(ctx, table, column) is not None
     if action.kind is ActionKind.SET_NOT_NULL and (own or action.scans and ctx.is_large(table)):
         # the migration's AlterField would do nothing more: the model already has it; SET NOT NULL on its own
-        then = [set_not_null(table, column) if own else run_sql(ctx.sql.strip().rstrip(";"), None, indent="")]
+        then = [set_not_null(table, column) if own else run_sql(ctx.sql_of(action).strip().rstrip(";"), None, indent="")]
         if action.scans and ctx.is_large(table):
             return "\n".join([*lines, *not_null_steps(table, column, 1, then, prefix=_DEPLOY_2)])
         return "\n".join([*lines, split_note(f"{_DEPLOY_2}NOT NULL"), *then])
