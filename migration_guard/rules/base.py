@@ -12,6 +12,7 @@ from pglast import parse_sql
 from migration_guard.config import Config
 from migration_guard.guard import shorten_sql
 from migration_guard.locks.modes import LockMode
+from migration_guard.locks.statements.plpgsql import MARKER
 from migration_guard.model import (
     Action,
     ActionKind,
@@ -24,6 +25,13 @@ from migration_guard.model import (
     TableSize,
 )
 from migration_guard.stats import TableSizes, is_large, split_name
+
+# A recipe that reads a DO block's statement whose values the block computes when it runs (EXECUTE format(...)):
+# what it would print is the lock model's stand-in (MARKER), not the user's SQL.
+_RUN_TIME_RECIPE = (
+    "# the DO block builds this statement when it runs (EXECUTE format(...)): do its work from a RunPython in a\n"
+    "# migration with atomic = False, each step committing on its own, or as Django operations (the safe form:\n"
+    "# migration-guard rules {rule})")
 
 __all__ = [
     "MigrationContext",
@@ -179,7 +187,7 @@ class StatementContext:
             size=size,
             lock=lock,
             duration=estimate_duration(size, work) if work and size else None,
-            recipe=recipe,
+            recipe=_RUN_TIME_RECIPE.format(rule=rule.id) if MARKER in recipe else recipe,
             fingerprint=partial(getattr, self.parsed, "fingerprint"),  # deparses: read only when needed
         )
 

@@ -111,6 +111,16 @@ def test_bulk_write_recipe_runs_the_statement_one_key_range_at_a_time():
     assert "o.id >= %s AND o.id < %s" in line and "'x%%'" in line  # the alias, and % doubled for execute()
 
 
+def test_a_statement_a_do_block_builds_at_run_time_gets_words_not_the_models_stand_in():
+    """The lock model reads EXECUTE format(...) with a stand-in for the values the block computes; a recipe
+    made from that SQL would print the stand-in as if it were the user's statement."""
+    [finding] = lint("DO $$ DECLARE i int; BEGIN FOR i IN 1..2 LOOP EXECUTE format("
+                     "'UPDATE shop_order SET note = %L WHERE qty = %L', 'x', i); END LOOP; END $$")
+    assert finding.rule == "MG011"
+    assert "mg_dynamic_value" not in finding.recipe and "RunPython" in finding.recipe
+    assert "migration-guard rules MG011" in finding.recipe
+
+
 def test_bulk_write_on_a_table_created_in_the_plan_is_exempt():
     assert rules(CREATE_NEW + "\nUPDATE shop_new SET note = ''") == []
 
