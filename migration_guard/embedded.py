@@ -466,8 +466,9 @@ class _KeptFolder:
         def copy(folders: list[str]) -> None:
             try:
                 self._copy_later(data, owner, folders)
-            except EmbeddedPostgresError as exc:  # raised by the next copy_later
-                self._soon_error = exc
+            except Exception as exc:  # raised by the next copy_later
+                self._soon_error = exc if isinstance(exc, EmbeddedPostgresError) else EmbeddedPostgresError(
+                    f"cannot extract from the kept data folder {self.path}: {type(exc).__name__}: {exc}")
 
         self._soon = threading.Thread(target=copy, args=(list(folders),), daemon=True, name="migration-guard-copy")
         self._soon.start()
