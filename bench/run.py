@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
             document["total_s"] = time.perf_counter() - started
             args.out.write_text(json.dumps(document, indent=2) + "\n")
 
-        for count in [] if args.no_explain else statements:
+        for count in [] if args.no_explain or args.only_ci else statements:
             document["explain"].append(bench.explain(count))
             save()
         for count in sizes:

@@ -151,6 +151,7 @@ def _split(text: str) -> list[tuple[str, int]]:
     """Split SQL that does not parse as a whole into statements with their first line, using the
     scanner only (it copes with invalid statements)."""
     pieces = []
+    line, counted = 1, 0  # the line at offset ``counted``: counted on from the last statement, not from 0
     for start, end in _statement_ranges(text):
         lines = text[start:end].splitlines(keepends=True)
         skipped = 0
@@ -158,7 +159,9 @@ def _split(text: str) -> list[tuple[str, int]]:
             skipped += len(lines.pop(0))
         body = "".join(lines).strip().rstrip(";").strip()
         if body:
-            pieces.append((body, text.count("\n", 0, start + skipped) + 1))
+            line += text.count("\n", counted, start + skipped)
+            counted = start + skipped
+            pieces.append((body, line))
     return pieces
 
 

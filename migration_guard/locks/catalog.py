@@ -54,6 +54,25 @@ def _frozen(mapping: Mapping) -> Mapping:
     return MappingProxyType(dict(mapping))
 
 
+# (mapping, {table: {name: value}}) of the last few ``(table, name) -> value`` mappings grouped by table, keyed
+# by the mapping's id (the mapping is held, so its id is not reused). A frozen catalog passes an unchanged part
+# on as the same mapping, so the grouping is made again only after a statement changed that part; a scan of
+# every constraint per statement made a long script's walk quadratic.
+_BY_TABLE: dict[int, tuple[Mapping, dict[str, dict[str, object]]]] = {}
+
+
+def _by_table(mapping: Mapping[tuple[str, str], object], table: str) -> dict[str, object]:
+    held = _BY_TABLE.get(id(mapping))
+    if held is None or held[0] is not mapping:
+        grouped: dict[str, dict[str, object]] = {}
+        for (owner, name), value in mapping.items():
+            grouped.setdefault(owner, {})[name] = value
+        if len(_BY_TABLE) >= 8:
+            _BY_TABLE.clear()
+        held = _BY_TABLE[id(mapping)] = (mapping, grouped)
+    return held[1].get(_key(table), {})
+
+
 @dataclass(frozen=True)
 class ForeignKey:
     """A foreign key: ``table(columns)`` references ``referenced``."""
@@ -359,6 +378,19 @@ class Catalog:
     def unique_constraint(self, table: str, name: str) -> tuple[str, ...] | None:
         """The columns of the PRIMARY KEY or UNIQUE constraint ``name`` of ``table``, if known."""
         return self.unique_constraints.get((_key(table), name))
+
+    def unique_constraints_on(self, table: str) -> dict[str, tuple[str, ...]]:
+        """``{name: columns}`` of the PRIMARY KEY and UNIQUE constraints of ``table`` known (do not change it)."""
+        return _by_table(self.unique_constraints, table)  # type: ignore[return-value]
+
+    def primary_key(self, table: str) -> tuple[str, ...] | None:
+        """The columns of ``table``'s primary key, if known (the first constraint named ``..._pkey``)."""
+        named = sorted(name for name in self.unique_constraints_on(table) if name.endswith("_pkey"))
+        return self.unique_constraints_on(table)[named[0]] if named else None
+
+    def checks_on(self, table: str) -> dict[str, tuple[str, bool]]:
+        """``{name: (expression, validated)}`` of the CHECK constraints of ``table`` known (do not change it)."""
+        return _by_table(self.checks, table)  # type: ignore[return-value]
 
     def tables_of_view(self, view: str) -> tuple[str, ...]:
         """The relations a view reads, if known."""

@@ -309,42 +309,62 @@ def foreign_key_defs(node) -> tuple[ForeignKeyDef, ...]:
 
 # -- the plan around the statement ----------------------------------------------------------------
 
-_PLAN_CACHE: dict[int, tuple[tuple[ParsedStatement, ...], tuple]] = {}
+_PLAN_CACHE: dict[int, tuple[tuple[ParsedStatement, ...], _PlanFacts]] = {}
 
 
-def _plan_facts(statements: tuple[ParsedStatement, ...]) -> tuple:
-    """(every index, every column) the statements define, with the position of the statement of each;
-    read once per plan (kept for the last few: the plan of a run, or one SQL file)."""
+@dataclass(frozen=True)
+class _PlanFacts:
+    """Every index and column the statements of a plan define, with the position of the statement of each,
+    and the same grouped by table (``claim_key``): a rule asks about one table, and a long script has
+    thousands of statements, so a scan of the whole plan per statement would be quadratic."""
+
+    indexes: tuple[tuple[int, IndexDef], ...]
+    indexes_by_table: dict[tuple[str | None, str], tuple[tuple[int, IndexDef], ...]]
+    columns_by_name: dict[tuple[tuple[str | None, str], str], tuple[tuple[int, ColumnDef], ...]]
+
+
+def _plan_facts(statements: tuple[ParsedStatement, ...]) -> _PlanFacts:
+    """The plan's facts, read once per plan (kept for the last few: the plan of a run, or one SQL file)."""
     cached = _PLAN_CACHE.get(id(statements))
     if cached is not None and cached[0] is statements:
         return cached[1]
     indexes: list[tuple[int, IndexDef]] = []
-    columns: list[tuple[int, ColumnDef]] = []
+    by_table: dict[tuple[str | None, str], list[tuple[int, IndexDef]]] = {}
+    by_column: dict[tuple[tuple[str | None, str], str], list[tuple[int, ColumnDef]]] = {}
     for position, parsed in enumerate(statements):
         if parsed.node is None:
             continue
-        indexes += [(position, d) for d in index_defs(parsed.node)]
-        columns += [(position, d) for d in column_defs(parsed.node)]
-    facts = (tuple(indexes), tuple(columns))
+        for index in index_defs(parsed.node):
+            indexes.append((position, index))
+            by_table.setdefault(claim_key(index.table), []).append((position, index))
+        for column in column_defs(parsed.node):
+            by_column.setdefault((claim_key(column.table), column.column), []).append((position, column))
+    facts = _PlanFacts(tuple(indexes), {k: tuple(v) for k, v in by_table.items()},
+                       {k: tuple(v) for k, v in by_column.items()})
     if len(_PLAN_CACHE) >= 8:
         _PLAN_CACHE.clear()
     _PLAN_CACHE[id(statements)] = (statements, facts)
     return facts
 
 
-def plan_indexes(ctx: StatementContext) -> tuple[tuple[int, IndexDef], ...]:
+def plan_indexes(ctx: StatementContext, table: str | None = None) -> tuple[tuple[int, IndexDef], ...]:
     """(statement position, index) of every index the statements of the plan (or SQL file) build, before
-    and after this statement (at ``ctx.position``): an index a later operation or migration adds counts."""
-    return _plan_facts(ctx.statements)[0]
+    and after this statement (at ``ctx.position``): an index a later operation or migration adds counts.
+    With ``table``: only the indexes on that table (any spelling of it), in plan order."""
+    facts = _plan_facts(ctx.statements)
+    if table is None:
+        return facts.indexes
+    return facts.indexes_by_table.get(claim_key(table), ())
 
 
 def column_type(ctx: StatementContext, table: str, column: str) -> SqlType | None:
     """The type of ``table.column`` when this statement runs: as this migration defines it, as the Django
     facts say, or as the database's catalog has it; None: unknown."""
     latest = None
-    for position, definition in _plan_facts(ctx.statements)[1]:
-        if position <= ctx.position and definition.column == column and same_table(definition.table, table):
-            latest = definition.type
+    for position, definition in _plan_facts(ctx.statements).columns_by_name.get((claim_key(table), column), ()):
+        if position > ctx.position:
+            break
+        latest = definition.type
     if latest is not None:
         return latest
     field = field_of(ctx, table, column)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 
 from pglast import parse_sql
 
@@ -240,6 +240,7 @@ class Rule:
     sized: bool = True
 
 
+@lru_cache(maxsize=8192)
 def claim_key(table: str) -> tuple[str | None, str]:
     """How two spellings of one table in one statement compare (``x``, ``"x"``, ``public.x``): ``(schema,
     name)``, with ``public`` as no schema."""

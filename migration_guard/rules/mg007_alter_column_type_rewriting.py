@@ -62,7 +62,7 @@ def _recipe(ctx: StatementContext, action) -> str:
     table, column, detail = target(action), action.column or "?", action.detail
     catalog = ctx.catalog
     if detail.get("other_tables") or (catalog is not None and any(
-            t == table and column in columns for (t, _), columns in catalog.unique_constraints.items())):
+            column in columns for columns in catalog.unique_constraints_on(table).values())):
         return "\n".join([
             "# the column is in a key (a primary key, a unique constraint or a foreign key changes with it): a new",
             "# column means new keys, and the tables that refer to them moved over, deploy by deploy; or change it",

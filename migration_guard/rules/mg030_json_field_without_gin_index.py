@@ -11,7 +11,6 @@ from migration_guard.rules.advice import (
     index_name,
     new_or_large,
     plan_indexes,
-    same_table,
     statement_creates,
 )
 from migration_guard.rules.base import Rule, StatementContext
@@ -59,8 +58,7 @@ def check(ctx: StatementContext):
         table, column = definition.table, definition.column
         if django_app(ctx) or not (statement_creates(ctx, table) or new_or_large(ctx, table)):
             continue
-        if any(index.method == "gin" and same_table(index.table, table) and index.reads(column)
-               for _, index in plan_indexes(ctx)):
+        if any(index.method == "gin" and index.reads(column) for _, index in plan_indexes(ctx, table)):
             continue
         name = field.name if field is not None else column
         what = f'JSONField "{name}"' if field is not None else f'jsonb column "{column}"'

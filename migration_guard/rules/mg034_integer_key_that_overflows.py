@@ -99,8 +99,8 @@ def check(ctx: StatementContext):
 
 def _primary_key(ctx: StatementContext, table: str) -> str | None:
     """The primary key column of ``table`` (REFERENCES t without columns), when known."""
-    for _, index in plan_indexes(ctx):
-        if index.primary and same_table(index.table, table) and len(index.columns) == 1:
+    for _, index in plan_indexes(ctx, table):
+        if index.primary and len(index.columns) == 1:
             return index.columns[0]
     found = model_of(ctx, table)
     if found is not None:

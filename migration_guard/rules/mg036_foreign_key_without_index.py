@@ -59,8 +59,7 @@ def _unindexed(field: FieldFacts | None) -> bool:
 
 def _indexed(ctx: StatementContext, table: str, column: str) -> bool:
     """Whether an index of this migration, or of the database, starts with ``column``."""
-    if any(same_table(index.table, table) and index.columns[:1] == (column,) and not index.partial
-           for _, index in plan_indexes(ctx)):
+    if any(index.columns[:1] == (column,) and not index.partial for _, index in plan_indexes(ctx, table)):
         return True
     catalog = ctx.catalog
     if catalog is None:

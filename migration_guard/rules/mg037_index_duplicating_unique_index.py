@@ -4,7 +4,7 @@ constraint (or a second unique one), which PostgreSQL maintains on every write a
 from __future__ import annotations
 
 from migration_guard.model import ActionKind, Severity
-from migration_guard.rules.advice import IndexDef, django_app, index_defs, plan_indexes, same_table
+from migration_guard.rules.advice import IndexDef, django_app, index_defs, plan_indexes
 from migration_guard.rules.base import Rule, StatementContext
 
 DOC = """\
@@ -39,13 +39,12 @@ migrations.AddField("coupon", "code", models.CharField(max_length=20, unique=Tru
 def _duplicate_of(ctx: StatementContext, index: IndexDef, position: int) -> str | None:
     """The name (or a description) of a unique index on the same columns, if any."""
     statements, here = ctx.statements, ctx.parsed.statement.migration
-    for other_position, other in plan_indexes(ctx):
+    for other_position, other in plan_indexes(ctx, index.table):
         if other_position == position and other == index:
             continue
         if other_position > position and statements[other_position].statement.migration != here:
             continue  # a later migration's unique index: the plain one may well be dropped with it
-        if not (other.unique and other.plain and same_table(other.table, index.table)
-                and other.columns == index.columns):
+        if not (other.unique and other.plain and other.columns == index.columns):
             continue
         if index.unique and other_position >= position:
             continue  # of two unique ones, the later one is the duplicate
@@ -54,8 +53,8 @@ def _duplicate_of(ctx: StatementContext, index: IndexDef, position: int) -> str 
         return "the primary key" if other.primary else "the unique constraint"
     catalog = ctx.catalog
     if catalog is not None:
-        for (owner, name), columns in catalog.unique_constraints.items():
-            if same_table(owner, index.table) and tuple(columns) == index.columns and name != index.name:
+        for name, columns in sorted(catalog.unique_constraints_on(index.table).items()):
+            if tuple(columns) == index.columns and name != index.name:
                 return f'"{name}"'
     return None
 

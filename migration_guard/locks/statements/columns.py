@@ -205,9 +205,9 @@ def _referenced_columns(fk: ForeignKey, catalog: Catalog | None = None) -> tuple
     if fk.referenced_columns:
         return fk.referenced_columns
     if catalog is not None:
-        for (table, name), columns in sorted(catalog.unique_constraints.items()):
-            if table == fk.referenced.removeprefix("public.") and name.endswith("_pkey"):
-                return columns
+        columns = catalog.primary_key(fk.referenced)
+        if columns is not None:
+            return columns
     return ("id",)
 
 
@@ -443,9 +443,8 @@ def _alter_column_type(table: str, cmd: ast.AlterTableCmd, ctx: _Context) -> Non
 
 def _checks_using(catalog: Catalog, table: str, column: str) -> tuple[str, ...]:
     """The validated CHECK constraints of ``table`` whose expression reads ``column``."""
-    key = table.removeprefix("public.")
-    return tuple(sorted(name for (owner, name), (expression, validated) in catalog.checks.items()
-                        if owner == key and validated and column in _expression_columns(expression)))
+    return tuple(sorted(name for name, (expression, validated) in catalog.checks_on(table).items()
+                        if validated and column in _expression_columns(expression)))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -195,18 +195,15 @@ def _foreign_key_checks(node: Any, target: str, verb: str, ctx: _Context) -> Non
 
 def _key_columns(catalog: Catalog, table: str) -> frozenset[str]:
     """Columns that identify one row of ``table``: single-column primary keys and unique constraints, and ``id``."""
-    key = table.removeprefix("public.")
-    return frozenset({"id"} | {columns[0] for (owner, _name), columns in catalog.unique_constraints.items()
-                               if owner == key and len(columns) == 1})
+    return frozenset({"id"} | {columns[0] for columns in catalog.unique_constraints_on(table).values()
+                               if len(columns) == 1})
 
 
 def _primary_key(catalog: Catalog, table: str) -> str:
     """The primary key column of ``table`` when the catalog knows it (a single column), else Django's ``id``."""
-    key = table.removeprefix("public.")
-    for (owner, name), columns in sorted(catalog.unique_constraints.items()):
-        if owner == key and name.endswith("_pkey") and len(columns) == 1:
-            return columns[0]
-    return "id"
+    found = sorted((name, columns) for name, columns in catalog.unique_constraints_on(table).items()
+                   if name.endswith("_pkey") and len(columns) == 1)
+    return found[0][1][0] if found else "id"
 
 
 def _insert_source(select: Any, catalog: Catalog, target: str) -> tuple[tuple[str, ...], bool]:

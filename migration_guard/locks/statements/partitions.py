@@ -96,8 +96,8 @@ def _bound_proven(catalog: Catalog, partition: str, parent: str, bound) -> str |
     if bound is None or bound.strategy != "r" or len(bound.lowerdatums or ()) != 1:
         return None
     lower, upper = (_literal(bound.lowerdatums[0]), _literal(bound.upperdatums[0]))
-    for (table, name), (expression, validated) in sorted(catalog.checks.items()):
-        if table != partition or not validated:
+    for name, (expression, validated) in sorted(catalog.checks_on(partition).items()):
+        if not validated:
             continue
         terms = _range_terms(expression)
         for column, (low, high) in terms.items():
