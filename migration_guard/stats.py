@@ -525,7 +525,23 @@ class TableSizes:
         copy = replace(self, created=frozenset())
         object.__setattr__(copy, "created", self.created | added)
         copy.__dict__.pop("_of", None)
+        by_name = self.__dict__.get("_created_by_name")
+        if by_name is not None:  # handed on, with the new names (a long script creates thousands of tables)
+            by_name = dict(by_name)
+            for schema, name in added:
+                by_name[name] = by_name.get(name, frozenset()) | {schema}
+            object.__setattr__(copy, "_created_by_name", by_name)
         return copy
+
+    def _schemas_created(self, name: str) -> frozenset[str | None]:
+        """The schemas (None: not qualified, search_path not known) in which the plan created ``name``."""
+        by_name = self.__dict__.get("_created_by_name")
+        if by_name is None:
+            by_name = {}
+            for schema, created in self.created:
+                by_name[created] = by_name.get(created, frozenset()) | {schema}
+            object.__setattr__(self, "_created_by_name", by_name)
+        return by_name.get(name, frozenset())
 
     # -- resolution ------------------------------------------------------------------------------
 
@@ -578,7 +594,7 @@ class TableSizes:
         if (None, name) in self.created:
             return TableSize(0, 0, source=_NEW)
         candidates = set(self.snapshot.by_name.get(name, {})) if self.snapshot is not None else set()
-        candidates |= {schema for schema, created in self.created if created == name and schema is not None}
+        candidates |= {schema for schema in self._schemas_created(name) if schema is not None}
         if not candidates:
             return self._no_figure(None)
         if len(candidates) == 1:

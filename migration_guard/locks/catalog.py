@@ -54,23 +54,41 @@ def _frozen(mapping: Mapping) -> Mapping:
     return MappingProxyType(dict(mapping))
 
 
-# (mapping, {table: {name: value}}) of the last few ``(table, name) -> value`` mappings grouped by table, keyed
-# by the mapping's id (the mapping is held, so its id is not reused). A frozen catalog passes an unchanged part
-# on as the same mapping, so the grouping is made again only after a statement changed that part; a scan of
-# every constraint per statement made a long script's walk quadratic.
-_BY_TABLE: dict[int, tuple[Mapping, dict[str, dict[str, object]]]] = {}
+# Catalog parts keyed ``(table, name)`` that are also read grouped by table (a scan of every constraint per
+# statement made a long script's walk quadratic): _Mutable attribute -> (Catalog field, the grouping's attribute
+# on a Catalog). A grouping is made on first read and handed on by freeze(), updated with what the step changed.
+_BY_TABLE = {"uniques": ("unique_constraints", "_uniques_by_table"), "check_exprs": ("checks", "_checks_by_table")}
+_GONE = object()  # in a step's log of changes: the entry was removed (name None: every entry of the table)
 
 
-def _by_table(mapping: Mapping[tuple[str, str], object], table: str) -> dict[str, object]:
-    held = _BY_TABLE.get(id(mapping))
-    if held is None or held[0] is not mapping:
-        grouped: dict[str, dict[str, object]] = {}
-        for (owner, name), value in mapping.items():
+def _by_table(catalog: Catalog, part: str, table: str) -> dict[str, object]:
+    field_name, attribute = _BY_TABLE[part]
+    grouped = catalog.__dict__.get(attribute)
+    if grouped is None:
+        grouped = {}
+        for (owner, name), value in getattr(catalog, field_name).items():
             grouped.setdefault(owner, {})[name] = value
-        if len(_BY_TABLE) >= 8:
-            _BY_TABLE.clear()
-        held = _BY_TABLE[id(mapping)] = (mapping, grouped)
-    return held[1].get(_key(table), {})
+        object.__setattr__(catalog, attribute, grouped)
+    return grouped.get(_key(table), {})
+
+
+def _regrouped(grouped: dict[str, dict[str, object]], changes: list) -> dict[str, dict[str, object]]:
+    """``grouped`` after ``changes`` (``(table, name or None, value or _GONE)``), copied where they change it."""
+    grouped = dict(grouped)
+    copied: set[str] = set()
+    for table, name, value in changes:
+        if name is None:
+            grouped.pop(table, None)
+            copied.discard(table)
+            continue
+        if table not in copied:
+            grouped[table] = dict(grouped.get(table, {}))
+            copied.add(table)
+        if value is _GONE:
+            grouped[table].pop(name, None)
+        else:
+            grouped[table][name] = value
+    return grouped
 
 
 @dataclass(frozen=True)
@@ -381,7 +399,7 @@ class Catalog:
 
     def unique_constraints_on(self, table: str) -> dict[str, tuple[str, ...]]:
         """``{name: columns}`` of the PRIMARY KEY and UNIQUE constraints of ``table`` known (do not change it)."""
-        return _by_table(self.unique_constraints, table)  # type: ignore[return-value]
+        return _by_table(self, "uniques", table)  # type: ignore[return-value]
 
     def primary_key(self, table: str) -> tuple[str, ...] | None:
         """The columns of ``table``'s primary key, if known (the first constraint named ``..._pkey``)."""
@@ -390,7 +408,7 @@ class Catalog:
 
     def checks_on(self, table: str) -> dict[str, tuple[str, bool]]:
         """``{name: (expression, validated)}`` of the CHECK constraints of ``table`` known (do not change it)."""
-        return _by_table(self.checks, table)  # type: ignore[return-value]
+        return _by_table(self, "check_exprs", table)  # type: ignore[return-value]
 
     def tables_of_view(self, view: str) -> tuple[str, ...]:
         """The relations a view reads, if known."""
@@ -620,6 +638,11 @@ class _Mutable:
             object.__setattr__(frozen, "_fk_index", touched["fks"])
         elif "_fk_index" in catalog.__dict__:
             object.__setattr__(frozen, "_fk_index", catalog.__dict__["_fk_index"])
+        for part_name, (_field, attribute) in _BY_TABLE.items():
+            grouped = catalog.__dict__.get(attribute)
+            changes = self.__dict__.get(f"_changed_{part_name}")
+            if grouped is not None:
+                object.__setattr__(frozen, attribute, _regrouped(grouped, changes) if changes else grouped)
         # The parts of this step are held by ``frozen`` alone (behind read-only proxies, or copied
         # into frozensets); consumed ones pass on with the untouched parts (their old holder is
         # dropped by the caller). A grouping passes on only while it matches its set.
@@ -662,6 +685,22 @@ class _Mutable:
         if found:
             getattr(self, part).difference_update(found)
         return found
+
+    def _set_keyed(self, part: str, table: str, name: str | None, value=_GONE) -> None:
+        """Set (or with ``value`` _GONE remove) ``(table, name)`` of ``uniques`` or ``check_exprs``, and log it for
+        the part's grouping by table; ``name`` None removes every entry of ``table``."""
+        entries = getattr(self, part)
+        if name is None:
+            if any(key[0] == table for key in entries):
+                setattr(self, part, {key: v for key, v in entries.items() if key[0] != table})
+            else:
+                return
+        elif value is _GONE:
+            if entries.pop((table, name), _GONE) is _GONE:
+                return
+        else:
+            entries[(table, name)] = value
+        self.__dict__.setdefault(f"_changed_{part}", []).append((table, name, value))
 
     def _regroup(self) -> None:
         """``checks`` and ``pending`` changed wholesale: their groupings are made again when next needed."""
@@ -744,15 +783,15 @@ class _Mutable:
         elif kind is ActionKind.VALIDATE_CONSTRAINT:
             name = detail.get("name")
             if (table, name) in self.check_exprs:
-                self.check_exprs[(table, name)] = (self.check_exprs[(table, name)][0], True)
+                self._set_keyed("check_exprs", table, name, (self.check_exprs[(table, name)][0], True))
             self._add_named("checks", self._take_named("pending", table, name))
         elif kind is ActionKind.DROP_CONSTRAINT:
             name = detail.get("name")
             self._take_named("checks", table, name)
             self._take_named("pending", table, name)
             self._drop_foreign_keys(table, lambda fk: fk.name == name)
-            self.check_exprs.pop((table, name), None)
-            self.uniques.pop((table, name), None)
+            self._set_keyed("check_exprs", table, name)
+            self._set_keyed("uniques", table, name)
         elif kind is ActionKind.CREATE_INDEX and detail.get("name"):
             if detail.get("if_not_exists") and _key(detail["name"]) in self.indexes:
                 return  # builds nothing: the index there stays as it is (INVALID ones too)
@@ -794,9 +833,9 @@ class _Mutable:
     def _add_constraint(self, table: str, detail: Mapping) -> None:
         contype, name = detail.get("contype"), detail.get("name") or ""
         if contype == "check" and name and detail.get("expression"):
-            self.check_exprs[(table, name)] = (detail["expression"], not detail.get("not_valid"))
+            self._set_keyed("check_exprs", table, name, (detail["expression"], not detail.get("not_valid")))
         if contype in ("unique", "primary_key") and name:
-            self.uniques[(table, name)] = tuple(detail.get("columns", ()))
+            self._set_keyed("uniques", table, name, tuple(detail.get("columns", ())))
         if contype == "check":
             entries = {(table, column, name) for column in detail.get("not_null_columns", ())}
             self._add_named("pending" if detail.get("not_valid") else "checks", entries)
@@ -826,7 +865,7 @@ class _Mutable:
             self._forget_table(_key(child))
         self.children = {p: tuple(c for c in cs if _key(c) != table) for p, cs in self.children.items()}
         self.defaults = {p: d for p, d in self.defaults.items() if _key(d) != table and p != table}
-        self.uniques = {k: c for k, c in self.uniques.items() if k[0] != table}
+        self._set_keyed("uniques", table, None)
 
     def _rename_table(self, old: str, new: str) -> None:
         if old in self.created:

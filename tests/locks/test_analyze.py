@@ -564,3 +564,37 @@ def test_partitioned_table_statements_reach_every_partition():
     assert locks(attach) == {"ev": SUE, "ev_3": AE} and attach.scans == ("ev_3",) and attach.index_builds == ("ev_3",)
     _, after = plan("ALTER TABLE ev DETACH PARTITION ev_2", catalog=catalog)
     assert after.children_of("ev") == ("ev_1",)
+
+
+def test_constraints_grouped_by_table_follow_every_step_as_a_scan_would():
+    """Catalog.unique_constraints_on / checks_on are kept grouped by table and handed on step to step; at each
+    step of a walk that consumes the catalog (as the pipeline does), read mid-walk so the grouping is handed on,
+    they must equal a scan of the whole catalog."""
+    def scanned(mapping, table):
+        return {name: value for (owner, name), value in mapping.items() if owner == table}
+
+    steps = [
+        "ALTER TABLE a ADD CONSTRAINT a_pkey PRIMARY KEY (id)",
+        "ALTER TABLE a ADD CONSTRAINT a_code_key UNIQUE (code)",
+        "ALTER TABLE b ADD CONSTRAINT b_pkey PRIMARY KEY (id)",
+        "ALTER TABLE a ADD CONSTRAINT a_n_positive CHECK (n >= 0) NOT VALID",
+        "ALTER TABLE a VALIDATE CONSTRAINT a_n_positive",
+        "ALTER TABLE b ADD CONSTRAINT b_x_key UNIQUE (id)",
+        "ALTER TABLE a DROP CONSTRAINT a_code_key",
+        "ALTER TABLE public.a ADD CONSTRAINT a_code_n_key UNIQUE (code, n)",
+        "DROP TABLE b",
+        "ALTER TABLE b ADD CONSTRAINT b_pkey PRIMARY KEY (id)",
+        "ALTER TABLE b ADD CONSTRAINT b_m_check CHECK (m <> 0)",
+        "ALTER TABLE b DROP CONSTRAINT b_m_check",
+    ]
+    catalog = Catalog.empty()
+    for number, sql in enumerate(steps):
+        catalog = advance(catalog, run(sql, catalog=catalog), consume=True)
+        for table in ("a", "public.a", "b"):
+            if number % 2:  # read on every other step: handed on both built and not yet built
+                key = table.removeprefix("public.")
+                assert catalog.unique_constraints_on(table) == scanned(catalog.unique_constraints, key), (sql, table)
+                assert catalog.checks_on(table) == scanned(catalog.checks, key), (sql, table)
+    assert catalog.unique_constraints_on("a") == {"a_pkey": ("id",), "a_code_n_key": ("code", "n")}
+    assert catalog.primary_key("b") == ("id",) and catalog.checks_on("a")["a_n_positive"] == ("n >= 0", True)
+    assert catalog.checks_on("b") == {} and catalog.unique_constraints_on("b") == {"b_pkey": ("id",)}
