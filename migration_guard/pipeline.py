@@ -208,6 +208,7 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
     backstops = [rule for rule in rules if rule.backstop]
     claiming = {rule.id for rule in specific if rule.claims}
     spanning = [rule for rule in rules if rule.check_transaction]
+    checks_for: dict[frozenset[ActionKind], tuple] = {}  # the statement rules' checks for a set of action kinds
     open_transactions: dict[object, list[tuple[StatementContext, int]]] = {}  # key -> (context, index) in order
     local: dict[str, str | None] = {}  # SET LOCAL: until the transaction ends (here: with this walk at most)
     if plan is None:
@@ -256,10 +257,12 @@ def _walk(parsed: list[ParsedStatement], label: str, state: _PlanState, pg_versi
             position=offset + index,
             catalog=state.catalog,
         )
-        kinds = {action.kind for action in effects.actions}
-        findings = tuple(f for rule in specific
-                         if rule.check and (rule.actions is None or not rule.actions.isdisjoint(kinds))
-                         for f in rule.check(context))
+        kinds = frozenset(action.kind for action in effects.actions)
+        checks = checks_for.get(kinds)
+        if checks is None:  # a few sets of kinds recur: the rules for each are chosen once
+            checks = checks_for[kinds] = tuple(rule.check for rule in specific if rule.check and (
+                rule.actions is None or not rule.actions.isdisjoint(kinds)))
+        findings = tuple(f for check in checks for f in check(context))
         if backstops:
             if findings:
                 context = replace(context, claimed=frozenset(claim_key(f.table) for f in findings

@@ -198,3 +198,49 @@ def test_a_shape_the_builders_do_not_know_falls_back_to_pglast(monkeypatch):
 
     monkeypatch.setattr(parse.astjson, "parse_sql", unknown)
     assert [(p.statement.sql, p.statement.line, p.node) for p in parse_sql_text(text, "x.sql")] == expected
+
+
+def _ancestry(tree) -> list[tuple]:
+    """Every node of ``tree`` with its ``ancestors`` chain, as (node, member) pairs up to the root."""
+    found = []
+
+    def walk(value):
+        if isinstance(value, ast.Node):
+            chain, ancestor = [], value.ancestors
+            while ancestor is not None:
+                chain.append((id(ancestor.node), ancestor.member))
+                ancestor = ancestor.parent
+            found.append((id(value), tuple(chain)))
+            for name in value.__slots__:
+                walk(getattr(value, name))
+        elif isinstance(value, tuple):
+            for item in value:
+                walk(item)
+
+    walk(tree)
+    return found
+
+
+@pytest.mark.parametrize("text", CORPUS, ids=lambda text: " ".join(text.split())[:60])
+def test_deparse_prints_what_rawstream_prints_from_the_same_ancestors(text):
+    """parse.deparse sets the nodes' ancestors itself (pglast's visitor was most of a deparse): the same
+    chains as pglast's populate_ancestors, and the same SQL as RawStream, for every statement."""
+    from pglast.stream import RawStream
+    from pglast.visitors import populate_ancestors
+
+    for raw in pglast.parse_sql(text):
+        for node in (raw, raw.stmt):
+            tree = (node,)  # the root of every chain: one tuple for both walks
+            populate_ancestors(tree)
+            theirs = _ancestry(node)
+            parse._populate_ancestors(tree)
+            assert _ancestry(node) == theirs
+            assert _printed(parse.deparse, node) == _printed(RawStream(), node)
+
+
+def _printed(deparse, node):
+    """What ``deparse`` prints of ``node``, or the error it raises (pglast has no printer for a few forms)."""
+    try:
+        return deparse(node)
+    except Exception as error:  # noqa: BLE001 - the error is the result compared
+        return type(error), error.args

@@ -7,12 +7,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 
-from pglast import parse_sql
-
 from migration_guard.config import Config
 from migration_guard.guard import shorten_sql
 from migration_guard.locks.modes import LockMode
 from migration_guard.locks.statements.plpgsql import MARKER
+from migration_guard.parse import parse_trees
 from migration_guard.model import (
     Action,
     ActionKind,
@@ -104,7 +103,7 @@ class StatementContext:
     def node_of(self, action: Action):
         """The pglast node of the statement that does ``action`` (see :meth:`sql_of`)."""
         inner = action.detail.get("block_sql")
-        return self.parsed.node if inner is None else parse_sql(inner)[0].stmt
+        return self.parsed.node if inner is None else parse_trees(inner)[0].stmt
 
     @property
     def place(self) -> str:

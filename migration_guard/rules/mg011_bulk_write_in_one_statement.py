@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pglast import ast, parse_sql
+from pglast import ast
 from pglast.parser import scan
 from pglast.enums import BoolExprType
-from pglast.stream import RawStream
 
 from migration_guard.model import ActionKind, Severity
 from migration_guard.rules.base import Rule, StatementContext
-from migration_guard.rules.recipes import BATCH, batched, q, split_note
+from migration_guard.rules.recipes import BATCH, batched, deparse, q, reparse, split_note
 
 DOC = """\
 ## What it does
@@ -95,18 +94,18 @@ def _batched(sql: str, table: str, key: str) -> tuple[str, str, int]:
     ``$1 ... $n`` the statement has of its own). With parameters of its own, every placeholder is named:
     ``$k`` is ``%(pk)s``, the bounds ``%(start)s`` and ``%(stop)s`` (a ``$k`` may come twice, or out of order)."""
     given = max((int(sql[t.start + 1:t.end + 1]) for t in scan(sql) if t.name == "PARAM"), default=0)
-    node = parse_sql(sql)[0].stmt
+    node = reparse(sql)
     target = node.selectStmt if isinstance(node, ast.InsertStmt) else node
     relations = [node.relation] if target is node else list(_range_vars(target.fromClause or ()))
     named = next((r for r in relations if table in (r.relname, f"{r.schemaname}.{r.relname}")), None)
     qualifier = (named.alias.aliasname if named is not None and named.alias else table)
     column = f"{q(qualifier)}.{q(key)}"
-    bound = parse_sql(f"SELECT 1 WHERE {column} >= ${given + 1} AND {column} < ${given + 2}")[0].stmt.whereClause
+    bound = reparse(f"SELECT 1 WHERE {column} >= ${given + 1} AND {column} < ${given + 2}").whereClause
     if target.whereClause is None:
         target.whereClause = bound
     else:
         target.whereClause = ast.BoolExpr(boolop=BoolExprType.AND_EXPR, args=(target.whereClause, *bound.args))
-    text = RawStream()(node)
+    text = deparse(node)
     pieces, last = [], 0
     for token in scan(text):
         if token.name == "PARAM":  # a placeholder, not a '$1' in a string literal

@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Collection, Sequence
 
+from migration_guard.parse import deparse, parse_trees
 from migration_guard.rules.base import StatementContext
 
 __all__ = ["BATCH", "added_constraint", "batched", "column_constraint", "deparse", "model_ref", "not_null_check",
@@ -122,16 +123,7 @@ def batched(table: str, statement: str, *, key: str = "id", params: Sequence[str
 
 def reparse(sql: str):
     """The statement's AST, a copy of its own to change (the parsed one is every rule's)."""
-    from pglast import parse_sql
-
-    return parse_sql(sql)[0].stmt
-
-
-def deparse(node) -> str:
-    """SQL text of an AST."""
-    from pglast.stream import RawStream
-
-    return RawStream()(node)
+    return parse_trees(sql)[0].stmt
 
 
 def _column_def(node, column: str):

@@ -14,13 +14,13 @@ from typing import Any
 
 from pglast import ast
 from pglast.enums import AlterTableType, ConstrType
-from pglast.stream import RawStream
 from pglast.visitors import Visitor
 
 from migration_guard.locks.catalog import Catalog
 from migration_guard.locks.facts import Fact, fact
 from migration_guard.locks.modes import LockMode
 from migration_guard.model import Action, ActionKind, Effects, RelationLock
+from migration_guard.parse import deparse
 
 
 _AT = AlterTableType
@@ -103,12 +103,12 @@ def _sql(node: Any) -> str:
     try:
         shape = _shape(node)
     except _NoShape:
-        return RawStream()(node)
+        return deparse(node)
     sql = _PRINTED.get(shape)
     if sql is None:
         if len(_PRINTED) >= 20_000:
             _PRINTED.clear()
-        sql = _PRINTED[shape] = RawStream()(node)
+        sql = _PRINTED[shape] = deparse(node)
     return sql
 
 
