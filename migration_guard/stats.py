@@ -470,13 +470,18 @@ class TableSizes:
         """The size of ``table`` (as written in the SQL), where the figure came from, the schema it
         resolved to and how many times the statement runs; when it runs in several schemas, the
         largest copy's."""
-        cache = self.__dict__.setdefault("_of", {})  # rules ask for the same tables again and again
+        cache = self.__dict__.get("_of")  # rules ask for the same tables again and again
+        if cache is None:
+            cache = self.__dict__["_of"] = {}
+            self.__dict__["_of_spellings"] = {}
         size = cache.get(table)
         if size is None:
             runs = self.current_runs
             schema, found = max(self._copies(table), key=lambda copy: _bigness(copy[1]))
             size = replace(found, schema=schema, runs=runs.count if runs is not None else 1)
             cache[table] = size
+            # a table's size depends on the tables created under its name only (see with_created)
+            self.__dict__["_of_spellings"].setdefault(split_name(table)[1], []).append(table)
         return size
 
     def copies(self, table: str) -> tuple[TableSize, ...]:
@@ -524,7 +529,13 @@ class TableSizes:
         # Keys only the new names: replace() would key every created table again.
         copy = replace(self, created=frozenset())
         object.__setattr__(copy, "created", self.created | added)
-        copy.__dict__.pop("_of", None)
+        cache = self.__dict__.pop("_of", None)
+        if cache is not None:  # handed on without the names created now (a script asks for thousands)
+            spellings = self.__dict__.pop("_of_spellings")
+            for _schema, name in added:
+                for table in spellings.pop(name, ()):
+                    del cache[table]
+            copy.__dict__.update(_of=cache, _of_spellings=spellings)
         by_name = self.__dict__.get("_created_by_name")
         if by_name is not None:  # handed on, with the new names (a long script creates thousands of tables)
             by_name = dict(by_name)

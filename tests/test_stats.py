@@ -534,6 +534,24 @@ def _sizes(search_path, created=(), **tables):
     return TableSizes(snapshot).with_created(created)
 
 
+@pytest.mark.parametrize("search_path", [("app", "public"), None])
+def test_sizes_asked_for_follow_every_table_created_as_fresh_sizes_would(search_path):
+    """with_created hands the sizes already asked for on to the next step, without those of the names it
+    adds: at every step of a walk that creates tables one after another, every spelling of every name has
+    the size a TableSizes made afresh with the same created tables gives it."""
+    base = _sizes(search_path, app__t=5_000_000, public__t=10, public__u=20, app__v=30)
+    spellings = ["t", '"t"', "public.t", "app.t", "u", "public.u", "v", "app.v", "w", "app.w", "public.w"]
+    walk, created = base, []
+    for name in ["w", "public.t", "u", "app.v", "t", "app.w", "public.w"]:
+        for spelling in spellings:  # asked for before each step: what a stale hand-on would keep
+            walk.of(spelling)
+        walk = walk.with_created([name])
+        created.append(name)
+        fresh = TableSizes(base.snapshot).with_created(created)
+        assert {s: walk.of(s) for s in spellings} == {s: fresh.of(s) for s in spellings}, name
+        assert {s: walk.is_new(s) for s in spellings} == {s: fresh.is_new(s) for s in spellings}, name
+
+
 def test_an_unqualified_name_is_the_first_table_on_the_search_path():
     sizes = _sizes(("app", "public"), app__t=5_000_000, public__t=10, public__other=7)
     assert (sizes.of("t").rows, sizes.of("t").schema) == (5_000_000, "app")

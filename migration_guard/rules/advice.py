@@ -10,9 +10,8 @@ advice and its recipe speak of the user's model and field.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, wraps
 
 from pglast import ast
 from pglast.enums import AlterTableType, ConstrType
@@ -179,6 +178,21 @@ def _constraints_of_column(definition: ast.ColumnDef):
     return definition.constraints or ()
 
 
+def _once_per_node(read):
+    """``read(node)``, made once per statement: the rules of one statement ask for the same facts in turn (a
+    statement's node is never changed; a recipe changes a copy of its own)."""
+    last: list = [None, ()]
+
+    @wraps(read)
+    def cached(node):
+        if last[0] is not node:
+            last[0], last[1] = node, read(node)
+        return last[1]
+
+    return cached
+
+
+@_once_per_node
 def column_defs(node) -> tuple[ColumnDef, ...]:
     """The columns ``node`` creates or retypes."""
     found: list[ColumnDef] = []
@@ -229,6 +243,7 @@ def _expression_columns(expr) -> frozenset[str]:
     return frozenset(refs.names)
 
 
+@_once_per_node
 def index_defs(node) -> tuple[IndexDef, ...]:
     """The indexes ``node`` builds (``CREATE INDEX``, PRIMARY KEY and UNIQUE constraints)."""
     found: list[IndexDef] = []
@@ -275,6 +290,7 @@ def _key_constraint(table: str, constraint: ast.Constraint) -> list[IndexDef]:
                      primary=constraint.contype is ConstrType.CONSTR_PRIMARY, partial=constraint.where_clause is not None)]
 
 
+@_once_per_node
 def foreign_key_defs(node) -> tuple[ForeignKeyDef, ...]:
     """The foreign keys ``node`` adds (in CREATE TABLE, ADD COLUMN or ADD CONSTRAINT)."""
     found: list[ForeignKeyDef] = []
@@ -434,12 +450,16 @@ def statement_creates(ctx: StatementContext, table: str) -> bool:
     return isinstance(node, ast.CreateStmt) and same_table(_table(node.relation), table)
 
 
-def columns_with_fields(ctx: StatementContext) -> Iterator[tuple[ColumnDef, FieldFacts | None]]:
-    """The columns this statement defines, each with its Django field (None: raw SQL)."""
-    if ctx.parsed.node is None:
-        return
-    for definition in column_defs(ctx.parsed.node):
-        yield definition, field_of(ctx, definition.table, definition.column)
+def columns_with_fields(ctx: StatementContext) -> tuple[tuple[ColumnDef, FieldFacts | None], ...]:
+    """The columns this statement defines, each with its Django field (None: raw SQL); read once per
+    statement (several rules ask)."""
+    found = ctx.__dict__.get("_columns_with_fields")
+    if found is None:
+        node = ctx.parsed.node
+        found = () if node is None else tuple(
+            (definition, field_of(ctx, definition.table, definition.column)) for definition in column_defs(node))
+        ctx.__dict__["_columns_with_fields"] = found
+    return found
 
 
 # -- recipes ----------------------------------------------------------------------------------
