@@ -336,6 +336,8 @@ class _PlanFacts:
 
     indexes: tuple[tuple[int, IndexDef], ...]
     indexes_by_table: dict[tuple[str | None, str], tuple[tuple[int, IndexDef], ...]]
+    # the same by table and key columns: a table of a long script may have hundreds of indexes
+    indexes_by_columns: dict[tuple[tuple[str | None, str], tuple[str | None, ...]], tuple[tuple[int, IndexDef], ...]]
     columns_by_name: dict[tuple[tuple[str | None, str], str], tuple[tuple[int, ColumnDef], ...]]
 
 
@@ -346,6 +348,7 @@ def _plan_facts(statements: tuple[ParsedStatement, ...]) -> _PlanFacts:
         return cached[1]
     indexes: list[tuple[int, IndexDef]] = []
     by_table: dict[tuple[str | None, str], list[tuple[int, IndexDef]]] = {}
+    by_columns: dict[tuple[tuple[str | None, str], tuple[str | None, ...]], list[tuple[int, IndexDef]]] = {}
     by_column: dict[tuple[tuple[str | None, str], str], list[tuple[int, ColumnDef]]] = {}
     for position, parsed in enumerate(statements):
         if parsed.node is None:
@@ -353,23 +356,28 @@ def _plan_facts(statements: tuple[ParsedStatement, ...]) -> _PlanFacts:
         for index in index_defs(parsed.node):
             indexes.append((position, index))
             by_table.setdefault(claim_key(index.table), []).append((position, index))
+            by_columns.setdefault((claim_key(index.table), index.columns), []).append((position, index))
         for column in column_defs(parsed.node):
             by_column.setdefault((claim_key(column.table), column.column), []).append((position, column))
     facts = _PlanFacts(tuple(indexes), {k: tuple(v) for k, v in by_table.items()},
-                       {k: tuple(v) for k, v in by_column.items()})
+                       {k: tuple(v) for k, v in by_columns.items()}, {k: tuple(v) for k, v in by_column.items()})
     if len(_PLAN_CACHE) >= 8:
         _PLAN_CACHE.clear()
     _PLAN_CACHE[id(statements)] = (statements, facts)
     return facts
 
 
-def plan_indexes(ctx: StatementContext, table: str | None = None) -> tuple[tuple[int, IndexDef], ...]:
+def plan_indexes(ctx: StatementContext, table: str | None = None,
+                 columns: tuple[str | None, ...] | None = None) -> tuple[tuple[int, IndexDef], ...]:
     """(statement position, index) of every index the statements of the plan (or SQL file) build, before
     and after this statement (at ``ctx.position``): an index a later operation or migration adds counts.
-    With ``table``: only the indexes on that table (any spelling of it), in plan order."""
+    With ``table``: only the indexes on that table (any spelling of it), in plan order; with ``columns``
+    too, only those whose key columns are these."""
     facts = _plan_facts(ctx.statements)
     if table is None:
         return facts.indexes
+    if columns is not None:
+        return facts.indexes_by_columns.get((claim_key(table), tuple(columns)), ())
     return facts.indexes_by_table.get(claim_key(table), ())
 
 

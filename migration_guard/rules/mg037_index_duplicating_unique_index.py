@@ -39,7 +39,7 @@ migrations.AddField("coupon", "code", models.CharField(max_length=20, unique=Tru
 def _duplicate_of(ctx: StatementContext, index: IndexDef, position: int) -> str | None:
     """The name (or a description) of a unique index on the same columns, if any."""
     statements, here = ctx.statements, ctx.parsed.statement.migration
-    for other_position, other in plan_indexes(ctx, index.table):
+    for other_position, other in plan_indexes(ctx, index.table, index.columns):
         if other_position == position and other == index:
             continue
         if other_position > position and statements[other_position].statement.migration != here:
