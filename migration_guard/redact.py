@@ -20,7 +20,10 @@ __all__ = ["MASK", "dsn_problem", "mask_sql", "redact_dsn"]
 MASK = "***"
 _CREDENTIAL = re.compile(r"pass(word|wd|phrase)?|secret|token|api_?key|access_?key|private_?key|credential"
                          r"|auth|pwd|conninfo|connstr", re.IGNORECASE)
-_CREDENTIAL_WORDS = ("pass", "secret", "token", "key", "credential", "auth", "pwd", "conninfo", "connstr")
+# What any text _CREDENTIAL can match in holds, lower-cased (mask_sql's quick test): not "key" alone, which
+# every PRIMARY KEY and FOREIGN KEY holds (a script of DDL was always scanned token by token).
+_CREDENTIAL_WORDS = ("pass", "secret", "token", "apikey", "api_key", "accesskey", "access_key", "privatekey",
+                     "private_key", "credential", "auth", "pwd", "conninfo", "connstr")
 # key=value: a quoted value (backslash escapes) or a bare word; URL: user:password@ and ?password=.
 _KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)", re.IGNORECASE)
 _URL_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://[^:/@?#\s]*:)([^@]*)(@)", re.IGNORECASE)

@@ -311,3 +311,17 @@ def test_a_large_file_that_does_not_parse_loses_no_statement(tmp_path):
     statements = json.loads(result.output)["statements"]
     assert [s["line"] for s in statements] == [1, 2, 3]
     assert [[f["rule"] for f in s["findings"]] for s in statements] == [["MG902"], ["MG912"], ["MG002"]]
+
+
+@pytest.mark.parametrize("column", ["stripe_apiKey", "ACCESS_KEY", "gpg_private_key", "user_passphrase", "auth_header",
+                                    "refresh_token", "client_secret", "db_pwd", "conninfo", "upstream_connstr"])
+def test_a_credential_column_default_is_masked_whatever_else_the_script_holds(column):
+    """mask_sql's quick test (no credential word: the text as it is) must let through every name _CREDENTIAL
+    matches; "key" alone is not one (PRIMARY KEY is in almost every script), but api_key and its kin are."""
+    from migration_guard.redact import mask_sql
+
+    sql = (f'CREATE TABLE t (id bigint PRIMARY KEY, "{column}" text DEFAULT \'s3cr3t-value\');\n'
+           "ALTER TABLE u ADD CONSTRAINT u_fk FOREIGN KEY (t_id) REFERENCES t (id);\n")
+    assert "s3cr3t" not in mask_sql(sql) and "'***'" in mask_sql(sql)
+    plain = "CREATE TABLE t (id bigint PRIMARY KEY, note text DEFAULT 'hello');"
+    assert mask_sql(plain) is plain
