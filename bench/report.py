@@ -287,21 +287,41 @@ Where the rest goes, and the limits:
   every other migration, linted by `lint_migrations --embedded --files` with no base cache, cold (an
   empty cache: the base is built, then kept), after a merge of the base's last 10 migrations (a cache
   holding the base without them) and warm (the base kept); every report the same. These rows come from
-  `--only-ci` runs on 2026-12-06 at 100 and 300 migrations (`--repeat 2`) while the machine ran other
-  work at a load average of 16-22 on its 2 cores: `migrate` of the 100-migration project took 6.4 s
-  (1.4 s on 2026-12-02) and of the 1,000-migration one passed the 240 s cap (26 s), so 1,000, 5,000
-  and the realistic project were not measured in CI mode, and the absolute times are several times
-  those of an idle machine; the ratios are of pairs run side by side. Warm against `migrate --plan`
-  (pairs): 2.14x at 100, 1.84x at 300; at 300 warm is 27.9 s against 125 s without the cache, and a
-  merge of 10 costs 6.6 s more than warm. What stays when nothing is applied is the embedded server's
-  own start: a warm run copies the kept data folder (about 1,300 files, 30 MB; 4-9 s on this loaded
-  disk, where `cp -a` of it took 5.4 s and reading it 0.3 s) where a run without the cache runs
-  `initdb`, so at 100 migrations warm, cold and no cache are within 15% of each other, and warm's
-  advantage grows with the base (it applies nothing; no cache applies all of it).
-- **explain**: the parse floor is pglast's `parse_sql`, whose Python nodes the gate now builds at
-  about twice its speed; the rest of explain is the lock model and the rules walking those nodes in
-  Python (about 40 us a statement: the catalog's step, the rules' checks, the dataclasses of each
-  statement's effects) and the JSON.
+  one `--only-ci` run on 2026-12-06 on a quiet machine (load average about 1; the CI rows at 100 and 300
+  migrations measured earlier that day at load 16-22 are superseded). Warm against `migrate --plan`
+  (pairs side by side): 1.68x at 100, 1.76x at 1,000, 1.54x at 5,000, 1.03x on the realistic project;
+  at 5,000 a warm run takes 4.2 s where the same check without the cache takes 633 s. A warm run applies
+  nothing: what it adds to `migrate --plan` is the embedded server's start from the kept data folder
+  (extracting `data.tar`, about 17 MB, and the template's own archive while the migrations load) and the
+  copy of the template. Cold costs what no cache costs plus keeping the base (a `CREATE DATABASE ...
+  TEMPLATE` copy, the project state pickled beside it, the stopped data folder archived): +0.6 s at 100
+  (1.26x: there the whole check takes 2-3 s), within 3% at 1,000 and 5,000, +4.6 s (1.09x) on the
+  realistic project in this run, where keeping costs about 1 s (cProfile of a cold run: the template
+  copy and the pickled state 0.5 s, archiving 0.36 s, the key's digests of every migration 0.25 s, of
+  44 s) and the rest is the spread between runs of a 30-second build on this machine. After a merge
+  of 10 the run applies those 10 and keeps the new base: 1.25 s at 100, 3.3 s at 1,000, 12.2 s at 5,000,
+  3.4 s on the realistic project, against warm's 0.8, 1.6, 4.2 and 2.9 s. The target's allowance for
+  the 10 (their share of a full build, plus a quarter of warm for keeping) holds on the realistic
+  project only. cProfile of the merge run at 5,000 (15.4 s profiled): applying the 10 migrations 4.6 s
+  (0.46 s each, where a full build averages 0.13 s a migration: Django's `migrate` grows as N^1.9 here,
+  so the last migrations of a long history cost the most), the running code's state for the
+  compatibility rules 1.9 s (replayed from the state cache's miss, though it is the state the run
+  reaches just before the new migration), archiving the data folder 1.5 s, the key's digests 0.5 s,
+  `CREATE DATABASE ... TEMPLATE` and the pickled state 0.4 s. Carrying the unchanged templates' archives
+  into the new kept folder instead of extracting and archiving them again was tried (27 MB less to
+  write at 1,000) and gave no gain beyond the spread between runs (2.84 s against 2.77 s), so it was
+  left out.
+- **explain**: the parse floor is pglast's `parse_sql`, whose Python nodes the gate builds at about twice
+  its speed; the rest is the lock model, the catalog's step and the rules walking those nodes in Python,
+  and the JSON. With the rules added since 2026-12-02 (43 now: the advice, compatibility, DO-block and
+  fail-closed work) explain at 50,000 statements went from 4.1 s to 68 s: several rules scanned the
+  whole plan or catalog for every statement (indexes of the plan, unique constraints, CHECKs, tables
+  created, and the line number of each statement counted from the start of the file). Those lookups are
+  now grouped by table and handed on from statement to statement (the same JSON; tests hold each
+  grouping to a plain scan at every step), and recipes parse and print with the gate's own parser and
+  a direct ancestors walk: 11.0 s, 3.4x pglast's parse, about 220 us a statement against 80 us on
+  2026-12-02. The rest is spread thin: the lock model ~2.4 s, the catalog's step ~1.8 s, recipes (which
+  print each changed statement with pglast's printer) ~2.2 s, the other rules ~1.5 s.
 """
 
 

@@ -260,7 +260,7 @@ class Bench:
                                "--files", *files, out=self.work / f"{project.name}-{out}.json", env=env)
 
         def empty_cache() -> Path:
-            return self.work / f"base-cache-{next(caches)}"
+            return self.work / f"{project.name}-base-cache-{next(caches)}"  # one work folder for every project
 
         first = (lint(None, new, out="ci-off"), lint(empty_cache(), new, out="ci-cold"))
         pairs = [first] + [(lint(None, new, out="ci-off"), lint(empty_cache(), new, out="ci-cold"))
