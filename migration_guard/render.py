@@ -144,10 +144,15 @@ def render_plan(
     facts = FactsBuilder(connection)
     # The state rendering starts from is the running code's when those are its migrations: the
     # applied ones in collect mode, a kept base's (the usual pull request) in execute mode.
-    running_view = _running_view(executor, facts, state, running,
-                                 ready=running == (done if execute and start is not None else
-                                                   None if execute else plan.applied))
-    if running_view is None:
+    ready = running == (done if execute and start is not None else None if execute else plan.applied)
+    # From a kept base that lacks migrations of the running code (a merge to main since it was kept), the
+    # run applies them before the first linted migration: the state there is the running code's, so it is
+    # taken then rather than replayed from every migration now (1.9 s of a merge run at 5,000 migrations).
+    first = min((todo.index(node) for node in lint if node in todo), default=len(todo))
+    reached = (execute and start is not None and running is not None and not ready and not each
+               and set(running) == set(done) | {node for node in todo[:first] if node not in lint})
+    running_view = None if reached else _running_view(executor, facts, state, running, ready=ready)
+    if running_view is None and not reached:
         basis = None  # the state just before the first linted migration, described there
     index = TableIndex(facts) if each else None  # --each: the tables' models before each migration
     release_view = _release_view(executor, facts, state, todo, execute) if release and not each else None
@@ -203,7 +208,9 @@ def render_plan(
                 before_first(connection)
                 before_first = None
             if running_view is None and node in lint and not each:
-                running_view = facts.view(_model_copy(state))
+                # (a migration of the running code that failed to apply: the state here lacks it; replay)
+                running_view = (_running_view(executor, facts, state, running, ready=False) if reached and failed
+                                else facts.view(_model_copy(state)))
                 basis = basis or f"the migrations before {migration.app_label}.{migration.name}"
             if node not in lint and execute:
                 try:

@@ -444,3 +444,40 @@ def test_a_copied_data_folder_goes_to_memory_when_it_fits_and_tmpdir_is_not_set(
         monkeypatch.setenv(name, str(tmp_path))
         assert _memory_folder(0) is None
         monkeypatch.delenv(name)
+
+
+MIGRATION_0007_DROP = '''
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("inventory", "0006_item_colour")]
+    operations = [migrations.RemoveField("item", "colour")]
+'''
+
+
+def test_after_a_merge_the_running_code_is_the_new_base_not_the_template(project, tmp_path, templates):
+    """A template kept before a merge lacks the merged migrations; the running code (main after the merge)
+    has them. The run takes the running code's models where it reaches them (after applying the merged
+    migrations), not from the template: dropping a column main added (0006) while main's code uses it is
+    MG020, with the cache as without it."""
+    _repository(project)
+    _git(project.root, "checkout", "-qb", "feature")
+    project.add_migration("0005_item_quantity_big", MIGRATION_0005)
+    _git(project.root, "add", "-A")
+    _git(project.root, "commit", "-qm", "bigint quantity")
+    _same_with_and_without(project, tmp_path, "--since", "main")  # keeps the base 0001-0004
+    _git(project.root, "checkout", "-q", "main")
+    project.add_migration("0005_item_quantity_big", MIGRATION_0005)
+    project.add_migration("0006_item_colour", MIGRATION_0006)
+    _git(project.root, "add", "-A")
+    _git(project.root, "commit", "-qm", "merge 0005, 0006")
+    _git(project.root, "checkout", "-q", "feature")
+    _git(project.root, "rebase", "-q", "main")
+    project.add_migration("0007_remove_item_colour", MIGRATION_0007_DROP)
+    _git(project.root, "add", "-A")
+    _git(project.root, "commit", "-qm", "drop colour")
+    notes = _same_with_and_without(project, tmp_path, "--since", "main")
+    assert notes[0].endswith("(4 migrations; 2 more applied)"), notes
+    cached, _ = _lint(project, tmp_path, "--since", "main")
+    assert ("inventory.0007_remove_item_colour", "MG020") in {(f["migration"], f["rule"]) for f in cached["findings"]}
