@@ -24,6 +24,7 @@ import dis
 import gc
 import hashlib
 import inspect
+import itertools
 import re
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -148,9 +149,8 @@ def render_plan(
     # From a kept base that lacks migrations of the running code (a merge to main since it was kept), the
     # run applies them before the first linted migration: the state there is the running code's, so it is
     # taken then rather than replayed from every migration now (1.9 s of a merge run at 5,000 migrations).
-    first = min((todo.index(node) for node in lint if node in todo), default=len(todo))
     reached = (execute and start is not None and running is not None and not ready and not each
-               and set(running) == set(done) | {node for node in todo[:first] if node not in lint})
+               and set(running) == done | set(itertools.takewhile(lambda node: node not in lint, todo)))
     running_view = None if reached else _running_view(executor, facts, state, running, ready=ready)
     if running_view is None and not reached:
         basis = None  # the state just before the first linted migration, described there

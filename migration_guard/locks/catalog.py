@@ -403,8 +403,9 @@ class Catalog:
 
     def primary_key(self, table: str) -> tuple[str, ...] | None:
         """The columns of ``table``'s primary key, if known (the first constraint named ``..._pkey``)."""
-        named = sorted(name for name in self.unique_constraints_on(table) if name.endswith("_pkey"))
-        return self.unique_constraints_on(table)[named[0]] if named else None
+        constraints = self.unique_constraints_on(table)
+        named = sorted(name for name in constraints if name.endswith("_pkey"))
+        return constraints[named[0]] if named else None
 
     def checks_on(self, table: str) -> dict[str, tuple[str, bool]]:
         """``{name: (expression, validated)}`` of the CHECK constraints of ``table`` known (do not change it)."""

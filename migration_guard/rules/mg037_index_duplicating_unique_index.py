@@ -44,7 +44,7 @@ def _duplicate_of(ctx: StatementContext, index: IndexDef, position: int) -> str 
             continue
         if other_position > position and statements[other_position].statement.migration != here:
             continue  # a later migration's unique index: the plain one may well be dropped with it
-        if not (other.unique and other.plain and other.columns == index.columns):
+        if not (other.unique and other.plain):  # (on the same columns: plan_indexes gave only those)
             continue
         if index.unique and other_position >= position:
             continue  # of two unique ones, the later one is the duplicate
