@@ -107,12 +107,31 @@ def _comparable(report: dict) -> dict:
 
 
 def _same_with_and_without(project, tmp_path, *args) -> list[str]:
+    return _cached_same_as_full(project, tmp_path, *args)[1]
+
+
+def _cached_same_as_full(project, tmp_path, *args) -> tuple[dict, list[str]]:
+    """The report with the cache and its base cache notes, once checked to be the report without it."""
     cached, notes = _lint(project, tmp_path, *args)
     full, full_notes = _lint(project, tmp_path, *args, cache=False)
     assert full_notes == []
     assert _comparable(cached) == _comparable(full)
     assert cached["migrations"], "nothing was linted"
-    return notes
+    return cached, notes
+
+
+def _merge_0005_0006_and_rebase_with(project, name: str, migration: str) -> None:
+    """0005 and 0006 are merged to main; the feature branch is rebased on it and adds ``name``."""
+    _git(project.root, "checkout", "-q", "main")
+    project.add_migration("0005_item_quantity_big", MIGRATION_0005)
+    project.add_migration("0006_item_colour", MIGRATION_0006)
+    _git(project.root, "add", "-A")
+    _git(project.root, "commit", "-qm", "merge 0005, 0006")
+    _git(project.root, "checkout", "-q", "feature")
+    _git(project.root, "rebase", "-q", "main")
+    project.add_migration(name, migration)
+    _git(project.root, "add", "-A")
+    _git(project.root, "commit", "-qm", name)
 
 
 def test_reports_identical_over_pushes_merges_rebases_and_edits(project, tmp_path, templates):
@@ -139,16 +158,7 @@ def test_reports_identical_over_pushes_merges_rebases_and_edits(project, tmp_pat
 
     # 0005 and 0006 are merged to main; the branch is rebased and adds 0007: 0001-0004 come from the
     # template, 0005-0006 are applied, and the new base is kept.
-    _git(project.root, "checkout", "-q", "main")
-    project.add_migration("0005_item_quantity_big", MIGRATION_0005)
-    project.add_migration("0006_item_colour", MIGRATION_0006)
-    _git(project.root, "add", "-A")
-    _git(project.root, "commit", "-qm", "merge 0005, 0006")
-    _git(project.root, "checkout", "-q", "feature")
-    _git(project.root, "rebase", "-q", "main")
-    project.add_migration("0007_item_colour_char", MIGRATION_0007)
-    _git(project.root, "add", "-A")
-    _git(project.root, "commit", "-qm", "colour char")
+    _merge_0005_0006_and_rebase_with(project, "0007_item_colour_char", MIGRATION_0007)
     notes = _same_with_and_without(project, tmp_path, "--since", "main")
     assert notes[0] == f"base cache: the scratch database is a copy of template {kept[0]} (4 migrations; 2 more applied)"
     assert notes[1].startswith("base cache: kept the base (6 migrations)")
@@ -467,17 +477,7 @@ def test_after_a_merge_the_running_code_is_the_new_base_not_the_template(project
     _git(project.root, "add", "-A")
     _git(project.root, "commit", "-qm", "bigint quantity")
     _same_with_and_without(project, tmp_path, "--since", "main")  # keeps the base 0001-0004
-    _git(project.root, "checkout", "-q", "main")
-    project.add_migration("0005_item_quantity_big", MIGRATION_0005)
-    project.add_migration("0006_item_colour", MIGRATION_0006)
-    _git(project.root, "add", "-A")
-    _git(project.root, "commit", "-qm", "merge 0005, 0006")
-    _git(project.root, "checkout", "-q", "feature")
-    _git(project.root, "rebase", "-q", "main")
-    project.add_migration("0007_remove_item_colour", MIGRATION_0007_DROP)
-    _git(project.root, "add", "-A")
-    _git(project.root, "commit", "-qm", "drop colour")
-    notes = _same_with_and_without(project, tmp_path, "--since", "main")
+    _merge_0005_0006_and_rebase_with(project, "0007_remove_item_colour", MIGRATION_0007_DROP)
+    cached, notes = _cached_same_as_full(project, tmp_path, "--since", "main")
     assert notes[0].endswith("(4 migrations; 2 more applied)"), notes
-    cached, _ = _lint(project, tmp_path, "--since", "main")
     assert ("inventory.0007_remove_item_colour", "MG020") in {(f["migration"], f["rule"]) for f in cached["findings"]}
