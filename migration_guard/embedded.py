@@ -378,21 +378,73 @@ def archive_data_folder(data: Path, target: Path, *, apart: Iterable[str] = ()) 
 
 
 def _archive(data: Path, top: str, path: Path, *, skip: set[str]) -> None:
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "wb") as file, \
-            tarfile.open(fileobj=file, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    """Write the folder ``top`` of ``data`` into the archive ``path``: the bytes ``tarfile`` writes
+    for :func:`_member` entries, made here because a data folder holds thousands of small files and
+    ``tarfile`` spends about 0.1 ms on each one's header (1 s for a template of 5,000 migrations)."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "wb",
+                   buffering=_COPY_CHUNK) as out:
+        written = 0
         for folder, names, files in os.walk(data / top):
             relative = os.path.relpath(folder, data)
             names[:] = sorted(name for name in names if os.path.normpath(os.path.join(relative, name)) not in skip
                               and not os.path.islink(os.path.join(folder, name)))
-            tar.addfile(_member(relative, tarfile.DIRTYPE))
+            written += out.write(_header(relative, tarfile.DIRTYPE))
             for name in sorted(files):
-                source = os.path.join(folder, name)
-                if os.path.islink(source) or not os.path.isfile(source):
-                    continue
-                with open(source, "rb") as content:
-                    member = _member(os.path.join(relative, name), tarfile.REGTYPE)
-                    member.size = os.fstat(content.fileno()).st_size
-                    tar.addfile(member, content)
+                written += _add_file(out, os.path.join(folder, name), os.path.join(relative, name))
+        # The end: two empty blocks, then up to a whole record, as tarfile closes an archive.
+        written += out.write(bytes(2 * tarfile.BLOCKSIZE))
+        out.write(bytes(-written % tarfile.RECORDSIZE))
+
+
+_COPY_CHUNK = 1 << 20
+
+
+def _add_file(out, source: str, name: str) -> int:
+    """Append the regular file ``source`` (not a link) as ``name``; the bytes written (none for
+    anything else)."""
+    try:  # not blocking: on a FIFO, say (regular files ignore it)
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        if os.path.islink(source):
+            return 0
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return 0
+        written = out.write(_header(name, tarfile.REGTYPE, info.st_size))
+        left = info.st_size
+        while left:
+            chunk = os.read(fd, min(left, _COPY_CHUNK))
+            if not chunk:
+                raise OSError(f"{source} got shorter while it was archived")
+            written += out.write(chunk)
+            left -= len(chunk)
+        return written + out.write(bytes(-info.st_size % tarfile.BLOCKSIZE))
+    finally:
+        os.close(fd)
+
+
+def _header(name: str, kind: bytes, size: int = 0) -> bytes:
+    """The header of an entry that says only its name, kind and size (:func:`_member`): a ustar
+    block made directly when the name fits its field, else ``tarfile``'s (a pax header first)."""
+    name = os.path.normpath(name)
+    encoded = (name + "/" if kind == tarfile.DIRTYPE else name).encode("utf-8", "surrogateescape")
+    if len(encoded) >= 100 or size >= 8 ** 11 or not name.isascii():
+        member = _member(name, kind)
+        member.size = size
+        return member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    block = bytearray(tarfile.BLOCKSIZE)
+    block[0:len(encoded)] = encoded
+    block[100:108] = b"%07o\0" % (0o700 if kind == tarfile.DIRTYPE else 0o600)
+    block[108:124] = b"0000000\0" * 2  # uid, gid
+    block[124:136] = b"%011o\0" % size
+    block[136:148] = b"00000000000\0"  # mtime
+    block[148:156] = b" " * 8  # the checksum counts its own field as spaces
+    block[156:157] = kind
+    block[257:265] = tarfile.POSIX_MAGIC
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
 
 
 def _member(name: str, kind: bytes) -> tarfile.TarInfo:
