@@ -94,6 +94,7 @@ from django.utils.functional import Promise
 
 from migration_guard.plan import Plan, migration_path
 from migration_guard.state_cache import _FileDigests, _load, _module_file, _private, _store, _write_private, cache_dir
+from migration_guard.scratch import copy_strategy
 
 if TYPE_CHECKING:
     from migration_guard.embedded import EmbeddedPostgres
@@ -481,7 +482,7 @@ class BaseCache:
                         cursor.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
                         cursor.execute(f'COMMENT ON DATABASE "{name}" IS NULL')
                     else:
-                        cursor.execute(f'CREATE DATABASE "{name}" TEMPLATE "{best.name}"')
+                        cursor.execute(f'CREATE DATABASE "{name}" TEMPLATE "{best.name}"{copy_strategy(cursor)}')
                 except Exception:
                     cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
                     if made:
@@ -510,7 +511,7 @@ class BaseCache:
             if self.server is not None:  # the run's data folder is kept: every template's files in it
                 self.server.copy_later()
             with self.server_cursor() as cursor:
-                cursor.execute(f'CREATE DATABASE "{base.name}" TEMPLATE "{scratch}"')
+                cursor.execute(f'CREATE DATABASE "{base.name}" TEMPLATE "{scratch}"{copy_strategy(cursor)}')
                 cursor.execute(f'ALTER DATABASE "{base.name}" ALLOW_CONNECTIONS false')
                 cursor.execute(f"COMMENT ON DATABASE \"{base.name}\" IS '{base.manifest()}'")
                 dropped = prune(cursor, self.max_bytes, keep=[base.name], max_count=self.max_count)

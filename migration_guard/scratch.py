@@ -26,8 +26,8 @@ from psycopg.conninfo import make_conninfo
 
 from migration_guard.redact import dsn_problem
 
-__all__ = ["SCRATCH_PREFIX", "ScratchCreation", "ScratchError", "is_scratch_name", "scratch_database", "scratch_dsn",
-           "scratch_name"]
+__all__ = ["SCRATCH_PREFIX", "ScratchCreation", "ScratchError", "copy_strategy", "is_scratch_name", "scratch_database",
+           "scratch_dsn", "scratch_name"]
 
 
 class ScratchError(RuntimeError):
@@ -102,6 +102,19 @@ def _drop_leftovers(cursor) -> list[str]:
     return dropped
 
 
+def copy_strategy(cursor) -> str:
+    """How ``CREATE DATABASE`` copies its template on the server of ``cursor``: file by file
+    (`` STRATEGY = FILE_COPY``) from PostgreSQL 15 on when the server does not fsync (the embedded
+    one, many CI services), else the server's default. That default from 15 on, WAL_LOG, writes the
+    template's every block to the write-ahead log: a project's schema is thousands of small files,
+    and on the embedded server a copy of the base at 5,000 migrations took 0.3-0.9 s that way
+    against 0.09-0.14 s (0.04-0.11 s against 0.02 s at 100). FILE_COPY's checkpoints cost little only
+    without fsync, so a server that syncs keeps its default."""
+    cursor.execute("SELECT current_setting('server_version_num')::int >= 150000 "
+                   "AND NOT current_setting('fsync')::boolean")
+    return " STRATEGY = FILE_COPY" if cursor.fetchone()[0] else ""
+
+
 class ScratchCreation:
     """``CREATE DATABASE`` of a scratch database, started on a session of its own in a thread:
     about 0.2 s of server time that runs while the caller loads the migrations. Hand it to
@@ -128,7 +141,7 @@ class ScratchCreation:
             with self._wrapper._nodb_cursor() as cursor:
                 with contextlib.suppress(Exception):  # cleaning up after others never stops this run
                     self.dropped_leftovers = _drop_leftovers(cursor)
-                cursor.execute(f'CREATE DATABASE "{self.name}"')
+                cursor.execute(f'CREATE DATABASE "{self.name}"{copy_strategy(cursor)}')
         except Exception as exc:  # raised by wait(), in the caller's thread
             self._error = exc
         finally:
@@ -219,7 +232,7 @@ def scratch_dsn(dsn: str | None = None, *, pg_bin: str | None = None) -> Iterato
             with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
                 with contextlib.suppress(Exception), conn.cursor() as cursor:  # never stops this run
                     _drop_leftovers(cursor)
-                conn.execute(f'CREATE DATABASE "{name}"')
+                conn.execute(f'CREATE DATABASE "{name}"{copy_strategy(conn.cursor())}')
         except psycopg.Error as exc:
             raise ScratchError(f"cannot create a scratch database on that server (the role needs CREATEDB): "
                                f"{dsn_problem(exc, dsn)}") from None

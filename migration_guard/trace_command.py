@@ -27,7 +27,7 @@ from migration_guard.locks.modes import LockMode
 from migration_guard.locks.tracer import Trace, TraceError, trace
 from migration_guard.model import ActionKind, Effects, ParsedStatement
 from migration_guard.redact import mask_sql
-from migration_guard.scratch import ScratchError, is_scratch_name, scratch_database, scratch_name
+from migration_guard.scratch import ScratchError, copy_strategy, is_scratch_name, scratch_database, scratch_name
 
 __all__ = ["TracedStatement", "differences", "trace_migrations", "trace_statements", "traced_json", "traced_text"]
 
@@ -281,7 +281,7 @@ def trace_migrations(database: str = "default", *, app_label: str | None = None,
         # the database is at the state just before the first traced migration: keep a copy of it
         conn.close()
         with conn._nodb_cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{conn.settings_dict["NAME"]}"')
+            cursor.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{conn.settings_dict["NAME"]}"{copy_strategy(cursor)}')
         copied.append(copy)
 
     try:

@@ -181,6 +181,29 @@ def test_reports_identical_over_pushes_merges_rebases_and_edits(project, tmp_pat
     assert notes[0].startswith("base cache: no template for this base yet (6 migrations")
 
 
+def test_a_template_is_copied_file_by_file_not_through_the_write_ahead_log(project, tmp_path, templates,
+                                                                           pg_server):
+    """Keeping the base and copying it for the next run write the template's files, not its every
+    block to the write-ahead log (PostgreSQL 15's default, WAL_LOG: several times slower for a
+    project's thousands of small files, and a kept data folder that much bigger)."""
+    _repository(project)
+    _git(project.root, "checkout", "-qb", "feature")
+    project.add_migration("0005_item_quantity_big", MIGRATION_0005)
+
+    def wal() -> int:
+        with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+            return conn.execute("SELECT pg_current_wal_lsn() - '0/0'").fetchone()[0]
+
+    before = wal()
+    _, kept_notes = _lint(project, tmp_path, "--since", "main")
+    _, copy_notes = _lint(project, tmp_path, "--since", "main")
+    written = wal() - before
+    assert kept_notes[1].startswith("base cache: kept the base") and copy_notes[0].startswith(
+        "base cache: the scratch database is a copy of template")
+    ((_, _, size),) = templates()
+    assert written < size / 2, (written, size)
+
+
 def test_cache_list_and_prune_on_a_server(project, tmp_path, templates, pg_server):
     _repository(project)
     project.add_migration("0005_item_quantity_big", MIGRATION_0005)
