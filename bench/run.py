@@ -116,13 +116,18 @@ class Bench:
         self.only_ci = only_ci
         self._plan_db = ""
 
-    def database(self) -> str:
+    def database(self, template: str = "template1") -> str:
         self.databases += 1
         name = f"bench_{self.databases}"
         with psycopg.connect(self.server.dsn(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return name
+
+    def applied(self, db: str) -> set[tuple[str, str]]:
+        """The migrations recorded as applied in ``db``."""
+        with psycopg.connect(self.server.dsn(db)) as conn:
+            return set(conn.execute("SELECT app, name FROM django_migrations").fetchall())
 
     def drop(self, name: str) -> None:
         with psycopg.connect(self.server.dsn(), autocommit=True) as conn:
@@ -252,8 +257,10 @@ class Bench:
         (an empty cache: the base is built and kept), after a merge of the base's last ten migrations
         (a template without them) and warm (the template at the base). Cold and no cache are run in
         pairs side by side, and warm beside ``migrate --plan``, so that their ratios hold on a machine
-        whose speed drifts. The migration is named with ``--files`` (what ``--since`` selects from
-        git, without git)."""
+        whose speed drifts; then what Django's own ``migrate`` pays for the ten merged migrations
+        (``merged_migrate``), the floor of the merge run. The migration is named with ``--files``
+        (what ``--since`` selects from git, without git). ``self._plan_db`` is left at the base without
+        the ten; the caller drops it next."""
         layout = self._ci_layout(project, settings)
         new, merged = layout["new"], layout["merged"]
         caches = iter(range(1_000_000))
@@ -293,11 +300,44 @@ class Bench:
                    for name in ("ci-off", "ci-cold", "ci-merge", "ci-warm")]
         warm.detail["same_report"] = all(report == reports[0] for report in reports)
         step("ci_warm", warm)
+        step("ci_merged_migrate", self.merged_migrate(project, layout["base_settings"], layout["merged_labels"]))
+
+    def merged_migrate(self, project: Path, settings: str, merged: list[list[str]]) -> Measure:
+        """Django's own cost of the migrations a merge brings: ``manage.py migrate`` as a user runs it
+        after the merge (``settings``: the project without the pull request's app, so that it applies
+        exactly those), on a copy of ``self._plan_db`` brought to the base without them, beside a
+        ``migrate`` with nothing to apply on the same copy right after it (Django's start-up, the
+        migration graph, the project state of the applied migrations and its models rendered: what any
+        ``migrate`` pays before it applies anything). ``--repeat`` pairs side by side; the measure is
+        the median ``migrate`` of the ten, its detail the median of the pairs' differences
+        (``ten_s``). ``self._plan_db`` is itself unapplied to the base without the ten, once, by
+        Django's ``MigrationExecutor`` (``_UNMERGE``)."""
+        unmerge = run_measured([self.python, "-c", _UNMERGE, json.dumps(merged)], cwd=project,
+                               env=self.env(project, settings, self._plan_db), cap=self.cap * 4, codes=(0,))
+        if unmerge.capped:
+            raise RuntimeError(f"unapplying the merged migrations did not finish in {self.cap * 4:.0f} s")
+        pairs = []
+        for _ in range(self.repeat):
+            copy = self.database(template=self._plan_db)
+            try:
+                before = self.applied(copy)
+                ten = self.manage(project, settings, copy, "migrate", "-v0")
+                if self.applied(copy) - before != {tuple(label) for label in merged}:
+                    raise RuntimeError(f"migrate applied {sorted(self.applied(copy) - before)}, not {merged}")
+                pairs.append((self.manage(project, settings, copy, "migrate", "-v0"), ten))
+            finally:
+                self.drop(copy)
+        measure = _median([ten for _, ten in pairs])
+        measure.detail = {"ten_s": statistics.median(ten.wall_s - noop.wall_s for noop, ten in pairs),
+                          "noop_s": statistics.median(noop.wall_s for noop, _ in pairs), "migrations": len(merged)}
+        return measure
 
     def _ci_layout(self, project: Path, settings: str) -> dict:
         """Add the pull request's app (``prapp``: one migration on top of every app's last one) to
-        the project; its migration's file, how many migrations its base has, and the files of the
-        base's last ten in migrate's order (the rest is closed under dependencies)."""
+        the project; its migration's file, how many migrations its base has, the files and the
+        (app, name) labels of the base's last ten in migrate's order (the rest is closed under
+        dependencies), and a settings module of the project without the pull request's app (the
+        base as main has it: its ``migrate`` applies no ``prapp`` migration)."""
         app = project / "prapp"
         (app / "migrations").mkdir(parents=True, exist_ok=True)
         (app / "__init__.py").write_text("")
@@ -314,7 +354,10 @@ class Bench:
         (app / "migrations" / "0001_pr.py").write_text(_PR_MIGRATION.format(dependencies=leaves))
         settings_file = project / (settings.replace(".", "/") + ".py")
         settings_file.write_text(settings_file.read_text() + '\nINSTALLED_APPS = [*INSTALLED_APPS, "prapp"]\n')
-        return {**layout(), "new": str(app / "migrations" / "0001_pr.py")}
+        base_settings = settings + "_without_pr"
+        settings_file.with_name(base_settings.rsplit(".", 1)[-1] + ".py").write_text(
+            f"from {settings} import *\n\nINSTALLED_APPS = [app for app in INSTALLED_APPS if app != 'prapp']\n")
+        return {**layout(), "new": str(app / "migrations" / "0001_pr.py"), "base_settings": base_settings}
 
     def _unapply_last(self, project: Path, settings: str, db: str, fake: bool = False) -> str:
         """Unapply the last migration in migrate's order (a leaf); return its label."""
@@ -369,7 +412,34 @@ graph = executor.loader.graph
 order = [(m.app_label, m.name) for m, _ in executor.migration_plan(graph.leaf_nodes(), clean_start=True)]
 base = [node for node in order if node[0] != "prapp"]  # the pull request's app comes last: it needs all
 path = lambda node: sys.modules[type(graph.nodes[node]).__module__].__file__
-print(json.dumps({"leaves": sorted(graph.leaf_nodes()), "base": len(base), "merged": [path(n) for n in base[-10:]]}))
+print(json.dumps({"leaves": sorted(graph.leaf_nodes()), "base": len(base), "merged": [path(n) for n in base[-10:]],
+                  "merged_labels": base[-10:]}))
+"""
+
+# Bring the database to the base without the merged migrations (argv[1]: their labels), with Django's
+# own executor: back, each app of theirs to its last migration not merged (zero when none), which also
+# unapplies whatever depends on them (nothing else: the rest is closed under dependencies); then forth,
+# any other migration not applied (the bench unapplied the last one for migrate --plan). Checked.
+_UNMERGE = """
+import json, sys
+import django
+django.setup()
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.recorder import MigrationRecorder
+merged = {tuple(label) for label in json.loads(sys.argv[1])}
+executor = MigrationExecutor(connection)
+graph = executor.loader.graph
+order = [(m.app_label, m.name) for m, _ in executor.migration_plan(graph.leaf_nodes(), clean_start=True)]
+assert merged <= set(order), sorted(merged - set(order))
+kept = [node for node in order if node not in merged]
+last = {app: name for app, name in kept}  # migrate's order: an app's last kept migration comes last
+applied = set(executor.loader.applied_migrations)
+back = [(app, last.get(app)) for app in sorted({app for app, _ in merged})]
+executor.migrate([target for target in back if target[1] is None or target in applied])
+MigrationExecutor(connection).migrate(sorted(last.items()))
+applied = {node for node in MigrationRecorder(connection).applied_migrations() if node in graph.nodes}
+assert applied == set(kept), sorted(applied ^ set(kept))[:10]
 """
 
 _PR_MIGRATION = """from django.db import migrations, models
