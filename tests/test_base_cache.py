@@ -9,6 +9,8 @@ import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -510,11 +512,13 @@ def test_a_server_that_does_not_start_says_why(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm on this system")
-def test_a_copied_data_folder_goes_to_memory_when_it_fits_and_tmpdir_is_not_set(tmp_path, monkeypatch):
+def test_a_data_folder_goes_to_memory_when_it_fits_and_tmpdir_is_not_set(tmp_path, monkeypatch):
+    """A new data folder (initdb) and a copy of a kept one: in memory, unless TMPDIR says where."""
     for name in ("TMPDIR", "TEMP", "TMP"):
         monkeypatch.delenv(name, raising=False)
     kept = tmp_path / "kept"
     server = EmbeddedPostgres().start()
+    assert server.host.startswith("/dev/shm/migration-guard-pg-")
     server.stop(keep=lambda data: archive_data_folder(data, kept))
     try:
         server.start(data_from=kept)
@@ -529,6 +533,19 @@ def test_a_copied_data_folder_goes_to_memory_when_it_fits_and_tmpdir_is_not_set(
         monkeypatch.setenv(name, str(tmp_path))
         assert _memory_folder(0) is None
         monkeypatch.delenv(name)
+    # A folder the server's user can reach (as root the server runs as nobody; tmp_path is private).
+    folder = Path(tempfile.mkdtemp(prefix="migration-guard-test-tmpdir-", dir="/tmp"))
+    folder.chmod(0o755)
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read from TMPDIR again
+    try:
+        server = EmbeddedPostgres().start()
+        try:
+            assert server.host.startswith(str(folder / "migration-guard-pg-"))
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 MIGRATION_0007_DROP = '''
