@@ -306,49 +306,52 @@ Where the rest goes, and the limits:
 - **The pull request in CI mode (`--embedded`, the base cache)**: one new app's migration on top of
   every other migration, linted by `lint_migrations --embedded --files` with no base cache, cold (an
   empty cache: the base is built, then kept), after a merge of the base's last 10 migrations (a cache
-  holding the base without them) and warm (the base kept); every report the same. These rows come from
-  one `--only-ci` run on 2026-12-06 on a quiet machine (load average about 1; the CI rows at 100 and 300
-  migrations measured earlier that day at load 16-22 are superseded). Warm against `migrate --plan`
-  (pairs side by side): 1.68x at 100, 1.76x at 1,000, 1.54x at 5,000, 1.03x on the realistic project;
-  but in that `--only-ci` run the `migrate --plan` beside warm was given no database name and exited 1
-  once it had imported the migration files, before reading what is applied or building any state, and
-  the bench took that exit as a measure: those ratios are to Django's start-up and the import of the
-  migrations, not to a plan. The bench now runs it on the database at the base and requires Django's
-  commands to exit 0; a re-run late on 2026-12-06 on a loaded machine (not in the table) gave 1.34x at
-  100 (5 pairs), 1.37x at 1,000 (3 pairs) and 1.18x on the realistic project (one pair); 5,000 was not
-  re-run. At 5,000 a warm run takes 4.2 s where the same check without the cache takes 633 s. A warm
-  run applies nothing: what it adds to `migrate --plan` is the embedded server's start from the kept data folder
-  (extracting `data.tar`, about 17 MB, and the template's own archive while the migrations load) and the
-  copy of the template. Cold costs what no cache costs plus keeping the base (a `CREATE DATABASE ...
-  TEMPLATE` copy, the project state pickled beside it, the stopped data folder archived): +0.6 s at 100
-  (1.26x: there the whole check takes 2-3 s), within 3% at 1,000 and 5,000, +4.6 s (1.09x) on the
-  realistic project in this run, where keeping costs about 1 s (cProfile of a cold run: the template
-  copy and the pickled state 0.5 s, archiving 0.36 s, the key's digests of every migration 0.25 s, of
-  44 s) and the rest is the spread between runs of a 30-second build on this machine. After a merge
-  of 10 the run applies those 10 and keeps the new base: 1.25 s at 100, 3.3 s at 1,000, 12.2 s at 5,000,
-  3.4 s on the realistic project, against warm's 0.8, 1.6, 4.2 and 2.9 s. The target allows warm, a
+  holding the base without them) and warm (the base kept); every report the same. The rows come from
+  two `--only-ci` runs late on 2026-12-06 on a quiet machine (load average about 1):
+  `bench/results-2026-12-06-ci.json` (100, 1,000, 5,000 and the realistic project) and then
+  `bench/results-2026-12-06-ci-memory.json` (100 and 1,000 again, after the embedded server's new data
+  folder moved to memory; its rows replace the first run's). Between the runs, only the no-cache and
+  cold runs changed: warm and merge runs already started from a copy in memory. The 5,000 and realistic
+  rows are from the first run, so their no-cache and cold figures are from a data folder on disk.
+  Earlier runs that day are superseded: in them the `migrate --plan` beside warm was given no database
+  name and exited 1 once it had imported the migration files, and the bench took that exit as a
+  measure; it now runs on the database at the base, and Django's commands must exit 0.
+  *Warm* against `migrate --plan` (pairs side by side): 1.86x at 100, 1.65x at 1,000, 1.43x at 5,000,
+  1.05x on the realistic project; at 5,000 a warm run takes 4.2 s where the check without the cache
+  takes 508 s. A warm run applies nothing: what it adds to `migrate --plan` is the embedded server's
+  start from the kept data folder (extracting `data.tar` and the template's own archive while the
+  migrations load) and the copy of the template.
+  *Cold* costs what no cache costs plus keeping the base (the key's digests of every migration, a
+  `CREATE DATABASE ... TEMPLATE` copy, the project state pickled beside it, the stopped data folder
+  archived): 1.06x at 100 (1.86 s against 1.88 s by medians; 5 pairs), 0.90x at 1,000, 1.04x at 5,000
+  (one pair of 508 s and 523 s), 1.01x on the realistic project. Timed inside single runs at 1,000,
+  keeping costs 0.5 s of 30 s (digests 0.28 s, the template copy 0.13 s, archiving 0.08 s, the stop
+  0.1 s); the rest is the spread between runs. Two changes made keeping cheaper: the archives are
+  written with headers made directly (`tarfile` spent ~0.1 ms on each of a template's thousands of
+  files: archiving at 5,000 went from 1.0 s to 0.35 s, the same bytes), and a server without fsync
+  copies databases with `STRATEGY = FILE_COPY` (WAL_LOG wrote the template's every block to the
+  write-ahead log: 0.3-0.9 s against 0.09-0.14 s at 5,000). At 100 the copy still took 0.35-0.41 s
+  with either strategy (a CHECKPOINT just before it took 5 ms): it was the creation of its files in a
+  data folder on the temp folder's disk, 0.015 s in memory. So a new data folder now goes to memory
+  when it fits, as a copy of a kept one already did: no cache at 100 went from 3.3 s to 1.9 s, and cold
+  from 1.16x to 1.06x.
+  *After a merge of 10* the run applies those 10 and keeps the new base. The target allows warm, a
   quarter of warm for keeping the new base, and what those 10 migrations cost Django itself: the bench
   measures that (row *Django `migrate` of those 10 alone*) as Django's own `manage.py migrate` of
   exactly those 10, run as after the merge (the project without the pull request's app), onto a copy of
   the database brought to the base without them by Django's executor, less a `migrate` with nothing to
   apply on the same copy right after it (start-up, the graph, the applied migrations' state and its
-  models rendered), in pairs side by side. Results without that row (the 2026-12-06 run) fall back to
-  the 10's average share of a full build (no cache less warm, times 10 over the base), which
-  understates them: with it the target holds on the realistic project only. In the re-run (loaded
-  machine, not in the table) those 10 cost Django 0.18 s at 100, 0.87 s at 1,000 (87 ms each) and
-  1.12 s on the realistic project, against an average share of 0.18, 0.43 and 0.94 s; the merge runs
-  took 2.43, 3.20 and 4.04 s beside warm's 1.33, 2.01 and 4.18 s: the target met at 1,000 and on the
-  realistic project, missed at 100. cProfile of the merge run at 5,000 (15.4 s profiled): applying the
-  10 migrations 4.6 s
-  (0.46 s each, where a full build averages 0.13 s a migration: Django's `migrate` grows as N^1.9 here,
-  so the last migrations of a long history cost the most), the running code's state for the
-  compatibility rules 1.9 s (it was replayed from every migration, though it is the state the run
-  reaches just before the new migration: it is now taken there, after this bench run; the same merge run
-  went from 16.2 s to 14.9 s, the same report), archiving the data folder 1.5 s, the key's digests 0.5 s,
-  `CREATE DATABASE ... TEMPLATE` and the pickled state 0.4 s. Carrying the unchanged templates' archives
-  into the new kept folder instead of extracting and archiving them again was tried (27 MB less to
-  write at 1,000) and gave no gain beyond the spread between runs (2.84 s against 2.77 s), so it was
-  left out.
+  models rendered), in pairs side by side. The bench used the 10's average share of a full build
+  before, which understates them: Django's `migrate` grows as N^1.9 here, so the last migrations of a
+  long history cost the most (0.35 s each at 5,000, against an average of 0.1 s). Measured: 1.19 s at
+  100 against 0.84 s warm + 0.08 s (60 ms over the allowance), 2.75 s at 1,000 (1.79 + 0.59 s), 7.74 s
+  at 5,000 (4.19 + 3.49 s; it was 12.2 s: the running code's state is now taken where the run reaches
+  it instead of replayed from every migration, plus the archive and copy changes above), 2.90 s on
+  the realistic project (2.67 + 0.13 s). Timed inside a merge run at 5,000: applying the 10 migrations
+  3.2 s (after rendering every model first, as `migrate` does); keeping (the template copy, the pickled
+  state, the archive, the stop) about 0.7 s; listing the templates 0.3 s. Carrying the unchanged
+  templates' archives into the new kept folder instead of extracting and archiving them again was tried
+  (27 MB less to write at 1,000) and gave no gain beyond the spread between runs, so it was left out.
 - **explain**: the parse floor is pglast's `parse_sql`, whose Python nodes the gate builds at about twice
   its speed; the rest is the lock model, the catalog's step and the rules walking those nodes in Python,
   and the JSON. With the rules added since 2026-12-02 (43 now: the advice, compatibility, DO-block and
