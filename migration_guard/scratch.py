@@ -104,7 +104,7 @@ def _drop_leftovers(cursor) -> list[str]:
 
 def copy_strategy(cursor) -> str:
     """How ``CREATE DATABASE`` copies its template on the server of ``cursor``: file by file
-    (`` STRATEGY = FILE_COPY``) from PostgreSQL 15 on when the server does not fsync (the embedded
+    (``STRATEGY = FILE_COPY``) from PostgreSQL 15 on when the server does not fsync (the embedded
     one, many CI services), else the server's default. That default from 15 on, WAL_LOG, writes the
     template's every block to the write-ahead log: a project's schema is thousands of small files,
     and on the embedded server a copy of the base at 5,000 migrations took 0.3-0.9 s that way
@@ -232,7 +232,8 @@ def scratch_dsn(dsn: str | None = None, *, pg_bin: str | None = None) -> Iterato
             with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
                 with contextlib.suppress(Exception), conn.cursor() as cursor:  # never stops this run
                     _drop_leftovers(cursor)
-                conn.execute(f'CREATE DATABASE "{name}"{copy_strategy(conn.cursor())}')
+                with conn.cursor() as cursor:
+                    cursor.execute(f'CREATE DATABASE "{name}"{copy_strategy(cursor)}')
         except psycopg.Error as exc:
             raise ScratchError(f"cannot create a scratch database on that server (the role needs CREATEDB): "
                                f"{dsn_problem(exc, dsn)}") from None
